@@ -1,0 +1,80 @@
+import { RequestError } from '../../src/errors.js';
+import { cidrOverlaps, parseCidr } from '../../src/net/address.js';
+import type { NetworkRecord, NetworkSpec } from '../model.js';
+import { bridgeName } from '../names.js';
+import { OptionReader } from '../option-values.js';
+
+/** Docker's bridge option keys; they mean the same with tsnet. */
+export const BRIDGE_OPTIONS = {
+  name: 'com.docker.network.bridge.name',
+  icc: 'com.docker.network.bridge.enable_icc',
+  masquerade: 'com.docker.network.bridge.enable_ip_masquerade',
+  hostBinding: 'com.docker.network.bridge.host_binding_ipv4',
+  inhibitIpv4: 'com.docker.network.bridge.inhibit_ipv4',
+  defaultBridge: 'com.docker.network.bridge.default_bridge',
+  hostIpv4: 'com.docker.network.host_ipv4',
+} as const;
+
+export interface BridgeConfig {
+  bridge: string;
+  /** False when the user named a bridge that already existed: tsnet then never deletes it. */
+  createdBridge: boolean;
+  mtu: number;
+  icc: boolean;
+  masquerade: boolean;
+  hostBindingIpv4: string;
+  inhibitIpv4: boolean;
+  /** SNAT source instead of masquerade. */
+  hostIpv4?: string;
+}
+
+export const DEFAULT_MTU = 1500;
+
+/**
+ * Parses a bridge network's options and checks it against the other tsnet
+ * networks: one IPv4 subnet with a gateway, no overlap with another bridge
+ * network, no bridge used twice.
+ */
+export function parseBridgeConfig(
+  spec: NetworkSpec,
+  others: readonly NetworkRecord[],
+  existing: { isBridge: boolean } | undefined,
+): BridgeConfig {
+  const options = new OptionReader(spec.options);
+  const bridge = options.linkName(BRIDGE_OPTIONS.name) ?? bridgeName(spec.id);
+  if (existing && !existing.isBridge) throw new RequestError(BRIDGE_OPTIONS.name, `${bridge} exists and is not a bridge`);
+
+  if (spec.ipv4.length !== 1) throw new RequestError('IPv4Data', `a bridge network needs exactly one IPv4 subnet, got ${spec.ipv4.length}`);
+  const subnet = spec.ipv4[0]!;
+  const pool = parseCidr(subnet.pool)?.cidr;
+  if (!pool || pool.prefix === 0) throw new RequestError('IPv4Data.0.Pool', `"${subnet.pool}" cannot be a bridge subnet (the null IPAM is not supported)`);
+  if (!subnet.gateway) throw new RequestError('IPv4Data.0.Gateway', 'a bridge network needs a gateway address');
+
+  for (const other of others) {
+    if (other.kind !== 'bridge') continue;
+    const otherConfig = other.config as BridgeConfig;
+    if (otherConfig.bridge === bridge) throw new RequestError(BRIDGE_OPTIONS.name, `bridge ${bridge} is already used by network ${other.id.slice(0, 12)}`);
+    for (const otherSubnet of [...other.ipv4, ...other.ipv6Subnets]) {
+      for (const mine of [...spec.ipv4, ...spec.ipv6Subnets]) {
+        const a = parseCidr(mine.pool)?.cidr;
+        const b = parseCidr(otherSubnet.pool)?.cidr;
+        if (a && b && cidrOverlaps(a, b)) {
+          throw new RequestError('Pool', `${mine.pool} overlaps with ${otherSubnet.pool} of bridge network ${other.id.slice(0, 12)}`);
+        }
+      }
+    }
+  }
+
+  const hostIpv4 = options.ipv4(BRIDGE_OPTIONS.hostIpv4);
+  options.bool(BRIDGE_OPTIONS.defaultBridge, false);
+  return {
+    bridge,
+    createdBridge: existing === undefined,
+    mtu: spec.mtu ?? DEFAULT_MTU,
+    icc: options.bool(BRIDGE_OPTIONS.icc, true),
+    masquerade: options.bool(BRIDGE_OPTIONS.masquerade, true),
+    hostBindingIpv4: options.ipv4(BRIDGE_OPTIONS.hostBinding) ?? '0.0.0.0',
+    inhibitIpv4: options.bool(BRIDGE_OPTIONS.inhibitIpv4, false),
+    ...(hostIpv4 ? { hostIpv4 } : {}),
+  };
+}

@@ -1,0 +1,29 @@
+import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from './model.js';
+
+/**
+ * What every network kind implements. Core validates the common fields,
+ * then calls `prepareNetwork` (which refuses bad options and changes
+ * nothing), and only then the methods that program the kernel.
+ */
+export interface Driver<C = unknown, S = unknown> {
+  readonly kind: DriverKind;
+  /** The -o keys this driver understands (core refuses unknown tsnet.* keys). */
+  readonly optionKeys: readonly string[];
+
+  /** Parses and checks the driver's options against the kernel and the other networks. */
+  prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<C>;
+  createNetwork(network: NetworkRecord<C>, others: readonly NetworkRecord[]): Promise<void>;
+  /** Idempotent: what is already gone is success. */
+  deleteNetwork(network: NetworkRecord<C>, others: readonly NetworkRecord[]): Promise<void>;
+
+  createEndpoint(network: NetworkRecord<C>, endpoint: EndpointSpec): Promise<S>;
+  deleteEndpoint(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<void>;
+  join(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): JoinInfo;
+
+  /** Published ports and outbound access for the sandbox's gateway endpoint; returns the new state. */
+  programExternalConnectivity(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<S>;
+  revokeExternalConnectivity(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<S>;
+
+  /** Start-up: makes the kernel match the stored network again (after a reboot or a crash). */
+  restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;
+}

@@ -1,0 +1,13 @@
+/**
+ * Kernel names derive from Docker's IDs, so they are stable across restarts
+ * and never collide with Docker's own br-*, veth*, DOCKER*. All are ≤ 15 bytes.
+ */
+export const bridgeName = (networkId: string) => `tsbr-${networkId.slice(0, 10)}`;
+/** Host end of an endpoint's veth pair. */
+export const vethHostName = (endpointId: string) => `tsv${endpointId.slice(0, 12)}`;
+/** Container end, until dockerd moves it into the sandbox and renames it eth<N>. */
+export const vethContainerName = (endpointId: string) => `tsc${endpointId.slice(0, 12)}`;
+/** An endpoint's macvlan link, until dockerd moves it into the sandbox. */
+export const macvlanName = (endpointId: string) => `tsm${endpointId.slice(0, 12)}`;
+/** The host's own macvlan shim on a parent, per network. */
+export const shimName = (networkId: string) => `tss${networkId.slice(0, 12)}`;

@@ -1,0 +1,102 @@
+import type { DriverKind, NetworkSpec, SubnetRecord } from '../../drivers/model.js';
+import { OptionReader } from '../../drivers/option-values.js';
+import { RequestError } from '../errors.js';
+import { type Family, parseCidr, parseCidrWithIp } from '../net/address.js';
+
+/** Options every kind understands. */
+export const COMMON_OPTIONS = {
+  mode: 'tsnet.mode',
+  mtu: 'com.docker.network.driver.mtu',
+  ifacePrefix: 'com.docker.network.container_iface_prefix',
+} as const;
+
+/** Keys dockerd itself puts into CreateNetwork's Options. */
+const GENERIC = 'com.docker.network.generic';
+const ENABLE_IPV6 = 'com.docker.network.enable_ipv6';
+const INTERNAL = 'com.docker.network.internal';
+
+export interface IpamDataInput {
+  pool: string;
+  gateway?: string;
+  auxAddresses: Record<string, string>;
+}
+
+export interface CreateNetworkInput {
+  networkId: string;
+  options: Record<string, unknown>;
+  ipv4: IpamDataInput[];
+  ipv6: IpamDataInput[];
+}
+
+/** The -o map: dockerd sends it under com.docker.network.generic, values as strings. */
+export function genericOptions(options: Record<string, unknown>): Record<string, string> {
+  const generic = options[GENERIC] ?? {};
+  if (typeof generic !== 'object' || generic === null || Array.isArray(generic)) {
+    throw new RequestError(`Options.${GENERIC}`, 'must be a map of strings');
+  }
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(generic)) {
+    if (typeof value !== 'string') throw new RequestError(key, `value must be a string, got ${JSON.stringify(value)}`);
+    out[key] = value;
+  }
+  return out;
+}
+
+function flag(options: Record<string, unknown>, key: string): boolean {
+  const value = options[key];
+  if (value === undefined || value === null) return false;
+  if (typeof value === 'boolean') return value;
+  if (value === 'true' || value === 'false') return value === 'true';
+  throw new RequestError(`Options.${key}`, `must be a boolean, got ${JSON.stringify(value)}`);
+}
+
+/** macvlan when asked for, or when a parent is given; bridge otherwise. */
+export function kindOf(generic: Record<string, string>): DriverKind {
+  const mode = new OptionReader(generic).oneOf(COMMON_OPTIONS.mode, ['bridge', 'macvlan'] as const, generic.parent !== undefined ? 'macvlan' : 'bridge');
+  if (mode === 'bridge' && generic.parent !== undefined) throw new RequestError('parent', 'only macvlan networks take a parent interface');
+  return mode;
+}
+
+/** Checks one IPAM data entry and turns dockerd's `ip/len` gateways into plain IPs. */
+function subnetRecord(data: IpamDataInput, index: number, family: Family): SubnetRecord {
+  const field = `IPv${family}Data.${index}`;
+  const pool = parseCidr(data.pool);
+  if (!pool || pool.cidr.family !== family) throw new RequestError(`${field}.Pool`, `"${data.pool}" is not an IPv${family} subnet`);
+  const plainInPool = (text: string, what: string): string => {
+    const parsed = parseCidrWithIp(text);
+    if (!parsed || parsed.ip.family !== family || parsed.cidr.network !== pool.cidr.network || parsed.cidr.prefix !== pool.cidr.prefix) {
+      throw new RequestError(what, `"${text}" is not an address of ${data.pool}`);
+    }
+    return text.slice(0, text.indexOf('/'));
+  };
+  const aux: Record<string, string> = {};
+  for (const [name, address] of Object.entries(data.auxAddresses)) aux[name] = plainInPool(address, `${field}.AuxAddresses.${name}`);
+  return {
+    pool: data.pool,
+    ...(data.gateway ? { gateway: plainInPool(data.gateway, `${field}.Gateway`) } : {}),
+    aux,
+  };
+}
+
+/** The kind-independent part of a CreateNetwork, validated. */
+export function networkSpec(input: CreateNetworkInput): { kind: DriverKind; spec: NetworkSpec } {
+  const generic = genericOptions(input.options);
+  const reader = new OptionReader(generic);
+  const ifacePrefix = generic[COMMON_OPTIONS.ifacePrefix] ?? 'eth';
+  if (!/^[a-z]{1,10}$/.test(ifacePrefix)) throw new RequestError(COMMON_OPTIONS.ifacePrefix, `"${ifacePrefix}" must be 1 to 10 lower-case letters`);
+  const mtu = reader.integer(COMMON_OPTIONS.mtu, 68, 65535);
+  const ipv6 = flag(input.options, ENABLE_IPV6);
+  return {
+    kind: kindOf(generic),
+    spec: {
+      id: input.networkId,
+      internal: flag(input.options, INTERNAL),
+      ipv6,
+      ipv4: input.ipv4.map((d, i) => subnetRecord(d, i, 4)),
+      ipv6Subnets: input.ipv6.map((d, i) => subnetRecord(d, i, 6)),
+      ...(mtu !== undefined ? { mtu } : {}),
+      ifacePrefix,
+      options: generic,
+    },
+  };
+}

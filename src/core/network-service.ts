@@ -1,0 +1,218 @@
+import type { Logger } from 'pino';
+import type { Driver } from '../../drivers/driver.js';
+import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord } from '../../drivers/model.js';
+import { RequestError } from '../errors.js';
+import { KeyedMutex } from '../mutex.js';
+import { parseCidrWithIp } from '../net/address.js';
+import { MAC_ADDRESS, macFor } from '../net/mac.js';
+import { type Store, del, put } from '../store/store.js';
+import { endpointDriverOptions, portBindings } from './endpoint-options.js';
+import { COMMON_OPTIONS, type CreateNetworkInput, networkSpec } from './network-options.js';
+
+export interface CreateEndpointInput {
+  networkId: string;
+  endpointId: string;
+  address: string;
+  addressIPv6: string;
+  macAddress: string;
+  options: Record<string, unknown>;
+}
+
+/** Join's answer: the driver's JoinInfo plus the interface prefix of the network. */
+export interface JoinResult extends JoinInfo {
+  dstPrefix: string;
+}
+
+/** Network and endpoint creation and deletion serialise on this key: they check each other for conflicts. */
+const TOPOLOGY = 'topology';
+
+/**
+ * Networks and endpoints: their lifecycle, persisted in the Store, with the
+ * kernel work delegated to the driver of each network's kind.
+ */
+export class NetworkService {
+  private readonly networks = new Map<string, NetworkRecord>();
+  private readonly endpoints = new Map<string, EndpointRecord>();
+  private readonly mutex = new KeyedMutex();
+
+  constructor(
+    private readonly store: Store,
+    private readonly drivers: ReadonlyMap<DriverKind, Driver>,
+    private readonly log: Logger,
+  ) {}
+
+  async load(): Promise<void> {
+    for (const network of (await this.store.readAll<NetworkRecord>('networks')).values()) this.networks.set(network.id, network);
+    for (const endpoint of (await this.store.readAll<EndpointRecord>('endpoints')).values()) this.endpoints.set(endpoint.id, endpoint);
+  }
+
+  /** Makes the kernel match the stored networks again; a failing network is logged, not fatal. */
+  async restore(): Promise<void> {
+    for (const network of this.networks.values()) {
+      try {
+        await this.driverOf(network).restore(network, this.endpointsOf(network.id));
+      } catch (error) {
+        this.log.error({ err: error, network: network.id }, 'could not restore network');
+      }
+    }
+  }
+
+  listNetworks(): NetworkRecord[] {
+    return [...this.networks.values()];
+  }
+
+  listEndpoints(): EndpointRecord[] {
+    return [...this.endpoints.values()];
+  }
+
+  private driverOf(network: { kind: DriverKind }): Driver {
+    const driver = this.drivers.get(network.kind);
+    if (!driver) throw new RequestError('tsnet.mode', `${network.kind} networks are not supported by this daemon`);
+    return driver;
+  }
+
+  private endpointsOf(networkId: string): EndpointRecord[] {
+    return [...this.endpoints.values()].filter((e) => e.networkId === networkId);
+  }
+
+  private network(networkId: string): NetworkRecord {
+    const network = this.networks.get(networkId);
+    if (!network) throw new RequestError('NetworkID', `no such network ${networkId} (tsnet has no record of it)`);
+    return network;
+  }
+
+  private endpoint(networkId: string, endpointId: string): EndpointRecord {
+    const endpoint = this.endpoints.get(endpointId);
+    if (!endpoint || endpoint.networkId !== networkId) throw new RequestError('EndpointID', `no such endpoint ${endpointId} in network ${networkId}`);
+    return endpoint;
+  }
+
+  /** Refuses misspelt tsnet.* options; other unknown keys are logged, as Docker's drivers ignore them. */
+  private checkOptionKeys(options: Record<string, string>, driver: Driver): void {
+    const known = new Set<string>([...Object.values(COMMON_OPTIONS), ...driver.optionKeys]);
+    for (const key of Object.keys(options)) {
+      if (known.has(key)) continue;
+      if (key.startsWith('tsnet.')) {
+        const mine = [...known].filter((k) => k.startsWith('tsnet.')).join(', ');
+        throw new RequestError(key, `unknown option for ${driver.kind} networks (tsnet options here: ${mine})`);
+      }
+      this.log.warn({ option: key }, 'ignoring an option tsnet does not know');
+    }
+  }
+
+  createNetwork(input: CreateNetworkInput): Promise<void> {
+    return this.mutex.run(TOPOLOGY, async () => {
+      if (this.networks.has(input.networkId)) return; // a retried request: already done
+      const { kind, spec } = networkSpec(input);
+      const driver = this.driverOf({ kind });
+      this.checkOptionKeys(spec.options, driver);
+      const others = [...this.networks.values()];
+      const network: NetworkRecord = { ...spec, kind, config: await driver.prepareNetwork(spec, others) };
+      await driver.createNetwork(network, others);
+      try {
+        await this.store.commit([put('networks', network.id, network)]);
+      } catch (error) {
+        await driver.deleteNetwork(network, others).catch(() => undefined);
+        throw error;
+      }
+      this.networks.set(network.id, network);
+    });
+  }
+
+  deleteNetwork(networkId: string): Promise<void> {
+    return this.mutex.run(TOPOLOGY, async () => {
+      const network = this.networks.get(networkId);
+      if (!network) return;
+      const driver = this.driverOf(network);
+      // dockerd deletes endpoints first; any left are stale records of a crash.
+      const stale = this.endpointsOf(networkId);
+      for (const endpoint of stale) await driver.deleteEndpoint(network, endpoint);
+      const others = [...this.networks.values()].filter((n) => n.id !== networkId);
+      await driver.deleteNetwork(network, others);
+      await this.store.commit([...stale.map((e) => del('endpoints', e.id)), del('networks', networkId)]);
+      stale.forEach((e) => this.endpoints.delete(e.id));
+      this.networks.delete(networkId);
+    });
+  }
+
+  /** Returns the MAC tsnet chose, only when dockerd had none: dockerd refuses fields echoed back. */
+  createEndpoint(input: CreateEndpointInput): Promise<{ macAddress?: string }> {
+    return this.mutex.run(TOPOLOGY, async () => {
+      const network = this.network(input.networkId);
+      const existing = this.endpoints.get(input.endpointId);
+      if (existing) return input.macAddress === '' ? { macAddress: existing.mac } : {};
+      const ipv4 = this.interfaceAddress(input.address, 4, 'Interface.Address');
+      this.interfaceAddress(input.addressIPv6, 6, 'Interface.AddressIPv6');
+      if (input.macAddress !== '' && !MAC_ADDRESS.test(input.macAddress)) {
+        throw new RequestError('Interface.MacAddress', `"${input.macAddress}" is not a MAC address`);
+      }
+      const spec: EndpointSpec = {
+        id: input.endpointId,
+        networkId: network.id,
+        ...(input.address ? { address: input.address } : {}),
+        ...(input.addressIPv6 ? { addressIPv6: input.addressIPv6 } : {}),
+        mac: input.macAddress || macFor(ipv4),
+        portBindings: portBindings(input.options),
+        driverOptions: endpointDriverOptions(input.options),
+      };
+      const driver = this.driverOf(network);
+      const endpoint: EndpointRecord = { ...spec, state: await driver.createEndpoint(network, spec) };
+      try {
+        await this.store.commit([put('endpoints', endpoint.id, endpoint)]);
+      } catch (error) {
+        await driver.deleteEndpoint(network, endpoint).catch(() => undefined);
+        throw error;
+      }
+      this.endpoints.set(endpoint.id, endpoint);
+      return input.macAddress === '' ? { macAddress: endpoint.mac } : {};
+    });
+  }
+
+  private interfaceAddress(text: string, family: 4 | 6, field: string) {
+    if (text === '') return undefined;
+    const parsed = parseCidrWithIp(text);
+    if (!parsed || parsed.ip.family !== family) throw new RequestError(field, `"${text}" is not an IPv${family} address with a prefix length`);
+    return parsed.ip;
+  }
+
+  deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
+    return this.mutex.run(TOPOLOGY, async () => {
+      const endpoint = this.endpoints.get(endpointId);
+      const network = this.networks.get(networkId);
+      if (!endpoint || !network || endpoint.networkId !== networkId) return;
+      await this.driverOf(network).deleteEndpoint(network, endpoint);
+      await this.store.commit([del('endpoints', endpointId)]);
+      this.endpoints.delete(endpointId);
+    });
+  }
+
+  async join(networkId: string, endpointId: string): Promise<JoinResult> {
+    const network = this.network(networkId);
+    const endpoint = this.endpoint(networkId, endpointId);
+    return { ...this.driverOf(network).join(network, endpoint), dstPrefix: network.ifacePrefix };
+  }
+
+  programExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+    return this.updateEndpointState(networkId, endpointId, (driver, network, endpoint) => driver.programExternalConnectivity(network, endpoint), true);
+  }
+
+  revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+    return this.updateEndpointState(networkId, endpointId, (driver, network, endpoint) => driver.revokeExternalConnectivity(network, endpoint), false);
+  }
+
+  private updateEndpointState(
+    networkId: string,
+    endpointId: string,
+    change: (driver: Driver, network: NetworkRecord, endpoint: EndpointRecord) => Promise<unknown>,
+    mustExist: boolean,
+  ): Promise<void> {
+    return this.mutex.run(TOPOLOGY, async () => {
+      if (!mustExist && (!this.endpoints.has(endpointId) || !this.networks.has(networkId))) return;
+      const network = this.network(networkId);
+      const endpoint = this.endpoint(networkId, endpointId);
+      const updated: EndpointRecord = { ...endpoint, state: await change(this.driverOf(network), network, endpoint) };
+      await this.store.commit([put('endpoints', endpointId, updated)]);
+      this.endpoints.set(endpointId, updated);
+    });
+  }
+}

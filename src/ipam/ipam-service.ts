@@ -1,0 +1,271 @@
+import { RequestError } from '../errors.js';
+import { KeyedMutex } from '../mutex.js';
+import { type Store, type Write, del, put } from '../store/store.js';
+import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
+import { type DefaultPool, candidateSubnets, parseDefaultPools, DEFAULT_POOLS_V4, DEFAULT_POOLS_V6 } from './default-pools.js';
+import { PoolAllocator } from './pool-allocator.js';
+
+export const LOCAL_ADDRESS_SPACE = 'tsnet-local';
+export const GLOBAL_ADDRESS_SPACE = 'tsnet-global';
+const ADDRESS_SPACES = [LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE];
+export const GATEWAY_REQUEST = 'com.docker.network.gateway';
+
+/** A pool as persisted; `refs` counts the networks that requested it. */
+export interface PoolRecord {
+  id: string;
+  addressSpace: string;
+  pool: string;
+  subPool?: string;
+  v6: boolean;
+  refs: number;
+  /** The allocator's cursor (an offset, as a decimal string: JSON has no bigint). */
+  cursor: string;
+}
+
+/** A taken address; a gateway shared by networks on one pool is held several times. */
+export interface AddressRecord {
+  poolId: string;
+  address: string;
+  gateway: boolean;
+  holders: number;
+}
+
+export interface PoolRequest {
+  addressSpace: string;
+  pool: string;
+  subPool: string;
+  options: Record<string, string>;
+  v6: boolean;
+}
+
+export interface AddressRequest {
+  poolId: string;
+  address: string;
+  options: Record<string, string>;
+}
+
+export interface IpamConfig {
+  defaultPoolsV4?: string;
+  defaultPoolsV6?: string;
+  /** Subnets in use on the host (routes, addresses); automatic pools avoid them. */
+  hostNetworks?: () => Promise<Cidr[]>;
+}
+
+interface LivePool {
+  record: PoolRecord;
+  allocator: PoolAllocator;
+  addresses: Map<string, AddressRecord>;
+}
+
+const addressKey = (poolId: string, address: string) => `${poolId} ${address}`;
+
+/** tsnet's IPAM: pools, gateways, aux and container addresses, persisted in the Store. */
+export class IpamService {
+  private readonly pools = new Map<string, LivePool>();
+  private readonly mutex = new KeyedMutex();
+  private readonly defaults: Record<4 | 6, DefaultPool[]>;
+  private readonly hostNetworks: () => Promise<Cidr[]>;
+
+  constructor(
+    private readonly store: Store,
+    config: IpamConfig = {},
+  ) {
+    this.defaults = {
+      4: parseDefaultPools(config.defaultPoolsV4 ?? DEFAULT_POOLS_V4),
+      6: parseDefaultPools(config.defaultPoolsV6 ?? DEFAULT_POOLS_V6),
+    };
+    this.hostNetworks = config.hostNetworks ?? (async () => []);
+  }
+
+  async load(): Promise<void> {
+    const records = await this.store.readAll<PoolRecord>('pools');
+    for (const record of records.values()) this.pools.set(record.id, this.instantiate(record));
+    const addresses = await this.store.readAll<AddressRecord>('addresses');
+    for (const address of addresses.values()) {
+      const live = this.pools.get(address.poolId);
+      if (!live) continue;
+      live.allocator.take(parseIp(address.address)!, false);
+      live.addresses.set(address.address, address);
+    }
+  }
+
+  private instantiate(record: PoolRecord): LivePool {
+    const pool = parseCidr(record.pool)!.cidr;
+    const range = record.subPool ? parseCidr(record.subPool)!.cidr : undefined;
+    const allocator = new PoolAllocator(pool, range);
+    allocator.cursor = BigInt(record.cursor);
+    return { record, allocator, addresses: new Map() };
+  }
+
+  /** The pools known, for state inspection and tests. */
+  list(): PoolRecord[] {
+    return [...this.pools.values()].map((p) => ({ ...p.record }));
+  }
+
+  addressesOf(poolId: string): AddressRecord[] {
+    return [...(this.pools.get(poolId)?.addresses.values() ?? [])].map((a) => ({ ...a }));
+  }
+
+  requestPool(request: PoolRequest): Promise<{ poolId: string; pool: string; data: Record<string, string> }> {
+    return this.mutex.run('ipam', async () => {
+      if (!ADDRESS_SPACES.includes(request.addressSpace)) {
+        throw new RequestError('AddressSpace', `unknown address space "${request.addressSpace}"; tsnet serves ${ADDRESS_SPACES.join(' and ')}`);
+      }
+      const family = request.v6 ? 6 : 4;
+      const pool = request.pool === '' ? await this.choosePool(request.addressSpace, family, request.subPool) : this.parsePool(request.pool, family);
+      const subPool = this.parseSubPool(request.subPool, pool);
+      const id = [request.addressSpace, formatCidr(pool), ...(subPool ? [formatCidr(subPool)] : [])].join('/');
+
+      const existing = this.pools.get(id);
+      if (existing) {
+        // Same space, pool and range: the spec asks for the same PoolID, counted once more.
+        const record = { ...existing.record, refs: existing.record.refs + 1 };
+        await this.store.commit([put('pools', id, record)]);
+        existing.record = record;
+        return { poolId: id, pool: record.pool, data: {} };
+      }
+      for (const other of this.pools.values()) {
+        const otherPool = other.allocator.pool;
+        if (other.record.addressSpace === request.addressSpace && cidrOverlaps(otherPool, pool)) {
+          throw new RequestError('Pool', `${formatCidr(pool)} overlaps with pool ${formatCidr(otherPool)} in address space ${request.addressSpace}`);
+        }
+      }
+      const allocator = new PoolAllocator(pool, subPool);
+      const record: PoolRecord = {
+        id,
+        addressSpace: request.addressSpace,
+        pool: formatCidr(pool),
+        ...(subPool ? { subPool: formatCidr(subPool) } : {}),
+        v6: request.v6,
+        refs: 1,
+        cursor: allocator.cursor.toString(),
+      };
+      await this.store.commit([put('pools', id, record)]);
+      this.pools.set(id, { record, allocator, addresses: new Map() });
+      return { poolId: id, pool: record.pool, data: {} };
+    });
+  }
+
+  private parsePool(text: string, family: 4 | 6): Cidr {
+    const parsed = parseCidr(text);
+    if (!parsed) throw new RequestError('Pool', `"${text}" is not a subnet in CIDR notation`);
+    if (parsed.cidr.family !== family) throw new RequestError('Pool', `${text} is not an IPv${family} subnet`);
+    if (parsed.hostBitsSet) throw new RequestError('Pool', `${text} has host bits set; did you mean ${formatCidr(parsed.cidr)}?`);
+    const maxPrefix = family === 4 ? 30 : 126;
+    if (parsed.cidr.prefix > maxPrefix) throw new RequestError('Pool', `${text} is too small: it must hold at least two container addresses`);
+    if (parsed.cidr.prefix === 0) throw new RequestError('Pool', `${text} covers the whole address family`);
+    return parsed.cidr;
+  }
+
+  private parseSubPool(text: string, pool: Cidr): Cidr | undefined {
+    if (text === '') return undefined;
+    const parsed = parseCidr(text);
+    if (!parsed) throw new RequestError('SubPool', `"${text}" is not a subnet in CIDR notation`);
+    if (parsed.hostBitsSet) throw new RequestError('SubPool', `${text} has host bits set; did you mean ${formatCidr(parsed.cidr)}?`);
+    if (!cidrWithin(parsed.cidr, pool)) throw new RequestError('SubPool', `${text} is not inside pool ${formatCidr(pool)}`);
+    return parsed.cidr;
+  }
+
+  private async choosePool(addressSpace: string, family: 4 | 6, subPool: string): Promise<Cidr> {
+    if (subPool !== '') throw new RequestError('SubPool', 'an ip-range needs an explicit subnet (Pool)');
+    const inUse = [...this.pools.values()].map((p) => p.allocator.pool);
+    const onHost = await this.hostNetworks();
+    for (const candidate of candidateSubnets(this.defaults[family])) {
+      // A pool libnetwork rejected stays allocated until it releases it, so it is never offered twice.
+      if (inUse.some((used) => cidrOverlaps(used, candidate))) continue;
+      if (onHost.some((used) => cidrOverlaps(used, candidate))) continue;
+      return candidate;
+    }
+    throw new RequestError('Pool', `no free IPv${family} subnet left in the default pools of address space ${addressSpace}`);
+  }
+
+  releasePool(poolId: string): Promise<void> {
+    return this.mutex.run('ipam', async () => {
+      const live = this.pools.get(poolId);
+      if (!live) return;
+      if (live.record.refs > 1) {
+        const record = { ...live.record, refs: live.record.refs - 1 };
+        await this.store.commit([put('pools', poolId, record)]);
+        live.record = record;
+        return;
+      }
+      const writes: Write[] = [del('pools', poolId), ...[...live.addresses.keys()].map((a) => del('addresses', addressKey(poolId, a)))];
+      await this.store.commit(writes);
+      this.pools.delete(poolId);
+    });
+  }
+
+  requestAddress(request: AddressRequest): Promise<{ address: string }> {
+    return this.mutex.run('ipam', async () => {
+      const live = this.pools.get(request.poolId);
+      if (!live) throw new RequestError('PoolID', `unknown pool "${request.poolId}"`);
+      const isGateway = request.options.RequestAddressType === GATEWAY_REQUEST;
+      const address = request.address === '' ? this.nextAddress(live, isGateway) : this.preferredAddress(live, request.address, isGateway);
+      const automatic = request.address === '' && !isGateway;
+      return { address: `${await this.take(live, address, isGateway, automatic)}/${live.allocator.pool.prefix}` };
+    });
+  }
+
+  /** The address automatic allocation gives: the pool's first free one for a gateway, else the range's next. */
+  private nextAddress(live: LivePool, isGateway: boolean): Ip {
+    const next = isGateway ? live.allocator.peekFirstInPool() : live.allocator.peekNext();
+    if (next) return next;
+    const range = live.record.subPool ? ` (ip-range ${live.record.subPool})` : '';
+    throw new RequestError('Address', `no free address left in pool ${live.record.pool}${range}`);
+  }
+
+  /** Checks an address the user chose (--gateway, --aux-address, --ip); it may lie outside the ip-range. */
+  private preferredAddress(live: LivePool, text: string, isGateway: boolean): Ip {
+    const ip = parseIp(text);
+    if (!ip) throw new RequestError('Address', `"${text}" is not an IP address`);
+    const { allocator, record } = live;
+    if (!allocator.contains(ip)) throw new RequestError('Address', `${text} is outside pool ${record.pool}`);
+    if (allocator.isReserved(ip)) throw new RequestError('Address', `${text} is the network or broadcast address of pool ${record.pool}`);
+    const held = live.addresses.get(formatIp(ip));
+    // Several networks on one shared pool may share their gateway; nothing else is shared.
+    if (held && !(isGateway && held.gateway)) throw new RequestError('Address', `${text} is already allocated in pool ${record.pool}`);
+    return ip;
+  }
+
+  /** Persists the address as taken (or held once more), then updates memory; only automatic picks move the cursor. */
+  private async take(live: LivePool, ip: Ip, isGateway: boolean, automatic: boolean): Promise<string> {
+    const { allocator } = live;
+    const text = formatIp(ip);
+    const held = live.addresses.get(text);
+    const address: AddressRecord = held ? { ...held, holders: held.holders + 1 } : { poolId: live.record.id, address: text, gateway: isGateway, holders: 1 };
+    const writes: Write[] = [put('addresses', addressKey(live.record.id, text), address)];
+    const previousCursor = allocator.cursor;
+    if (!held) allocator.take(ip, automatic);
+    const record = allocator.cursor === previousCursor ? live.record : { ...live.record, cursor: allocator.cursor.toString() };
+    if (record !== live.record) writes.push(put('pools', record.id, record));
+    try {
+      await this.store.commit(writes);
+    } catch (error) {
+      if (!held) allocator.release(ip);
+      allocator.cursor = previousCursor;
+      throw error;
+    }
+    live.record = record;
+    live.addresses.set(text, address);
+    return text;
+  }
+
+  releaseAddress(poolId: string, address: string): Promise<void> {
+    return this.mutex.run('ipam', async () => {
+      const live = this.pools.get(poolId);
+      const ip = parseIp(address.split('/')[0] ?? '');
+      if (!live || !ip) return;
+      const held = live.addresses.get(formatIp(ip));
+      if (!held) return;
+      if (held.holders > 1) {
+        const shared = { ...held, holders: held.holders - 1 };
+        await this.store.commit([put('addresses', addressKey(poolId, held.address), shared)]);
+        live.addresses.set(held.address, shared);
+        return;
+      }
+      await this.store.commit([del('addresses', addressKey(poolId, held.address))]);
+      live.allocator.release(ip);
+      live.addresses.delete(held.address);
+    });
+  }
+}

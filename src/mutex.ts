@@ -1,0 +1,20 @@
+/**
+ * Serialises async work per key. Calls for one network (or for the IPAM)
+ * run one at a time, calls for different keys overlap.
+ */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    const result = previous.then(work, work);
+    const tail = result.catch(() => undefined);
+    this.tails.set(key, tail);
+    try {
+      return await result;
+    } finally {
+      // Forget the key once nobody queued behind us, so the map stays small.
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}

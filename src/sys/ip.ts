@@ -1,0 +1,100 @@
+import { CommandError, type Runner } from './runner.js';
+
+/** The parts of `ip -json -details link show` tsnet reads. */
+export interface LinkInfo {
+  ifindex: number;
+  ifname: string;
+  mtu: number;
+  flags: string[];
+  address?: string;
+  master?: string;
+  /** `link` is the parent's name for vlan/macvlan links in the same netns. */
+  link?: string;
+  promiscuity?: number;
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+}
+
+export interface AddressInfo {
+  ifname: string;
+  addr_info: Array<{ family: 'inet' | 'inet6'; local: string; prefixlen: number }>;
+}
+
+export interface RouteInfo {
+  dst: string;
+  dev?: string;
+}
+
+/** A link name that ip(8) and the kernel accept and that is safe in an `ip -batch` line. */
+export const LINK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+
+function checkBatchLine(words: readonly string[]): string {
+  for (const word of words) {
+    // ip -batch splits on blanks and honours quotes; tsnet only ever passes
+    // generated names, numbers and addresses, so anything else is a bug.
+    if (word === '' || /[\s"'\\#]/.test(word)) throw new Error(`unsafe word in ip batch line: ${JSON.stringify(word)}`);
+  }
+  return words.join(' ');
+}
+
+/** iproute2, through the Runner: JSON for reads, one `ip -batch -` per group of writes. */
+export class Ip {
+  constructor(
+    private readonly runner: Runner,
+    /** `ip -n <netns>`: operate inside a named network namespace. */
+    private readonly netns?: string,
+  ) {}
+
+  private base(): string[] {
+    return this.netns ? ['-n', this.netns] : [];
+  }
+
+  /** Runs all lines in one process; iproute2 stops at the first failing line. */
+  async batch(lines: ReadonlyArray<readonly string[]>): Promise<void> {
+    if (lines.length === 0) return;
+    const input = lines.map(checkBatchLine).join('\n') + '\n';
+    await this.runner.run('ip', [...this.base(), '-batch', '-'], { input });
+  }
+
+  /** Runs one write command; cheaper than a batch when there is only one. */
+  async exec(words: readonly string[]): Promise<void> {
+    checkBatchLine(words);
+    await this.runner.run('ip', [...this.base(), ...words]);
+  }
+
+  async link(name: string): Promise<LinkInfo | undefined> {
+    try {
+      const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'link', 'show', 'dev', name]);
+      return (JSON.parse(stdout) as LinkInfo[])[0];
+    } catch (error) {
+      if (error instanceof CommandError && /does not exist|Cannot find device/.test(error.stderr)) return undefined;
+      throw error;
+    }
+  }
+
+  async links(): Promise<LinkInfo[]> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'link', 'show']);
+    return JSON.parse(stdout) as LinkInfo[];
+  }
+
+  async addresses(): Promise<AddressInfo[]> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show']);
+    return JSON.parse(stdout) as AddressInfo[];
+  }
+
+  async routes(family: 4 | 6): Promise<RouteInfo[]> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', `-${family}`, 'route', 'show']);
+    return JSON.parse(stdout) as RouteInfo[];
+  }
+
+  /** Deletes links, ignoring the ones already gone: teardown is idempotent. */
+  async deleteLinks(names: readonly string[]): Promise<void> {
+    for (const name of names) {
+      try {
+        await this.exec(['link', 'del', 'dev', name]);
+      } catch (error) {
+        if (error instanceof CommandError && /does not exist|Cannot find device/.test(error.stderr)) continue;
+        throw error;
+      }
+    }
+  }
+}
