@@ -1,0 +1,44 @@
+#!/bin/bash
+# install-test-deps.sh — install the Debian packages tsnet's integration/e2e
+# tests need (real dockerd, iptables, a static busybox for the test image,
+# iproute2, kmod + user-mode-linux for the VLAN guest suite, curl).
+# Idempotent: when every package is already installed it only asks dpkg-query
+# and returns in well under a second; otherwise it runs `apt-get update` once
+# and installs just what is missing. Needs root (CI machines run as root).
+set -euo pipefail
+
+packages=(docker.io iptables busybox-static kmod user-mode-linux iproute2 curl)
+
+is_installed() {
+  # "install ok installed" is dpkg's status for a fully configured package;
+  # a removed-but-not-purged package ("deinstall ok config-files") must count as missing.
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  is_installed "$p" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-test-deps: all present (${packages[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: missing ${missing[*]}, and installing them needs root" >&2
+  exit 1
+fi
+
+echo "install-test-deps: installing ${missing[*]}"
+# NEEDRESTART_SUSPEND: needrestart (if present) would otherwise run after every apt call.
+export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# docker.io's postinst does not start dockerd on machines without an init
+# system, which is what we want: the tests start private dockerds themselves.
+for p in "${missing[@]}"; do
+  is_installed "$p" || { echo "install-test-deps: $p still not installed" >&2; exit 1; }
+done
+echo "install-test-deps: done"
