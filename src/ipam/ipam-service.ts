@@ -111,6 +111,9 @@ export class IpamService {
       if (!ADDRESS_SPACES.includes(request.addressSpace)) {
         throw new RequestError('AddressSpace', `unknown address space "${request.addressSpace}"; tsnet serves ${ADDRESS_SPACES.join(' and ')}`);
       }
+      for (const key of Object.keys(request.options)) {
+        if (key.startsWith('tsnet.')) throw new RequestError(`Options.${key}`, 'unknown IPAM option');
+      }
       const family = request.v6 ? 6 : 4;
       const pool = request.pool === '' ? await this.choosePool(request.addressSpace, family, request.subPool) : this.parsePool(request.pool, family);
       const subPool = this.parseSubPool(request.subPool, pool);
