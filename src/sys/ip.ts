@@ -24,6 +24,9 @@ export interface RouteInfo {
   dev?: string;
 }
 
+/** ip(8)'s words for a link or route that is not there. */
+const GONE = /does not exist|Cannot find device|No such process/;
+
 /** A link name that ip(8) and the kernel accept and that is safe in an `ip -batch` line. */
 export const LINK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
@@ -66,7 +69,7 @@ export class Ip {
       const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'link', 'show', 'dev', name]);
       return (JSON.parse(stdout) as LinkInfo[])[0];
     } catch (error) {
-      if (error instanceof CommandError && /does not exist|Cannot find device/.test(error.stderr)) return undefined;
+      if (error instanceof CommandError && GONE.test(error.stderr)) return undefined;
       throw error;
     }
   }
@@ -88,13 +91,15 @@ export class Ip {
 
   /** Deletes links, ignoring the ones already gone: teardown is idempotent. */
   async deleteLinks(names: readonly string[]): Promise<void> {
-    for (const name of names) {
-      try {
-        await this.exec(['link', 'del', 'dev', name]);
-      } catch (error) {
-        if (error instanceof CommandError && /does not exist|Cannot find device/.test(error.stderr)) continue;
-        throw error;
-      }
+    for (const name of names) await this.execTeardown(['link', 'del', 'dev', name]);
+  }
+
+  /** Runs one undo command (route del, flag reset); a link or route already gone is success. */
+  async execTeardown(words: readonly string[]): Promise<void> {
+    try {
+      await this.exec(words);
+    } catch (error) {
+      if (!(error instanceof CommandError) || !GONE.test(error.stderr)) throw error;
     }
   }
 }
