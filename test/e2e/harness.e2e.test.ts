@@ -27,6 +27,7 @@ import {
   run,
   startDockerd,
   TEST_IMAGE,
+  wireHosts,
 } from '../harness/index.js';
 
 // The test must fail, not skip, on a machine that cannot run it.
@@ -215,5 +216,25 @@ describe('two netns joined by a veth', () => {
     } finally {
       await cleanup.run();
     }
+  });
+});
+
+describe('two simulated hosts on one wire', () => {
+  const hosts: DockerHost[] = [];
+
+  afterAll(async () => {
+    for (const h of hosts) await h.destroy();
+  });
+
+  it('carry Docker\'s built-in macvlan traffic from a container on A to a container on B', async () => {
+    for (let i = 0; i < 2; i++) hosts.push(await createDockerHost({ tsnet: false, dockerdArgs: ['--bridge=none'] }));
+    const [a, b] = hosts as [DockerHost, DockerHost];
+    await wireHosts(a, b);
+    for (const h of hosts) {
+      await h.dockerOk(['network', 'create', '-d', 'macvlan', '--subnet', '10.77.0.0/24', '-o', 'parent=eth1', 'mv']);
+    }
+    await b.dockerOk(['run', '-d', '--pull=never', '--name', 'cb', '--network', 'mv', '--ip', '10.77.0.20', TEST_IMAGE, 'sleep', '600']);
+    const ping = await a.docker(['run', '--rm', '--pull=never', '--network', 'mv', '--ip', '10.77.0.10', TEST_IMAGE, 'ping', '-c', '1', '-W', '5', '10.77.0.20']);
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
   });
 });

@@ -12,6 +12,7 @@ import type { CommandResult, RunOptions } from './exec.js';
 import { type Dockerd, startDockerd } from './dockerd.js';
 import { importTestImage } from './image.js';
 import { newRunId } from './names.js';
+import { createVethPair } from './netns.js';
 import { assertPreflight } from './preflight.js';
 import { startTsnet, type TsnetDaemon, type TsnetOptions } from './tsnet.js';
 
@@ -108,6 +109,27 @@ export class DockerHost extends DockerClient {
   destroy(): Promise<void> {
     return this.cleanup.run();
   }
+}
+
+export interface WireOptions {
+  /** Interface name on both ends (default `eth1`, like a second NIC). */
+  ifname?: string;
+  /** Optional CIDR addresses for the two ends, e.g. `192.0.2.1/24`. */
+  addressA?: string;
+  addressB?: string;
+}
+
+/**
+ * Joins two simulated hosts with a veth pair: the "physical wire" that
+ * macvlan parents or bridge uplinks sit on. It disappears with either netns,
+ * so destroy() of a host also removes it.
+ */
+export async function wireHosts(a: DockerHost, b: DockerHost, opts: WireOptions = {}): Promise<void> {
+  const ifname = opts.ifname ?? 'eth1';
+  await createVethPair(
+    { netns: a.netns, name: ifname, ...(opts.addressA ? { address: opts.addressA } : {}) },
+    { netns: b.netns, name: ifname, ...(opts.addressB ? { address: opts.addressB } : {}) },
+  );
 }
 
 /** Shorthand for DockerHost.create(). */

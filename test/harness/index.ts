@@ -3,7 +3,7 @@ export { CleanupError, CleanupStack, type UndoStep } from './cleanup.js';
 export { DOCKER_CLIENT, DockerClient } from './docker-client.js';
 export { DOCKERD_BINARY, Dockerd, type DockerdOptions, startDockerd } from './dockerd.js';
 export { type CommandResult, type RunOptions, run, runOk } from './exec.js';
-export { createDockerHost, DockerHost, type DockerHostOptions } from './host.js';
+export { createDockerHost, DockerHost, type DockerHostOptions, wireHosts, type WireOptions } from './host.js';
 export { IMAGE_APPLETS, importTestImage, rootfsTarball, TEST_IMAGE } from './image.js';
 export { removeLeftovers, pidsReferencingDir, cgroupDirs, mountsBelow, type LeftoverReport } from './leftovers.js';
 export { logBlock, tailFile } from './logs.js';

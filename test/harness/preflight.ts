@@ -1,12 +1,12 @@
 // Checks that this machine can run the integration/e2e suites, and fails LOUDLY
 // if not. These suites must never skip silently: a CI run that "passes"
 // because dockerd was missing would hide every regression.
-import { accessSync, constants, existsSync, openSync, readSync, closeSync } from 'node:fs';
+import { accessSync, closeSync, constants, type Dirent, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { DOCKER_CLIENT } from './docker-client.js';
 import { DOCKERD_BINARY } from './dockerd.js';
 import { BUSYBOX } from './image.js';
-import { TSNET_CLI } from './tsnet.js';
+import { REPO_ROOT, TSNET_CLI } from './tsnet.js';
 
 export interface PreflightOptions {
   /** Also require the built tsnet CLI (dist/src/cli.js). */
@@ -42,8 +42,37 @@ export function findProblems(opts: PreflightOptions = {}): string[] {
     if (!isExecutable(BUSYBOX)) problems.push(`${BUSYBOX} missing (package busybox-static)`);
     else if (!isStaticElf(BUSYBOX)) problems.push(`${BUSYBOX} is dynamically linked: the test image needs package busybox-static`);
   }
-  if (opts.tsnet && !existsSync(TSNET_CLI)) problems.push(`${TSNET_CLI} missing: run \`npm run build\``);
+  if (opts.tsnet) {
+    if (!existsSync(TSNET_CLI)) problems.push(`${TSNET_CLI} missing: run \`npm run build\``);
+    else {
+      const stale = newerSource(statSync(TSNET_CLI).mtimeMs);
+      if (stale) problems.push(`${TSNET_CLI} is older than ${stale}: run \`npm run build\` (e2e tests run the build, not the sources)`);
+    }
+  }
   return problems;
+}
+
+/** A .ts file under src/ or drivers/ modified after `builtAtMs`, if any. */
+function newerSource(builtAtMs: number): string | undefined {
+  const walk = (dir: string): string | undefined => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return undefined;
+    }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) {
+        const found = walk(p);
+        if (found) return found;
+      } else if (e.name.endsWith('.ts') && statSync(p).mtimeMs > builtAtMs) {
+        return p;
+      }
+    }
+    return undefined;
+  };
+  return walk(join(REPO_ROOT, 'src')) ?? walk(join(REPO_ROOT, 'drivers'));
 }
 
 function isExecutable(path: string): boolean {

@@ -132,7 +132,7 @@ export class TsnetDaemon {
   }
 
   private logBlock(): string {
-    return logBlock(`tsnet ${this.driver} log`, this.opts.logFile);
+    return logBlock(`tsnet log (driver ${this.driver})`, this.opts.logFile);
   }
 
   private async reap(): Promise<void> {
