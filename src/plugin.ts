@@ -2,6 +2,7 @@ import type { Express } from 'express';
 import type { Logger } from 'pino';
 import { BridgeDriver } from '../drivers/bridge/bridge-driver.js';
 import type { Driver } from '../drivers/driver.js';
+import { MacvlanDriver } from '../drivers/macvlan/macvlan-driver.js';
 import type { DriverKind } from '../drivers/model.js';
 import { ipamRoutes } from './api/ipam-routes.js';
 import { networkRoutes } from './api/network-routes.js';
@@ -27,7 +28,10 @@ export interface Plugin {
 /** Builds drivers, IPAM and network service on a store and a runner, loads the state and restores the kernel. */
 export async function createPlugin(store: Store, runner: Runner, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
-  const drivers = new Map<DriverKind, Driver>([['bridge', new BridgeDriver(ip) as Driver]]);
+  const drivers = new Map<DriverKind, Driver>([
+    ['bridge', new BridgeDriver(ip) as Driver],
+    ['macvlan', new MacvlanDriver(ip) as Driver],
+  ]);
   const ipam = new IpamService(store, {
     ...(options.defaultPoolsV4 ? { defaultPoolsV4: options.defaultPoolsV4 } : {}),
     ...(options.defaultPoolsV6 ? { defaultPoolsV6: options.defaultPoolsV6 } : {}),

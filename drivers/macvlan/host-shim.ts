@@ -1,0 +1,53 @@
+import type { Ip } from '../../src/sys/index.js';
+import type { EndpointSpec, NetworkRecord } from '../model.js';
+import type { MacvlanConfig } from './options.js';
+
+type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
+
+/** The endpoint's IPv4 address as a host route, `a.b.c.d/32`. */
+const hostRoute = (endpoint: EndpointSpec) => `${endpoint.address!.slice(0, endpoint.address!.indexOf('/'))}/32`;
+
+/**
+ * The host shim: a bridge-mode macvlan of the host on the network's parent.
+ * macvlan never passes frames between a parent and its children, so without
+ * it the host cannot reach its own containers.
+ *
+ * Routing is one /32 per local container rather than the subnet: the subnet
+ * is shared with other hosts (their containers, and often the parent's own
+ * LAN address), which must keep going out through the parent; only the
+ * local containers are unreachable that way.
+ */
+export class HostShim {
+  constructor(private readonly ip: Ip) {}
+
+  /** Creates the shim if missing and (re)installs its address and the routes to `endpoints`. Idempotent. */
+  async ensure(network: MacvlanNetwork, endpoints: readonly EndpointSpec[]): Promise<void> {
+    const shim = network.config.hostShim;
+    if (!shim) return;
+    const { parent, mtu } = network.config;
+    const exists = (await this.ip.link(shim.name)) !== undefined;
+    await this.ip.batch([
+      ...(exists ? [] : [['link', 'add', shim.name, 'link', parent, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'macvlan', 'mode', 'bridge']]),
+      ['address', 'replace', `${shim.address}/32`, 'dev', shim.name],
+      ['link', 'set', 'dev', shim.name, 'up'],
+      ...endpoints.filter((e) => e.address).map((e) => this.routeLine(network, e)!),
+    ]);
+  }
+
+  /** Deleting the shim takes its routes with it. */
+  async remove(network: MacvlanNetwork): Promise<void> {
+    if (network.config.hostShim) await this.ip.deleteLinks([network.config.hostShim.name]);
+  }
+
+  /** The `ip route replace` words that send the host's traffic for `endpoint` through the shim. */
+  routeLine(network: MacvlanNetwork, endpoint: EndpointSpec): string[] | undefined {
+    const shim = network.config.hostShim;
+    if (!shim || !endpoint.address) return undefined;
+    return ['route', 'replace', hostRoute(endpoint), 'dev', shim.name];
+  }
+
+  async removeRoute(network: MacvlanNetwork, endpoint: EndpointSpec): Promise<void> {
+    const shim = network.config.hostShim;
+    if (shim && endpoint.address) await this.ip.execTeardown(['route', 'del', hostRoute(endpoint), 'dev', shim.name]);
+  }
+}

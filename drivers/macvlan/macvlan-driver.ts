@@ -1,0 +1,109 @@
+import { RequestError } from '../../src/errors.js';
+import { CommandError, type Ip } from '../../src/sys/index.js';
+import type { Driver } from '../driver.js';
+import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
+import { macvlanName } from '../names.js';
+import { OptionReader } from '../option-values.js';
+import { HostShim } from './host-shim.js';
+import { MACVLAN_OPTIONS, type MacvlanConfig, macvlanNetworks, parseMacvlanConfig } from './options.js';
+import { parseParentName } from './parent.js';
+import { SharedParent } from './shared-parent.js';
+
+export interface MacvlanEndpointState {
+  /** The macvlan link, named after the endpoint until dockerd moves it into the sandbox. */
+  link: string;
+}
+
+type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
+type MacvlanEndpoint = EndpointRecord<MacvlanEndpointState>;
+
+/**
+ * macvlan networks: one macvlan link per endpoint on a parent interface
+ * (optionally an 802.1Q subinterface tsnet creates), with an optional
+ * promiscuous parent and a host shim. No NAT: containers sit on the parent's LAN.
+ */
+export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState> {
+  readonly kind = 'macvlan' as const;
+  readonly optionKeys = Object.values(MACVLAN_OPTIONS);
+  private readonly shared: SharedParent;
+  private readonly shim: HostShim;
+
+  constructor(private readonly ip: Ip) {
+    this.shared = new SharedParent(ip);
+    this.shim = new HostShim(ip);
+  }
+
+  async prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<MacvlanConfig> {
+    // Syntax first, so a malformed name never reaches ip(8).
+    const parent = parseParentName(new OptionReader(spec.options), MACVLAN_OPTIONS.parent, MACVLAN_OPTIONS.vlan);
+    const [parentLink, baseLink] = await Promise.all([this.ip.link(parent.name), parent.vlan ? this.ip.link(parent.vlan.base) : undefined]);
+    return parseMacvlanConfig(spec, others, parent, { parent: parentLink, base: baseLink });
+  }
+
+  async createNetwork(network: MacvlanNetwork, others: readonly NetworkRecord[]): Promise<void> {
+    try {
+      await this.shared.acquire(network);
+      await this.shim.ensure(network, []);
+    } catch (error) {
+      await this.deleteNetwork(network, others).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async deleteNetwork(network: MacvlanNetwork, others: readonly NetworkRecord[]): Promise<void> {
+    await this.shim.remove(network);
+    await this.shared.release(network, macvlanNetworks(others));
+  }
+
+  async createEndpoint(network: MacvlanNetwork, endpoint: EndpointSpec): Promise<MacvlanEndpointState> {
+    const { parent, mode, mtu } = network.config;
+    const link = macvlanName(endpoint.id);
+    // The MAC core chose (or dockerd sent) goes on the link, so the kernel and dockerd agree on it.
+    const add = ['link', 'add', link, 'link', parent, 'address', endpoint.mac, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'macvlan', 'mode', mode];
+    const route = this.shim.routeLine(network, endpoint);
+    const lines = route ? [add, route] : [add];
+    try {
+      await this.ip.batch(lines);
+    } catch (error) {
+      if (!(error instanceof CommandError)) throw error;
+      if (/Cannot find device/.test(error.stderr)) throw new RequestError(MACVLAN_OPTIONS.parent, `parent interface ${parent} is gone`);
+      // A link left over by a crashed attempt of this very endpoint: replace it.
+      if (!/File exists/.test(error.stderr)) throw error;
+      await this.ip.deleteLinks([link]);
+      await this.ip.batch(lines);
+    }
+    return { link };
+  }
+
+  async deleteEndpoint(network: MacvlanNetwork, endpoint: MacvlanEndpoint): Promise<void> {
+    await this.shim.removeRoute(network, endpoint);
+    // Usually back in the host netns by now (dockerd returns a sandbox's links); gone with the sandbox otherwise.
+    await this.ip.deleteLinks([endpoint.state.link]);
+  }
+
+  join(network: MacvlanNetwork, endpoint: MacvlanEndpoint): JoinInfo {
+    if (network.internal) return { srcName: endpoint.state.link, disableGatewayService: true };
+    const v4 = network.ipv4[0];
+    const v6 = network.ipv6 ? network.ipv6Subnets[0] : undefined;
+    return {
+      srcName: endpoint.state.link,
+      ...(v4?.gateway ? { gateway: v4.gateway } : {}),
+      ...(v6?.gateway ? { gatewayIPv6: v6.gateway } : {}),
+    };
+  }
+
+  /** Published ports mean nothing on macvlan (Docker only warns): containers have LAN addresses. */
+  async programExternalConnectivity(_network: MacvlanNetwork, endpoint: MacvlanEndpoint): Promise<MacvlanEndpointState> {
+    return endpoint.state;
+  }
+
+  async revokeExternalConnectivity(_network: MacvlanNetwork, endpoint: MacvlanEndpoint): Promise<MacvlanEndpointState> {
+    return endpoint.state;
+  }
+
+  /** After a reboot or crash: the subinterface, the PROMISC holds, the shim and its routes. */
+  async restore(network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[]): Promise<void> {
+    await this.shared.acquire(network);
+    await this.shim.ensure(network, endpoints);
+  }
+}

@@ -1,0 +1,45 @@
+import { RequestError } from '../../src/errors.js';
+import { CommandError, type Ip } from '../../src/sys/index.js';
+import type { NetworkRecord } from '../model.js';
+import { type MacvlanConfig, MACVLAN_OPTIONS } from './options.js';
+
+type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
+
+/**
+ * The parent's shared pieces: the 802.1Q subinterface tsnet creates and the
+ * PROMISC flag it holds. Several networks can share them, so what stays and
+ * what goes is derived from the stored networks that remain, never from a
+ * counter that a crash could leave wrong.
+ */
+export class SharedParent {
+  constructor(private readonly ip: Ip) {}
+
+  /** Creates the VLAN subinterface if tsnet owns it and it is missing, then sets the held PROMISC flags. */
+  async acquire(network: MacvlanNetwork): Promise<void> {
+    const { parent, vlan, promisc } = network.config;
+    if (vlan?.created && !(await this.ip.link(parent))) {
+      try {
+        await this.ip.batch([
+          ['link', 'add', 'link', vlan.base, 'name', parent, 'type', 'vlan', 'id', String(vlan.id)],
+          ['link', 'set', 'dev', parent, 'up'],
+        ]);
+      } catch (error) {
+        if (!(error instanceof CommandError)) throw error;
+        const key = network.options[MACVLAN_OPTIONS.vlan] !== undefined ? MACVLAN_OPTIONS.vlan : MACVLAN_OPTIONS.parent;
+        throw new RequestError(key, `cannot create VLAN interface ${parent} on ${vlan.base} (does the kernel have 8021q?): ${error.stderr.trim()}`);
+      }
+    }
+    await this.ip.batch(promisc.map((hold) => ['link', 'set', 'dev', hold.iface, 'promisc', 'on']));
+  }
+
+  /** Gives back what no remaining network needs: PROMISC to its original setting, then the subinterface. */
+  async release(network: MacvlanNetwork, remaining: readonly MacvlanNetwork[]): Promise<void> {
+    const { parent, vlan, promisc } = network.config;
+    for (const hold of promisc) {
+      if (remaining.some((n) => n.config.promisc.some((h) => h.iface === hold.iface))) continue;
+      await this.ip.execTeardown(['link', 'set', 'dev', hold.iface, 'promisc', hold.wasOn ? 'on' : 'off']);
+    }
+    const stillUsed = remaining.some((n) => n.config.parent === parent || n.config.vlan?.base === parent);
+    if (vlan?.created && !stillUsed) await this.ip.deleteLinks([parent]);
+  }
+}
