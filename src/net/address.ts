@@ -1,4 +1,4 @@
-import { Address4, Address6 } from 'ip-address';
+import { Address6 } from 'ip-address';
 
 export type Family = 4 | 6;
 
@@ -17,21 +17,37 @@ export interface Cidr {
 
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 
-function parseAddress(text: string): Address4 | Address6 | undefined {
-  if (Address4.isValid(text) && !text.includes('/')) return new Address4(text);
+function parseAddress(text: string): Address6 | undefined {
   if (Address6.isValid(text) && !text.includes('/') && !text.includes('%')) return new Address6(text);
   return undefined;
 }
 
+const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/** IPv4 by hand: the IPAM formats and parses an address per allocation, and the library is slow at it. */
+function parseIpv4(text: string): Ip | undefined {
+  const match = DOTTED_QUAD.exec(text);
+  if (!match) return undefined;
+  let value = 0;
+  for (let i = 1; i <= 4; i++) {
+    const part = match[i]!;
+    if ((part.length > 1 && part.startsWith('0')) || Number(part) > 255) return undefined;
+    value = value * 256 + Number(part);
+  }
+  return { family: 4, value: BigInt(value) };
+}
+
 /** Parses a plain address (no mask); undefined when it is not one. */
 export function parseIp(text: string): Ip | undefined {
+  if (!text.includes(':')) return parseIpv4(text);
   const address = parseAddress(text);
-  if (!address) return undefined;
-  return { family: address instanceof Address4 ? 4 : 6, value: address.bigInt() };
+  return address && { family: 6, value: address.bigInt() };
 }
 
 export function formatIp(ip: Ip): string {
-  return ip.family === 4 ? Address4.fromBigInt(ip.value).correctForm() : Address6.fromBigInt(ip.value).correctForm();
+  if (ip.family === 6) return Address6.fromBigInt(ip.value).correctForm();
+  const n = Number(ip.value);
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 /** Size of a subnet in addresses. */

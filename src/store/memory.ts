@@ -1,23 +1,23 @@
 import type { Collection, Store, Write } from './store.js';
 
-/** A Store that forgets everything on exit: unit tests and in-process benchmarks. */
+/**
+ * A Store that forgets everything on exit: unit tests and in-process
+ * benchmarks. It keeps the committed objects themselves, as the services
+ * never mutate a record after committing it (they commit a new one).
+ */
 export class MemoryStore implements Store {
-  private readonly data = new Map<Collection, Map<string, string>>();
+  private readonly data = new Map<Collection, Map<string, unknown>>();
 
   async readAll<T>(collection: Collection): Promise<Map<string, T>> {
-    const out = new Map<string, T>();
-    for (const [key, json] of this.data.get(collection) ?? []) out.set(key, JSON.parse(json) as T);
-    return out;
+    return new Map(this.data.get(collection) as Map<string, T> | undefined);
   }
 
   async commit(writes: readonly Write[]): Promise<void> {
-    // Serialise first so a value that cannot be stored fails the whole batch.
-    const encoded = writes.map((w) => ({ ...w, json: w.value === null ? null : JSON.stringify(w.value) }));
-    for (const { collection, key, json } of encoded) {
+    for (const { collection, key, value } of writes) {
       let records = this.data.get(collection);
       if (!records) this.data.set(collection, (records = new Map()));
-      if (json === null) records.delete(key);
-      else records.set(key, json);
+      if (value === null) records.delete(key);
+      else records.set(key, value);
     }
   }
 
