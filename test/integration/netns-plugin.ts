@@ -1,0 +1,48 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import supertest from 'supertest';
+import { createPlugin, type Plugin } from '../../src/plugin.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../../src/sys/index.js';
+
+/** Runs every program of the plugin inside one test netns, so the real kernel is used but the host is untouched. */
+export class NetnsRunner implements Runner {
+  private readonly inner = new ExecaRunner();
+
+  constructor(private readonly netns: string) {}
+
+  run(file: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+    return this.inner.run('ip', ['netns', 'exec', this.netns, file, ...args], options);
+  }
+}
+
+/** A plugin on a real SQLite state dir, programming a real netns; `restart` reopens the same state. */
+export class NetnsPlugin {
+  private store!: SqliteStore;
+  plugin!: Plugin;
+  readonly stateDir = mkdtempSync(join(tmpdir(), 'tsnet-it-'));
+
+  constructor(private readonly netns: string) {}
+
+  async start(): Promise<this> {
+    this.store = new SqliteStore(this.stateDir);
+    this.plugin = await createPlugin(this.store, new NetnsRunner(this.netns), {}, pino({ level: 'silent' }));
+    return this;
+  }
+
+  async restart(): Promise<void> {
+    await this.store.close();
+    await this.start();
+  }
+
+  post(method: string, body: unknown): supertest.Test {
+    return supertest(this.plugin.app).post(`/${method}`).send(Buffer.from(JSON.stringify(body)));
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+}
