@@ -57,8 +57,9 @@ export function parseMacvlanConfig(spec: NetworkSpec, others: readonly NetworkRe
   const wantPromisc = options.onOff(MACVLAN_OPTIONS.promisc, false);
   const siblings = macvlanNetworks(others);
 
-  if (parent.name === 'lo' || parent.vlan?.base === 'lo') throw new RequestError(MACVLAN_OPTIONS.parent, 'the loopback interface cannot be a macvlan parent');
-  const shimOwner = siblings.find((n) => n.config.hostShim?.name === parent.name || n.config.hostShim?.name === parent.vlan?.base);
+  const parentLinks = [parent.name, ...(parent.vlan ? [parent.vlan.base] : [])];
+  if (parentLinks.includes('lo')) throw new RequestError(MACVLAN_OPTIONS.parent, 'the loopback interface cannot be a macvlan parent');
+  const shimOwner = siblings.find((n) => n.config.hostShim && parentLinks.includes(n.config.hostShim.name));
   if (shimOwner) throw new RequestError(MACVLAN_OPTIONS.parent, `${parent.name} is the host shim of network ${shimOwner.id.slice(0, 12)}, not a parent`);
   if (!links.parent) {
     if (!parent.vlan) throw new RequestError(MACVLAN_OPTIONS.parent, `interface ${parent.name} does not exist (only <if>.<vlan> parents are created)`);
@@ -77,7 +78,7 @@ export function parseMacvlanConfig(spec: NetworkSpec, others: readonly NetworkRe
     // A subinterface another tsnet network created stays tsnet's: the last user removes it.
     created: !links.parent || sameParent.some((n) => n.config.vlan?.created === true),
   };
-  const promiscIfaces = wantPromisc ? [parent.name, ...(parent.vlan ? [parent.vlan.base] : [])] : [];
+  const promiscIfaces = wantPromisc ? parentLinks : [];
   return {
     parent: parent.name,
     ...(vlan ? { vlan } : {}),
