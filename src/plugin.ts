@@ -11,7 +11,7 @@ import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { IpamService } from './ipam/ipam-service.js';
 import type { Store } from './store/store.js';
-import { Ip, type Runner } from './sys/index.js';
+import { Ip, IptablesFirewall, type Runner, Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   defaultPoolsV4?: string;
@@ -28,8 +28,9 @@ export interface Plugin {
 /** Builds drivers, IPAM and network service on a store and a runner, loads the state and restores the kernel. */
 export async function createPlugin(store: Store, runner: Runner, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
+  const sysctl = new Sysctl(runner);
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip) as Driver],
+    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl) as Driver],
     ['macvlan', new MacvlanDriver(ip) as Driver],
   ]);
   const ipam = new IpamService(store, {

@@ -1,18 +1,25 @@
 import { RequestError } from '../../src/errors.js';
 import { parseCidr } from '../../src/net/address.js';
-import { type Ip, CommandError } from '../../src/sys/index.js';
+import { type Firewall, type FirewallNetwork, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
-import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, SubnetRecord } from '../model.js';
+import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, SubnetRecord } from '../model.js';
 import { vethContainerName, vethHostName } from '../names.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
+import { type AllocatedPort, allocatePorts, PortTable, portForwards } from './ports.js';
 
 export interface BridgeEndpointState {
   hostIf: string;
   containerIf: string;
+  /** The -p bindings with their host ports, chosen at CreateEndpoint and kept for the endpoint's life. */
+  ports: AllocatedPort[];
+  /** Between ProgramExternalConnectivity and Revoke: the ports are forwarded. */
+  published: boolean;
 }
 
 type BridgeNetwork = NetworkRecord<BridgeConfig>;
 type BridgeEndpoint = EndpointRecord<BridgeEndpointState>;
+
+const PORTMAP = 'com.docker.network.portmap';
 
 /** `ip address add` words for the gateways the bridge carries (IPv6 without DAD: it is ours). */
 function gatewayAddresses(network: BridgeNetwork): string[][] {
@@ -26,15 +33,48 @@ function gatewayAddresses(network: BridgeNetwork): string[][] {
   return lines;
 }
 
+/** What the firewall needs to know of a network. */
+function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
+  const { config } = network;
+  const v6 = network.ipv6 ? network.ipv6Subnets[0]?.pool : undefined;
+  return {
+    id: network.id,
+    bridge: config.bridge,
+    subnets: { 4: network.ipv4[0]!.pool, ...(v6 ? { 6: v6 } : {}) },
+    internal: network.internal,
+    icc: config.icc,
+    isolate: config.isolate,
+    outboundNat: {
+      ...(config.masquerade ? { 4: config.hostIpv4 ? { kind: 'snat', source: config.hostIpv4 } : { kind: 'masquerade' } } : {}),
+      ...(config.masquerade6 ? { 6: { kind: 'masquerade' } } : {}),
+    },
+  };
+}
+
+const plainIp = (cidr: string | undefined) => cidr?.slice(0, cidr.indexOf('/'));
+const addressesOf = (endpoint: EndpointSpec) => ({
+  ...(endpoint.address ? { 4: plainIp(endpoint.address)! } : {}),
+  ...(endpoint.addressIPv6 ? { 6: plainIp(endpoint.addressIPv6)! } : {}),
+});
+
 /**
  * Bridge networks: a Linux bridge carrying the gateway, one veth pair per
- * endpoint. Links go through one `ip` process per call.
+ * endpoint, and the firewall for isolation, NAT and published ports. Links
+ * go through one `ip` process per call, rules through one firewall
+ * transaction per call (none at all for an endpoint without ports).
  */
 export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   readonly kind = 'bridge' as const;
   readonly optionKeys = Object.values(BRIDGE_OPTIONS);
+  private readonly ports = new PortTable();
+  /** Forwards of the published endpoints, per network then endpoint: a network's DNAT chain is rebuilt from it. */
+  private readonly forwards = new Map<string, Map<string, PortForward[]>>();
 
-  constructor(private readonly ip: Ip) {}
+  constructor(
+    private readonly ip: Ip,
+    private readonly firewall: Firewall,
+    private readonly sysctl: Sysctl,
+  ) {}
 
   async prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<BridgeConfig> {
     const name = spec.options[BRIDGE_OPTIONS.name];
@@ -44,6 +84,12 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
 
   async createNetwork(network: BridgeNetwork): Promise<void> {
     await this.ensureBridge(network);
+    try {
+      await this.firewall.setupNetwork(firewallNetwork(network), []);
+    } catch (error) {
+      await this.deleteNetwork(network).catch(() => undefined);
+      throw error;
+    }
   }
 
   /** Creates the bridge if needed and puts the missing gateway addresses on it. */
@@ -65,23 +111,45 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   async deleteNetwork(network: BridgeNetwork): Promise<void> {
+    await this.firewall.teardownNetwork(firewallNetwork(network));
+    this.forwards.delete(network.id);
     if (network.config.createdBridge) {
       await this.ip.deleteLinks([network.config.bridge]);
       return;
     }
     // An adopted bridge stays; only the addresses tsnet put on it go.
-    for (const words of gatewayAddresses(network)) {
-      try {
-        await this.ip.exec(['address', 'del', ...words.slice(2, 5)]);
-      } catch (error) {
-        if (!(error instanceof CommandError)) throw error;
-      }
-    }
+    for (const words of gatewayAddresses(network)) await this.ip.execTeardown(['address', 'del', ...words.slice(2, 5)]);
+  }
+
+  /** Host ports for the bindings, checked against the host and every tsnet endpoint; changes nothing. */
+  private allocate(network: BridgeNetwork, endpoint: EndpointSpec, bindings: readonly PortBinding[], previous: readonly AllocatedPort[], field: (i: number) => string) {
+    return allocatePorts(bindings, {
+      table: this.ports,
+      endpointId: endpoint.id,
+      defaultHostIp: network.config.hostBindingIpv4,
+      hasIPv6: endpoint.addressIPv6 !== undefined,
+      hostAddresses: async () => new Set((await this.ip.addresses()).flatMap((link) => link.addr_info.map((a) => a.local))),
+      ephemeralRange: async () => {
+        const [low, high] = (await this.sysctl.get('net/ipv4/ip_local_port_range')).split(/\s+/).map(Number);
+        return [low!, high!];
+      },
+      previous,
+      field,
+    });
+  }
+
+  /** Bridge port flags: hairpin lets a container reach its own published port, isolation enforces ICC off on the bridge itself. */
+  private portFlags(network: BridgeNetwork, state: BridgeEndpointState): string[][] {
+    const flags = [...(state.ports.length > 0 ? ['hairpin', 'on'] : []), ...(network.config.icc ? [] : ['isolated', 'on'])];
+    return flags.length > 0 ? [['link', 'set', 'dev', state.hostIf, 'type', 'bridge_slave', ...flags]] : [];
   }
 
   async createEndpoint(network: BridgeNetwork, endpoint: EndpointSpec): Promise<BridgeEndpointState> {
     if (!endpoint.address) throw new RequestError('Interface.Address', 'a bridge endpoint needs an IPv4 address from the IPAM');
-    const state = { hostIf: vethHostName(endpoint.id), containerIf: vethContainerName(endpoint.id) };
+    // dockerd sends no ports for internal networks; an internal network publishes none whatever it is sent.
+    const bindings = network.internal ? [] : endpoint.portBindings;
+    const ports = await this.allocate(network, endpoint, bindings, [], (i) => `${PORTMAP}.${i}`);
+    const state: BridgeEndpointState = { hostIf: vethHostName(endpoint.id), containerIf: vethContainerName(endpoint.id), ports, published: false };
     const { bridge, mtu } = network.config;
     // One process: the pair, its MTU, the host end on the bridge and up.
     const words = ['link', 'add', state.hostIf, 'mtu', String(mtu), 'master', bridge, 'up', 'type', 'veth', 'peer', 'name', state.containerIf, 'mtu', String(mtu)];
@@ -93,10 +161,15 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       await this.ip.deleteLinks([state.hostIf]);
       await this.ip.exec(words);
     }
+    // Bridge port flags cannot go into `ip link add`; only endpoints with ports or ICC off need them.
+    await this.ip.batch(this.portFlags(network, state));
+    this.ports.hold(endpoint.id, ports);
     return state;
   }
 
-  async deleteEndpoint(_network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<void> {
+  async deleteEndpoint(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<void> {
+    await this.unpublish(network, endpoint);
+    this.ports.release(endpoint.id);
     // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still.
     await this.ip.deleteLinks([endpoint.state.hostIf]);
   }
@@ -113,16 +186,58 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     };
   }
 
-  async programExternalConnectivity(_network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
-    return endpoint.state;
+  private networkForwards(networkId: string): Map<string, PortForward[]> {
+    let forwards = this.forwards.get(networkId);
+    if (!forwards) this.forwards.set(networkId, (forwards = new Map()));
+    return forwards;
   }
 
-  async revokeExternalConnectivity(_network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
-    return endpoint.state;
+  /** Rewrites the network's DNAT rules after `change` touched its forwards. */
+  private async syncForwards(network: BridgeNetwork): Promise<void> {
+    await this.firewall.setPortForwards(firewallNetwork(network), [...this.networkForwards(network.id).values()].flat());
   }
 
-  async restore(network: BridgeNetwork): Promise<void> {
+  private async publish(network: BridgeNetwork, endpoint: EndpointSpec, ports: readonly AllocatedPort[]): Promise<void> {
+    const forwards = this.networkForwards(network.id);
+    const before = forwards.get(endpoint.id);
+    if (ports.length === 0 && !before) return;
+    forwards.set(endpoint.id, portForwards(ports, addressesOf(endpoint)));
+    await this.syncForwards(network);
+  }
+
+  private async unpublish(network: BridgeNetwork, endpoint: EndpointSpec): Promise<void> {
+    if (!this.networkForwards(network.id).delete(endpoint.id)) return;
+    await this.syncForwards(network);
+  }
+
+  async programExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
+    await this.publish(network, endpoint, endpoint.state.ports);
+    return { ...endpoint.state, published: true };
+  }
+
+  async revokeExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
+    await this.unpublish(network, endpoint);
+    return { ...endpoint.state, published: false };
+  }
+
+  /** `tsnet port add/rm`: the endpoint's bindings become `bindings`; unchanged ones keep their host ports. */
+  async changePorts(network: BridgeNetwork, endpoint: BridgeEndpoint, bindings: readonly PortBinding[]): Promise<BridgeEndpointState> {
+    if (network.internal && bindings.length > 0) throw new RequestError('ports', `network ${network.id.slice(0, 12)} is internal: it publishes no ports`);
+    const ports = await this.allocate(network, endpoint, bindings, endpoint.state.ports, (i) => `ports.${i}`);
+    const state = { ...endpoint.state, ports };
+    if (ports.length > 0 && endpoint.state.ports.length === 0) await this.ip.batch(this.portFlags(network, state));
+    if (state.published) await this.publish(network, endpoint, ports);
+    this.ports.hold(endpoint.id, ports);
+    return state;
+  }
+
+  async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<void> {
     await this.ensureBridge(network);
+    const forwards = this.networkForwards(network.id);
+    for (const endpoint of endpoints) {
+      this.ports.hold(endpoint.id, endpoint.state.ports);
+      if (endpoint.state.published && endpoint.state.ports.length > 0) forwards.set(endpoint.id, portForwards(endpoint.state.ports, addressesOf(endpoint)));
+    }
+    await this.firewall.setupNetwork(firewallNetwork(network), [...forwards.values()].flat());
   }
 }
-

@@ -13,6 +13,10 @@ export const BRIDGE_OPTIONS = {
   inhibitIpv4: 'com.docker.network.bridge.inhibit_ipv4',
   defaultBridge: 'com.docker.network.bridge.default_bridge',
   hostIpv4: 'com.docker.network.host_ipv4',
+  /** tsnet's own: off lets the network exchange traffic with the other tsnet networks that have it off. */
+  isolate: 'tsnet.isolate',
+  /** tsnet's own: masquerade IPv6 traffic leaving the host too (IPv4 follows enable_ip_masquerade). */
+  masquerade6: 'tsnet.masquerade6',
 } as const;
 
 export interface BridgeConfig {
@@ -26,6 +30,10 @@ export interface BridgeConfig {
   inhibitIpv4: boolean;
   /** SNAT source instead of masquerade. */
   hostIpv4?: string;
+  /** tsnet.isolate (default on). */
+  isolate: boolean;
+  /** tsnet.masquerade6 (default off). */
+  masquerade6: boolean;
 }
 
 export const DEFAULT_MTU = 1500;
@@ -76,5 +84,7 @@ export function parseBridgeConfig(
     hostBindingIpv4: options.ipv4(BRIDGE_OPTIONS.hostBinding) ?? '0.0.0.0',
     inhibitIpv4: options.bool(BRIDGE_OPTIONS.inhibitIpv4, false),
     ...(hostIpv4 ? { hostIpv4 } : {}),
+    isolate: options.onOff(BRIDGE_OPTIONS.isolate, true),
+    masquerade6: options.onOff(BRIDGE_OPTIONS.masquerade6, false),
   };
 }

@@ -1,0 +1,128 @@
+import { RequestError } from '../../src/errors.js';
+import { parseIp } from '../../src/net/address.js';
+import type { Family, PortForward } from '../../src/sys/index.js';
+import type { PortBinding } from '../model.js';
+
+/** A -p binding with its host port chosen; kept in the endpoint's state so the port stays the same. */
+export interface AllocatedPort {
+  binding: PortBinding;
+  /** The address it is published on: '' every address of both families, 0.0.0.0 or :: every address of one. */
+  hostIp: string;
+  hostPort: number;
+}
+
+/** Which addresses of which family a host IP covers: '*' for all of them. */
+function coverage(hostIp: string): Partial<Record<Family, string>> {
+  if (hostIp === '') return { 4: '*', 6: '*' };
+  if (hostIp === '0.0.0.0') return { 4: '*' };
+  if (hostIp === '::') return { 6: '*' };
+  return { [parseIp(hostIp)!.family]: hostIp };
+}
+
+function clash(a: AllocatedPort, b: { proto: string; hostIp: string; hostPort: number }): boolean {
+  if (a.binding.proto !== b.proto || a.hostPort !== b.hostPort) return false;
+  const x = coverage(a.hostIp);
+  const y = coverage(b.hostIp);
+  return ([4, 6] as const).some((f) => x[f] !== undefined && y[f] !== undefined && (x[f] === '*' || y[f] === '*' || x[f] === y[f]));
+}
+
+/** 127.0.0.0/8 is the host's whatever addresses lo shows. */
+const isLoopback = (ip: string) => ip.startsWith('127.');
+
+const sameBinding = (a: PortBinding, b: PortBinding) =>
+  a.proto === b.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort && a.hostPortEnd === b.hostPortEnd && a.port === b.port;
+
+/** Host ports held by tsnet's endpoints, in memory (rebuilt from state by restore). */
+export class PortTable {
+  private readonly held = new Map<string, AllocatedPort[]>();
+
+  hold(endpointId: string, ports: readonly AllocatedPort[]): void {
+    if (ports.length === 0) this.held.delete(endpointId);
+    else this.held.set(endpointId, [...ports]);
+  }
+
+  release(endpointId: string): void {
+    this.held.delete(endpointId);
+  }
+
+  /** The endpoint that holds a clashing port, other than `except`. */
+  holder(port: { proto: string; hostIp: string; hostPort: number }, except: string): string | undefined {
+    for (const [endpointId, ports] of this.held) {
+      if (endpointId !== except && ports.some((p) => clash(p, port))) return endpointId;
+    }
+    return undefined;
+  }
+}
+
+export interface AllocationContext {
+  table: PortTable;
+  endpointId: string;
+  /** com.docker.network.bridge.host_binding_ipv4: where a binding without HostIP goes. */
+  defaultHostIp: string;
+  hasIPv6: boolean;
+  /** The host's own addresses; only asked when a binding names one. */
+  hostAddresses: () => Promise<Set<string>>;
+  /** ip_local_port_range, for HostPort 0. */
+  ephemeralRange: () => Promise<[number, number]>;
+  /** Earlier allocations of the same endpoint: an unchanged binding keeps its port. */
+  previous: readonly AllocatedPort[];
+  /** Names binding i in errors. */
+  field: (index: number) => string;
+}
+
+/**
+ * Chooses the host port of every binding, or refuses the whole list with an
+ * error naming the binding at fault. Changes nothing.
+ */
+export async function allocatePorts(bindings: readonly PortBinding[], ctx: AllocationContext): Promise<AllocatedPort[]> {
+  const hostIps = bindings.map((b) => b.hostIp || (ctx.defaultHostIp === '0.0.0.0' ? '' : ctx.defaultHostIp));
+  const specific = hostIps.filter((ip) => coverage(ip)[4] !== '*' && coverage(ip)[6] !== '*');
+  const local = specific.length > 0 ? await ctx.hostAddresses() : new Set<string>();
+  hostIps.forEach((hostIp, i) => {
+    const family = hostIp === '' ? undefined : parseIp(hostIp)!.family;
+    if (family === 6 && !ctx.hasIPv6) throw new RequestError(`${ctx.field(i)}.HostIP`, `${hostIp} is IPv6 but the endpoint has no IPv6 address`);
+    if (hostIp === '::1') throw new RequestError(`${ctx.field(i)}.HostIP`, 'the IPv6 loopback address cannot be forwarded to a container');
+    if (specific.includes(hostIp) && !local.has(hostIp) && !isLoopback(hostIp)) throw new RequestError(`${ctx.field(i)}.HostIP`, `${hostIp} is not an address of this host`);
+  });
+
+  const out: AllocatedPort[] = [];
+  for (const [i, binding] of bindings.entries()) {
+    const hostIp = hostIps[i]!;
+    const kept = ctx.previous.find((p) => sameBinding(p.binding, binding));
+    const [low, high] = binding.hostPort === 0 ? await ctx.ephemeralRange() : [binding.hostPort, binding.hostPortEnd];
+    const free = (hostPort: number) => {
+      const candidate = { proto: binding.proto, hostIp, hostPort };
+      return !out.some((p) => clash(p, candidate)) && ctx.table.holder(candidate, ctx.endpointId) === undefined;
+    };
+    let hostPort = kept && free(kept.hostPort) ? kept.hostPort : undefined;
+    for (let port = low; hostPort === undefined && port <= high; port++) if (free(port)) hostPort = port;
+    if (hostPort === undefined) {
+      const taken = { proto: binding.proto, hostIp, hostPort: low };
+      const by = ctx.table.holder(taken, ctx.endpointId);
+      const what = low === high ? `host port ${low}/${binding.proto}` : `every host port of ${low}-${high}/${binding.proto}`;
+      const who = by ? `by tsnet endpoint ${by.slice(0, 12)}` : 'by another binding of this endpoint';
+      throw new RequestError(`${ctx.field(i)}.HostPort`, `${what} on ${hostIp || 'all addresses'} is already published ${who}`);
+    }
+    out.push({ binding, hostIp, hostPort });
+  }
+  return out;
+}
+
+/** The forwards of an endpoint's ports to its addresses. */
+export function portForwards(ports: readonly AllocatedPort[], address: { 4?: string; 6?: string }): PortForward[] {
+  return ports.flatMap((p) =>
+    ([4, 6] as const).flatMap((family) => {
+      const covered = coverage(p.hostIp)[family];
+      const containerIp = address[family];
+      if (covered === undefined || containerIp === undefined) return [];
+      return [{
+        family,
+        proto: p.binding.proto,
+        ...(covered === '*' ? {} : { hostIp: covered }),
+        hostPort: p.hostPort,
+        containerIp,
+        containerPort: p.binding.port,
+      }];
+    }),
+  );
+}

@@ -1,0 +1,47 @@
+/**
+ * What drivers ask of the packet filter, in their own terms: a network with
+ * its isolation and NAT wishes, and its port forwards. The backend that turns
+ * this into rules is chosen by the daemon (today: iptables, see
+ * ./iptables/); drivers never see rules, tables or commands.
+ */
+
+export type Family = 4 | 6;
+export type TransportProtocol = 'tcp' | 'udp' | 'sctp';
+
+/** How traffic from a network's subnet leaving through another interface gets its source address. */
+export type OutboundNat = { kind: 'masquerade' } | { kind: 'snat'; source: string };
+
+export interface FirewallNetwork {
+  id: string;
+  bridge: string;
+  /** The network's subnet (CIDR) per family; a family without one gets no rules. */
+  subnets: Partial<Record<Family, string>>;
+  /** No way out and none in: no forwarding past the bridge, no NAT, no ports. */
+  internal: boolean;
+  /** Inter-container traffic on the bridge. */
+  icc: boolean;
+  /** false: the network exchanges traffic with the other non-isolated tsnet networks. */
+  isolate: boolean;
+  /** Per family; a missing family leaves the source address as it is. */
+  outboundNat: Partial<Record<Family, OutboundNat>>;
+}
+
+/** One published port: hostIp:hostPort on the host reaches containerIp:containerPort. */
+export interface PortForward {
+  family: Family;
+  proto: TransportProtocol;
+  /** undefined: every local address of the family. */
+  hostIp?: string;
+  hostPort: number;
+  containerIp: string;
+  containerPort: number;
+}
+
+export interface Firewall {
+  /** Creates or replaces everything of the network (isolation, NAT, forwards) in one transaction per family. */
+  setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void>;
+  /** Replaces the network's port forwards, in one transaction per family. */
+  setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void>;
+  /** Removes whatever of the network's rules exists. */
+  teardownNetwork(network: FirewallNetwork): Promise<void>;
+}

@@ -1,0 +1,83 @@
+import type { Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import type { Runner } from '../runner.js';
+import type { Sysctl } from '../sysctl.js';
+import { basePlan, dnatRules, networkChains, networkPlan } from './plan.js';
+import { hookText, parseSave, RestoreScript, type SavedTables } from './restore-script.js';
+
+const TOOLS: Record<Family, { save: string; restore: string }> = {
+  4: { save: 'iptables-save', restore: 'iptables-restore' },
+  6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
+};
+
+function families(network: FirewallNetwork): Family[] {
+  return ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
+}
+
+/**
+ * The firewall on iptables: plain `iptables*` from PATH, as dockerd calls
+ * them, so tsnet lands in whichever backend (nft or legacy) dockerd uses.
+ * Each call is one `iptables-restore --noflush` per family; reads (to add
+ * hooks only once) use `iptables-save`.
+ */
+export class IptablesFirewall implements Firewall {
+  constructor(
+    private readonly runner: Runner,
+    private readonly sysctl: Sysctl,
+    /** Run under `ip netns exec <netns>` (tests). */
+    private readonly netns?: string,
+  ) {}
+
+  private run(file: string, args: string[], input?: string) {
+    const options = input === undefined ? {} : { input };
+    return this.netns ? this.runner.run('ip', ['netns', 'exec', this.netns, file, ...args], options) : this.runner.run(file, args, options);
+  }
+
+  private async save(family: Family): Promise<SavedTables> {
+    return parseSave((await this.run(TOOLS[family].save, [])).stdout);
+  }
+
+  private async restore(family: Family, script: RestoreScript): Promise<void> {
+    if (!script.empty) await this.run(TOOLS[family].restore, ['--noflush'], script.text());
+  }
+
+  async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
+    await this.enableForwarding(network);
+    for (const family of families(network)) {
+      const saved = await this.save(family);
+      const script = new RestoreScript();
+      const base = basePlan(family);
+      for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
+      const own = networkPlan(network, family, forwards);
+      own.chains.forEach((chain) => script.replaceChain(chain));
+      for (const hook of [...base.hooks, ...own.hooks]) if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook);
+      await this.restore(family, script);
+    }
+  }
+
+  async setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
+    if (network.internal) return;
+    for (const family of families(network)) {
+      await this.restore(family, new RestoreScript().replaceChain({ table: 'nat', name: networkChains(network.id).dnat, rules: dnatRules(family, forwards) }));
+    }
+  }
+
+  async teardownNetwork(network: FirewallNetwork): Promise<void> {
+    for (const family of families(network)) {
+      const saved = await this.save(family);
+      const script = new RestoreScript();
+      const own = networkPlan(network, family, []);
+      for (const hook of own.hooks) if (saved[hook.table].rules.has(hookText(hook))) script.deleteHook(hook);
+      for (const chain of own.chains) if (saved[chain.table].chains.has(chain.name)) script.deleteChain(chain.table, chain.name);
+      await this.restore(family, script);
+    }
+  }
+
+  /** Routing between the bridge and the rest, and the loopback-source traffic of ports published on 127.0.0.1. */
+  private async enableForwarding(network: FirewallNetwork): Promise<void> {
+    if (network.internal) return;
+    await this.sysctl.set({
+      ...(network.subnets[4] ? { 'net/ipv4/ip_forward': '1', [`net/ipv4/conf/${network.bridge}/route_localnet`]: '1' } : {}),
+      ...(network.subnets[6] ? { 'net/ipv6/conf/all/forwarding': '1' } : {}),
+    });
+  }
+}

@@ -1,0 +1,73 @@
+import type { ChainPlan, HookPlan, Rule, Table } from './plan.js';
+
+/** What iptables-save shows of one table: chain names and rules as text (`-A CHAIN …`). */
+export interface SavedTable {
+  chains: Set<string>;
+  rules: Set<string>;
+}
+
+export type SavedTables = Record<Table, SavedTable>;
+
+/** Reads `iptables-save` output; tables not in it are empty. */
+export function parseSave(text: string): SavedTables {
+  const tables: SavedTables = { filter: { chains: new Set(), rules: new Set() }, nat: { chains: new Set(), rules: new Set() } };
+  let current: SavedTable | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) current = tables[line.slice(1).trim() as Table];
+    else if (!current) continue;
+    else if (line.startsWith(':')) current.chains.add(line.slice(1).split(' ')[0]!);
+    else if (line.startsWith('-A ')) current.rules.add(line.trim());
+  }
+  return tables;
+}
+
+function checkWord(word: string): string {
+  // iptables-restore splits on blanks and honours quotes; tsnet only writes
+  // generated names, numbers and addresses, so anything else is a bug.
+  if (word === '' || /[\s"'\\#]/.test(word)) throw new Error(`unsafe word in an iptables rule: ${JSON.stringify(word)}`);
+  return word;
+}
+
+export const ruleText = (chain: string, rule: Rule) => ['-A', chain, ...rule].map(checkWord).join(' ');
+export const hookText = (hook: HookPlan) => ruleText(hook.chain, hook.rule);
+
+/** Lines of one `iptables-restore --noflush` transaction, grouped per table. */
+export class RestoreScript {
+  /** Chain declarations go before every rule of their table, whatever order callers use. */
+  private readonly declarations: Record<Table, string[]> = { filter: [], nat: [] };
+  private readonly lines: Record<Table, string[]> = { filter: [], nat: [] };
+
+  /** Declares a chain (created, or flushed if it exists) and fills it. */
+  replaceChain(chain: ChainPlan): this {
+    this.declarations[chain.table].push(`:${checkWord(chain.name)} - [0:0]`);
+    this.lines[chain.table].push(`-F ${chain.name}`, ...chain.rules.map((r) => ruleText(chain.name, r)));
+    return this;
+  }
+
+  addHook(hook: HookPlan): this {
+    const text = hookText(hook);
+    this.lines[hook.table].push(hook.first ? text.replace(/^-A (\S+)/, '-I $1 1') : text);
+    return this;
+  }
+
+  deleteHook(hook: HookPlan): this {
+    this.lines[hook.table].push(hookText(hook).replace(/^-A /, '-D '));
+    return this;
+  }
+
+  deleteChain(table: Table, name: string): this {
+    this.lines[table].push(`-F ${checkWord(name)}`, `-X ${name}`);
+    return this;
+  }
+
+  get empty(): boolean {
+    return this.lines.filter.length === 0 && this.lines.nat.length === 0;
+  }
+
+  text(): string {
+    return (['filter', 'nat'] as const)
+      .filter((table) => this.lines[table].length > 0)
+      .map((table) => [`*${table}`, ...this.declarations[table], ...this.lines[table], 'COMMIT'].join('\n'))
+      .join('\n') + '\n';
+  }
+}
