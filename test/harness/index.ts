@@ -12,5 +12,5 @@ export { createNetns, createVethPair, deleteNetns, execInNetns, execInNetnsOk, i
 export { assertPreflight, findProblems, isStaticElf, type PreflightOptions } from './preflight.js';
 export { isAlive, kill9, terminate, waitForExit } from './processes.js';
 export { REPO_ROOT, startTsnet, TSNET_CLI, TsnetDaemon, type TsnetOptions } from './tsnet.js';
-export { httpGetUnix, socketAccepts } from './unix-socket.js';
+export { httpGetUnix, httpPostUnix, socketAccepts } from './unix-socket.js';
 export { waitUntil, type WaitOptions } from './wait.js';

@@ -16,16 +16,26 @@ export function socketAccepts(socketPath: string): Promise<boolean> {
 
 /** GET `path` over the unix socket; resolves with status and body, rejects on connection errors. */
 export function httpGetUnix(socketPath: string, path: string, timeoutMs = 5_000): Promise<{ status: number; body: string }> {
+  return httpUnix(socketPath, 'GET', path, undefined, timeoutMs);
+}
+
+/** POST a raw body without a Content-Type, exactly as dockerd calls plugins. */
+export function httpPostUnix(socketPath: string, path: string, body: string, timeoutMs = 5_000): Promise<{ status: number; body: string }> {
+  return httpUnix(socketPath, 'POST', path, body, timeoutMs);
+}
+
+function httpUnix(socketPath: string, method: string, path: string, payload: string | undefined, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => {
+    const headers = payload === undefined ? {} : { 'Content-Length': Buffer.byteLength(payload) };
+    const req = request({ socketPath, path, method, headers, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
       res.on('error', reject);
     });
-    req.on('timeout', () => req.destroy(new Error(`GET ${path} on ${socketPath} timed out`)));
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} on ${socketPath} timed out`)));
     req.on('error', reject);
-    req.end();
+    req.end(payload);
   });
 }

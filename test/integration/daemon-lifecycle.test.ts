@@ -1,0 +1,57 @@
+/**
+ * The daemon process as an operator runs it: the socket's mode, a stale
+ * socket replaced, a live one refused, SIGTERM keeping state, kill -9 survived.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNetns, deleteNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon } from '../harness/index.js';
+
+const id = newRunId();
+const netns = `${id}d`;
+const dir = runDir(id);
+let tsnet: TsnetDaemon;
+
+const options = () => ({ netns, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tsn${id}` });
+
+describe('tsnet daemon lifecycle', () => {
+  beforeAll(async () => {
+    await createNetns(netns);
+    tsnet = await startTsnet(options());
+  });
+  afterAll(async () => {
+    await tsnet?.kill9();
+    await deleteNetns(netns);
+    await run('rm', ['-rf', dir]);
+  });
+
+  it('serves the plugin socket with mode 0600', () => {
+    expect(statSync(tsnet.socketPath).mode & 0o777).toBe(0o600);
+  });
+
+  it('refuses to start a second daemon on a live socket, with a clear message', async () => {
+    const second = await run('ip', ['netns', 'exec', netns, 'node', TSNET_CLI, 'daemon', '--name', `tsn${id}`, '--socket-dir', join(dir, 'plugins'), '--state-dir', join(dir, 'state2')]);
+    expect(second.exitCode).toBe(1);
+    expect(second.stderr).toMatch(/another daemon is already serving .*\.sock/);
+    expect((await httpPostUnix(tsnet.socketPath, '/NetworkDriver.GetCapabilities', '')).status).toBe(200);
+  });
+
+  it('keeps its state over SIGTERM and over kill -9, replacing the stale socket', async () => {
+    const body = JSON.stringify({ AddressSpace: 'tsnet-local', Pool: '10.250.0.0/24', SubPool: '', Options: {}, V6: false });
+    expect((await httpPostUnix(tsnet.socketPath, '/IpamDriver.RequestPool', body)).status).toBe(200);
+    const poolId = 'tsnet-local/10.250.0.0/24';
+    const ask = () => httpPostUnix(tsnet.socketPath, '/IpamDriver.RequestAddress', JSON.stringify({ PoolID: poolId, Address: '', Options: null }));
+    expect(JSON.parse((await ask()).body).Address).toBe('10.250.0.1/24');
+
+    await tsnet.stop();
+    expect(existsSync(tsnet.socketPath)).toBe(false);
+    await tsnet.start();
+    expect(JSON.parse((await ask()).body).Address).toBe('10.250.0.2/24');
+
+    await tsnet.kill9();
+    expect(existsSync(tsnet.socketPath)).toBe(true); // what a crash leaves behind
+    await tsnet.start();
+    expect(JSON.parse((await ask()).body).Address).toBe('10.250.0.3/24');
+    expect(tsnet.logTail(200)).toMatch(/"method":"IpamDriver.RequestAddress".*"ms":/);
+  });
+});
