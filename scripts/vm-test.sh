@@ -1,0 +1,14 @@
+#!/bin/bash
+# vm-test.sh — the VLAN suite: every test/vm/**/*.vm.test.ts, run by vitest
+# INSIDE a User-Mode Linux guest (the host kernel has no 8021q).
+#
+#   scripts/vm-test.sh [VITEST ARGS...]
+#
+# Builds nothing (vitest runs the .ts sources; needs `npm ci` done). Exits
+# non-zero on any test failure; 125 when the guest did not boot or timed out.
+# Console: streamed to stdout and saved in $TSN_VM_OUT (default .tmp/vm-out/).
+# Env: TSN_VM_MEM (MB, default 2048), TSN_VM_TIMEOUT (s, default 600).
+# Host packages: user-mode-linux kmod busybox-static iptables docker.io.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+exec test/vm/run-in-guest.sh "$@"
