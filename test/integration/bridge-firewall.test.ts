@@ -1,0 +1,248 @@
+// The bridge driver's firewall against real iptables in throwaway netns:
+// the exact rules of each scenario (golden files under test/golden/, rewrite
+// them with TSNET_UPDATE_GOLDEN=1), hooks added once, teardown leaving
+// nothing, restore after the rules were lost, and refused requests leaving
+// rules and state as they were.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CleanupStack, createNetns, deleteNetns, execInNetnsOk, ipIn, REPO_ROOT } from '../harness/index.js';
+import { NetnsPlugin } from './netns-plugin.js';
+
+const GOLDEN_DIR = join(REPO_ROOT, 'test/golden');
+const UPDATE = process.env.TSNET_UPDATE_GOLDEN === '1';
+
+const NET_A = 'a1'.repeat(32);
+const NET_B = 'b2'.repeat(32);
+const EP_1 = 'e1'.repeat(32);
+const EP_2 = 'e2'.repeat(32);
+
+interface PortSpec {
+  Proto: number;
+  HostIP?: string;
+  HostPort: number;
+  HostPortEnd?: number;
+  Port: number;
+}
+
+const portmap = (ports: PortSpec[]) => ports.map((p) => ({ IP: '', HostIP: '', HostPortEnd: p.HostPort, ...p }));
+
+function networkBody(id: string, subnet: string, generic: Record<string, string> = {}, extra: { internal?: boolean; ipv6?: string } = {}) {
+  return {
+    NetworkID: id,
+    Options: {
+      'com.docker.network.enable_ipv6': extra.ipv6 !== undefined,
+      'com.docker.network.internal': extra.internal ?? false,
+      'com.docker.network.generic': generic,
+    },
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: `${subnet}.0/24`, Gateway: `${subnet}.1/24` }],
+    IPv6Data: extra.ipv6 ? [{ AddressSpace: 'LocalDefault', Pool: `${extra.ipv6}/64`, Gateway: `${extra.ipv6}1/64` }] : [],
+  };
+}
+
+function endpointBody(network: string, endpoint: string, address: string, ports: PortSpec[] = [], addressIPv6 = '') {
+  return {
+    NetworkID: network,
+    EndpointID: endpoint,
+    Interface: { Address: address, AddressIPv6: addressIPv6, MacAddress: '' },
+    Options: { 'com.docker.network.portmap': portmap(ports) },
+  };
+}
+
+/** One tsnet on a fresh netns per test. */
+class Scene {
+  readonly netns = `tsfw${randomBytes(3).toString('hex')}`;
+  readonly tsnet = new NetnsPlugin(this.netns);
+
+  async start(cleanup: CleanupStack): Promise<this> {
+    await createNetns(this.netns);
+    cleanup.defer(`delete netns ${this.netns}`, () => deleteNetns(this.netns));
+    // An uplink address, so host IPs other than loopback can be published on.
+    await ipIn(this.netns, ['link', 'add', 'uplink', 'type', 'veth', 'peer', 'name', 'uplink-peer']);
+    await ipIn(this.netns, ['address', 'add', '198.51.100.1/24', 'dev', 'uplink']);
+    await this.tsnet.start();
+    cleanup.defer('close tsnet', () => this.tsnet.close());
+    return this;
+  }
+
+  async ok(method: string, body: unknown): Promise<unknown> {
+    const res = await this.tsnet.post(method, body);
+    expect(res.body, `${method} answered ${JSON.stringify(res.body)}`).not.toHaveProperty('Err');
+    expect(res.status).toBe(200);
+    return res.body;
+  }
+
+  async save(family: 4 | 6): Promise<string> {
+    return (await execInNetnsOk(this.netns, [family === 4 ? 'iptables-save' : 'ip6tables-save'])).stdout;
+  }
+
+  /** tsnet's part of both families' rules, counters and IDs replaced, as a reviewer reads it. */
+  async rules(): Promise<string> {
+    const out: string[] = [];
+    for (const family of [4, 6] as const) out.push(`# ${family === 4 ? 'iptables' : 'ip6tables'}`, ...tsnetLines(await this.save(family)));
+    return `${out.join('\n')}\n`;
+  }
+}
+
+function tsnetLines(save: string): string[] {
+  const out: string[] = [];
+  for (const line of save.split('\n')) {
+    if (line.startsWith('*')) out.push(line);
+    else if (/^:TSNET-/.test(line)) out.push(line.replace(/ \[\d+:\d+\]$/, ''));
+    else if (line.startsWith('-A ') && line.includes('TSNET')) out.push(line);
+    else if (line.startsWith('-A TSNET-')) out.push(line);
+  }
+  const ids: Array<[string, string]> = [[NET_A.slice(0, 10), '<NET_A>'], [NET_B.slice(0, 10), '<NET_B>']];
+  return out
+    .filter((line, i, all) => !(line.startsWith('*') && (all[i + 1] === undefined || all[i + 1]!.startsWith('*'))))
+    .map((line) => ids.reduce((l, [id, name]) => l.replaceAll(id, name), line));
+}
+
+function expectGolden(name: string, actual: string): void {
+  const file = join(GOLDEN_DIR, `${name}.rules`);
+  if (UPDATE) writeFileSync(file, actual);
+  expect(existsSync(file), `${file} missing: run with TSNET_UPDATE_GOLDEN=1 and review it`).toBe(true);
+  expect(actual).toBe(readFileSync(file, 'utf8'));
+}
+
+const cleanup = new CleanupStack();
+afterEach(() => cleanup.run());
+
+async function scene(): Promise<Scene> {
+  return new Scene().start(cleanup);
+}
+
+describe('golden rules', () => {
+  it('plain: masquerade, isolation, no ports', async () => {
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0'));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24'));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    expectGolden('plain', await s.rules());
+    expect((await execInNetnsOk(s.netns, ['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout).toBe('1');
+    expect((await execInNetnsOk(s.netns, ['sysctl', '-n', `net/ipv4/conf/tsbr-${NET_A.slice(0, 10)}/route_localnet`])).stdout).toBe('1');
+  });
+
+  it('ports: tcp, udp on an address, sctp range, any port; two networks; host_ipv4 SNAT', async () => {
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', { 'com.docker.network.host_ipv4': '198.51.100.1' }));
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_B, '10.61.0', { 'com.docker.network.bridge.host_binding_ipv4': '127.0.0.1' }));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [
+      { Proto: 6, HostPort: 8080, Port: 80 },
+      { Proto: 17, HostIP: '198.51.100.1', HostPort: 5353, Port: 53 },
+      { Proto: 132, HostPort: 9000, HostPortEnd: 9001, Port: 90 },
+      { Proto: 132, HostPort: 9000, HostPortEnd: 9001, Port: 91 },
+      { Proto: 6, HostPort: 0, Port: 443 },
+    ]));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_B, EP_2, '10.61.0.2/24', [{ Proto: 6, HostPort: 8081, Port: 80 }]));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_B, EndpointID: EP_2, Options: {} });
+    expectGolden('ports', await s.rules());
+    const flags = (await ipIn(s.netns, ['-d', 'link', 'show', `tsv${EP_1.slice(0, 12)}`])).stdout;
+    expect(flags).toContain('hairpin on');
+
+    // Revoke takes the forwards away and leaves the rest.
+    await s.ok('NetworkDriver.RevokeExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1 });
+    const afterRevoke = await s.rules();
+    expect(afterRevoke).not.toContain('10.60.0.2:');
+    expect(afterRevoke).toContain('10.61.0.2:80');
+  });
+
+  it('internal: no way out, no NAT, no ports', async () => {
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', {}, { internal: true }));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 8080, Port: 80 }]));
+    expectGolden('internal', await s.rules());
+  });
+
+  it('icc off, masquerade off, isolation off', async () => {
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', {
+      'com.docker.network.bridge.enable_icc': 'false',
+      'com.docker.network.bridge.enable_ip_masquerade': 'false',
+      'tsnet.isolate': 'off',
+    }));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24'));
+    expectGolden('icc-off', await s.rules());
+    const flags = (await ipIn(s.netns, ['-d', 'link', 'show', `tsv${EP_1.slice(0, 12)}`])).stdout;
+    expect(flags).toContain('isolated on');
+  });
+
+  it('IPv6: ip6tables isolation, IPv6 masquerade, ports for both families', async () => {
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', { 'tsnet.masquerade6': 'on' }, { ipv6: 'fd60::' }));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 8080, Port: 80 }], 'fd60::2/64'));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    expectGolden('ipv6', await s.rules());
+    expect((await execInNetnsOk(s.netns, ['sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).stdout).toBe('1');
+  });
+});
+
+describe('rule lifecycle', () => {
+  it('adds hooks once, rebuilds lost rules on restore, and deleting the networks leaves only the empty shared chains', async () => {
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', {}, { ipv6: 'fd60::' }));
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_B, '10.61.0'));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 8080, Port: 80 }], 'fd60::2/64'));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    const before = await s.rules();
+
+    await s.tsnet.restart();
+    expect(await s.rules()).toBe(before);
+
+    // A reboot (or `iptables -F`) loses every rule; restore builds the same ones again.
+    for (const tool of ['iptables', 'ip6tables']) {
+      for (const table of ['filter', 'nat']) {
+        await execInNetnsOk(s.netns, [tool, '-t', table, '-F']);
+        await execInNetnsOk(s.netns, [tool, '-t', table, '-X']);
+      }
+    }
+    await s.tsnet.restart();
+    expect(await s.rules()).toBe(before);
+
+    await s.ok('NetworkDriver.DeleteEndpoint', { NetworkID: NET_A, EndpointID: EP_1 });
+    await s.ok('NetworkDriver.DeleteNetwork', { NetworkID: NET_A });
+    await s.ok('NetworkDriver.DeleteNetwork', { NetworkID: NET_B });
+    const left = await s.rules();
+    expect(left).not.toMatch(/<NET_A>|<NET_B>|tsbr-/);
+    expect(left).toContain('-A FORWARD -j TSNET-FORWARD');
+  });
+});
+
+describe('refused requests change no rule and no state', () => {
+  const cases: Array<[string, Record<string, string>, PortSpec[], RegExp]> = [
+    ['icc not a boolean', { 'com.docker.network.bridge.enable_icc': 'maybe' }, [], /^com\.docker\.network\.bridge\.enable_icc: /],
+    ['masquerade not a boolean', { 'com.docker.network.bridge.enable_ip_masquerade': 'yes please' }, [], /^com\.docker\.network\.bridge\.enable_ip_masquerade: /],
+    ['host_ipv4 not IPv4', { 'com.docker.network.host_ipv4': 'fd00::1' }, [], /^com\.docker\.network\.host_ipv4: /],
+    ['isolate not on/off', { 'tsnet.isolate': 'no' }, [], /^tsnet\.isolate: /],
+    ['host port above 65535', {}, [{ Proto: 6, HostPort: 70000, Port: 80 }], /^com\.docker\.network\.portmap\.0\.HostPort: /],
+    ['unknown protocol number', {}, [{ Proto: 1, HostPort: 8080, Port: 80 }], /^com\.docker\.network\.portmap\.0\.Proto: /],
+    ['host IP not on the host', {}, [{ Proto: 6, HostIP: '192.0.2.77', HostPort: 8080, Port: 80 }], /^com\.docker\.network\.portmap\.0\.HostIP: 192\.0\.2\.77 is not an address of this host/],
+    ['the same host port twice', {}, [{ Proto: 6, HostPort: 8080, Port: 80 }, { Proto: 6, HostPort: 8080, Port: 81 }], /^com\.docker\.network\.portmap\.1\.HostPort: .*8080/],
+    ['a host port of another endpoint', {}, [{ Proto: 6, HostIP: '198.51.100.1', HostPort: 7000, Port: 80 }], /^com\.docker\.network\.portmap\.0\.HostPort: .*7000.*already published by tsnet endpoint e2e2/],
+  ];
+
+  it.each(cases)('%s', async (_what, generic, ports, error) => {
+    const s = await scene();
+    // Another endpoint holds 7000/tcp on every address.
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_B, '10.61.0'));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_B, EP_2, '10.61.0.2/24', [{ Proto: 6, HostPort: 7000, Port: 80 }]));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_B, EndpointID: EP_2, Options: {} });
+    const rules = await s.rules();
+    const links = async () => (await ipIn(s.netns, ['-o', 'link', 'show'])).stdout.split('\n').map((l) => l.split(' ')[1]).join(' ');
+    const linksBefore = await links();
+    const state = () => JSON.stringify([s.tsnet.plugin.networks.listNetworks(), s.tsnet.plugin.networks.listEndpoints()]);
+    const stored = state();
+
+    const isNetworkOption = ports.length === 0;
+    const res = isNetworkOption
+      ? await s.tsnet.post('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', generic))
+      : await s.tsnet.post('NetworkDriver.CreateEndpoint', endpointBody(NET_B, EP_1, '10.61.0.3/24', ports));
+    expect(res.status).toBe(500);
+    expect(res.body.Err).toMatch(error);
+    expect(await s.rules()).toBe(rules);
+    expect(await links()).toBe(linksBefore);
+    expect(state()).toBe(stored);
+  });
+});
