@@ -1,4 +1,4 @@
-import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from './model.js';
+import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding } from './model.js';
 
 /**
  * What every network kind implements. Core validates the common fields,
@@ -23,6 +23,9 @@ export interface Driver<C = unknown, S = unknown> {
   /** Published ports and outbound access for the sandbox's gateway endpoint; returns the new state. */
   programExternalConnectivity(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<S>;
   revokeExternalConnectivity(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<S>;
+
+  /** `tsnet port add/rm` on a live endpoint: its -p list becomes `bindings`; returns the new state. Absent: the kind publishes no ports. */
+  changePorts?(network: NetworkRecord<C>, endpoint: EndpointRecord<S>, bindings: readonly PortBinding[]): Promise<S>;
 
   /** Start-up: makes the kernel match the stored network again (after a reboot or a crash). */
   restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import { portCommand } from './admin/port-command.js';
 import { startDaemon } from './daemon.js';
 import { createLogger, type LogLevel } from './log.js';
 
@@ -42,6 +43,8 @@ program
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+
+program.addCommand(portCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`tsnet: ${error instanceof Error ? error.message : String(error)}\n`);

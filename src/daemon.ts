@@ -2,6 +2,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { createAdminApp } from './admin/server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -19,6 +20,9 @@ export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 /** How long shutdown waits for requests in flight before it cuts connections. */
 const DRAIN_MS = 10_000;
 
+/** The admin socket (`tsnet port …`) beside the plugin socket; the CLI finds it from the same --name and --socket-dir. */
+export const adminSocketPath = (socketDir: string, name: string) => join(socketDir, `${name}.admin.sock`);
+
 export interface RunningDaemon {
   socketPath: string;
   /** Stops accepting, finishes requests in flight, closes the store. */
@@ -30,19 +34,25 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   if (!PLUGIN_NAME.test(options.name)) throw new Error(`--name "${options.name}" may only hold letters, digits, _ . and -`);
   const socketPath = join(options.socketDir, `${options.name}.sock`);
   await claimSocketPath(socketPath, options.socketDir);
+  const adminPath = adminSocketPath(options.socketDir, options.name);
+  await claimSocketPath(adminPath, options.socketDir);
 
   const store: Store = new SqliteStore(options.stateDir);
   const { app, networks } = await createPlugin(store, new ExecaRunner(), options, log);
   const server = createServer(app);
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
+  const admin = createServer(createAdminApp(networks, log));
+  await listen(admin, adminPath);
+  chmodSync(adminPath, 0o600);
   log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length }, 'tsnet is serving');
 
   return {
     socketPath,
     async stop() {
-      await close(server);
+      await Promise.all([close(server), close(admin)]);
       rmSync(socketPath, { force: true });
+      rmSync(adminPath, { force: true });
       await store.close();
       log.info('tsnet stopped; state kept');
     },

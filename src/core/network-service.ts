@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Driver } from '../../drivers/driver.js';
-import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord } from '../../drivers/model.js';
+import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
 import { parseCidrWithIp } from '../net/address.js';
@@ -198,6 +198,26 @@ export class NetworkService {
 
   revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
     return this.updateEndpointState(networkId, endpointId, (driver, network, endpoint) => driver.revokeExternalConnectivity(network, endpoint), false);
+  }
+
+  /**
+   * Changes the published ports of the live endpoint that has `address`
+   * (`tsnet port add/rm`): `change` maps its current -p list to the new one.
+   * Persisted, so the ports survive restarts; they go with the endpoint.
+   */
+  changePorts(address: string, change: (current: readonly PortBinding[]) => PortBinding[]): Promise<EndpointRecord> {
+    return this.mutex.run(TOPOLOGY, async () => {
+      const endpoint = [...this.endpoints.values()].find((e) => [e.address, e.addressIPv6].some((a) => a?.slice(0, a.indexOf('/')) === address));
+      if (!endpoint) throw new RequestError('address', `no tsnet endpoint has the address ${address}`);
+      const network = this.network(endpoint.networkId);
+      const driver = this.driverOf(network);
+      if (!driver.changePorts) throw new RequestError('address', `${network.kind} networks publish no ports`);
+      const portBindings = change(endpoint.portBindings);
+      const updated: EndpointRecord = { ...endpoint, portBindings, state: await driver.changePorts(network, endpoint, portBindings) };
+      await this.store.commit([put('endpoints', endpoint.id, updated)]);
+      this.endpoints.set(endpoint.id, updated);
+      return updated;
+    });
   }
 
   private updateEndpointState(

@@ -1,0 +1,23 @@
+import { request } from 'node:http';
+
+/** One admin API call over the unix socket; a non-2xx answer becomes an Error with the daemon's message. */
+export function adminCall(socketPath: string, method: 'GET' | 'POST', path: string, payload?: unknown): Promise<unknown> {
+  const text = payload === undefined ? '' : JSON.stringify(payload);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { socketPath, path, method, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) } },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (data += chunk));
+        res.on('end', () => {
+          const parsed = data ? (JSON.parse(data) as { Err?: string }) : undefined;
+          if ((res.statusCode ?? 500) >= 300) reject(new Error(parsed?.Err ?? `HTTP ${res.statusCode}`));
+          else resolve(parsed);
+        });
+      },
+    );
+    req.on('error', (error) => reject(new Error(`cannot reach the tsnet daemon at ${socketPath}: ${error.message}`)));
+    req.end(text);
+  });
+}
