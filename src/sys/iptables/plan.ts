@@ -7,7 +7,7 @@ import type { Family, FirewallNetwork, OutboundNat, PortForward } from '../firew
  *
  *   filter FORWARD ─▶ TSNET-FORWARD ─▶ TSNET-FWD-<net>   (-o bridge hooks first, then -i bridge)
  *                                        └▶ TSNET-OPEN    (bridges of networks with isolation off)
- *   filter INPUT   ─▶ TSNET-INPUT                         (containers never reach 127/8: route_localnet guard)
+ *   filter INPUT   ─▶ TSNET-INPUT                         (containers never open connections to 127/8: route_localnet guard)
  *   nat PREROUTING, OUTPUT (local destinations) ─▶ TSNET-DNAT ─▶ TSNET-DNAT-<net>
  *   nat POSTROUTING ─▶ TSNET-POSTROUTING ─▶ TSNET-SNAT-<net>
  */
@@ -131,7 +131,7 @@ export function networkPlan(network: FirewallNetwork, family: Family, forwards: 
       { table: 'filter', chain: SHARED_CHAINS.forward, rule: ['-i', b, '-j', names.forward], first: false },
       ...(network.isolate || network.internal ? [] : [{ table: 'filter' as const, chain: SHARED_CHAINS.open, rule: ['-i', b, '-j', 'ACCEPT'], first: false }]),
       ...(family === 4 && !network.internal
-        ? [{ table: 'filter' as const, chain: SHARED_CHAINS.input, rule: ['-d', '127.0.0.0/8', '-i', b, '-j', 'DROP'], first: false }]
+        ? [{ table: 'filter' as const, chain: SHARED_CHAINS.input, rule: ['-d', '127.0.0.0/8', '-i', b, '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'DROP'], first: false }]
         : []),
       { table: 'nat', chain: SHARED_CHAINS.dnat, rule: ['-j', names.dnat], first: false },
       { table: 'nat', chain: SHARED_CHAINS.postrouting, rule: ['-j', names.snat], first: false },
