@@ -40,6 +40,10 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   const { app, networks } = await createPlugin(store, new ExecaRunner(), options, log);
   const server = createServer(app);
+  // Never close an idle keep-alive connection from our side: dockerd's Go
+  // client may be sending on it at that moment, and it retries such a request
+  // with an already consumed, empty body ("NetworkID: is required").
+  server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
   const admin = createServer(createAdminApp(networks, log));

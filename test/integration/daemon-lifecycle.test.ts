@@ -2,7 +2,9 @@
  * The daemon process as an operator runs it: the socket's mode, a stale
  * socket replaced, a live one refused, SIGTERM keeping state, kill -9 survived.
  */
+import { once } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNetns, deleteNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon } from '../harness/index.js';
@@ -34,6 +36,19 @@ describe('tsnet daemon lifecycle', () => {
     expect(second.exitCode).toBe(1);
     expect(second.stderr).toMatch(/another daemon is already serving .*\.sock/);
     expect((await httpPostUnix(tsnet.socketPath, '/NetworkDriver.GetCapabilities', '')).status).toBe(200);
+  });
+
+  it('never closes an idle keep-alive connection itself (dockerd would retry on it with an empty body)', async () => {
+    const socket = connect(tsnet.socketPath);
+    await once(socket, 'connect');
+    let closedByServer = false;
+    socket.on('end', () => (closedByServer = true));
+    socket.write('POST /NetworkDriver.GetCapabilities HTTP/1.1\r\nHost: \r\nContent-Length: 0\r\n\r\n');
+    await once(socket, 'data');
+    // Node's default would end the connection after 5 s idle.
+    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    expect(closedByServer).toBe(false);
+    socket.destroy();
   });
 
   it('keeps its state over SIGTERM and over kill -9, replacing the stale socket', async () => {
