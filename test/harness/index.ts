@@ -14,3 +14,4 @@ export { isAlive, kill9, terminate, waitForExit } from './processes.js';
 export { REPO_ROOT, startTsnet, TSNET_CLI, TsnetDaemon, type TsnetOptions } from './tsnet.js';
 export { httpGetUnix, httpPostUnix, socketAccepts } from './unix-socket.js';
 export { waitUntil, type WaitOptions } from './wait.js';
+export { createOutside, nodeInNetns, REMOTE_SERVER, udpAsk, udpEchoServer, UPLINK_HOST, UPLINK_OUTSIDE } from './outside.js';

@@ -1,0 +1,115 @@
+/**
+ * tsnet bridge networks side by side with Docker's built-in bridge, on the
+ * same private dockerd (its own netns, see test/harness) in the same run.
+ * Medians of RUNS runs, reported as ratios tsnet / built-in:
+ *   - attach overhead: `docker run --rm` on the network minus `--network none`
+ *   - `docker network create` + `docker network rm`
+ *   - extra cost of `-p 127.0.0.1:21001-21100:1-100` (100 published ports)
+ * and 1000 sequential attaches (CreateEndpoint + Join + Program on the
+ * plugin socket) on one tsnet network: mean of the last 100 vs the first 100.
+ *
+ *   npm run bench:bridge        (root; not part of CI)
+ */
+import { join } from 'node:path';
+import { createDockerHost, type DockerHost, httpPostUnix, REPO_ROOT, TEST_IMAGE } from '../test/harness/index.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+const ATTACHES = 1000;
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+
+async function timed(step: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await step();
+  return performance.now() - started;
+}
+
+/** Median wall time of `docker run --rm … true` with these extra arguments. */
+async function runMs(host: DockerHost, args: string[]): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < RUNS; i++) samples.push(await timed(() => host.dockerOk(['run', '--rm', '--pull=never', ...args, TEST_IMAGE, 'true'], { timeoutMs: 300_000 })));
+  return median(samples);
+}
+
+async function createRmMs(host: DockerHost, driver: string, subnet: string): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    samples.push(await timed(async () => {
+      await host.dockerOk(['network', 'create', '-d', driver, '--subnet', subnet, 'bench-cr']);
+      await host.dockerOk(['network', 'rm', 'bench-cr']);
+    }));
+  }
+  return median(samples);
+}
+
+/** 1000 endpoints on one tsnet network through the plugin API, as dockerd sends them; per-attach times in order. */
+async function sequentialAttaches(host: DockerHost): Promise<number[]> {
+  const socket = host.tsnet.socketPath;
+  const post = async (method: string, body: unknown) => {
+    const res = await httpPostUnix(socket, `/NetworkDriver.${method}`, JSON.stringify(body), 60_000);
+    if (res.status !== 200) throw new Error(`${method}: ${res.body}`);
+  };
+  const networkId = 'b'.repeat(64);
+  await post('CreateNetwork', {
+    NetworkID: networkId,
+    Options: { 'com.docker.network.generic': {} },
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.90.0.0/20', Gateway: '10.90.0.1/20' }],
+    IPv6Data: [],
+  });
+  const times: number[] = [];
+  for (let i = 0; i < ATTACHES; i++) {
+    const endpointId = i.toString(16).padStart(64, 'e');
+    const address = `10.90.${(i + 2) >> 8}.${(i + 2) & 255}/20`;
+    times.push(await timed(async () => {
+      await post('CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: address, AddressIPv6: '', MacAddress: '' }, Options: { 'com.docker.network.portmap': [] } });
+      await post('Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '', Options: {} });
+      await post('ProgramExternalConnectivity', { NetworkID: networkId, EndpointID: endpointId, Options: {} });
+    }));
+  }
+  await post('DeleteNetwork', { NetworkID: networkId });
+  return times;
+}
+
+const ratio = (a: number, b: number) => (a / b).toFixed(2);
+const ms = (v: number) => v.toFixed(0);
+
+async function main(): Promise<void> {
+  const host = await createDockerHost({ dockerdArgs: ['--bridge=none'], tsnetCli: join(REPO_ROOT, 'dist/src/cli.js') });
+  try {
+    await host.dockerOk(['network', 'create', '-d', host.driver, '--subnet', '10.80.0.0/24', 'bench-ts']);
+    await host.dockerOk(['network', 'create', '-d', 'bridge', '--subnet', '10.81.0.0/24', 'bench-br']);
+    await runMs(host, ['--network', 'none']); // warm-up: image, containerd, caches
+
+    const none = await runMs(host, ['--network', 'none']);
+    const ts = await runMs(host, ['--network', 'bench-ts']);
+    const br = await runMs(host, ['--network', 'bench-br']);
+    const ports = ['-p', '127.0.0.1:21001-21100:1-100'];
+    const tsPorts = await runMs(host, ['--network', 'bench-ts', ...ports]);
+    const brPorts = await runMs(host, ['--network', 'bench-br', ...ports]);
+    const tsCreate = await createRmMs(host, host.driver, '10.82.0.0/24');
+    const brCreate = await createRmMs(host, 'bridge', '10.83.0.0/24');
+    const attaches = await sequentialAttaches(host);
+    const first = mean(attaches.slice(0, 100));
+    const last = mean(attaches.slice(-100));
+
+    const rows = [
+      ['measure (median of ' + RUNS + ')', 'tsnet ms', 'built-in ms', 'ratio', 'goal'],
+      ['attach overhead (run on net - run --network none)', ms(ts - none), ms(br - none), ratio(ts - none, br - none), '<= 0.90'],
+      ['extra cost of 100 published ports', ms(tsPorts - ts), ms(brPorts - br), ratio(tsPorts - ts, brPorts - br), '<= 0.10'],
+      ['network create + rm', ms(tsCreate), ms(brCreate), ratio(tsCreate, brCreate), '<= 1.00'],
+      [`${ATTACHES} attaches on one network: last 100 / first 100 (tsnet, mean ms)`, `${last.toFixed(1)} / ${first.toFixed(1)}`, '-', ratio(last, first), '<= 1.20'],
+    ];
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('  '));
+    console.log(`(docker run --network none: ${ms(none)} ms)`);
+  } finally {
+    await host.destroy();
+  }
+}
+
+await main();
