@@ -6,9 +6,10 @@
 #
 # Builds nothing (vitest runs the .ts sources; needs `npm ci` done). Exits
 # non-zero on any test failure; 125 when the guest did not boot or timed out.
-# Console: streamed to stdout and saved in $TSN_VM_OUT (default .tmp/vm-out/).
-# Env: TSN_VM_MEM (MB, default 2048), TSN_VM_TIMEOUT (s, default 600).
+# Console: streamed to stdout and saved in $TSN_VM_OUT (default .tmp/vm-out/<time>-<pid>/).
+# Env: TSN_VM_MEM (MB, default 2048), TSN_VM_TIMEOUT (s; 1800 here: the
+# suite runs several dockerds, and a loaded 2-CPU host slows UML 5-10x).
 # Host packages: user-mode-linux kmod busybox-static iptables docker.io.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-exec test/vm/run-in-guest.sh "$@"
+TSN_VM_TIMEOUT=${TSN_VM_TIMEOUT:-1800} exec test/vm/run-in-guest.sh "$@"

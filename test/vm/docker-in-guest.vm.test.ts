@@ -84,15 +84,13 @@ describe('dockerd inside the guest', () => {
     expect(r.out).toMatch(/^20\.10\.\S+ overlay2/);
   });
 
-  test('a busybox image imports and a container runs', () => {
+  test('a registry-free busybox image imports', () => {
     const imp = docker('import', '-c', 'CMD ["/bin/sh"]', makeRootfsTar(), image);
     expect(imp.code, imp.out).toBe(0);
-    const r = docker('run', '--rm', '--pull=never', '--network', 'none', image, 'sh', '-c', 'echo tsn-ok');
-    expect(r.code, r.out).toBe(0);
-    expect(r.out).toContain('tsn-ok');
   });
 
-  test('macvlan on parent <wire>.30: docker creates the VLAN link, container reaches VLAN 30 peer', () => {
+  // One container only: each `docker run` costs 5-60 s under UML.
+  test('macvlan on parent <wire>.30: docker creates the VLAN link, a container reaches the VLAN 30 peer', () => {
     must('ip', 'netns', 'add', peer);
     must('ip', 'link', 'add', wire, 'type', 'veth', 'peer', 'name', 'wire', 'netns', peer);
     must('ip', 'link', 'set', wire, 'up');

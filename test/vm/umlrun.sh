@@ -18,7 +18,8 @@
 #   TSN_VM_MEM      guest RAM in MB (default 2048; dockerd + node want >= 1536)
 #   TSN_VM_TIMEOUT  wall-clock limit in seconds (default 600)
 #   TSN_VM_OUT      host dir for console.log and whatever the guest writes to
-#                   $TSN_VM_ARTIFACTS (default <repo>/.tmp/vm-out, emptied each run)
+#                   $TSN_VM_ARTIFACTS (default: a new <repo>/.tmp/vm-out/<time>-<pid>,
+#                   unique because several runs may share one checkout)
 #   TSN_VM_VERBOSE  1 = show kernel boot messages
 # Passed into the guest: every TSN_* variable and CI. The guest also gets
 #   TSN_IN_VM=1 and TSN_VM_ARTIFACTS=/job/out (a read-write dir copied back).
@@ -30,7 +31,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 MEM=${TSN_VM_MEM:-2048}
 TIMEOUT=${TSN_VM_TIMEOUT:-600}
-OUT=${TSN_VM_OUT:-$REPO/.tmp/vm-out}
+OUT=${TSN_VM_OUT:-$REPO/.tmp/vm-out/$(date +%Y%m%d-%H%M%S)-$$}
 [ $# -ge 1 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }
 for c in linux.uml busybox; do
   command -v $c >/dev/null || { echo "umlrun: $c missing: apt-get install -y user-mode-linux kmod busybox-static" >&2; exit 2; }
@@ -56,7 +57,7 @@ trap cleanup EXIT
 trap 'loud "interrupted"; exit 125' INT TERM HUP
 
 mkdir -p "$JOB/out" "$OUT"
-[ -z "${TSN_VM_OUT:-}" ] && rm -rf "${OUT:?}"/*
+echo "umlrun: console and artifacts -> $OUT" >&2
 # The command and the pass-through environment, quoted for the guest's bash.
 printf '%q ' "$@" > "$JOB/cmd"
 { for v in $(compgen -e | grep -E '^(TSN_|CI$)'); do printf 'export %s=%q\n' "$v" "${!v}"; done
