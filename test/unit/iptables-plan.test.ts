@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest';
+import type { FirewallNetwork, PortForward } from '../../src/sys/firewall.js';
+import { IptablesFirewall } from '../../src/sys/iptables/iptables-firewall.js';
+import { networkChains, networkPlan } from '../../src/sys/iptables/plan.js';
+import { parseSave, RestoreScript } from '../../src/sys/iptables/restore-script.js';
+import { RecordingRunner, Sysctl } from '../../src/sys/index.js';
+
+const network: FirewallNetwork = {
+  id: '0123456789abcdef'.repeat(4),
+  bridge: 'tsbr-0123456789',
+  subnets: { 4: '10.1.0.0/24', 6: 'fd01::/64' },
+  internal: false,
+  icc: true,
+  isolate: true,
+  outboundNat: { 4: { kind: 'masquerade' } },
+};
+const forward: PortForward = { family: 4, proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '10.1.0.2', containerPort: 53 };
+const rulesOf = (plan: ReturnType<typeof networkPlan>, name: string) => plan.chains.find((c) => c.name === name)!.rules.map((r) => r.join(' '));
+
+describe('iptables rule plans', () => {
+  it('names per-network chains from the network ID within iptables\' 28 characters', () => {
+    const names = Object.values(networkChains(network.id));
+    expect(names).toEqual(['TSNET-FWD-0123456789', 'TSNET-DNAT-0123456789', 'TSNET-SNAT-0123456789']);
+    names.forEach((n) => expect(n.length).toBeLessThanOrEqual(28));
+  });
+
+  it('drops everything into the bridge that is not a reply, a published port or the bridge itself', () => {
+    const fwd = rulesOf(networkPlan(network, 4, []), 'TSNET-FWD-0123456789');
+    expect(fwd).toEqual([
+      '-o tsbr-0123456789 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-o tsbr-0123456789 -m conntrack --ctstate DNAT -j ACCEPT',
+      '-i tsbr-0123456789 -o tsbr-0123456789 -j ACCEPT',
+      '-o tsbr-0123456789 -j DROP',
+      '-i tsbr-0123456789 -j ACCEPT',
+    ]);
+  });
+
+  it('lets internal networks neither out nor NAT anything, whatever forwards are asked for', () => {
+    const plan = networkPlan({ ...network, internal: true }, 4, [forward]);
+    expect(rulesOf(plan, 'TSNET-FWD-0123456789').at(-1)).toBe('-i tsbr-0123456789 -j DROP');
+    expect(rulesOf(plan, 'TSNET-DNAT-0123456789')).toEqual([]);
+    expect(rulesOf(plan, 'TSNET-SNAT-0123456789')).toEqual([]);
+    expect(plan.hooks.map((h) => h.chain)).not.toContain('TSNET-INPUT');
+  });
+
+  it('forwards per family, with the host address when there is one and brackets for IPv6', () => {
+    const v6: PortForward = { family: 6, proto: 'tcp', hostPort: 8080, containerIp: 'fd01::2', containerPort: 80 };
+    expect(rulesOf(networkPlan(network, 4, [forward, v6]), 'TSNET-DNAT-0123456789')).toEqual([
+      '-d 127.0.0.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53',
+    ]);
+    expect(rulesOf(networkPlan(network, 6, [forward, v6]), 'TSNET-DNAT-0123456789')).toEqual([
+      '-p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd01::2]:80',
+    ]);
+  });
+
+  it('SNATs to host_ipv4 when given, masquerades IPv6 only when asked', () => {
+    const snat = networkPlan({ ...network, outboundNat: { 4: { kind: 'snat', source: '192.0.2.1' } } }, 4, []);
+    expect(rulesOf(snat, 'TSNET-SNAT-0123456789')[0]).toBe('-s 10.1.0.0/24 ! -o tsbr-0123456789 -j SNAT --to-source 192.0.2.1');
+    expect(rulesOf(networkPlan(network, 6, []), 'TSNET-SNAT-0123456789')).toEqual(['-s fd01::/64 -o tsbr-0123456789 -m conntrack --ctstate DNAT -j MASQUERADE']);
+  });
+
+  it('puts a network with isolation off into TSNET-OPEN and sends traffic into its bridge there', () => {
+    const plan = networkPlan({ ...network, isolate: false }, 4, []);
+    expect(rulesOf(plan, 'TSNET-FWD-0123456789')).toContain('-o tsbr-0123456789 -j TSNET-OPEN');
+    expect(plan.hooks).toContainEqual({ table: 'filter', chain: 'TSNET-OPEN', rule: ['-i', 'tsbr-0123456789', '-j', 'ACCEPT'], first: false });
+  });
+});
+
+describe('restore scripts', () => {
+  it('declares chains before any rule of their table and inserts first hooks at the top', () => {
+    const script = new RestoreScript()
+      .addHook({ table: 'filter', chain: 'TSNET-FORWARD', rule: ['-o', 'br', '-j', 'X'], first: true })
+      .replaceChain({ table: 'filter', name: 'X', rules: [['-j', 'DROP']] });
+    expect(script.text()).toBe('*filter\n:X - [0:0]\n-I TSNET-FORWARD 1 -o br -j X\n-F X\n-A X -j DROP\nCOMMIT\n');
+  });
+
+  it('refuses words that could break out of a rule line', () => {
+    expect(() => new RestoreScript().replaceChain({ table: 'nat', name: 'X', rules: [['-j', 'DROP\n-A']] })).toThrow(/unsafe word/);
+  });
+
+  it('reads chains and rules of iptables-save per table', () => {
+    const saved = parseSave('*filter\n:INPUT ACCEPT [0:0]\n:TSNET-FORWARD - [0:0]\n-A FORWARD -j TSNET-FORWARD\nCOMMIT\n*nat\n:TSNET-DNAT - [0:0]\nCOMMIT\n');
+    expect([...saved.filter.chains]).toEqual(['INPUT', 'TSNET-FORWARD']);
+    expect([...saved.filter.rules]).toEqual(['-A FORWARD -j TSNET-FORWARD']);
+    expect([...saved.nat.chains]).toEqual(['TSNET-DNAT']);
+  });
+});
+
+describe('IptablesFirewall command plan', () => {
+  it('changes a network\'s forwards with one iptables-restore per family and no read', async () => {
+    const runner = new RecordingRunner();
+    await new IptablesFirewall(runner, new Sysctl(runner)).setPortForwards(network, [forward]);
+    expect(runner.commands.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-restore --noflush', 'ip6tables-restore --noflush']);
+    expect(runner.commands[0]!.input).toContain('-A TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp');
+  });
+
+  it('adds only the hooks iptables-save does not show, and enables forwarding in one sysctl', async () => {
+    const runner = new RecordingRunner().reply('iptables-save', '*filter\n:TSNET-FORWARD - [0:0]\n-A FORWARD -j TSNET-FORWARD\nCOMMIT\n');
+    await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, []);
+    expect(runner.lines()[0]).toBe('sysctl -q -w net/ipv4/ip_forward=1 net/ipv4/conf/tsbr-0123456789/route_localnet=1');
+    const restore = runner.commands.find((c) => c.file === 'iptables-restore')!.input!;
+    expect(restore).not.toContain('-I FORWARD 1 -j TSNET-FORWARD');
+    expect(restore).not.toContain(':TSNET-FORWARD ');
+    expect(restore).toContain('-I INPUT 1 -j TSNET-INPUT');
+    expect(restore).toContain('-I TSNET-FORWARD 1 -o tsbr-0123456789 -j TSNET-FWD-0123456789');
+    expect(runner.commands.filter((c) => c.file.startsWith('ip6tables'))).toEqual([]);
+  });
+});
