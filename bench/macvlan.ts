@@ -1,0 +1,77 @@
+/**
+ * Attach overhead of tsnet's macvlan against Docker's built-in macvlan, on the
+ * same private dockerd in the same run: one running container is connected to
+ * and disconnected from each network in turn (alternating, so drift hits both
+ * alike), through the Docker API on the daemon's socket (no CLI start-up in
+ * the numbers). Each network has its own veth parent inside the dockerd's
+ * netns. Prints medians and the ratio tsnet / built-in (goal ≤ 0.9).
+ *
+ *   npm run build && npm run bench:macvlan      (root; not part of CI)
+ */
+import { request } from 'node:http';
+import { createDockerHost, type DockerHost, ipIn, TEST_IMAGE } from '../test/harness/index.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
+const WARMUP = 3;
+
+/** One Docker API call with a JSON body; resolves with its duration in ms. */
+function dockerApi(socketPath: string, path: string, body: object): Promise<number> {
+  const payload = JSON.stringify(body);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { socketPath, path: `/v1.41${path}`, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => (res.statusCode! < 300 ? resolve(performance.now() - started) : reject(new Error(`${path}: ${res.statusCode} ${text}`))));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const host: DockerHost = await createDockerHost({ dockerdArgs: ['--bridge=none'], logLevel: 'warn' });
+  try {
+    for (const parent of ['pbuiltin', 'ptsnet']) {
+      await ipIn(host.netns, ['link', 'add', parent, 'type', 'veth', 'peer', 'name', `${parent}-x`]);
+      await ipIn(host.netns, ['link', 'set', parent, 'up']);
+      await ipIn(host.netns, ['link', 'set', `${parent}-x`, 'up']);
+    }
+    const networks = { builtin: 'bench-builtin', tsnet: 'bench-tsnet' } as const;
+    await host.dockerOk(['network', 'create', '-d', 'macvlan', '-o', 'parent=pbuiltin', '--subnet', '10.80.0.0/24', networks.builtin]);
+    await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'parent=ptsnet', '--subnet', '10.81.0.0/24', networks.tsnet]);
+    await host.dockerOk(['run', '-d', '--pull=never', '--network', 'none', '--name', 'bench', TEST_IMAGE, 'sleep', '36000']);
+
+    const socketPath = host.host.replace(/^unix:\/\//, '');
+    const samples = { builtin: { connect: [] as number[], disconnect: [] as number[] }, tsnet: { connect: [] as number[], disconnect: [] as number[] } };
+    for (let round = 0; round < WARMUP + ROUNDS; round++) {
+      for (const kind of round % 2 ? (['tsnet', 'builtin'] as const) : (['builtin', 'tsnet'] as const)) {
+        const connect = await dockerApi(socketPath, `/networks/${networks[kind]}/connect`, { Container: 'bench' });
+        const disconnect = await dockerApi(socketPath, `/networks/${networks[kind]}/disconnect`, { Container: 'bench' });
+        if (round < WARMUP) continue;
+        samples[kind].connect.push(connect);
+        samples[kind].disconnect.push(disconnect);
+      }
+    }
+    const row = (kind: 'builtin' | 'tsnet') => ({ connectMs: median(samples[kind].connect), disconnectMs: median(samples[kind].disconnect) });
+    const builtin = row('builtin');
+    const tsnet = row('tsnet');
+    console.log(`macvlan attach, ${ROUNDS} rounds each (medians, Docker API round trip):`);
+    console.log(`  Docker built-in macvlan: connect ${builtin.connectMs.toFixed(1)} ms, disconnect ${builtin.disconnectMs.toFixed(1)} ms`);
+    console.log(`  tsnet macvlan:           connect ${tsnet.connectMs.toFixed(1)} ms, disconnect ${tsnet.disconnectMs.toFixed(1)} ms`);
+    console.log(`  ratio tsnet/built-in:    connect ${(tsnet.connectMs / builtin.connectMs).toFixed(2)}x, disconnect ${(tsnet.disconnectMs / builtin.disconnectMs).toFixed(2)}x (goal ≤ 0.9x)`);
+  } finally {
+    await host.destroy();
+  }
+}
+
+await main();
