@@ -64,65 +64,73 @@ printf '%q ' "$@" > "$JOB/cmd"
   printf 'export TSN_IN_VM=1 TSN_VM_ARTIFACTS=/job/out TSN_VM_REPO=%q\n' "$REPO"
 } > "$JOB/env"
 
+# The guest's init runs in busybox's shell: its applets (mount, mkdir, ip...)
+# need no dynamic loading, which costs 0.1-0.5 s per exec under UML (much
+# more on a busy host) and would double the boot time. Busybox re-execs
+# itself through /proc/self/exe, so the guest's /proc must be mounted first,
+# by explicit path: until then /proc is the HOST's, where /proc/self/exe is
+# linux.uml itself.
+VARS=$(printf 'JOB=%q KV=%q REPO=%q' "$JOB" "$KV" "$REPO")
+
 # Stage 1: PID 1 on the read-only hostfs root. Builds the overlay and pivots
 # into it. pivot_root, not chroot: module autoload runs /sbin/modprobe in the
 # kernel's root, which must be the overlay (where /lib/modules/$KV exists).
-cat > "$JOB/init1" <<'EOF'
-#!/bin/sh
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc
-for a in $(cat /proc/cmdline); do case $a in tsn.job=*) JOB=${a#tsn.job=};; esac; done
-KV=$(uname -r)
+{ echo '#!/bin/busybox sh'; echo "$VARS"; cat <<'EOF'
+/bin/busybox mount -t proc proc /proc
 mount -t tmpfs -o mode=755 tmpfs /mnt          # host's /mnt is only a mount point
 mkdir -p /mnt/lower /mnt/upper /mnt/work /mnt/root
-mount --bind / /mnt/lower
+mount -o bind / /mnt/lower
 insmod /usr/lib/uml/modules/$KV/kernel/fs/overlayfs/overlay.ko
 mount -t overlay overlay -o lowerdir=/mnt/lower,upperdir=/mnt/upper,workdir=/mnt/work /mnt/root
 mkdir -p /mnt/root/lib/modules/$KV /mnt/root/job /mnt/root/oldroot
-mount --bind /usr/lib/uml/modules/$KV /mnt/root/lib/modules/$KV
+mount -o bind /usr/lib/uml/modules/$KV /mnt/root/lib/modules/$KV
 mount -t hostfs -o "$JOB" none /mnt/root/job    # the only host dir the guest may write
 umount /proc
-cd /mnt/root && pivot_root . oldroot && exec chroot . /bin/bash /job/init2
-echo "umlrun: pivot_root failed"; busybox poweroff -f
+cd /mnt/root && pivot_root . oldroot && exec chroot . /bin/busybox sh /job/init2
+echo "umlrun: pivot_root failed"; /bin/busybox poweroff -f
 EOF
+} > "$JOB/init1"
 chmod +x "$JOB/init1"
 
 # Stage 2: the system the command expects, then the command itself.
-cat > "$JOB/init2" <<'EOF'
+{ echo "$VARS"; cat <<'EOF'
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb LANG=C.UTF-8
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
+/bin/busybox mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 umount -l /oldroot
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run                     # /var/run -> /run on Debian
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-source /job/env
 # /tmp and /var/lib/docker on tmpfs: overlay2 (and nested docker data roots
 # under /tmp) cannot use the overlay root as an upper dir. Keep the checkout
 # visible if it lives under /tmp.
-case $TSN_VM_REPO/ in /tmp/*) mkdir -p /.repo; mount --bind "$TSN_VM_REPO" /.repo;; esac
+case $REPO/ in /tmp/*) mkdir -p /.repo; mount -o bind "$REPO" /.repo;; esac
 mount -t tmpfs -o mode=1777 tmpfs /tmp
-[ -d /.repo ] && { mkdir -p "$TSN_VM_REPO"; mount --move /.repo "$TSN_VM_REPO"; }
+[ -d /.repo ] && { mkdir -p "$REPO"; mount -o move /.repo "$REPO"; }
 mkdir -p /var/lib/docker; mount -t tmpfs -o mode=711 tmpfs /var/lib/docker
 echo 1 > /proc/sys/kernel/printk
 stty -onlcr 2>/dev/null    # the console tty would turn every \n into \r\n in the logs
 hostname tsn-uml; ip link set lo up
-# The UML kernel has no IPv4 nf_tables: iptables must be the legacy backend
-# (this only changes the overlay, never the host's alternatives).
-update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy
-update-alternatives --quiet --set ip6tables /usr/sbin/ip6tables-legacy
+# The UML kernel has no IPv4 nf_tables: point the iptables alternatives at the
+# legacy backend (what `update-alternatives --set` does; overlay only, the
+# host's alternatives are untouched).
+for t in iptables ip6tables; do for s in '' -save -restore; do
+  ln -sfn /usr/sbin/$t-legacy$s /etc/alternatives/$t$s
+done; done
 [ -w /proc/sys/net/ipv4/ip_forward ] || echo "umlrun: WARNING ip_forward not writable"
-cd "$TSN_VM_REPO"
-echo "umlrun: guest $(uname -r) ready after $(cut -d' ' -f1 /proc/uptime)s, running: $(cat /job/cmd)"
-# Through a pipe, so the command sees no TTY: plain CI-friendly output
-# (no progress redraws or colour codes from vitest and friends).
-eval "$(cat /job/cmd)" </dev/null 2>&1 | cat
-rc=${PIPESTATUS[0]}
-echo "umlrun: command exited $rc after $(cut -d' ' -f1 /proc/uptime)s guest uptime"
+read -r up _ < /proc/uptime
+echo "umlrun: guest $KV ready after ${up}s, running: $(cat /job/cmd)"
+# bash for the command (it was quoted with printf %q). Through a pipe, so it
+# sees no TTY: plain CI-friendly output (no redraws or colour codes).
+bash -c 'source /job/env; cd "$TSN_VM_REPO" && eval "$(< /job/cmd)" </dev/null 2>&1 | cat; exit ${PIPESTATUS[0]}'
+rc=$?
+read -r up _ < /proc/uptime
+echo "umlrun: command exited $rc after ${up}s guest uptime"
 echo $rc > /job/rc
 sync
-busybox poweroff -f
+/bin/busybox poweroff -f
 EOF
+} > "$JOB/init2"
 
 QUIET=quiet; [ "${TSN_VM_VERBOSE:-0}" = 1 ] && QUIET=
 # UML keeps guest RAM in a file under $TMPDIR: prefer /dev/shm (fast), but CI
@@ -140,7 +148,7 @@ t0=$(date +%s.%N)
 # timeout puts UML and its helper processes in its own process group and kills
 # that whole group when the limit is hit.
 TMPDIR=$RAMDIR timeout --kill-after=10 "$TIMEOUT" linux.uml mem="${MEM}M" \
-  rootfstype=hostfs rootflags=/ ro init="$JOB/init1" tsn.job="$JOB" \
+  rootfstype=hostfs rootflags=/ ro init="$JOB/init1" \
   con=null con0=fd:0,fd:1 $QUIET </dev/null >"$JOB/console" 2>&1 &
 UML_PID=$!
 uml_rc=0; wait "$UML_PID" || uml_rc=$?
