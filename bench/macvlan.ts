@@ -3,14 +3,17 @@
  * same private dockerd in the same run: one running container is connected to
  * and disconnected from each network in turn (alternating, so drift hits both
  * alike), through the Docker API on the daemon's socket (no CLI start-up in
- * the numbers). Each network has its own veth parent inside the dockerd's
+ * the numbers). The container's first network is a tsnet bridge, the same for both. Each network has its own veth parent inside the dockerd's
  * netns. Prints medians and the ratio tsnet / built-in (goal ≤ 0.9).
  *
  *   npm run build && npm run bench:macvlan      (root; not part of CI)
  */
 import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import { createDockerHost, type DockerHost, ipIn, TEST_IMAGE } from '../test/harness/index.js';
 
+/** This file runs as dist/bench/macvlan.js, where the harness's REPO_ROOT would point into dist/. */
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 const WARMUP = 3;
 
@@ -39,7 +42,7 @@ const median = (values: number[]) => {
 };
 
 async function main(): Promise<void> {
-  const host: DockerHost = await createDockerHost({ dockerdArgs: ['--bridge=none'], logLevel: 'warn' });
+  const host: DockerHost = await createDockerHost({ dockerdArgs: ['--bridge=none'], logLevel: 'warn', tsnetCli: CLI });
   try {
     for (const parent of ['pbuiltin', 'ptsnet']) {
       await ipIn(host.netns, ['link', 'add', parent, 'type', 'veth', 'peer', 'name', `${parent}-x`]);
@@ -49,7 +52,9 @@ async function main(): Promise<void> {
     const networks = { builtin: 'bench-builtin', tsnet: 'bench-tsnet' } as const;
     await host.dockerOk(['network', 'create', '-d', 'macvlan', '-o', 'parent=pbuiltin', '--subnet', '10.80.0.0/24', networks.builtin]);
     await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'parent=ptsnet', '--subnet', '10.81.0.0/24', networks.tsnet]);
-    await host.dockerOk(['run', '-d', '--pull=never', '--network', 'none', '--name', 'bench', TEST_IMAGE, 'sleep', '36000']);
+    // dockerd refuses to connect a --network none container, so it sits on a third (bridge) network.
+    await host.dockerOk(['network', 'create', '-d', host.driver, '--subnet', '10.82.0.0/24', 'bench-anchor']);
+    await host.dockerOk(['run', '-d', '--pull=never', '--network', 'bench-anchor', '--name', 'bench', TEST_IMAGE, 'sleep', '36000']);
 
     const socketPath = host.host.replace(/^unix:\/\//, '');
     const samples = { builtin: { connect: [] as number[], disconnect: [] as number[] }, tsnet: { connect: [] as number[], disconnect: [] as number[] } };
