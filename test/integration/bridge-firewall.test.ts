@@ -4,7 +4,8 @@
 // nothing, restore after the rules were lost, and refused requests leaving
 // rules and state as they were.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CleanupStack, createNetns, deleteNetns, execInNetnsOk, ipIn, REPO_ROOT } from '../harness/index.js';
@@ -85,17 +86,18 @@ class Scene {
   }
 }
 
+/** tsnet's lines per table, tables in a fixed order (legacy's save lists nat before filter, nft the reverse). */
 function tsnetLines(save: string): string[] {
-  const out: string[] = [];
+  const tables = new Map<string, string[]>();
+  let current: string[] = [];
   for (const line of save.split('\n')) {
-    if (line.startsWith('*')) out.push(line);
-    else if (/^:TSNET-/.test(line)) out.push(line.replace(/ \[\d+:\d+\]$/, ''));
-    else if (line.startsWith('-A ') && line.includes('TSNET')) out.push(line);
-    else if (line.startsWith('-A TSNET-')) out.push(line);
+    if (line.startsWith('*')) tables.set(line, (current = []));
+    else if (/^:TSNET-/.test(line)) current.push(line.replace(/ \[\d+:\d+\]$/, ''));
+    else if (line.startsWith('-A ') && line.includes('TSNET')) current.push(line);
   }
   const ids: Array<[string, string]> = [[NET_A.slice(0, 10), '<NET_A>'], [NET_B.slice(0, 10), '<NET_B>']];
-  return out
-    .filter((line, i, all) => !(line.startsWith('*') && (all[i + 1] === undefined || all[i + 1]!.startsWith('*'))))
+  return ['*filter', '*nat']
+    .flatMap((table) => (tables.get(table)?.length ? [table, ...tables.get(table)!] : []))
     .map((line) => ids.reduce((l, [id, name]) => l.replaceAll(id, name), line));
 }
 
@@ -176,6 +178,30 @@ describe('golden rules', () => {
     await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
     expectGolden('ipv6', await s.rules());
     expect((await execInNetnsOk(s.netns, ['sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).stdout).toBe('1');
+  });
+});
+
+describe('on iptables-legacy', () => {
+  // tsnet calls plain `iptables*` from PATH, as dockerd does; a PATH that
+  // resolves them to the legacy tools must give the very same rules.
+  it('writes the same rules as with nft', async () => {
+    const bin = mkdtempSync(join(tmpdir(), 'tsnet-legacy-'));
+    const path = process.env.PATH;
+    cleanup.defer('restore PATH', () => {
+      process.env.PATH = path;
+      rmSync(bin, { recursive: true, force: true });
+    });
+    for (const family of ['iptables', 'ip6tables']) {
+      for (const tool of ['', '-save', '-restore']) symlinkSync(`/usr/sbin/${family}-legacy${tool}`, join(bin, `${family}${tool}`));
+    }
+    process.env.PATH = `${bin}:${path}`;
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', { 'tsnet.masquerade6': 'on' }, { ipv6: 'fd60::' }));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 8080, Port: 80 }], 'fd60::2/64'));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    expect((await execInNetnsOk(s.netns, ['iptables-legacy-save'])).stdout).toContain('TSNET-DNAT-');
+    expect((await execInNetnsOk(s.netns, ['iptables-nft-save'])).stdout).not.toContain('TSNET');
+    expect(await s.rules()).toBe(readFileSync(join(GOLDEN_DIR, 'ipv6.rules'), 'utf8'));
   });
 });
 
