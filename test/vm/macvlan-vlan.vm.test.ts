@@ -111,6 +111,15 @@ describe('macvlan on 802.1Q VLANs across two simulated hosts (guest kernel)', { 
     }
   });
 
+  it('recreates a subinterface it owns after kill -9 and a lost link, as after a reboot', async () => {
+    await hostB.tsnet.kill9();
+    // Takes b20's macvlan with it, as a reboot would.
+    await ipIn(hostB.netns, ['link', 'del', 'dev', `${WIRE}.20`]);
+    await hostB.tsnet.start();
+    expect(await vlanId(hostB, `${WIRE}.20`)).toBe(20);
+    expect((await link(hostB, `${WIRE}.20`))?.flags).toContain('UP');
+  });
+
   it('removes the subinterfaces it created with the last network, keeps the user\'s, gives promisc back', async () => {
     await hostA.removeAllContainers();
     await hostA.dockerOk(['network', 'rm', 'v10', 'v20', 'v30']);
