@@ -162,7 +162,12 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       await this.ip.exec(words);
     }
     // Bridge port flags cannot go into `ip link add`; only endpoints with ports or ICC off need them.
-    await this.ip.batch(this.portFlags(network, state));
+    try {
+      await this.ip.batch(this.portFlags(network, state));
+    } catch (error) {
+      await this.ip.deleteLinks([state.hostIf]);
+      throw error;
+    }
     this.ports.hold(endpoint.id, ports);
     return state;
   }
@@ -192,7 +197,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     return forwards;
   }
 
-  /** Rewrites the network's DNAT rules after `change` touched its forwards. */
+  /** Rewrites the network's DNAT rules from the forwards of its published endpoints. */
   private async syncForwards(network: BridgeNetwork): Promise<void> {
     await this.firewall.setPortForwards(firewallNetwork(network), [...this.networkForwards(network.id).values()].flat());
   }
