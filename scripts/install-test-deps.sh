@@ -7,7 +7,7 @@
 # and installs just what is missing. Needs root (CI machines run as root).
 set -euo pipefail
 
-packages=(docker.io iptables busybox-static kmod user-mode-linux iproute2 curl)
+packages=(docker.io iptables busybox-static kmod user-mode-linux iproute2 curl procps)
 
 is_installed() {
   # "install ok installed" is dpkg's status for a fully configured package;
