@@ -15,7 +15,8 @@
 # * The console is streamed to stdout and saved to $TSN_VM_OUT/console.log.
 #
 # Environment (host side):
-#   TSN_VM_MEM      guest RAM in MB (default 2048; dockerd + node want >= 1536)
+#   TSN_VM_MEM      guest RAM in MB (default 2048; vitest + one dockerd peak at ~190 MB,
+#                   the file backing it is sparse, so unused RAM costs nothing)
 #   TSN_VM_TIMEOUT  wall-clock limit in seconds (default 600)
 #   TSN_VM_OUT      host dir for console.log and whatever the guest writes to
 #                   $TSN_VM_ARTIFACTS (default: a new <repo>/.tmp/vm-out/<time>-<pid>,
