@@ -9,7 +9,7 @@
 # Console: streamed to stdout and saved in $TSN_VM_OUT (default .tmp/vm-out/<time>-<pid>/).
 # Env: TSN_VM_MEM (MB, default 2048), TSN_VM_TIMEOUT (s; 1800 here: the
 # suite runs several dockerds, and a loaded 2-CPU host slows UML 5-10x).
-# Host packages: user-mode-linux kmod busybox-static iptables docker.io.
+# Host packages: user-mode-linux kmod busybox-static iptables iproute2 docker.io.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TSN_VM_TIMEOUT=${TSN_VM_TIMEOUT:-1800} exec test/vm/run-in-guest.sh "$@"

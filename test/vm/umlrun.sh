@@ -25,7 +25,7 @@
 # Passed into the guest: every TSN_* variable and CI. The guest also gets
 #   TSN_IN_VM=1 and TSN_VM_ARTIFACTS=/job/out (a read-write dir copied back).
 #
-# Needs (Debian 12): user-mode-linux kmod busybox-static iptables.
+# Needs (Debian 12): user-mode-linux kmod busybox-static iptables iproute2.
 # Caveat: hostfs is read-only only by mount flag; guest code must not remount it.
 set -euo pipefail
 
@@ -148,7 +148,7 @@ mkfifo "$JOB/console"
 tee "$OUT/console.log" < "$JOB/console" \
   | grep --line-buffered -v -E '^(SELinux: |mmapper_init|Failed to initialize ubd|reboot: System halted)' &
 READER_PID=$!
-t0=$(date +%s.%N)
+t0=$EPOCHREALTIME
 # timeout puts UML and its helper processes in its own process group and kills
 # that whole group when the limit is hit.
 TMPDIR=$RAMDIR timeout --kill-after=10 "$TIMEOUT" linux.uml mem="${MEM}M" \
@@ -158,10 +158,10 @@ UML_PID=$!
 uml_rc=0; wait "$UML_PID" || uml_rc=$?
 UML_PID=
 wait "$READER_PID" || true; READER_PID=
-t1=$(date +%s.%N)
+t1=$EPOCHREALTIME
 cp -r "$JOB/out/." "$OUT/"
-printf 'umlrun: UML wall time %.1fs (mem %sM, console saved to %s/console.log)\n' \
-  "$(echo "$t1 - $t0" | bc)" "$MEM" "$OUT" >&2
+awk -v s="$t0" -v e="$t1" -v m="$MEM" -v o="$OUT" \
+  'BEGIN { printf "umlrun: UML wall time %.1fs (mem %sM, console saved to %s/console.log)\n", e - s, m, o }' >&2
 if [ ! -s "$JOB/rc" ]; then
   why="the guest did not boot or crashed (linux.uml exit $uml_rc)"
   [ "$uml_rc" = 124 ] && why="killed by TSN_VM_TIMEOUT=${TIMEOUT}s"
