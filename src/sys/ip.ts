@@ -94,10 +94,13 @@ export class Ip {
     for (const name of names) await this.execTeardown(['link', 'del', 'dev', name]);
   }
 
-  /** Runs one undo command (route del, flag reset); a link or route already gone is success. */
+  /**
+   * Runs one undo command (route del, flag reset); a link or route already
+   * gone is success. As a batch, so a long-lived ip session can take it.
+   */
   async execTeardown(words: readonly string[]): Promise<void> {
     try {
-      await this.exec(words);
+      await this.batch([words]);
     } catch (error) {
       if (!(error instanceof CommandError) || !GONE.test(error.stderr)) throw error;
     }

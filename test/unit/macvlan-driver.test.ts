@@ -69,6 +69,6 @@ describe('macvlan driver command plans', () => {
     const net = await network(noVlanDriver, { parent: 'wire.10' });
     await expect(noVlanDriver.createNetwork(net, [])).rejects.toThrow(/^parent: cannot create VLAN interface wire\.10 on wire \(does the kernel have 8021q\?\): Error: Unknown device type\.$/);
     // The rollback deletes only what tsnet would have owned: the subinterface.
-    expect(writes(failing)).toEqual(['ip -batch -\nlink add link wire name wire.10 type vlan id 10\nlink set dev wire.10 up', 'ip link del dev wire.10']);
+    expect(writes(failing)).toEqual(['ip -batch -\nlink add link wire name wire.10 type vlan id 10\nlink set dev wire.10 up', 'ip -batch -\nlink del dev wire.10']);
   });
 });
