@@ -7,6 +7,9 @@ import { CommandError, type RunOptions, type RunResult, type Runner } from './ru
  */
 const SENTINEL = 'link show dev tsnet-session-end';
 
+/** Far above any netlink write; only a wedged process gets near it. */
+const LINE_TIMEOUT_MS = 30_000;
+
 /** The child's pipes are sockets, which can stop (or resume) holding the event loop open. */
 const socket = (stream: unknown) => stream as { ref(): void; unref(): void };
 
@@ -70,8 +73,14 @@ class IpProcess {
       this.waiter = { marker, resolve, reject };
     });
     this.child.stdin.write(`${line}\n${SENTINEL}\n`);
-    if (!this.stderr.includes(marker)) await done;
-    this.waiter = undefined;
+    // A hung ip must not hang dockerd: kill it, fail this request, the next one starts a fresh process.
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), LINE_TIMEOUT_MS);
+    try {
+      if (!this.stderr.includes(marker)) await done;
+    } finally {
+      clearTimeout(timer);
+      this.waiter = undefined;
+    }
     const output = this.stderr.slice(0, this.stderr.indexOf(marker));
     this.stderr = this.stderr.slice(this.stderr.indexOf(marker) + marker.length);
     const ownMarker = `Command failed -:${own}\n`;
