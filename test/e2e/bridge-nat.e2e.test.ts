@@ -1,6 +1,6 @@
 /**
  * Bridge networks' way in and out with a real dockerd: SNAT to a remote
- * server, published ports (tcp, udp, a range, 127.0.0.1, the host's own
+ * server (masquerade, host_ipv4, off), published ports (tcp, udp, a range, 127.0.0.1, the host's own
  * address, hairpin), ports gone after stop, restored after a tsnet restart
  * that lost the rules, `tsnet port add/rm` on a running container, internal
  * networks, isolation between networks, ICC off and IPv6. The host's FORWARD
@@ -47,6 +47,15 @@ async function getFrom(netns: string, url: string): Promise<string | undefined> 
   return r.exitCode === 0 ? r.stdout : undefined;
 }
 
+/**
+ * HTTP GET from a fresh container on `network`. The shell stays PID 1 (the
+ * trailing `exit` keeps it from exec'ing wget): PID 1 ignores SIGTERM, so
+ * `timeout` could not stop a wget waiting for an answer that never comes.
+ */
+function getInNewContainer(network: string, url: string) {
+  return host.docker(['run', '--rm', '--pull=never', '--network', network, TEST_IMAGE, 'sh', '-c', 'timeout 3 wget -qO- "$0"; exit $?', url]);
+}
+
 async function getInContainer(name: string, url: string): Promise<string | undefined> {
   const r = await host.execIn(name, ['timeout', '3', 'wget', '-qO-', url]);
   return r.exitCode === 0 ? r.stdout : undefined;
@@ -76,8 +85,17 @@ describe('bridge networks: NAT, published ports, isolation, IPv6 with a real doc
   });
 
   it('masquerades a container\'s traffic to a remote server behind the uplink', async () => {
-    const r = await host.dockerOk(['run', '--rm', '--pull=never', '--network', 'n1', TEST_IMAGE, 'timeout', '5', 'wget', '-qO-', `http://${REMOTE_SERVER}/`]);
-    expect(r.stdout).toBe(`you are ${UPLINK_HOST}`);
+    expect((await getInNewContainer('n1', `http://${REMOTE_SERVER}/`)).stdout).toBe(`you are ${UPLINK_HOST}`);
+  });
+
+  it('SNATs to com.docker.network.host_ipv4, and leaves the source alone with masquerade off', async () => {
+    await host.execInHost(['ip', 'address', 'add', '198.51.100.3/24', 'dev', 'uplink']);
+    await host.dockerOk(['network', 'create', '-d', host.driver, '--subnet', '10.47.0.0/24', '-o', 'com.docker.network.host_ipv4=198.51.100.3', 'snat']);
+    expect((await getInNewContainer('snat', `http://${REMOTE_SERVER}/`)).stdout).toBe('you are 198.51.100.3');
+    await host.dockerOk(['network', 'create', '-d', host.driver, '--subnet', '10.48.0.0/24', '-o', 'com.docker.network.bridge.enable_ip_masquerade=false', 'nomasq']);
+    // The outside has no route back to 10.48.0.0/24: without masquerade nothing answers.
+    const none = await getInNewContainer('nomasq', `http://${REMOTE_SERVER}/`);
+    expect(none.exitCode).not.toBe(0);
   });
 
   describe('published ports', () => {
@@ -162,7 +180,7 @@ describe('bridge networks: NAT, published ports, isolation, IPv6 with a real doc
 
   it('keeps an --internal network in: no way out', async () => {
     await host.dockerOk(['network', 'create', '-d', host.driver, '--internal', '--subnet', '10.41.0.0/24', 'int1']);
-    const out = await host.docker(['run', '--rm', '--pull=never', '--network', 'int1', TEST_IMAGE, 'timeout', '3', 'wget', '-qO-', `http://${REMOTE_SERVER}/`]);
+    const out = await getInNewContainer('int1', `http://${REMOTE_SERVER}/`);
     expect(out.exitCode).not.toBe(0);
     // Not even with a route set by hand: the host drops what leaves the bridge.
     await runWeb('in1', '--network', 'int1', '--cap-add', 'NET_ADMIN');
