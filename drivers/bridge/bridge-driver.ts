@@ -151,22 +151,21 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     const ports = await this.allocate(network, endpoint, bindings, [], (i) => `${PORTMAP}.${i}`);
     const state: BridgeEndpointState = { hostIf: vethHostName(endpoint.id), containerIf: vethContainerName(endpoint.id), ports, published: false };
     const { bridge, mtu } = network.config;
-    // One process: the pair, its MTU, the host end on the bridge and up.
-    const words = ['link', 'add', state.hostIf, 'mtu', String(mtu), 'master', bridge, 'up', 'type', 'veth', 'peer', 'name', state.containerIf, 'mtu', String(mtu)];
+    // One batch (the daemon's long-lived ip session: no program start): the
+    // pair, its MTU, the host end on the bridge and up, then its bridge port
+    // flags, which `ip link add` cannot set (only endpoints with ports or ICC off need them).
+    const lines = [
+      ['link', 'add', state.hostIf, 'mtu', String(mtu), 'master', bridge, 'up', 'type', 'veth', 'peer', 'name', state.containerIf, 'mtu', String(mtu)],
+      ...this.portFlags(network, state),
+    ];
     try {
-      await this.ip.exec(words);
+      await this.ip.batch(lines);
     } catch (error) {
-      // A pair left over by a crashed attempt of this very endpoint: replace it.
-      if (!(error instanceof CommandError) || !/File exists/.test(error.stderr)) throw error;
+      if (!(error instanceof CommandError)) throw error;
+      // The pair may exist: left over by a crashed attempt of this very endpoint (then it is replaced), or made before its flags failed.
       await this.ip.deleteLinks([state.hostIf]);
-      await this.ip.exec(words);
-    }
-    // Bridge port flags cannot go into `ip link add`; only endpoints with ports or ICC off need them.
-    try {
-      await this.ip.batch(this.portFlags(network, state));
-    } catch (error) {
-      await this.ip.deleteLinks([state.hostIf]);
-      throw error;
+      if (!/File exists/.test(error.stderr)) throw error;
+      await this.ip.batch(lines);
     }
     this.ports.hold(endpoint.id, ports);
     return state;

@@ -51,7 +51,7 @@ describe('plugin protocol with the bodies dockerd sends', () => {
     expect(join.body).toEqual({ InterfaceName: { SrcName: `tsc${EP_1.slice(0, 12)}`, DstPrefix: 'eth' }, Gateway: '10.123.0.254' });
     expect((await f.post('NetworkDriver.EndpointOperInfo', { NetworkID: NET_A, EndpointID: EP_1 })).body).toEqual({ Value: {} });
     expect(f.runner.lines()).toContain(
-      `ip link add tsv${EP_1.slice(0, 12)} mtu 1400 master tsbr-aaaaaaaaaa up type veth peer name tsc${EP_1.slice(0, 12)} mtu 1400`,
+      `ip -batch -\nlink add tsv${EP_1.slice(0, 12)} mtu 1400 master tsbr-aaaaaaaaaa up type veth peer name tsc${EP_1.slice(0, 12)} mtu 1400\nlink set dev tsv${EP_1.slice(0, 12)} type bridge_slave hairpin on`,
     );
     const endpoint = f.plugin.networks.listEndpoints()[0]!;
     expect(endpoint.portBindings).toEqual([
