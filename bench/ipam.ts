@@ -3,6 +3,7 @@
  * with an ip-range), then release them all, through IpamService — once over
  * the memory store (the allocator and service alone) and once over the
  * SQLite store the daemon uses (every allocation one committed transaction).
+ * Each row is the median of RUNS fresh runs: this machine is noisy.
  *
  *   npm run build && node dist/bench/ipam.js
  */
@@ -46,26 +47,38 @@ async function run(scenario: Scenario, store: Store): Promise<{ count: number; a
   return { count: addresses.length, allocateMs, releaseMs };
 }
 
-const rows: string[][] = [['scenario', 'store', 'addresses', 'allocate all (s)', 'alloc ops/s', 'release all (s)', 'release ops/s']];
-for (const scenario of SCENARIOS) {
-  for (const kind of ['memory', 'sqlite'] as const) {
+const RUNS = 5;
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function medianRun(scenario: Scenario, kind: 'memory' | 'sqlite') {
+  const results = [];
+  for (let i = 0; i < RUNS; i++) {
     const dir = mkdtempSync(join(tmpdir(), 'tsnet-bench-'));
     try {
-      const store = kind === 'memory' ? new MemoryStore() : new SqliteStore(dir);
-      const r = await run(scenario, store);
-      rows.push([
-        scenario.name,
-        kind,
-        String(r.count),
-        (r.allocateMs / 1000).toFixed(3),
-        Math.round((r.count / r.allocateMs) * 1000).toLocaleString('en'),
-        (r.releaseMs / 1000).toFixed(3),
-        Math.round((r.count / r.releaseMs) * 1000).toLocaleString('en'),
-      ]);
+      results.push(await run(scenario, kind === 'memory' ? new MemoryStore() : new SqliteStore(dir)));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
+  return { count: results[0]!.count, allocateMs: median(results.map((r) => r.allocateMs)), releaseMs: median(results.map((r) => r.releaseMs)) };
 }
+
+const rows: string[][] = [['scenario', 'store', 'addresses', 'allocate all (s)', 'alloc ops/s', 'release all (s)', 'release ops/s']];
+for (const scenario of SCENARIOS) {
+  for (const kind of ['memory', 'sqlite'] as const) {
+    const r = await medianRun(scenario, kind);
+    rows.push([
+      scenario.name,
+      kind,
+      String(r.count),
+      (r.allocateMs / 1000).toFixed(3),
+      Math.round((r.count / r.allocateMs) * 1000).toLocaleString('en'),
+      (r.releaseMs / 1000).toFixed(3),
+      Math.round((r.count / r.releaseMs) * 1000).toLocaleString('en'),
+    ]);
+  }
+}
+console.log(`median of ${RUNS} runs each`);
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
