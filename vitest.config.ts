@@ -7,7 +7,8 @@
 // root-only, machine-touching suites never overlap with each other or with the
 // parallel unit run. A path filter (`vitest run test/e2e/x.test.ts`) still
 // works: it picks the matching project.
-// The VLAN guest suite (UML) becomes one more project with groupOrder 3.
+// The VLAN guest suite (test/vm) is not a project here: it only passes inside
+// the UML guest, so `npm run test:vlan` runs it there (test:all runs both).
 import { defineConfig } from 'vitest/config';
 
 // Upper bounds so a hung dockerd/netns step fails the test instead of hanging

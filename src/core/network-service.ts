@@ -5,7 +5,7 @@ import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
 import { parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
-import { type Store, del, put } from '../store/store.js';
+import { type Store, type Write, del, put } from '../store/store.js';
 import { endpointDriverOptions, portBindings } from './endpoint-options.js';
 import { COMMON_OPTIONS, type CreateNetworkInput, networkSpec } from './network-options.js';
 
@@ -109,12 +109,7 @@ export class NetworkService {
       const others = [...this.networks.values()];
       const network: NetworkRecord = { ...spec, kind, config: await driver.prepareNetwork(spec, others) };
       await driver.createNetwork(network, others);
-      try {
-        await this.store.commit([put('networks', network.id, network)]);
-      } catch (error) {
-        await driver.deleteNetwork(network, others).catch(() => undefined);
-        throw error;
-      }
+      await this.commitOrUndo([put('networks', network.id, network)], () => driver.deleteNetwork(network, others));
       this.networks.set(network.id, network);
     });
   }
@@ -157,15 +152,20 @@ export class NetworkService {
       };
       const driver = this.driverOf(network);
       const endpoint: EndpointRecord = { ...spec, state: await driver.createEndpoint(network, spec) };
-      try {
-        await this.store.commit([put('endpoints', endpoint.id, endpoint)]);
-      } catch (error) {
-        await driver.deleteEndpoint(network, endpoint).catch(() => undefined);
-        throw error;
-      }
+      await this.commitOrUndo([put('endpoints', endpoint.id, endpoint)], () => driver.deleteEndpoint(network, endpoint));
       this.endpoints.set(endpoint.id, endpoint);
       return input.macAddress === '' ? { macAddress: endpoint.mac } : {};
     });
+  }
+
+  /** Persists what the kernel now has; if the store refuses, takes the kernel change back (best effort). */
+  private async commitOrUndo(writes: readonly Write[], undo: () => Promise<unknown>): Promise<void> {
+    try {
+      await this.store.commit(writes);
+    } catch (error) {
+      await undo().catch(() => undefined);
+      throw error;
+    }
   }
 
   private interfaceAddress(text: string, family: 4 | 6, field: string) {
