@@ -118,7 +118,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       return;
     }
     // An adopted bridge stays; only the addresses tsnet put on it go.
-    for (const words of gatewayAddresses(network)) await this.ip.execTeardown(['address', 'del', ...words.slice(2, 5)]);
+    for (const words of gatewayAddresses(network)) await this.ip.undo(['address', 'del', ...words.slice(2, 5)]);
   }
 
   /** Host ports for the bindings, checked against the host and every tsnet endpoint; changes nothing. */

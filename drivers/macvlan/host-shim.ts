@@ -48,6 +48,6 @@ export class HostShim {
 
   async removeRoute(network: MacvlanNetwork, endpoint: EndpointSpec): Promise<void> {
     const shim = network.config.hostShim;
-    if (shim && endpoint.address) await this.ip.execTeardown(['route', 'del', hostRoute(endpoint), 'dev', shim.name]);
+    if (shim && endpoint.address) await this.ip.undo(['route', 'del', hostRoute(endpoint), 'dev', shim.name]);
   }
 }

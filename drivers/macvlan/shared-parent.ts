@@ -37,7 +37,7 @@ export class SharedParent {
     const { parent, vlan, promisc } = network.config;
     for (const hold of promisc) {
       if (remaining.some((n) => n.config.promisc.some((h) => h.iface === hold.iface))) continue;
-      await this.ip.execTeardown(['link', 'set', 'dev', hold.iface, 'promisc', hold.wasOn ? 'on' : 'off']);
+      await this.ip.undo(['link', 'set', 'dev', hold.iface, 'promisc', hold.wasOn ? 'on' : 'off']);
     }
     const stillUsed = remaining.some((n) => n.config.parent === parent || n.config.vlan?.base === parent);
     if (vlan?.created && !stillUsed) await this.ip.deleteLinks([parent]);

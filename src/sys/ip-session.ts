@@ -2,10 +2,11 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { CommandError, type RunOptions, type RunResult, type Runner } from './runner.js';
 
 /**
- * A command that always fails the same way (no link name can be this long):
- * its "Command failed" marker on stderr tells that the line before it is done.
+ * A line that always fails the same way without touching the kernel: ip
+ * knows no object of that name, whatever links (or altnames) exist. Its
+ * "Command failed" marker on stderr tells that the line before it is done.
  */
-const SENTINEL = 'link show dev tsnet-session-end';
+const SENTINEL = 'tsnet-end-of-line';
 
 /** Far above any netlink write; only a wedged process gets near it. */
 const LINE_TIMEOUT_MS = 30_000;
@@ -13,24 +14,23 @@ const LINE_TIMEOUT_MS = 30_000;
 /** The child's pipes are sockets, which can stop (or resume) holding the event loop open. */
 const socket = (stream: unknown) => stream as { ref(): void; unref(): void };
 
+/** The ip process went away before answering a line; whether that line ran is unknown. */
+class ProcessGone extends Error {}
+
 /**
- * One long-lived `ip -force -batch -` per netns prefix. Writes reach the
- * kernel without starting a program each time, which is most of the cost of
- * an attach. Lines go one at a time, each followed by the sentinel; the first
- * failing line stops the request, as a plain `ip -batch -` would.
+ * One `ip -force -batch -` process. Lines go one at a time, each followed by
+ * the sentinel, so each line's own error (if any) can be told apart.
  */
 class IpProcess {
   private readonly child: ChildProcessWithoutNullStreams;
   private stderr = '';
   private lineNumber = 0;
   private waiter: { marker: string; resolve: () => void; reject: (error: Error) => void } | undefined;
-  /** Requests queue up behind each other: the process runs one line at a time. */
-  private tail: Promise<unknown> = Promise.resolve();
-  exited = false;
+  private gone: Error | undefined;
 
   constructor(prefix: readonly string[]) {
     this.child = spawn('ip', [...prefix, '-force', '-batch', '-'], { env: { ...process.env, LC_ALL: 'C' } });
-    // Idle, it never keeps the daemon alive; a request in flight does (see run).
+    // Idle, it never keeps the daemon alive; a line in flight does (see runLine).
     this.child.unref();
     for (const stream of [this.child.stdin, this.child.stdout, this.child.stderr]) socket(stream).unref();
     this.child.stdout.resume(); // write commands print nothing; drain whatever comes
@@ -38,48 +38,52 @@ class IpProcess {
       this.stderr += chunk;
       if (this.waiter && this.stderr.includes(this.waiter.marker)) this.waiter.resolve();
     });
-    const fail = (why: string) => {
-      this.exited = true;
-      this.waiter?.reject(new Error(`ip -batch session ${why}`));
-    };
-    this.child.on('exit', (code) => fail(`exited (${code})`));
-    this.child.on('error', (error) => fail(`failed: ${error.message}`));
+    this.child.on('exit', (code, signal) => this.fail(new ProcessGone(`ip -batch session exited (${code ?? signal})`)));
+    this.child.on('error', (error) => this.fail(new ProcessGone(`ip -batch session failed: ${error.message}`)));
+    // A write to a process that just died: EPIPE arrives here instead of crashing the daemon.
+    this.child.stdin.on('error', (error) => this.fail(new ProcessGone(`ip -batch session stdin: ${error.message}`)));
   }
 
-  /** Runs the lines in order; throws a CommandError with the failing line's stderr. */
-  run(lines: readonly string[], command: string): Promise<void> {
-    const result = this.tail.then(async () => {
-      // Awaiting only this pipe, node would otherwise exit mid-request (e.g. during start-up restore).
-      socket(this.child.stderr).ref();
-      try {
-        for (const line of lines) {
-          const stderr = await this.runLine(line);
-          if (stderr !== undefined) throw new CommandError(command, 1, stderr);
-        }
-      } finally {
-        socket(this.child.stderr).unref();
-      }
-    });
-    this.tail = result.catch(() => undefined);
-    return result;
+  get alive(): boolean {
+    return this.gone === undefined;
+  }
+
+  private fail(error: Error): void {
+    this.gone ??= error;
+    this.waiter?.reject(this.gone);
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
   }
 
   /** undefined when the line succeeded, else what ip printed about it. */
-  private async runLine(line: string): Promise<string | undefined> {
+  async runLine(line: string): Promise<string | undefined> {
+    if (this.gone) throw this.gone;
     const own = ++this.lineNumber;
     const sentinel = ++this.lineNumber;
     const marker = `Command failed -:${sentinel}\n`;
     const done = new Promise<void>((resolve, reject) => {
       this.waiter = { marker, resolve, reject };
     });
+    // Awaiting only this pipe, node would otherwise exit mid-request (e.g. during start-up restore).
+    socket(this.child.stderr).ref();
     this.child.stdin.write(`${line}\n${SENTINEL}\n`);
-    // A hung ip must not hang dockerd: kill it, fail this request, the next one starts a fresh process.
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), LINE_TIMEOUT_MS);
+    // A hung ip must not hang dockerd: kill it and fail this request (no retry: it could hang again).
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.kill();
+    }, LINE_TIMEOUT_MS);
     try {
       if (!this.stderr.includes(marker)) await done;
+    } catch (error) {
+      if (timedOut) throw new Error(`ip -batch session: no answer to "${line}" in ${LINE_TIMEOUT_MS / 1000} s`);
+      throw error;
     } finally {
       clearTimeout(timer);
       this.waiter = undefined;
+      socket(this.child.stderr).unref();
     }
     const output = this.stderr.slice(0, this.stderr.indexOf(marker));
     this.stderr = this.stderr.slice(this.stderr.indexOf(marker) + marker.length);
@@ -89,11 +93,60 @@ class IpProcess {
 }
 
 /**
+ * The long-lived ip process of one netns prefix, replaced when it dies or
+ * may be stale. Requests queue behind each other: the process runs one line
+ * at a time, and the first failing line stops its request, as a plain
+ * `ip -batch -` would.
+ */
+class IpSession {
+  private process: IpProcess | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly prefix: readonly string[]) {}
+
+  run(lines: readonly string[], command: string): Promise<void> {
+    const result = this.tail.then(async () => {
+      for (const line of lines) {
+        const stderr = await this.runLine(line);
+        if (stderr !== undefined) throw new CommandError(command, 1, stderr);
+      }
+    });
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  private current(): IpProcess {
+    if (!this.process?.alive) this.process = new IpProcess(this.prefix);
+    return this.process;
+  }
+
+  /**
+   * A failing line gets one more try in a fresh process: ip caches interface
+   * indexes by name, so a link that someone else deleted and re-made (a
+   * bridge, a VLAN parent) looks missing to an old process. A process that
+   * died under a line is replaced the same way.
+   */
+  private async runLine(line: string): Promise<string | undefined> {
+    try {
+      const stderr = await this.current().runLine(line);
+      if (stderr === undefined) return undefined;
+    } catch (error) {
+      if (!(error instanceof ProcessGone)) throw error;
+    }
+    this.process?.kill();
+    this.process = undefined;
+    return this.current().runLine(line);
+  }
+}
+
+/**
  * A Runner that sends `ip [-n ns] -batch -` writes through long-lived ip
- * processes and everything else to the runner it wraps.
+ * processes and everything else to the runner it wraps. Writes reach the
+ * kernel without starting a program each time, which is most of the cost of
+ * an attach.
  */
 export class IpSessionRunner implements Runner {
-  private readonly processes = new Map<string, IpProcess>();
+  private readonly sessions = new Map<string, IpSession>();
 
   constructor(private readonly inner: Runner) {}
 
@@ -102,8 +155,8 @@ export class IpSessionRunner implements Runner {
     if (!batch) return this.inner.run(file, args, options);
     const prefix = args.slice(0, -2);
     const key = prefix.join(' ');
-    let session = this.processes.get(key);
-    if (!session || session.exited) this.processes.set(key, (session = new IpProcess(prefix)));
+    let session = this.sessions.get(key);
+    if (!session) this.sessions.set(key, (session = new IpSession(prefix)));
     const lines = options.input!.split('\n').filter((line) => line.trim() !== '');
     return session.run(lines, [file, ...args].join(' ')).then(() => ({ stdout: '', stderr: '' }));
   }

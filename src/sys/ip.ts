@@ -58,12 +58,6 @@ export class Ip {
     await this.runner.run('ip', [...this.base(), '-batch', '-'], { input });
   }
 
-  /** Runs one write command; cheaper than a batch when there is only one. */
-  async exec(words: readonly string[]): Promise<void> {
-    checkBatchLine(words);
-    await this.runner.run('ip', [...this.base(), ...words]);
-  }
-
   async link(name: string): Promise<LinkInfo | undefined> {
     try {
       const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'link', 'show', 'dev', name]);
@@ -72,11 +66,6 @@ export class Ip {
       if (error instanceof CommandError && GONE.test(error.stderr)) return undefined;
       throw error;
     }
-  }
-
-  async links(): Promise<LinkInfo[]> {
-    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'link', 'show']);
-    return JSON.parse(stdout) as LinkInfo[];
   }
 
   async addresses(): Promise<AddressInfo[]> {
@@ -91,14 +80,14 @@ export class Ip {
 
   /** Deletes links, ignoring the ones already gone: teardown is idempotent. */
   async deleteLinks(names: readonly string[]): Promise<void> {
-    for (const name of names) await this.execTeardown(['link', 'del', 'dev', name]);
+    for (const name of names) await this.undo(['link', 'del', 'dev', name]);
   }
 
   /**
-   * Runs one undo command (route del, flag reset); a link or route already
-   * gone is success. As a batch, so a long-lived ip session can take it.
+   * Runs one undo command (link or route del, flag reset); a link or route
+   * already gone is success. As a batch, so a long-lived ip session takes it.
    */
-  async execTeardown(words: readonly string[]): Promise<void> {
+  async undo(words: readonly string[]): Promise<void> {
     try {
       await this.batch([words]);
     } catch (error) {

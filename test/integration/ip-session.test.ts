@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpSessionRunner } from '../../src/sys/ip-session.js';
 import { CommandError, ExecaRunner, Ip } from '../../src/sys/index.js';
-import { createNetns, deleteNetns, newRunId } from '../harness/index.js';
+import { createNetns, deleteNetns, ipIn, newRunId, run } from '../harness/index.js';
 import { linkIn } from './link-reads.js';
 
 const ns = `${newRunId()}s`;
@@ -39,5 +39,39 @@ describe('IpSessionRunner', () => {
   it('serialises concurrent requests', async () => {
     await Promise.all(['e', 'f', 'g'].map((n) => ip.batch([['link', 'add', `${n}1`, 'type', 'veth', 'peer', 'name', `${n}2`]])));
     for (const n of ['e', 'f', 'g']) expect(await linkIn(ns, `${n}1`)).toBeDefined();
+  });
+});
+
+/** PIDs of this file's own `ip -n <ns> -force -batch -` processes (the netns name is unique to this run). */
+async function sessionPids(): Promise<number[]> {
+  const r = await run('pgrep', ['-f', `^ip -n ${ns} -force -batch -$`]);
+  return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+describe('IpSessionRunner when the world changes under it', () => {
+  it('attaches to a bridge that was deleted and re-made outside tsnet (ip caches its old index)', async () => {
+    await ipIn(ns, ['link', 'add', 'rebr', 'type', 'bridge']);
+    await ip.batch([['link', 'add', 'h1', 'master', 'rebr', 'type', 'veth', 'peer', 'name', 'h2']]);
+    await ipIn(ns, ['link', 'del', 'rebr']);
+    await ipIn(ns, ['link', 'add', 'rebr', 'type', 'bridge']);
+    await ip.batch([['link', 'add', 'i1', 'master', 'rebr', 'type', 'veth', 'peer', 'name', 'i2']]);
+    expect((await linkIn(ns, 'i1'))?.master).toBe('rebr');
+  });
+
+  it('serves the next request after its ip process died, and fails none of the queued ones', async () => {
+    await ip.batch([['link', 'add', 'j1', 'type', 'veth', 'peer', 'name', 'j2']]);
+    const [pid] = await sessionPids();
+    expect(pid).toBeDefined();
+    // Requests sent at once, before the daemon has seen the process exit, must not fail or hang.
+    process.kill(pid!, 'SIGKILL');
+    await Promise.all(['k', 'l', 'm'].map((n) => ip.batch([['link', 'add', `${n}1`, 'type', 'veth', 'peer', 'name', `${n}2`]])));
+    for (const n of ['k', 'l', 'm']) expect(await linkIn(ns, `${n}1`)).toBeDefined();
+  });
+
+  it('reports a failing line even when a link carries the old sentinel name as an altname', async () => {
+    await ipIn(ns, ['link', 'property', 'add', 'dev', 'lo', 'altname', 'tsnet-session-end']);
+    await expect(ip.batch([['link', 'set', 'dev', 'no-such-link', 'up']])).rejects.toMatchObject({ stderr: expect.stringMatching(/Cannot find device "no-such-link"/) });
+    await ip.batch([['link', 'add', 'n1', 'type', 'veth', 'peer', 'name', 'n2']]);
+    expect(await linkIn(ns, 'n1')).toBeDefined();
   });
 });
