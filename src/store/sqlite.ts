@@ -5,8 +5,10 @@ import type { Collection, Store, Write } from './store.js';
 
 /**
  * The embedded default store: one SQLite file in the state directory.
- * WAL with synchronous=NORMAL survives a killed daemon (kill -9) without an
- * fsync per request; only a power loss can drop the last commits.
+ * WAL with synchronous=FULL: every commit is on disk before tsnet answers.
+ * dockerd has already stored the network or endpoint by then, so a commit
+ * lost to a power cut would leave dockerd holding what tsnet forgot
+ * ("unknown pool", networks back from the dead).
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -19,7 +21,7 @@ export class SqliteStore implements Store {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     this.db = new Database(join(stateDir, 'tsnet.db'));
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('synchronous = FULL');
     this.db.exec(`CREATE TABLE IF NOT EXISTS records (
       collection TEXT NOT NULL,
       key TEXT NOT NULL,

@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CleanupStack, createNetns, deleteNetns, execInNetnsOk, ipIn, REPO_ROOT } from '../harness/index.js';
+import { execa } from 'execa';
+import { CleanupStack, createNetns, deleteNetns, execInNetnsOk, ipIn, REPO_ROOT, waitUntil } from '../harness/index.js';
 import { NetnsPlugin } from './netns-plugin.js';
 
 const GOLDEN_DIR = join(REPO_ROOT, 'test/golden');
@@ -184,7 +185,7 @@ describe('golden rules', () => {
 describe('on iptables-legacy', () => {
   // tsnet calls plain `iptables*` from PATH, as dockerd does; a PATH that
   // resolves them to the legacy tools must give the very same rules.
-  it('writes the same rules as with nft', async () => {
+  function useLegacyTools(): void {
     const bin = mkdtempSync(join(tmpdir(), 'tsnet-legacy-'));
     const path = process.env.PATH;
     cleanup.defer('restore PATH', () => {
@@ -195,6 +196,10 @@ describe('on iptables-legacy', () => {
       for (const tool of ['', '-save', '-restore']) symlinkSync(`/usr/sbin/${family}-legacy${tool}`, join(bin, `${family}${tool}`));
     }
     process.env.PATH = `${bin}:${path}`;
+  }
+
+  it('writes the same rules as with nft', async () => {
+    useLegacyTools();
     const s = await scene();
     await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0', { 'tsnet.masquerade6': 'on' }, { ipv6: 'fd60::' }));
     await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 8080, Port: 80 }], 'fd60::2/64'));
@@ -202,6 +207,29 @@ describe('on iptables-legacy', () => {
     expect((await execInNetnsOk(s.netns, ['iptables-legacy-save'])).stdout).toContain('TSNET-DNAT-');
     expect((await execInNetnsOk(s.netns, ['iptables-nft-save'])).stdout).not.toContain('TSNET');
     expect(await s.rules()).toBe(readFileSync(join(GOLDEN_DIR, 'ipv6.rules'), 'utf8'));
+  });
+
+  it('waits for the xtables lock that another program (dockerd, kube-proxy, fail2ban) holds', async () => {
+    useLegacyTools();
+    // A lock file of this test's own (XTABLES_LOCKFILE), so the machine's /run/xtables.lock is never held.
+    const dir = mkdtempSync(join(tmpdir(), 'tsnet-xtlock-'));
+    const lockFile = join(dir, 'xtables.lock');
+    const previous = process.env.XTABLES_LOCKFILE;
+    process.env.XTABLES_LOCKFILE = lockFile;
+    cleanup.defer('restore XTABLES_LOCKFILE', () => {
+      if (previous === undefined) delete process.env.XTABLES_LOCKFILE;
+      else process.env.XTABLES_LOCKFILE = previous;
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const holder = execa('flock', [lockFile, 'sleep', '2'], { reject: false });
+    cleanup.defer('stop the lock holder', async () => {
+      holder.kill('SIGKILL');
+      await holder;
+    });
+    await waitUntil(async () => (await execa('flock', ['-n', lockFile, 'true'], { reject: false })).exitCode !== 0, { timeoutMs: 5_000, what: 'the lock to be held' });
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0'));
+    expect((await execInNetnsOk(s.netns, ['iptables-legacy-save'])).stdout).toContain(`TSNET-FWD-${NET_A.slice(0, 10)}`);
   });
 });
 

@@ -87,10 +87,10 @@ describe('restore scripts', () => {
 });
 
 describe('IptablesFirewall command plan', () => {
-  it('changes a network\'s forwards with one iptables-restore per family and no read', async () => {
+  it('changes a network\'s forwards with one iptables-restore per family and no read, waiting a while for the xtables lock', async () => {
     const runner = new RecordingRunner();
     await new IptablesFirewall(runner, new Sysctl(runner)).setPortForwards(network, [forward]);
-    expect(runner.commands.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-restore --noflush', 'ip6tables-restore --noflush']);
+    expect(runner.commands.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-restore --wait 10 --noflush', 'ip6tables-restore --wait 10 --noflush']);
     expect(runner.commands[0]!.input).toContain('-A TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp');
   });
 

@@ -4,6 +4,13 @@ import type { Sysctl } from '../sysctl.js';
 import { basePlan, dnatRules, networkChains, networkPlan } from './plan.js';
 import { hookText, parseSave, RestoreScript, type SavedTables } from './restore-script.js';
 
+/**
+ * Seconds iptables-restore waits for the xtables lock (legacy backend) that
+ * dockerd, kube-proxy or fail2ban may hold; older iptables fail at once
+ * without --wait, and an unbounded wait would hang dockerd's request.
+ */
+const LOCK_WAIT_SECONDS = '10';
+
 const TOOLS: Record<Family, { save: string; restore: string }> = {
   4: { save: 'iptables-save', restore: 'iptables-restore' },
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
@@ -37,7 +44,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   private async restore(family: Family, script: RestoreScript): Promise<void> {
-    if (!script.empty) await this.run(TOOLS[family].restore, ['--noflush'], script.text());
+    if (!script.empty) await this.run(TOOLS[family].restore, ['--wait', LOCK_WAIT_SECONDS, '--noflush'], script.text());
   }
 
   async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
