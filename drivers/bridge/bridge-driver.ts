@@ -4,6 +4,7 @@ import { type Firewall, type FirewallNetwork, type Ip, type PortForward, type Sy
 import type { Driver } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, SubnetRecord } from '../model.js';
 import { vethContainerName, vethHostName } from '../names.js';
+import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
 import { type AllocatedPort, allocatePorts, PortTable, portForwards } from './ports.js';
 
@@ -21,16 +22,11 @@ type BridgeEndpoint = EndpointRecord<BridgeEndpointState>;
 
 const PORTMAP = 'com.docker.network.portmap';
 
-/** `ip address add` words for the gateways the bridge carries (IPv6 without DAD: it is ours). */
-function gatewayAddresses(network: BridgeNetwork): string[][] {
-  const lines: string[][] = [];
-  const add = (subnet: SubnetRecord, extra: string[]) => {
-    const prefix = parseCidr(subnet.pool)!.cidr.prefix;
-    if (subnet.gateway) lines.push(['address', 'add', `${subnet.gateway}/${prefix}`, 'dev', network.config.bridge, ...extra]);
-  };
-  if (!network.config.inhibitIpv4) network.ipv4.forEach((s) => add(s, []));
-  if (network.ipv6) network.ipv6Subnets.forEach((s) => add(s, ['nodad']));
-  return lines;
+/** The gateways the bridge carries, as `address/prefix`, and the extra `ip address add` words (IPv6 without DAD: it is ours). */
+function gatewayAddresses(network: BridgeNetwork): Array<{ address: string; extra: string[] }> {
+  const gateways = (subnets: readonly SubnetRecord[], extra: string[]) =>
+    subnets.filter((s) => s.gateway).map((s) => ({ address: `${s.gateway}/${parseCidr(s.pool)!.cidr.prefix}`, extra }));
+  return [...(network.config.inhibitIpv4 ? [] : gateways(network.ipv4, [])), ...(network.ipv6 ? gateways(network.ipv6Subnets, ['nodad']) : [])];
 }
 
 /** What the firewall needs to know of a network. */
@@ -48,6 +44,7 @@ function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
       ...(config.masquerade ? { 4: config.hostIpv4 ? { kind: 'snat', source: config.hostIpv4 } : { kind: 'masquerade' } } : {}),
       ...(config.masquerade6 ? { 6: { kind: 'masquerade' } } : {}),
     },
+    routeLocalnetBefore: config.adopted?.routeLocalnet ?? false,
   };
 }
 
@@ -77,9 +74,11 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   ) {}
 
   async prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<BridgeConfig> {
-    const name = spec.options[BRIDGE_OPTIONS.name];
+    const name = new OptionReader(spec.options).linkName(BRIDGE_OPTIONS.name);
     const existing = name ? await this.ip.link(name) : undefined;
-    return parseBridgeConfig(spec, others, existing && { isBridge: existing.linkinfo?.info_kind === 'bridge' });
+    if (!existing || existing.linkinfo?.info_kind !== 'bridge') return parseBridgeConfig(spec, others, existing && { isBridge: false, addresses: [], routeLocalnet: false });
+    const [addresses, routeLocalnet] = await Promise.all([this.ip.addressesOf(existing.ifname), this.sysctl.get(`net/ipv4/conf/${existing.ifname}/route_localnet`)]);
+    return parseBridgeConfig(spec, others, { isBridge: true, addresses, routeLocalnet: routeLocalnet === '1' });
   }
 
   async createNetwork(network: BridgeNetwork): Promise<void> {
@@ -96,15 +95,12 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   private async ensureBridge(network: BridgeNetwork): Promise<void> {
     const { bridge, mtu } = network.config;
     const existing = await this.ip.link(bridge);
-    const present = new Set<string>();
-    if (existing) {
-      for (const entry of await this.ip.addresses()) {
-        if (entry.ifname === bridge) entry.addr_info.forEach((a) => present.add(`${a.local}/${a.prefixlen}`));
-      }
-    }
+    const present = new Set(existing ? await this.ip.addressesOf(bridge) : []);
     const lines = [
       ...(existing ? [] : [['link', 'add', 'name', bridge, 'mtu', String(mtu), 'type', 'bridge']]),
-      ...gatewayAddresses(network).filter((words) => !present.has(words[2]!)),
+      ...gatewayAddresses(network)
+        .filter((g) => !present.has(g.address))
+        .map((g) => ['address', 'add', g.address, 'dev', bridge, ...g.extra]),
       ['link', 'set', 'dev', bridge, 'up'],
     ];
     await this.ip.batch(lines);
@@ -118,7 +114,8 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       return;
     }
     // An adopted bridge stays; only the addresses tsnet put on it go.
-    for (const words of gatewayAddresses(network)) await this.ip.undo(['address', 'del', ...words.slice(2, 5)]);
+    const own = gatewayAddresses(network).filter((g) => !network.config.adopted?.addresses.includes(g.address));
+    for (const { address } of own) await this.ip.undo(['address', 'del', address, 'dev', network.config.bridge]);
   }
 
   /** Host ports for the bindings, checked against the host and every tsnet endpoint; changes nothing. */

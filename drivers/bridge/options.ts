@@ -19,10 +19,19 @@ export const BRIDGE_OPTIONS = {
   masquerade6: 'tsnet.masquerade6',
 } as const;
 
+/** What a bridge the user named already had when tsnet adopted it; tsnet leaves it so. */
+export interface AdoptedBridge {
+  /** Its addresses (`address/prefix`): a gateway among them is the host's, never removed. */
+  addresses: string[];
+  routeLocalnet: boolean;
+}
+
 export interface BridgeConfig {
   bridge: string;
   /** False when the user named a bridge that already existed: tsnet then never deletes it. */
   createdBridge: boolean;
+  /** Set when createdBridge is false (absent in records written before tsnet kept it: nothing to give back). */
+  adopted?: AdoptedBridge;
   mtu: number;
   icc: boolean;
   masquerade: boolean;
@@ -46,7 +55,7 @@ export const DEFAULT_MTU = 1500;
 export function parseBridgeConfig(
   spec: NetworkSpec,
   others: readonly NetworkRecord[],
-  existing: { isBridge: boolean } | undefined,
+  existing: (AdoptedBridge & { isBridge: boolean }) | undefined,
 ): BridgeConfig {
   const options = new OptionReader(spec.options);
   const bridge = options.linkName(BRIDGE_OPTIONS.name) ?? bridgeName(spec.id);
@@ -78,6 +87,7 @@ export function parseBridgeConfig(
   return {
     bridge,
     createdBridge: existing === undefined,
+    ...(existing ? { adopted: { addresses: existing.addresses, routeLocalnet: existing.routeLocalnet } } : {}),
     mtu: spec.mtu ?? DEFAULT_MTU,
     icc: options.bool(BRIDGE_OPTIONS.icc, true),
     masquerade: options.bool(BRIDGE_OPTIONS.masquerade, true),

@@ -24,6 +24,11 @@ export interface FirewallNetwork {
   isolate: boolean;
   /** Per family; a missing family leaves the source address as it is. */
   outboundNat: Partial<Record<Family, OutboundNat>>;
+  /**
+   * The bridge's route_localnet before tsnet turned it on (ports published
+   * on 127.0.0.1 need it): an adopted bridge gets it back at teardown.
+   */
+  routeLocalnetBefore: boolean;
 }
 
 /** One published port: hostIp:hostPort on the host reaches containerIp:containerPort. */

@@ -24,8 +24,8 @@ export interface RouteInfo {
   dev?: string;
 }
 
-/** ip(8)'s words for a link or route that is not there. */
-const GONE = /does not exist|Cannot find device|No such process/;
+/** ip(8)'s words for a link, route or address that is not there. */
+const GONE = /does not exist|Cannot find device|No such process|Cannot assign requested address/;
 
 /** A link name that ip(8) and the kernel accept and that is safe in an `ip -batch` line. */
 export const LINK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
@@ -71,6 +71,12 @@ export class Ip {
   async addresses(): Promise<AddressInfo[]> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show']);
     return JSON.parse(stdout) as AddressInfo[];
+  }
+
+  /** The addresses on one link, as `address/prefix`. */
+  async addressesOf(dev: string): Promise<string[]> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show', 'dev', dev]);
+    return (JSON.parse(stdout) as AddressInfo[]).flatMap((entry) => entry.addr_info.map((a) => `${a.local}/${a.prefixlen}`));
   }
 
   async routes(family: 4 | 6): Promise<RouteInfo[]> {

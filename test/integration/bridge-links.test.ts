@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, ipIn } from '../harness/index.js';
+import { createNetns, deleteNetns, execInNetnsOk, ipIn } from '../harness/index.js';
 import { NetnsPlugin } from './netns-plugin.js';
 
 const hex = () => randomBytes(32).toString('hex');
@@ -14,6 +14,8 @@ async function addresses(dev: string): Promise<string[]> {
   const [entry] = JSON.parse((await ipIn(netns, ['-json', 'address', 'show', 'dev', dev])).stdout);
   return entry.addr_info.filter((a: { scope: string }) => a.scope === 'global').map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
 }
+
+const routeLocalnet = async (dev: string) => (await execInNetnsOk(netns, ['sysctl', '-n', `net/ipv4/conf/${dev}/route_localnet`])).stdout;
 
 const createNetwork = (id: string, pool: string, gateway: string, generic: Record<string, string> = {}, ipv6?: { pool: string; gateway: string }) => ({
   NetworkID: id,
@@ -64,6 +66,30 @@ describe('bridge networks on a real kernel', () => {
     await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net });
     expect((await links()).map((l) => l.ifname)).toContain('mybr0');
     expect(await addresses('mybr0')).toEqual([]);
+  });
+
+  it('gives an adopted bridge back as it found it: its own addresses and route_localnet stay', async () => {
+    // The host's own segment: brx already carries the address that becomes the gateway, and another one.
+    await ipIn(netns, ['link', 'add', 'brx', 'type', 'bridge']);
+    await ipIn(netns, ['address', 'add', '10.69.9.1/24', 'dev', 'brx']);
+    await ipIn(netns, ['address', 'add', '10.69.10.1/24', 'dev', 'brx']);
+    const net = hex();
+    await tsnet.post('NetworkDriver.CreateNetwork', createNetwork(net, '10.69.9.0/24', '10.69.9.1/24', { 'com.docker.network.bridge.name': 'brx' }));
+    expect(await routeLocalnet('brx')).toBe('1');
+    await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net });
+    expect(await addresses('brx')).toEqual(['10.69.9.1/24', '10.69.10.1/24']);
+    // Without the 127/8 guard rule, route_localnet=1 would let the segment reach the host's loopback services.
+    expect(await routeLocalnet('brx')).toBe('0');
+  });
+
+  it('leaves route_localnet on when the adopted bridge had it on before', async () => {
+    await ipIn(netns, ['link', 'add', 'bry', 'type', 'bridge']);
+    await execInNetnsOk(netns, ['sysctl', '-q', '-w', 'net/ipv4/conf/bry/route_localnet=1']);
+    const net = hex();
+    await tsnet.post('NetworkDriver.CreateNetwork', createNetwork(net, '10.69.11.0/24', '10.69.11.1/24', { 'com.docker.network.bridge.name': 'bry' }));
+    await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net });
+    expect(await routeLocalnet('bry')).toBe('1');
+    expect(await addresses('bry')).toEqual([]);
   });
 
   it('refuses to use a link that is not a bridge as a bridge', async () => {

@@ -13,6 +13,7 @@ const network: FirewallNetwork = {
   icc: true,
   isolate: true,
   outboundNat: { 4: { kind: 'masquerade' } },
+  routeLocalnetBefore: false,
 };
 const forward: PortForward = { family: 4, proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '10.1.0.2', containerPort: 53 };
 const rulesOf = (plan: ReturnType<typeof networkPlan>, name: string) => plan.chains.find((c) => c.name === name)!.rules.map((r) => r.join(' '));
@@ -94,15 +95,30 @@ describe('IptablesFirewall command plan', () => {
     expect(runner.commands[0]!.input).toContain('-A TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp');
   });
 
-  it('adds only the hooks iptables-save does not show, and enables forwarding in one sysctl', async () => {
+  it('adds only the hooks iptables-save does not show, and enables forwarding in one sysctl once the 127/8 guard is in', async () => {
     const runner = new RecordingRunner().reply('iptables-save', '*filter\n:TSNET-FORWARD - [0:0]\n-A FORWARD -j TSNET-FORWARD\nCOMMIT\n');
     await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, []);
-    expect(runner.lines()[0]).toBe('sysctl -q -w net/ipv4/ip_forward=1 net/ipv4/conf/tsbr-0123456789/route_localnet=1');
+    expect(runner.lines().map((l) => l.split('\n')[0])).toEqual([
+      'iptables-save',
+      'iptables-restore --wait 10 --noflush',
+      'sysctl -q -w net/ipv4/ip_forward=1 net/ipv4/conf/tsbr-0123456789/route_localnet=1',
+    ]);
     const restore = runner.commands.find((c) => c.file === 'iptables-restore')!.input!;
     expect(restore).not.toContain('-I FORWARD 1 -j TSNET-FORWARD');
     expect(restore).not.toContain(':TSNET-FORWARD ');
     expect(restore).toContain('-I INPUT 1 -j TSNET-INPUT');
     expect(restore).toContain('-I TSNET-FORWARD 1 -o tsbr-0123456789 -j TSNET-FWD-0123456789');
     expect(runner.commands.filter((c) => c.file.startsWith('ip6tables'))).toEqual([]);
+  });
+
+  it('gives route_localnet back before the 127/8 guard goes', async () => {
+    const runner = new RecordingRunner().reply('iptables-save', '*filter\n-A TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\nCOMMIT\n');
+    await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' }, routeLocalnetBefore: true });
+    expect(runner.lines().map((l) => l.split('\n')[0])).toEqual([
+      'sysctl -q -w net/ipv4/conf/tsbr-0123456789/route_localnet=1',
+      'iptables-save',
+      'iptables-restore --wait 10 --noflush',
+    ]);
+    expect(runner.commands[2]!.input).toContain('-D TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789');
   });
 });

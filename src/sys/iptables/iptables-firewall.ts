@@ -16,6 +16,8 @@ const TOOLS: Record<Family, { save: string; restore: string }> = {
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
 };
 
+const routeLocalnet = (network: FirewallNetwork) => `net/ipv4/conf/${network.bridge}/route_localnet`;
+
 function families(network: FirewallNetwork): Family[] {
   return ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
 }
@@ -30,13 +32,10 @@ export class IptablesFirewall implements Firewall {
   constructor(
     private readonly runner: Runner,
     private readonly sysctl: Sysctl,
-    /** Run under `ip netns exec <netns>` (tests). */
-    private readonly netns?: string,
   ) {}
 
   private run(file: string, args: string[], input?: string) {
-    const options = input === undefined ? {} : { input };
-    return this.netns ? this.runner.run('ip', ['netns', 'exec', this.netns, file, ...args], options) : this.runner.run(file, args, options);
+    return this.runner.run(file, args, input === undefined ? {} : { input });
   }
 
   private async save(family: Family): Promise<SavedTables> {
@@ -48,7 +47,6 @@ export class IptablesFirewall implements Firewall {
   }
 
   async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
-    await this.enableForwarding(network);
     for (const family of families(network)) {
       const saved = await this.save(family);
       const script = new RestoreScript();
@@ -59,6 +57,8 @@ export class IptablesFirewall implements Firewall {
       for (const hook of [...base.hooks, ...own.hooks]) if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook);
       await this.restore(family, script);
     }
+    // Only now that the 127/8 guard rule is in place.
+    await this.enableForwarding(network);
   }
 
   async setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
@@ -69,6 +69,8 @@ export class IptablesFirewall implements Firewall {
   }
 
   async teardownNetwork(network: FirewallNetwork): Promise<void> {
+    // Before the guard rule goes: route_localnet=1 without it would open the host's 127/8 services to the bridge.
+    if (network.subnets[4] && !network.internal) await this.sysctl.reset({ [routeLocalnet(network)]: network.routeLocalnetBefore ? '1' : '0' });
     for (const family of families(network)) {
       const saved = await this.save(family);
       const script = new RestoreScript();
@@ -83,7 +85,7 @@ export class IptablesFirewall implements Firewall {
   private async enableForwarding(network: FirewallNetwork): Promise<void> {
     if (network.internal) return;
     await this.sysctl.set({
-      ...(network.subnets[4] ? { 'net/ipv4/ip_forward': '1', [`net/ipv4/conf/${network.bridge}/route_localnet`]: '1' } : {}),
+      ...(network.subnets[4] ? { 'net/ipv4/ip_forward': '1', [routeLocalnet(network)]: '1' } : {}),
       ...(network.subnets[6] ? { 'net/ipv6/conf/all/forwarding': '1' } : {}),
     });
   }
