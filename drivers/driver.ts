@@ -27,6 +27,12 @@ export interface Driver<C = unknown, S = unknown> {
   /** `tsnet port add/rm` on a live endpoint: its -p list becomes `bindings`; returns the new state. Absent: the kind publishes no ports. */
   changePorts?(network: NetworkRecord<C>, endpoint: EndpointRecord<S>, bindings: readonly PortBinding[]): Promise<S>;
 
+  /**
+   * The endpoints whose container went away while tsnet was not there to
+   * hear DeleteEndpoint: their kernel side (veth, sandbox) is gone.
+   */
+  goneEndpoints(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<EndpointRecord<S>[]>;
+
   /** Start-up: makes the kernel match the stored network again (after a reboot or a crash). */
   restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;
 }

@@ -60,6 +60,8 @@ export interface EndpointSpec {
 export interface EndpointRecord<S = unknown> extends EndpointSpec {
   /** The driver's own state: link names, published ports. */
   state: S;
+  /** The container's network namespace (Join's SandboxKey): it outlives tsnet, so it tells a live endpoint from a stale one. */
+  sandboxKey?: string;
 }
 
 /** What Join answers, independent of the wire format. */

@@ -38,7 +38,7 @@ export async function createPlugin(store: Store, runner: Runner, options: Plugin
     ...(options.defaultPoolsV6 ? { defaultPoolsV6: options.defaultPoolsV6 } : {}),
     hostNetworks: () => hostNetworks(ip),
   });
-  const networks = new NetworkService(store, drivers, log);
+  const networks = new NetworkService(store, drivers, log, ipam);
   await ipam.load();
   await networks.load();
   await networks.restore();

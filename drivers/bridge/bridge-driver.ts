@@ -4,6 +4,7 @@ import { type Firewall, type FirewallNetwork, type Ip, type PortForward, type Sy
 import type { Driver } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, SubnetRecord } from '../model.js';
 import { vethContainerName, vethHostName } from '../names.js';
+import { lostSandbox } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
 import { type AllocatedPort, allocatePorts, PortTable, portForwards } from './ports.js';
@@ -230,6 +231,13 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     if (state.published) await this.publish(network, endpoint, ports);
     this.ports.hold(endpoint.id, ports);
     return state;
+  }
+
+  /** Gone: its sandbox let go of the container end, or the whole pair vanished with it. */
+  async goneEndpoints(_network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<BridgeEndpoint[]> {
+    if (endpoints.length === 0) return [];
+    const links = await this.ip.linkNames();
+    return endpoints.filter((e) => !links.has(e.state.hostIf) || lostSandbox(e, e.state.containerIf, links));
   }
 
   async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<void> {

@@ -3,6 +3,7 @@ import { CommandError, type Ip } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
 import { macvlanName } from '../names.js';
+import { lostSandbox } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { HostShim } from './host-shim.js';
 import { MACVLAN_OPTIONS, type MacvlanConfig, macvlanNetworks, parseMacvlanConfig } from './options.js';
@@ -99,6 +100,13 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
 
   async revokeExternalConnectivity(_network: MacvlanNetwork, endpoint: MacvlanEndpoint): Promise<MacvlanEndpointState> {
     return endpoint.state;
+  }
+
+  /** Gone: its sandbox is gone (the link came back to the host netns, or died with it); not joined yet, its link vanished. */
+  async goneEndpoints(_network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[]): Promise<MacvlanEndpoint[]> {
+    if (endpoints.length === 0) return [];
+    const links = await this.ip.linkNames();
+    return endpoints.filter((e) => (e.sandboxKey ? lostSandbox(e, e.state.link, links) : !links.has(e.state.link)));
   }
 
   /** After a reboot or crash: the subinterface, the PROMISC holds, the shim and its routes. */

@@ -53,7 +53,7 @@ export function networkRoutes(networks: NetworkService): Route[] {
     }),
     route('NetworkDriver.EndpointOperInfo', EndpointRequest, (): EndpointOperInfoResponse => ({ Value: {} })),
     route('NetworkDriver.Join', JoinRequest, async (r): Promise<JoinResponse> => {
-      const join = await networks.join(r.NetworkID, r.EndpointID);
+      const join = await networks.join(r.NetworkID, r.EndpointID, r.SandboxKey);
       return {
         InterfaceName: { SrcName: join.srcName, DstPrefix: join.dstPrefix },
         ...(join.gateway ? { Gateway: join.gateway } : {}),

@@ -23,6 +23,11 @@ export interface JoinResult extends JoinInfo {
   dstPrefix: string;
 }
 
+/** tsnet's IPAM as core sees it: where a dropped endpoint's addresses go back (addresses of Docker's own IPAM are found nowhere). */
+export interface StaleAddressRelease {
+  releaseStale(address: string): Promise<void>;
+}
+
 /** Network and endpoint creation and deletion serialise on this key: they check each other for conflicts. */
 const TOPOLOGY = 'topology';
 
@@ -39,6 +44,7 @@ export class NetworkService {
     private readonly store: Store,
     private readonly drivers: ReadonlyMap<DriverKind, Driver>,
     private readonly log: Logger,
+    private readonly addresses: StaleAddressRelease,
   ) {}
 
   async load(): Promise<void> {
@@ -46,15 +52,39 @@ export class NetworkService {
     for (const endpoint of (await this.store.readAll<EndpointRecord>('endpoints')).values()) this.endpoints.set(endpoint.id, endpoint);
   }
 
-  /** Makes the kernel match the stored networks again; a failing network is logged, not fatal. */
+  /**
+   * Makes the kernel match the stored networks again. Endpoints whose
+   * container went away while tsnet was down are dropped first, so none of
+   * their ports or rules comes back. A failing network is logged, not fatal.
+   */
   async restore(): Promise<void> {
     for (const network of this.networks.values()) {
       try {
-        await this.driverOf(network).restore(network, this.endpointsOf(network.id));
+        const live = await this.dropGone(network, this.endpointsOf(network.id));
+        await this.driverOf(network).restore(network, live);
       } catch (error) {
         this.log.error({ err: error, network: network.id }, 'could not restore network');
       }
     }
+  }
+
+  /**
+   * Forgets the candidates whose container is gone (dockerd's DeleteEndpoint
+   * and ReleaseAddress never reached tsnet; dockerd gave up and forgot them),
+   * undoing what is left of them in the kernel and giving their addresses
+   * back, and returns the live ones.
+   */
+  private async dropGone(network: NetworkRecord, candidates: readonly EndpointRecord[]): Promise<EndpointRecord[]> {
+    const driver = this.driverOf(network);
+    const gone = await driver.goneEndpoints(network, candidates);
+    for (const endpoint of gone) {
+      await driver.deleteEndpoint(network, endpoint);
+      await this.store.commit([del('endpoints', endpoint.id)]);
+      this.endpoints.delete(endpoint.id);
+      for (const address of [endpoint.address, endpoint.addressIPv6]) if (address) await this.addresses.releaseStale(address);
+      this.log.warn({ network: network.id, endpoint: endpoint.id, address: endpoint.address }, 'dropped an endpoint whose container went away while tsnet was down');
+    }
+    return candidates.filter((e) => !gone.includes(e));
   }
 
   listNetworks(): NetworkRecord[] {
@@ -186,10 +216,18 @@ export class NetworkService {
     });
   }
 
-  async join(networkId: string, endpointId: string): Promise<JoinResult> {
-    const network = this.network(networkId);
-    const endpoint = this.endpoint(networkId, endpointId);
-    return { ...this.driverOf(network).join(network, endpoint), dstPrefix: network.ifacePrefix };
+  /** Answers with the interface to move into the sandbox; remembers the sandbox, which tells later whether the endpoint still lives. */
+  join(networkId: string, endpointId: string, sandboxKey: string): Promise<JoinResult> {
+    return this.mutex.run(TOPOLOGY, async () => {
+      const network = this.network(networkId);
+      let endpoint = this.endpoint(networkId, endpointId);
+      if (sandboxKey !== '' && endpoint.sandboxKey !== sandboxKey) {
+        endpoint = { ...endpoint, sandboxKey };
+        await this.store.commit([put('endpoints', endpointId, endpoint)]);
+        this.endpoints.set(endpointId, endpoint);
+      }
+      return { ...this.driverOf(network).join(network, endpoint), dstPrefix: network.ifacePrefix };
+    });
   }
 
   programExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
@@ -207,7 +245,7 @@ export class NetworkService {
    */
   changePorts(address: string, change: (current: readonly PortBinding[]) => PortBinding[]): Promise<EndpointRecord> {
     return this.mutex.run(TOPOLOGY, async () => {
-      const endpoint = [...this.endpoints.values()].find((e) => [e.address, e.addressIPv6].some((a) => a?.slice(0, a.indexOf('/')) === address));
+      const endpoint = await this.liveEndpointWith(address);
       if (!endpoint) throw new RequestError('address', `no tsnet endpoint has the address ${address}`);
       const network = this.network(endpoint.networkId);
       const driver = this.driverOf(network);
@@ -218,6 +256,16 @@ export class NetworkService {
       this.endpoints.set(endpoint.id, updated);
       return updated;
     });
+  }
+
+  /** The endpoint holding `address` whose container still lives; stale records met on the way are dropped. */
+  private async liveEndpointWith(address: string): Promise<EndpointRecord | undefined> {
+    const holders = [...this.endpoints.values()].filter((e) => [e.address, e.addressIPv6].some((a) => a?.slice(0, a.indexOf('/')) === address));
+    for (const holder of holders) {
+      const [live] = await this.dropGone(this.network(holder.networkId), [holder]);
+      if (live) return live;
+    }
+    return undefined;
   }
 
   private updateEndpointState(

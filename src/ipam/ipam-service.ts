@@ -1,7 +1,7 @@
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
 import { type Store, type Write, del, put } from '../store/store.js';
-import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
+import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, parseCidr, parseCidrWithIp, parseIp } from '../net/address.js';
 import { type DefaultPool, candidateSubnets, parseDefaultPools, DEFAULT_POOLS_V4, DEFAULT_POOLS_V6 } from './default-pools.js';
 import { PoolAllocator } from './pool-allocator.js';
 
@@ -254,21 +254,40 @@ export class IpamService {
   }
 
   releaseAddress(poolId: string, address: string): Promise<void> {
+    return this.mutex.run('ipam', () => this.release(this.pools.get(poolId), address));
+  }
+
+  /**
+   * Gives back the container address (`ip/prefix`) of an endpoint dropped as
+   * stale: dockerd tried ReleaseAddress while tsnet was down, gave up and
+   * forgot it. Only a pool of exactly that subnet holding it as a container
+   * address qualifies; an address of Docker's own IPAM is found nowhere.
+   */
+  releaseStale(address: string): Promise<void> {
     return this.mutex.run('ipam', async () => {
-      const live = this.pools.get(poolId);
-      const ip = parseIp(address.split('/')[0] ?? '');
-      if (!live || !ip) return;
-      const held = live.addresses.get(formatIp(ip));
-      if (!held) return;
-      if (held.holders > 1) {
-        const shared = { ...held, holders: held.holders - 1 };
-        await this.store.commit([put('addresses', addressKey(poolId, held.address), shared)]);
-        live.addresses.set(held.address, shared);
-        return;
-      }
-      await this.store.commit([del('addresses', addressKey(poolId, held.address))]);
-      live.allocator.release(ip);
-      live.addresses.delete(held.address);
+      const parsed = parseCidrWithIp(address);
+      if (!parsed) return;
+      const live = [...this.pools.values()].find(
+        (p) => p.allocator.pool.network === parsed.cidr.network && p.allocator.pool.prefix === parsed.cidr.prefix && p.addresses.get(formatIp(parsed.ip))?.gateway === false,
+      );
+      await this.release(live, address);
     });
+  }
+
+  /** One holder less of `address` in `live`; the last one frees it. Unknown pools and addresses are done already. */
+  private async release(live: LivePool | undefined, address: string): Promise<void> {
+    const ip = parseIp(address.split('/')[0] ?? '');
+    const held = ip && live?.addresses.get(formatIp(ip));
+    if (!live || !ip || !held) return;
+    const key = addressKey(live.record.id, held.address);
+    if (held.holders > 1) {
+      const shared = { ...held, holders: held.holders - 1 };
+      await this.store.commit([put('addresses', key, shared)]);
+      live.addresses.set(held.address, shared);
+      return;
+    }
+    await this.store.commit([del('addresses', key)]);
+    live.allocator.release(ip);
+    live.addresses.delete(held.address);
   }
 }

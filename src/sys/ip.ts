@@ -73,6 +73,12 @@ export class Ip {
     return JSON.parse(stdout) as AddressInfo[];
   }
 
+  /** The names of every link of the netns. */
+  async linkNames(): Promise<Set<string>> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'link', 'show']);
+    return new Set((JSON.parse(stdout) as LinkInfo[]).map((l) => l.ifname));
+  }
+
   /** The addresses on one link, as `address/prefix`. */
   async addressesOf(dev: string): Promise<string[]> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show', 'dev', dev]);

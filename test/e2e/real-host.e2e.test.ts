@@ -1,0 +1,77 @@
+/**
+ * What a real host does to tsnet, with a real dockerd: containers removed
+ * while tsnet is down, host services listening on ports users publish, the
+ * admin CLI beside dockerd's plugin directory. Each case failed before its
+ * fix (issue "Defects a careful user hits").
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CleanupStack, createDockerHost, type DockerHost, execInNetns, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
+
+let host: DockerHost;
+const cleanup = new CleanupStack();
+
+const WEB = 'mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && httpd -p 80 -h /www && exec sleep 3600';
+
+async function runWeb(name: string, ...args: string[]): Promise<string> {
+  await host.dockerOk(['run', '-d', '--pull=never', '--name', name, '--hostname', name, ...args, TEST_IMAGE, 'sh', '-c', WEB]);
+  return (await host.dockerOk(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name])).stdout;
+}
+
+/** HTTP GET from the host's netns; the body, or undefined when nothing answered. */
+async function getFromHost(url: string): Promise<string | undefined> {
+  const r = await execInNetns(host.netns, ['timeout', '3', 'busybox', 'wget', '-qO-', url]);
+  return r.exitCode === 0 ? r.stdout : undefined;
+}
+
+const tsnetCli = (...args: string[]) => run(process.execPath, [TSNET_CLI, ...args, '--name', host.driver, '--socket-dir', host.dockerd.pluginDir]);
+
+describe('tsnet on a host that looks like a real one', () => {
+  beforeAll(async () => {
+    host = await createDockerHost({ dockerdArgs: ['--bridge=none'] });
+    cleanup.defer('destroy docker host', () => host.destroy());
+    await host.dockerOk(['network', 'create', '-d', host.driver, '--subnet', '10.131.0.0/24', 'web']);
+    await host.dockerOk(['network', 'create', '-d', host.driver, '--ipam-driver', host.driver, '--subnet', '10.132.0.0/24', 'own']);
+  });
+  afterAll(async () => {
+    await cleanup.run();
+  });
+
+  describe('containers removed while tsnet is down', () => {
+    // dockerd retries DeleteEndpoint and ReleaseAddress for 15 s each, then gives up and forgets
+    // the endpoint: the three removals run at once so the file pays that only once.
+    beforeAll(async () => {
+      await host.execInHost(['ip', 'link', 'add', 'mvwire0', 'type', 'veth', 'peer', 'name', 'mvwire1']);
+      await host.execInHost(['ip', 'link', 'set', 'mvwire0', 'up']);
+      await host.dockerOk(['network', 'create', '-d', host.driver, '--ipam-driver', host.driver, '-o', 'parent=mvwire0', '-o', 'tsnet.host_shim=10.133.0.254', '--subnet', '10.133.0.0/24', 'lan']);
+      await runWeb('gone', '--network', 'web', '-p', '8080:80');
+      expect(await waitUntil(() => getFromHost('http://127.0.0.1:8080/'), { timeoutMs: 15_000, what: 'port 8080' })).toBe('hello-from-gone');
+      await host.dockerOk(['run', '-d', '--pull=never', '--name', 'gone2', '--network', 'own', '--ip', '10.132.0.50', TEST_IMAGE, 'sleep', '3600']);
+      await host.dockerOk(['run', '-d', '--pull=never', '--name', 'gone3', '--network', 'lan', '--ip', '10.133.0.60', TEST_IMAGE, 'sleep', '3600']);
+      expect((await host.execInHost(['ip', 'route', 'show', '10.133.0.60'])).stdout).toContain('dev tss');
+      await host.tsnet.kill9();
+      await Promise.all(['gone', 'gone2', 'gone3'].map((name) => host.dockerOk(['rm', '-f', name], { timeoutMs: 120_000 })));
+      await host.tsnet.start();
+    });
+
+    it('frees a published port: the next container gets it and answers on it', async () => {
+      await runWeb('next', '--network', 'web', '-p', '8080:80');
+      expect(await waitUntil(() => getFromHost('http://127.0.0.1:8080/'), { timeoutMs: 15_000, what: 'port 8080' })).toBe('hello-from-next');
+      expect((await tsnetCli('port', 'ls')).stdout.split('\n').filter((l) => l.includes('8080'))).toHaveLength(1);
+      expect(readFileSync(host.tsnet.logFile, 'utf8')).toMatch(/dropped an endpoint whose container went away while tsnet was down/);
+    });
+
+    it('gives a tsnet IPAM address back (dockerd tried to release it once, failed, and forgot it), and only once', async () => {
+      await host.dockerOk(['run', '-d', '--pull=never', '--name', 'again', '--network', 'own', '--ip', '10.132.0.50', TEST_IMAGE, 'sleep', '3600']);
+      const twice = await host.docker(['run', '-d', '--pull=never', '--name', 'twice', '--network', 'own', '--ip', '10.132.0.50', TEST_IMAGE, 'sleep', '3600']);
+      expect(twice.stderr).toMatch(/10\.132\.0\.50 is already allocated/);
+    });
+
+    it('on macvlan: its link and host-shim route go, its address comes back', async () => {
+      expect((await host.execInHost(['ip', 'route', 'show', '10.133.0.60'])).stdout).toBe('');
+      expect((await host.execInHost(['ip', '-o', 'link', 'show'])).stdout).not.toMatch(/ tsm[0-9a-f]{12}[@:]/);
+      await host.dockerOk(['run', '-d', '--pull=never', '--name', 'again3', '--network', 'lan', '--ip', '10.133.0.60', TEST_IMAGE, 'sleep', '3600']);
+    });
+  });
+});

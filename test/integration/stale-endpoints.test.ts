@@ -1,0 +1,76 @@
+// Endpoints whose container went away while tsnet did not hear of it, on a
+// real kernel: the sandbox is a netns of the test's own and dockerd's
+// teardown is done by hand (the container end handed back to the host netns,
+// the sandbox file removed), as dockerd does when DeleteEndpoint fails.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNetns, deleteNetns, execInNetnsOk, ipIn } from '../harness/index.js';
+import { NetnsPlugin } from './netns-plugin.js';
+
+const hex = () => randomBytes(32).toString('hex');
+const id = randomBytes(3).toString('hex');
+const netns = `tsst${id}`;
+const sandboxNetns = `tsss${id}`;
+const dir = mkdtempSync(join(tmpdir(), 'tsnet-stale-'));
+
+describe('stale endpoints', () => {
+  const tsnet = new NetnsPlugin(netns);
+  const net = hex();
+
+  beforeAll(async () => {
+    await createNetns(netns);
+    await createNetns(sandboxNetns);
+    await tsnet.start();
+    await tsnet.post('NetworkDriver.CreateNetwork', {
+      NetworkID: net,
+      Options: { 'com.docker.network.generic': {} },
+      IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.134.0.0/24', Gateway: '10.134.0.1/24' }],
+    });
+  });
+  afterAll(async () => {
+    await tsnet.close();
+    await deleteNetns(netns);
+    await deleteNetns(sandboxNetns);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** An endpoint with ports, joined to a "sandbox": its container end moved into the sandbox netns. */
+  async function joinedEndpoint(address: string): Promise<{ endpoint: string; sandboxKey: string; containerIf: string }> {
+    const endpoint = hex();
+    const sandboxKey = join(dir, endpoint.slice(0, 12));
+    writeFileSync(sandboxKey, '');
+    const ports = [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 0, HostPortEnd: 0 }];
+    await tsnet.post('NetworkDriver.CreateEndpoint', { NetworkID: net, EndpointID: endpoint, Interface: { Address: address }, Options: { 'com.docker.network.portmap': ports } });
+    const joined = await tsnet.post('NetworkDriver.Join', { NetworkID: net, EndpointID: endpoint, SandboxKey: sandboxKey, Options: {} });
+    const containerIf = joined.body.InterfaceName.SrcName as string;
+    await ipIn(netns, ['link', 'set', containerIf, 'netns', sandboxNetns]);
+    return { endpoint, sandboxKey, containerIf };
+  }
+
+  /** What dockerd does to a sandbox it destroys: interfaces back to the host under their old names, file gone. */
+  async function destroySandbox(e: { sandboxKey: string; containerIf: string }): Promise<void> {
+    await execInNetnsOk(sandboxNetns, ['ip', 'link', 'set', e.containerIf, 'netns', netns]);
+    rmSync(e.sandboxKey);
+  }
+
+  it('tsnet port add never picks the record of a container that is gone, and drops it', async () => {
+    const gone = await joinedEndpoint('10.134.0.5/24');
+    await destroySandbox(gone);
+    await expect(tsnet.plugin.networks.changePorts('10.134.0.5', (current) => [...current])).rejects.toThrow(/no tsnet endpoint has the address 10\.134\.0\.5/);
+    expect(tsnet.plugin.networks.listEndpoints().map((e) => e.id)).not.toContain(gone.endpoint);
+  });
+
+  it('a live endpoint keeps its record and ports across a restart; a gone one is dropped with its veth', async () => {
+    const live = await joinedEndpoint('10.134.0.6/24');
+    const gone = await joinedEndpoint('10.134.0.7/24');
+    await destroySandbox(gone);
+    await tsnet.restart();
+    expect(tsnet.plugin.networks.listEndpoints().map((e) => e.id)).toEqual([live.endpoint]);
+    const links = (await ipIn(netns, ['-o', 'link', 'show'])).stdout;
+    expect(links).not.toContain(gone.containerIf);
+    expect(links).toContain(`tsv${live.endpoint.slice(0, 12)}`);
+  });
+});
