@@ -7,7 +7,7 @@ import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
-import { ExecaRunner } from './sys/index.js';
+import { ExecaRunner, SocketHostPorts } from './sys/index.js';
 import { IpSessionRunner } from './sys/ip-session.js';
 
 export interface DaemonOptions extends PluginOptions {
@@ -39,7 +39,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   await claimSocketPath(adminPath, options.socketDir);
 
   const store: Store = new SqliteStore(options.stateDir);
-  const { app, networks } = await createPlugin(store, new IpSessionRunner(new ExecaRunner()), options, log);
+  const { app, networks } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, options, log);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request

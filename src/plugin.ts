@@ -11,7 +11,7 @@ import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { IpamService } from './ipam/ipam-service.js';
 import type { Store } from './store/store.js';
-import { Ip, IptablesFirewall, type Runner, Sysctl } from './sys/index.js';
+import { type HostPorts, Ip, IptablesFirewall, type Runner, Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   defaultPoolsV4?: string;
@@ -25,12 +25,20 @@ export interface Plugin {
   ipam: IpamService;
 }
 
-/** Builds drivers, IPAM and network service on a store and a runner, loads the state and restores the kernel. */
-export async function createPlugin(store: Store, runner: Runner, options: PluginOptions, log: Logger): Promise<Plugin> {
+/** What the plugin works on: its state, the door to programs, and the host's port space. */
+export interface PluginParts {
+  store: Store;
+  runner: Runner;
+  /** SocketHostPorts in the daemon; UncheckedHostPorts where the plugin programs another netns (tests). */
+  hostPorts: HostPorts;
+}
+
+/** Builds drivers, IPAM and network service on its parts, loads the state and restores the kernel. */
+export async function createPlugin({ store, runner, hostPorts }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl) as Driver],
+    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log) as Driver],
     ['macvlan', new MacvlanDriver(ip) as Driver],
   ]);
   const ipam = new IpamService(store, {

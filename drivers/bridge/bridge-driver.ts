@@ -1,13 +1,14 @@
 import { RequestError } from '../../src/errors.js';
 import { parseCidr } from '../../src/net/address.js';
-import { type Firewall, type FirewallNetwork, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
+import type { Logger } from 'pino';
+import { type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, SubnetRecord } from '../model.js';
 import { vethContainerName, vethHostName } from '../names.js';
 import { lostSandbox } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
-import { type AllocatedPort, allocatePorts, PortTable, portForwards } from './ports.js';
+import { type AllocatedPort, allocatePorts, PortTable, portForwards, takenMessage } from './ports.js';
 
 export interface BridgeEndpointState {
   hostIf: string;
@@ -64,7 +65,7 @@ const addressesOf = (endpoint: EndpointSpec) => ({
 export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   readonly kind = 'bridge' as const;
   readonly optionKeys = Object.values(BRIDGE_OPTIONS);
-  private readonly ports = new PortTable();
+  private readonly ports: PortTable;
   /** Forwards of the published endpoints, per network then endpoint: a network's DNAT chain is rebuilt from it. */
   private readonly forwards = new Map<string, Map<string, PortForward[]>>();
 
@@ -72,7 +73,11 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     private readonly ip: Ip,
     private readonly firewall: Firewall,
     private readonly sysctl: Sysctl,
-  ) {}
+    hostPorts: HostPorts,
+    private readonly log: Logger,
+  ) {
+    this.ports = new PortTable(hostPorts);
+  }
 
   async prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<BridgeConfig> {
     const name = new OptionReader(spec.options).linkName(BRIDGE_OPTIONS.name);
@@ -146,7 +151,9 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     if (!endpoint.address) throw new RequestError('Interface.Address', 'a bridge endpoint needs an IPv4 address from the IPAM');
     // dockerd sends no ports for internal networks; an internal network publishes none whatever it is sent.
     const bindings = network.internal ? [] : endpoint.portBindings;
-    const ports = await this.allocate(network, endpoint, bindings, [], (i) => `${PORTMAP}.${i}`);
+    const field = (i: number) => `${PORTMAP}.${i}`;
+    const ports = await this.allocate(network, endpoint, bindings, [], field);
+    await this.holdPorts(endpoint.id, ports, [], field);
     const state: BridgeEndpointState = { hostIf: vethHostName(endpoint.id), containerIf: vethContainerName(endpoint.id), ports, published: false };
     const { bridge, mtu } = network.config;
     // One batch (the daemon's long-lived ip session: no program start): the
@@ -157,21 +164,37 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       ...this.portFlags(network, state),
     ];
     try {
+      await this.addPair(lines, state.hostIf);
+    } catch (error) {
+      await this.ports.release(endpoint.id);
+      throw error;
+    }
+    return state;
+  }
+
+  private async addPair(lines: string[][], hostIf: string): Promise<void> {
+    try {
       await this.ip.batch(lines);
     } catch (error) {
       if (!(error instanceof CommandError)) throw error;
       // The pair may exist: left over by a crashed attempt of this very endpoint (then it is replaced), or made before its flags failed.
-      await this.ip.deleteLinks([state.hostIf]);
+      await this.ip.deleteLinks([hostIf]);
       if (!/File exists/.test(error.stderr)) throw error;
       await this.ip.batch(lines);
     }
-    this.ports.hold(endpoint.id, ports);
-    return state;
+  }
+
+  /** Holds the endpoint's host ports on the host; one a host process has meanwhile puts `previous` back and refuses the request. */
+  private async holdPorts(endpointId: string, ports: readonly AllocatedPort[], previous: readonly AllocatedPort[], field: (i: number) => string): Promise<void> {
+    const [lost] = await this.ports.hold(endpointId, ports);
+    if (!lost) return;
+    await this.ports.hold(endpointId, previous);
+    throw new RequestError(`${field(ports.indexOf(lost))}.HostPort`, takenMessage(lost));
   }
 
   async deleteEndpoint(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<void> {
     await this.unpublish(network, endpoint);
-    this.ports.release(endpoint.id);
+    await this.ports.release(endpoint.id);
     // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still.
     await this.ip.deleteLinks([endpoint.state.hostIf]);
   }
@@ -225,11 +248,17 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   /** `tsnet port add/rm`: the endpoint's bindings become `bindings`; unchanged ones keep their host ports. */
   async changePorts(network: BridgeNetwork, endpoint: BridgeEndpoint, bindings: readonly PortBinding[]): Promise<BridgeEndpointState> {
     if (network.internal && bindings.length > 0) throw new RequestError('ports', `network ${network.id.slice(0, 12)} is internal: it publishes no ports`);
-    const ports = await this.allocate(network, endpoint, bindings, endpoint.state.ports, (i) => `ports.${i}`);
+    const field = (i: number) => `ports.${i}`;
+    const ports = await this.allocate(network, endpoint, bindings, endpoint.state.ports, field);
+    await this.holdPorts(endpoint.id, ports, endpoint.state.ports, field);
     const state = { ...endpoint.state, ports };
-    if (ports.length > 0 && endpoint.state.ports.length === 0) await this.ip.batch(this.portFlags(network, state));
-    if (state.published) await this.publish(network, endpoint, ports);
-    this.ports.hold(endpoint.id, ports);
+    try {
+      if (ports.length > 0 && endpoint.state.ports.length === 0) await this.ip.batch(this.portFlags(network, state));
+      if (state.published) await this.publish(network, endpoint, ports);
+    } catch (error) {
+      await this.ports.hold(endpoint.id, endpoint.state.ports);
+      throw error;
+    }
     return state;
   }
 
@@ -244,8 +273,11 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     await this.ensureBridge(network);
     const forwards = this.networkForwards(network.id);
     for (const endpoint of endpoints) {
-      this.ports.hold(endpoint.id, endpoint.state.ports);
-      if (endpoint.state.published && endpoint.state.ports.length > 0) forwards.set(endpoint.id, portForwards(endpoint.state.ports, addressesOf(endpoint)));
+      // A host service that took a port while tsnet was down keeps it: forwarding it would steal its traffic.
+      const lost = await this.ports.hold(endpoint.id, endpoint.state.ports);
+      for (const port of lost) this.log.error({ endpoint: endpoint.id, network: network.id }, `not forwarding ${takenMessage(port)} since tsnet was down`);
+      const ports = endpoint.state.ports.filter((p) => !lost.includes(p));
+      if (endpoint.state.published && ports.length > 0) forwards.set(endpoint.id, portForwards(ports, addressesOf(endpoint)));
     }
     await this.firewall.setupNetwork(firewallNetwork(network), [...forwards.values()].flat());
   }

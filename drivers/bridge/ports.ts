@@ -1,6 +1,6 @@
 import { RequestError } from '../../src/errors.js';
 import { parseIp } from '../../src/net/address.js';
-import type { Family, PortForward } from '../../src/sys/index.js';
+import type { Family, HostPort, HostPorts, PortForward } from '../../src/sys/index.js';
 import type { PortBinding } from '../model.js';
 
 /** A -p binding with its host port chosen; kept in the endpoint's state so the port stays the same. */
@@ -19,8 +19,8 @@ function coverage(hostIp: string): Partial<Record<Family, string>> {
   return { [parseIp(hostIp)!.family]: hostIp };
 }
 
-function clash(a: AllocatedPort, b: { proto: string; hostIp: string; hostPort: number }): boolean {
-  if (a.binding.proto !== b.proto || a.hostPort !== b.hostPort) return false;
+function clash(a: AllocatedPort, b: AllocatedPort): boolean {
+  if (a.binding.proto !== b.binding.proto || a.hostPort !== b.hostPort) return false;
   const x = coverage(a.hostIp);
   const y = coverage(b.hostIp);
   return ([4, 6] as const).some((f) => x[f] !== undefined && y[f] !== undefined && (x[f] === '*' || y[f] === '*' || x[f] === y[f]));
@@ -32,26 +32,58 @@ const isLoopback = (ip: string) => ip.startsWith('127.');
 const sameBinding = (a: PortBinding, b: PortBinding) =>
   a.proto === b.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort && a.hostPortEnd === b.hostPortEnd && a.port === b.port;
 
-/** Host ports held by tsnet's endpoints, in memory (rebuilt from state by restore). */
+const hostPortOf = (p: AllocatedPort): HostPort => ({ proto: p.binding.proto, hostIp: p.hostIp, hostPort: p.hostPort });
+const sameHostPort = (a: AllocatedPort, b: AllocatedPort) => a.binding.proto === b.binding.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort;
+
+/**
+ * Host ports held by tsnet's endpoints: in memory (rebuilt from state by
+ * restore), and on the host, where a socket holds each one so that no host
+ * service can take it.
+ */
 export class PortTable {
   private readonly held = new Map<string, AllocatedPort[]>();
 
-  hold(endpointId: string, ports: readonly AllocatedPort[]): void {
-    if (ports.length === 0) this.held.delete(endpointId);
-    else this.held.set(endpointId, [...ports]);
+  constructor(private readonly host: HostPorts) {}
+
+  /**
+   * Makes `ports` what the endpoint holds: sockets bound for the new ones,
+   * closed for those it no longer has. Returns the new ones a host socket
+   * already has; those are not held.
+   */
+  async hold(endpointId: string, ports: readonly AllocatedPort[]): Promise<AllocatedPort[]> {
+    const before = this.held.get(endpointId) ?? [];
+    const lost: AllocatedPort[] = [];
+    for (const port of ports) {
+      if (!before.some((b) => sameHostPort(b, port)) && !(await this.host.reserve(hostPortOf(port)))) lost.push(port);
+    }
+    for (const port of before) if (!ports.some((p) => sameHostPort(p, port))) await this.host.release(hostPortOf(port));
+    const kept = ports.filter((p) => !lost.includes(p));
+    if (kept.length === 0) this.held.delete(endpointId);
+    else this.held.set(endpointId, kept);
+    return lost;
   }
 
-  release(endpointId: string): void {
-    this.held.delete(endpointId);
+  async release(endpointId: string): Promise<void> {
+    await this.hold(endpointId, []);
   }
 
   /** The endpoint that holds a clashing port, other than `except`. */
-  holder(port: { proto: string; hostIp: string; hostPort: number }, except: string): string | undefined {
+  holder(port: AllocatedPort, except: string): string | undefined {
     for (const [endpointId, ports] of this.held) {
       if (endpointId !== except && ports.some((p) => clash(p, port))) return endpointId;
     }
     return undefined;
   }
+
+  /** Whether a socket other than tsnet's holds the port on the host. */
+  hostInUse(port: AllocatedPort): Promise<boolean> {
+    return this.host.inUse(hostPortOf(port));
+  }
+}
+
+/** The words that say who has a host port that cannot be published. */
+export function takenMessage(port: AllocatedPort): string {
+  return `host port ${port.hostPort}/${port.binding.proto} on ${port.hostIp || 'all addresses'} is in use by a host process`;
 }
 
 export interface AllocationContext {
@@ -90,22 +122,29 @@ export async function allocatePorts(bindings: readonly PortBinding[], ctx: Alloc
     const hostIp = hostIps[i]!;
     const kept = ctx.previous.find((p) => sameBinding(p.binding, binding));
     const [low, high] = binding.hostPort === 0 ? await ctx.ephemeralRange() : [binding.hostPort, binding.hostPortEnd];
-    const free = (hostPort: number) => {
-      const candidate = { proto: binding.proto, hostIp, hostPort };
-      return !out.some((p) => clash(p, candidate)) && ctx.table.holder(candidate, ctx.endpointId) === undefined;
-    };
-    let hostPort = kept && free(kept.hostPort) ? kept.hostPort : undefined;
-    for (let port = low; hostPort === undefined && port <= high; port++) if (free(port)) hostPort = port;
-    if (hostPort === undefined) {
-      const taken = { proto: binding.proto, hostIp, hostPort: low };
-      const by = ctx.table.holder(taken, ctx.endpointId);
-      const what = low === high ? `host port ${low}/${binding.proto}` : `every host port of ${low}-${high}/${binding.proto}`;
-      const who = by ? `by tsnet endpoint ${by.slice(0, 12)}` : 'by another binding of this endpoint';
-      throw new RequestError(`${ctx.field(i)}.HostPort`, `${what} on ${hostIp || 'all addresses'} is already published ${who}`);
+    const candidate = (hostPort: number): AllocatedPort => ({ binding, hostIp, hostPort });
+    const tsnetFree = (port: AllocatedPort) => !out.some((p) => clash(p, port)) && ctx.table.holder(port, ctx.endpointId) === undefined;
+    // A port the endpoint kept is its own on the host already.
+    let chosen = kept && tsnetFree(candidate(kept.hostPort)) ? candidate(kept.hostPort) : undefined;
+    for (let port = low; chosen === undefined && port <= high; port++) {
+      const c = candidate(port);
+      if (tsnetFree(c) && !(await ctx.table.hostInUse(c))) chosen = c;
     }
-    out.push({ binding, hostIp, hostPort });
+    if (chosen === undefined) throw new RequestError(`${ctx.field(i)}.HostPort`, unavailable(candidate(low), high, ctx, out));
+    out.push(chosen);
   }
   return out;
+}
+
+/** Why no port of [first.hostPort, high] could be had. */
+function unavailable(first: AllocatedPort, high: number, ctx: AllocationContext, mine: readonly AllocatedPort[]): string {
+  const { proto } = first.binding;
+  const where = first.hostIp || 'all addresses';
+  if (first.hostPort !== high) return `every host port of ${first.hostPort}-${high}/${proto} on ${where} is published already or in use by a host process`;
+  const by = ctx.table.holder(first, ctx.endpointId);
+  if (by) return `host port ${first.hostPort}/${proto} on ${where} is already published by tsnet endpoint ${by.slice(0, 12)}`;
+  if (mine.some((p) => clash(p, first))) return `host port ${first.hostPort}/${proto} on ${where} is already published by another binding of this endpoint`;
+  return takenMessage(first);
 }
 
 /** The forwards of an endpoint's ports to its addresses. */

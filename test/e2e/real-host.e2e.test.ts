@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createDockerHost, type DockerHost, execInNetns, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
+import { CleanupStack, createDockerHost, type DockerHost, execInNetns, netnsPath, nodeInNetns, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
 
 let host: DockerHost;
 const cleanup = new CleanupStack();
@@ -36,6 +36,42 @@ describe('tsnet on a host that looks like a real one', () => {
   });
   afterAll(async () => {
     await cleanup.run();
+  });
+
+  describe('host services and published ports', () => {
+    /** A host service on 127.0.0.1:5432 and one on every address :2222 (think postgres and sshd). */
+    beforeAll(async () => {
+      const listen = (host: string, port: number) => `require('net').createServer((c) => c.end('host-service\\n')).listen(${port}, '${host}', () => console.log('ready'));`;
+      await nodeInNetns(netnsPath(host.netns), listen('127.0.0.1', 5432), cleanup);
+      await nodeInNetns(netnsPath(host.netns), listen('::', 2222), cleanup);
+    });
+
+    it('refuses to publish a port a host service listens on, naming port and address; the service keeps its traffic', async () => {
+      for (const [spec, message] of [
+        ['127.0.0.1:5432:80', /HostPort: host port 5432\/tcp on 127\.0\.0\.1 is in use by a host process/],
+        ['5432:80', /HostPort: host port 5432\/tcp on all addresses is in use by a host process/],
+        ['127.0.0.1:2222:80', /HostPort: host port 2222\/tcp on 127\.0\.0\.1 is in use by a host process/],
+      ] as const) {
+        const r = await host.docker(['run', '-d', '--pull=never', '--network', 'web', '-p', spec, TEST_IMAGE, 'sleep', '600']);
+        expect(r.exitCode, spec).not.toBe(0);
+        expect(r.stderr).toMatch(message);
+      }
+      const raw = await execInNetns(host.netns, ['timeout', '3', 'busybox', 'nc', '127.0.0.1', '5432']);
+      expect(raw.stdout).toBe('host-service');
+      // Nothing of the refused requests stayed behind.
+      expect((await tsnetCli('port', 'ls')).stdout).not.toMatch(/5432|2222/);
+      // udp on the same port is free.
+      await host.dockerOk(['run', '-d', '--pull=never', '--name', 'udp5432', '--network', 'web', '-p', '127.0.0.1:5432:53/udp', TEST_IMAGE, 'sleep', '600']);
+    });
+
+    it('holds a published port on the host, so no host service can take it until the container goes', async () => {
+      await runWeb('holder', '--network', 'web', '-p', '8085:80');
+      const bind = () => execInNetns(host.netns, [process.execPath, '-e', "require('net').createServer().listen(8085, () => process.exit(0)).on('error', (e) => { console.log(e.code); process.exit(3); })"]);
+      const taken = await bind();
+      expect(taken.stdout).toBe('EADDRINUSE');
+      await host.dockerOk(['rm', '-f', 'holder']);
+      expect((await bind()).exitCode).toBe(0);
+    });
   });
 
   describe('containers removed while tsnet is down', () => {

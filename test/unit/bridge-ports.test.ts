@@ -1,11 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { allocatePorts, type AllocationContext, PortTable, portForwards } from '../../drivers/bridge/ports.js';
 import type { PortBinding } from '../../drivers/model.js';
+import type { HostPort, HostPorts } from '../../src/sys/index.js';
 import { parsePortSpec } from '../../src/admin/port-spec.js';
+
+/** A host where a service listens on the ports in `busy` (`proto hostport`, any address). */
+function hostWith(...busy: string[]): HostPorts {
+  const taken = (p: HostPort) => busy.includes(`${p.proto} ${p.hostPort}`);
+  return { inUse: async (p) => taken(p), reserve: async (p) => !taken(p), release: async () => undefined };
+}
 
 const tcp = (hostPort: number, port: number, hostIp = '', hostPortEnd = hostPort): PortBinding => ({ proto: 'tcp', hostIp, hostPort, hostPortEnd, port });
 
-function context(table = new PortTable(), extra: Partial<AllocationContext> = {}): AllocationContext {
+function context(table = new PortTable(hostWith()), extra: Partial<AllocationContext> = {}): AllocationContext {
   return {
     table,
     endpointId: 'ep-new',
@@ -21,15 +28,15 @@ function context(table = new PortTable(), extra: Partial<AllocationContext> = {}
 
 describe('host port allocation', () => {
   it('takes the first free port of a range and any free ephemeral port for 0', async () => {
-    const table = new PortTable();
-    table.hold('other', [{ binding: tcp(8000, 80), hostIp: '', hostPort: 8000 }]);
+    const table = new PortTable(hostWith());
+    await table.hold('other', [{ binding: tcp(8000, 80), hostIp: '', hostPort: 8000 }]);
     const ports = await allocatePorts([tcp(8000, 80, '', 8002), tcp(0, 81)], context(table));
     expect(ports.map((p) => p.hostPort)).toEqual([8001, 40000]);
   });
 
   it('refuses a port another endpoint holds on an overlapping address, naming it; another address or protocol is fine', async () => {
-    const table = new PortTable();
-    table.hold('e1e1e1e1e1e1e1', [{ binding: tcp(8080, 80, '198.51.100.1'), hostIp: '198.51.100.1', hostPort: 8080 }]);
+    const table = new PortTable(hostWith());
+    await table.hold('e1e1e1e1e1e1e1', [{ binding: tcp(8080, 80, '198.51.100.1'), hostIp: '198.51.100.1', hostPort: 8080 }]);
     await expect(allocatePorts([tcp(8080, 80)], context(table))).rejects.toThrow(/^portmap\.0\.HostPort: host port 8080\/tcp on all addresses is already published by tsnet endpoint e1e1e1e1e1e1/);
     expect(await allocatePorts([tcp(8080, 80, '127.0.0.1')], context(table))).toHaveLength(1);
     expect(await allocatePorts([{ ...tcp(8080, 80), proto: 'udp' }], context(table))).toHaveLength(1);
@@ -41,9 +48,24 @@ describe('host port allocation', () => {
     await expect(allocatePorts([tcp(8080, 80, '::')], context())).rejects.toThrow(/^portmap\.0\.HostIP: .*no IPv6 address/);
   });
 
+  it('refuses a host port a host service listens on, naming it, and skips such ports when it chooses', async () => {
+    const table = new PortTable(hostWith('tcp 5432', 'tcp 40000'));
+    await expect(allocatePorts([tcp(5432, 80, '127.0.0.1')], context(table))).rejects.toThrow(/^portmap\.0\.HostPort: host port 5432\/tcp on 127\.0\.0\.1 is in use by a host process$/);
+    expect((await allocatePorts([tcp(0, 80)], context(table))).map((p) => p.hostPort)).toEqual([40001]);
+    expect((await allocatePorts([{ ...tcp(5432, 80), proto: 'udp' }], context(table))).map((p) => p.hostPort)).toEqual([5432]);
+  });
+
+  it('holds nothing of a port a host service took: hold reports it', async () => {
+    const table = new PortTable(hostWith('tcp 8081'));
+    const ports = [{ binding: tcp(8080, 80), hostIp: '', hostPort: 8080 }, { binding: tcp(8081, 81), hostIp: '', hostPort: 8081 }];
+    expect(await table.hold('ep', ports)).toEqual([ports[1]]);
+    expect(table.holder(ports[0]!, 'other')).toBe('ep');
+    expect(table.holder(ports[1]!, 'other')).toBeUndefined();
+  });
+
   it('keeps the host port an unchanged binding already had', async () => {
     const previous = [{ binding: tcp(0, 80), hostIp: '', hostPort: 40002 }];
-    const ports = await allocatePorts([tcp(0, 80), tcp(0, 81)], context(new PortTable(), { previous }));
+    const ports = await allocatePorts([tcp(0, 80), tcp(0, 81)], context(new PortTable(hostWith()), { previous }));
     expect(ports.map((p) => p.hostPort)).toEqual([40002, 40000]);
   });
 
