@@ -1,4 +1,4 @@
-import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding } from './model.js';
+import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, PublishedPort } from './model.js';
 
 /**
  * What every network kind implements. Core validates the common fields,
@@ -24,7 +24,9 @@ export interface Driver<C = unknown, S = unknown> {
   programExternalConnectivity(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<S>;
   revokeExternalConnectivity(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<S>;
 
-  /** `tsnet port add/rm` on a live endpoint: its -p list becomes `bindings`; returns the new state. Absent: the kind publishes no ports. */
+  /** The endpoint's -p bindings with the host ports they got. Absent (as changePorts): the kind publishes no ports. */
+  publishedPorts?(endpoint: EndpointRecord<S>): readonly PublishedPort[];
+  /** `tsnet port add/rm` on a live endpoint: its -p list becomes `bindings`; returns the new state. */
   changePorts?(network: NetworkRecord<C>, endpoint: EndpointRecord<S>, bindings: readonly PortBinding[]): Promise<S>;
 
   /**

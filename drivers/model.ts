@@ -44,6 +44,14 @@ export interface PortBinding {
   port: number;
 }
 
+/** A -p binding with its host port chosen; kept in the endpoint's state so the port stays the same. */
+export interface PublishedPort {
+  binding: PortBinding;
+  /** The address it is published on: '' every address of both families, 0.0.0.0 or :: every address of one. */
+  hostIp: string;
+  hostPort: number;
+}
+
 /** What an endpoint is before a driver builds it. */
 export interface EndpointSpec {
   id: string;

@@ -3,18 +3,18 @@ import { parseCidr } from '../../src/net/address.js';
 import type { Logger } from 'pino';
 import { type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
-import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, SubnetRecord } from '../model.js';
+import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, PublishedPort, SubnetRecord } from '../model.js';
 import { vethContainerName, vethHostName } from '../names.js';
 import { lostSandbox } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
-import { type AllocatedPort, allocatePorts, PortTable, portForwards, takenMessage } from './ports.js';
+import { allocatePorts, PortTable, portForwards, takenMessage } from './ports.js';
 
 export interface BridgeEndpointState {
   hostIf: string;
   containerIf: string;
   /** The -p bindings with their host ports, chosen at CreateEndpoint and kept for the endpoint's life. */
-  ports: AllocatedPort[];
+  ports: PublishedPort[];
   /** Between ProgramExternalConnectivity and Revoke: the ports are forwarded. */
   published: boolean;
 }
@@ -125,7 +125,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   /** Host ports for the bindings, checked against the host and every tsnet endpoint; changes nothing. */
-  private allocate(network: BridgeNetwork, endpoint: EndpointSpec, bindings: readonly PortBinding[], previous: readonly AllocatedPort[], field: (i: number) => string) {
+  private allocate(network: BridgeNetwork, endpoint: EndpointSpec, bindings: readonly PortBinding[], previous: readonly PublishedPort[], field: (i: number) => string) {
     return allocatePorts(bindings, {
       table: this.ports,
       endpointId: endpoint.id,
@@ -185,7 +185,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   /** Holds the endpoint's host ports on the host; one a host process has meanwhile puts `previous` back and refuses the request. */
-  private async holdPorts(endpointId: string, ports: readonly AllocatedPort[], previous: readonly AllocatedPort[], field: (i: number) => string): Promise<void> {
+  private async holdPorts(endpointId: string, ports: readonly PublishedPort[], previous: readonly PublishedPort[], field: (i: number) => string): Promise<void> {
     const [lost] = await this.ports.hold(endpointId, ports);
     if (!lost) return;
     await this.ports.hold(endpointId, previous);
@@ -222,7 +222,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     await this.firewall.setPortForwards(firewallNetwork(network), [...this.networkForwards(network.id).values()].flat());
   }
 
-  private async publish(network: BridgeNetwork, endpoint: EndpointSpec, ports: readonly AllocatedPort[]): Promise<void> {
+  private async publish(network: BridgeNetwork, endpoint: EndpointSpec, ports: readonly PublishedPort[]): Promise<void> {
     const forwards = this.networkForwards(network.id);
     const before = forwards.get(endpoint.id);
     if (ports.length === 0 && !before) return;
@@ -243,6 +243,10 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   async revokeExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
     await this.unpublish(network, endpoint);
     return { ...endpoint.state, published: false };
+  }
+
+  publishedPorts(endpoint: BridgeEndpoint): readonly PublishedPort[] {
+    return endpoint.state.ports;
   }
 
   /** `tsnet port add/rm`: the endpoint's bindings become `bindings`; unchanged ones keep their host ports. */

@@ -1,15 +1,7 @@
 import { RequestError } from '../../src/errors.js';
 import { parseIp } from '../../src/net/address.js';
 import type { Family, HostPort, HostPorts, PortForward } from '../../src/sys/index.js';
-import type { PortBinding } from '../model.js';
-
-/** A -p binding with its host port chosen; kept in the endpoint's state so the port stays the same. */
-export interface AllocatedPort {
-  binding: PortBinding;
-  /** The address it is published on: '' every address of both families, 0.0.0.0 or :: every address of one. */
-  hostIp: string;
-  hostPort: number;
-}
+import type { PortBinding, PublishedPort } from '../model.js';
 
 /** Which addresses of which family a host IP covers: '*' for all of them. */
 function coverage(hostIp: string): Partial<Record<Family, string>> {
@@ -19,7 +11,7 @@ function coverage(hostIp: string): Partial<Record<Family, string>> {
   return { [parseIp(hostIp)!.family]: hostIp };
 }
 
-function clash(a: AllocatedPort, b: AllocatedPort): boolean {
+function clash(a: PublishedPort, b: PublishedPort): boolean {
   if (a.binding.proto !== b.binding.proto || a.hostPort !== b.hostPort) return false;
   const x = coverage(a.hostIp);
   const y = coverage(b.hostIp);
@@ -32,8 +24,8 @@ const isLoopback = (ip: string) => ip.startsWith('127.');
 const sameBinding = (a: PortBinding, b: PortBinding) =>
   a.proto === b.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort && a.hostPortEnd === b.hostPortEnd && a.port === b.port;
 
-const hostPortOf = (p: AllocatedPort): HostPort => ({ proto: p.binding.proto, hostIp: p.hostIp, hostPort: p.hostPort });
-const sameHostPort = (a: AllocatedPort, b: AllocatedPort) => a.binding.proto === b.binding.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort;
+const hostPortOf = (p: PublishedPort): HostPort => ({ proto: p.binding.proto, hostIp: p.hostIp, hostPort: p.hostPort });
+const sameHostPort = (a: PublishedPort, b: PublishedPort) => a.binding.proto === b.binding.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort;
 
 /**
  * Host ports held by tsnet's endpoints: in memory (rebuilt from state by
@@ -41,7 +33,7 @@ const sameHostPort = (a: AllocatedPort, b: AllocatedPort) => a.binding.proto ===
  * service can take it.
  */
 export class PortTable {
-  private readonly held = new Map<string, AllocatedPort[]>();
+  private readonly held = new Map<string, PublishedPort[]>();
 
   constructor(private readonly host: HostPorts) {}
 
@@ -50,9 +42,9 @@ export class PortTable {
    * closed for those it no longer has. Returns the new ones a host socket
    * already has; those are not held.
    */
-  async hold(endpointId: string, ports: readonly AllocatedPort[]): Promise<AllocatedPort[]> {
+  async hold(endpointId: string, ports: readonly PublishedPort[]): Promise<PublishedPort[]> {
     const before = this.held.get(endpointId) ?? [];
-    const lost: AllocatedPort[] = [];
+    const lost: PublishedPort[] = [];
     for (const port of ports) {
       if (!before.some((b) => sameHostPort(b, port)) && !(await this.host.reserve(hostPortOf(port)))) lost.push(port);
     }
@@ -68,7 +60,7 @@ export class PortTable {
   }
 
   /** The endpoint that holds a clashing port, other than `except`. */
-  holder(port: AllocatedPort, except: string): string | undefined {
+  holder(port: PublishedPort, except: string): string | undefined {
     for (const [endpointId, ports] of this.held) {
       if (endpointId !== except && ports.some((p) => clash(p, port))) return endpointId;
     }
@@ -76,13 +68,13 @@ export class PortTable {
   }
 
   /** Whether a socket other than tsnet's holds the port on the host. */
-  hostInUse(port: AllocatedPort): Promise<boolean> {
+  hostInUse(port: PublishedPort): Promise<boolean> {
     return this.host.inUse(hostPortOf(port));
   }
 }
 
 /** The words that say who has a host port that cannot be published. */
-export function takenMessage(port: AllocatedPort): string {
+export function takenMessage(port: PublishedPort): string {
   return `host port ${port.hostPort}/${port.binding.proto} on ${port.hostIp || 'all addresses'} is in use by a host process`;
 }
 
@@ -97,7 +89,7 @@ export interface AllocationContext {
   /** ip_local_port_range, for HostPort 0. */
   ephemeralRange: () => Promise<[number, number]>;
   /** Earlier allocations of the same endpoint: an unchanged binding keeps its port. */
-  previous: readonly AllocatedPort[];
+  previous: readonly PublishedPort[];
   /** Names binding i in errors. */
   field: (index: number) => string;
 }
@@ -106,7 +98,7 @@ export interface AllocationContext {
  * Chooses the host port of every binding, or refuses the whole list with an
  * error naming the binding at fault. Changes nothing.
  */
-export async function allocatePorts(bindings: readonly PortBinding[], ctx: AllocationContext): Promise<AllocatedPort[]> {
+export async function allocatePorts(bindings: readonly PortBinding[], ctx: AllocationContext): Promise<PublishedPort[]> {
   const hostIps = bindings.map((b) => b.hostIp || (ctx.defaultHostIp === '0.0.0.0' ? '' : ctx.defaultHostIp));
   const specific = hostIps.filter((ip) => coverage(ip)[4] !== '*' && coverage(ip)[6] !== '*');
   const local = specific.length > 0 ? await ctx.hostAddresses() : new Set<string>();
@@ -117,13 +109,13 @@ export async function allocatePorts(bindings: readonly PortBinding[], ctx: Alloc
     if (specific.includes(hostIp) && !local.has(hostIp) && !isLoopback(hostIp)) throw new RequestError(`${ctx.field(i)}.HostIP`, `${hostIp} is not an address of this host`);
   });
 
-  const out: AllocatedPort[] = [];
+  const out: PublishedPort[] = [];
   for (const [i, binding] of bindings.entries()) {
     const hostIp = hostIps[i]!;
     const kept = ctx.previous.find((p) => sameBinding(p.binding, binding));
     const [low, high] = binding.hostPort === 0 ? await ctx.ephemeralRange() : [binding.hostPort, binding.hostPortEnd];
-    const candidate = (hostPort: number): AllocatedPort => ({ binding, hostIp, hostPort });
-    const tsnetFree = (port: AllocatedPort) => !out.some((p) => clash(p, port)) && ctx.table.holder(port, ctx.endpointId) === undefined;
+    const candidate = (hostPort: number): PublishedPort => ({ binding, hostIp, hostPort });
+    const tsnetFree = (port: PublishedPort) => !out.some((p) => clash(p, port)) && ctx.table.holder(port, ctx.endpointId) === undefined;
     // A port the endpoint kept is its own on the host already.
     let chosen = kept && tsnetFree(candidate(kept.hostPort)) ? candidate(kept.hostPort) : undefined;
     for (let port = low; chosen === undefined && port <= high; port++) {
@@ -137,7 +129,7 @@ export async function allocatePorts(bindings: readonly PortBinding[], ctx: Alloc
 }
 
 /** Why no port of [first.hostPort, high] could be had. */
-function unavailable(first: AllocatedPort, high: number, ctx: AllocationContext, mine: readonly AllocatedPort[]): string {
+function unavailable(first: PublishedPort, high: number, ctx: AllocationContext, mine: readonly PublishedPort[]): string {
   const { proto } = first.binding;
   const where = first.hostIp || 'all addresses';
   if (first.hostPort !== high) return `every host port of ${first.hostPort}-${high}/${proto} on ${where} is published already or in use by a host process`;
@@ -148,7 +140,7 @@ function unavailable(first: AllocatedPort, high: number, ctx: AllocationContext,
 }
 
 /** The forwards of an endpoint's ports to its addresses. */
-export function portForwards(ports: readonly AllocatedPort[], address: { 4?: string; 6?: string }): PortForward[] {
+export function portForwards(ports: readonly PublishedPort[], address: { 4?: string; 6?: string }): PortForward[] {
   return ports.flatMap((p) =>
     ([4, 6] as const).flatMap((family) => {
       const covered = coverage(p.hostIp)[family];

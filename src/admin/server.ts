@@ -1,6 +1,6 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
-import type { EndpointRecord, PortBinding } from '../../drivers/model.js';
+import type { EndpointRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
@@ -13,14 +13,12 @@ export interface EndpointPorts {
   ports: string[];
 }
 
-const view = (e: EndpointRecord): EndpointPorts => ({
-  endpoint: e.id,
-  network: e.networkId,
-  addresses: [e.address, e.addressIPv6].filter((a): a is string => a !== undefined),
-  ports: e.portBindings.map(formatPortSpec),
-});
-
-const sameMapping = (a: PortBinding, b: PortBinding) => a.proto === b.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort && a.port === b.port;
+/** Whether `spec` (what a user typed) names the published port: its chosen host port, on the address it asked or got. */
+const names = (spec: PortBinding, published: PublishedPort) =>
+  spec.proto === published.binding.proto &&
+  spec.port === published.binding.port &&
+  spec.hostPort === published.hostPort &&
+  (spec.hostIp === published.hostIp || spec.hostIp === published.binding.hostIp);
 
 function body(req: Request): { address: string; port: PortBinding } {
   const { address, port } = (req.body ?? {}) as { address?: unknown; port?: unknown };
@@ -37,21 +35,28 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   POST /ports/rm  {address, port}     take one away
  */
 export function createAdminApp(networks: NetworkService, log: Logger): express.Express {
+  // What is open, not what was asked: `-p 80` shows the host port it got.
+  const view = (e: EndpointRecord): EndpointPorts => ({
+    endpoint: e.id,
+    network: e.networkId,
+    addresses: [e.address, e.addressIPv6].filter((a): a is string => a !== undefined),
+    ports: networks.publishedPorts(e).map((p) => formatPortSpec({ ...p.binding, hostIp: p.hostIp, hostPort: p.hostPort, hostPortEnd: p.hostPort })),
+  });
   const app = express();
   app.use(express.json());
   app.get('/ports', (_req, res) => {
-    res.json(networks.listEndpoints().filter((e) => e.portBindings.length > 0).map(view));
+    res.json(networks.listEndpoints().map(view).filter((e) => e.ports.length > 0));
   });
   app.post('/ports/add', async (req, res) => {
     const { address, port } = body(req);
-    res.json(view(await networks.changePorts(address, (current) => [...current, port])));
+    res.json(view(await networks.changePorts(address, (current) => [...current.map((p) => p.binding), port])));
   });
   app.post('/ports/rm', async (req, res) => {
     const { address, port } = body(req);
     const updated = await networks.changePorts(address, (current) => {
-      const kept = current.filter((b) => !sameMapping(b, port));
+      const kept = current.filter((p) => !names(port, p));
       if (kept.length === current.length) throw new RequestError('port', `${formatPortSpec(port)} is not published for ${address}`);
-      return kept;
+      return kept.map((p) => p.binding);
     });
     res.json(view(updated));
   });

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Driver } from '../../drivers/driver.js';
-import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding } from '../../drivers/model.js';
+import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
 import { parseCidrWithIp } from '../net/address.js';
@@ -238,21 +238,27 @@ export class NetworkService {
     return this.updateEndpointState(networkId, endpointId, (driver, network, endpoint) => driver.revokeExternalConnectivity(network, endpoint), false);
   }
 
+  /** The endpoint's published ports with the host ports they got (none for kinds that publish none). */
+  publishedPorts(endpoint: EndpointRecord): readonly PublishedPort[] {
+    const network = this.networks.get(endpoint.networkId);
+    return network ? (this.driverOf(network).publishedPorts?.(endpoint) ?? []) : [];
+  }
+
   /**
    * Changes the published ports of the live endpoint that has `address`
-   * (`tsnet port add/rm`): `change` maps its current -p list to the new one.
+   * (`tsnet port add/rm`): `change` maps its current ports to the new -p list.
    * Persisted, so the ports survive restarts; they go with the endpoint.
    */
-  changePorts(address: string, change: (current: readonly PortBinding[]) => PortBinding[]): Promise<EndpointRecord> {
+  changePorts(address: string, change: (current: readonly PublishedPort[]) => PortBinding[]): Promise<EndpointRecord> {
     return this.mutex.run(TOPOLOGY, async () => {
       const endpoint = await this.liveEndpointWith(address);
       if (!endpoint) throw new RequestError('address', `no tsnet endpoint has the address ${address}`);
       const network = this.network(endpoint.networkId);
       const driver = this.driverOf(network);
       if (!driver.changePorts) throw new RequestError('address', `${network.kind} networks publish no ports`);
-      const portBindings = change(endpoint.portBindings);
+      const portBindings = change(this.publishedPorts(endpoint));
       const updated: EndpointRecord = { ...endpoint, portBindings, state: await driver.changePorts(network, endpoint, portBindings) };
-      await this.store.commit([put('endpoints', endpoint.id, updated)]);
+      await this.commitOrUndo([put('endpoints', endpoint.id, updated)], () => driver.changePorts!(network, updated, endpoint.portBindings));
       this.endpoints.set(endpoint.id, updated);
       return updated;
     });

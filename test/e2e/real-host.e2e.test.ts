@@ -74,6 +74,23 @@ describe('tsnet on a host that looks like a real one', () => {
     });
   });
 
+  it('tsnet port ls shows the host ports containers got, and tsnet port rm takes exactly those', async () => {
+    const ip = await runWeb('auto', '--network', 'web', '-p', '80', '-p', '9100-9110:80');
+    const listed = async () => (await tsnetCli('port', 'ls')).stdout.split('\n').find((l) => l.startsWith(`${ip}/`))?.split('\t')[1]?.split(' ') ?? [];
+    const ports = await listed();
+    expect(ports).toHaveLength(2);
+    expect(ports).toContain('9100:80/tcp');
+    const hostPort = Number(/^(\d+):80\/tcp$/.exec(ports.find((p) => p !== '9100:80/tcp')!)?.[1]);
+    expect(hostPort).toBeGreaterThan(0);
+    expect(await waitUntil(() => getFromHost(`http://127.0.0.1:${hostPort}/`), { timeoutMs: 15_000, what: `port ${hostPort}` })).toBe('hello-from-auto');
+
+    const removed = await tsnetCli('port', 'rm', ip, `${hostPort}:80`);
+    expect(removed.exitCode, removed.stderr).toBe(0);
+    expect(await getFromHost(`http://127.0.0.1:${hostPort}/`)).toBeUndefined();
+    expect(await listed()).toEqual(['9100:80/tcp']);
+    expect(await getFromHost('http://127.0.0.1:9100/')).toBe('hello-from-auto');
+  });
+
   describe('containers removed while tsnet is down', () => {
     // dockerd retries DeleteEndpoint and ReleaseAddress for 15 s each, then gives up and forgets
     // the endpoint: the three removals run at once so the file pays that only once.

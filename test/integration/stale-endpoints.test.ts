@@ -59,7 +59,7 @@ describe('stale endpoints', () => {
   it('tsnet port add never picks the record of a container that is gone, and drops it', async () => {
     const gone = await joinedEndpoint('10.134.0.5/24');
     await destroySandbox(gone);
-    await expect(tsnet.plugin.networks.changePorts('10.134.0.5', (current) => [...current])).rejects.toThrow(/no tsnet endpoint has the address 10\.134\.0\.5/);
+    await expect(tsnet.plugin.networks.changePorts('10.134.0.5', (current) => current.map((p) => p.binding))).rejects.toThrow(/no tsnet endpoint has the address 10\.134\.0\.5/);
     expect(tsnet.plugin.networks.listEndpoints().map((e) => e.id)).not.toContain(gone.endpoint);
   });
 
