@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { portCommand } from './admin/port-command.js';
+import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { startDaemon } from './daemon.js';
 import { createLogger, type LogLevel } from './log.js';
 
@@ -10,7 +11,7 @@ program
   .command('daemon')
   .description('serve the NetworkDriver and IpamDriver plugin API on <socket-dir>/<name>.sock')
   .option('--name <name>', 'plugin name: the driver name for docker network create -d', 'tsnet')
-  .option('--socket-dir <dir>', 'where dockerd looks for plugin sockets', '/run/docker/plugins')
+  .option('--socket-dir <dir>', 'where dockerd looks for plugin sockets', DEFAULT_SOCKET_DIR)
   .option('--state-dir <dir>', 'where tsnet keeps its state (SQLite)', '/var/lib/tsnet')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info'))
   .option('--default-pools <list>', 'IPv4 pools for networks without --subnet, as base/len/size,… (default: Docker\'s)')

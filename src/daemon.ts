@@ -1,8 +1,9 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/server.js';
+import { adminSocketPath } from './admin/socket-path.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -21,9 +22,6 @@ export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 /** How long shutdown waits for requests in flight before it cuts connections. */
 const DRAIN_MS = 10_000;
 
-/** The admin socket (`tsnet port …`) beside the plugin socket; the CLI finds it from the same --name and --socket-dir. */
-export const adminSocketPath = (socketDir: string, name: string) => join(socketDir, `${name}.admin.sock`);
-
 export interface RunningDaemon {
   socketPath: string;
   /** Stops accepting, finishes requests in flight, closes the store. */
@@ -36,7 +34,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const socketPath = join(options.socketDir, `${options.name}.sock`);
   await claimSocketPath(socketPath, options.socketDir);
   const adminPath = adminSocketPath(options.socketDir, options.name);
-  await claimSocketPath(adminPath, options.socketDir);
+  await claimSocketPath(adminPath, dirname(adminPath));
 
   const store: Store = new SqliteStore(options.stateDir);
   const { app, networks } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, options, log);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { adminSocketPath } from '../daemon.js';
+import { adminSocketPath, DEFAULT_SOCKET_DIR } from './socket-path.js';
 import { adminCall } from './client.js';
 import type { EndpointPorts } from './server.js';
 
@@ -16,7 +16,7 @@ export function portCommand(): Command {
   const withTarget = (command: Command) =>
     command
       .option('--name <name>', 'plugin name of the daemon', 'tsnet')
-      .option('--socket-dir <dir>', 'the daemon\'s --socket-dir', '/run/docker/plugins');
+      .option('--socket-dir <dir>', 'the daemon\'s --socket-dir', DEFAULT_SOCKET_DIR);
   const socket = (opts: Target) => adminSocketPath(opts.socketDir, opts.name);
 
   withTarget(port.command('add <container-ip> <port>'))

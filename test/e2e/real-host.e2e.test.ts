@@ -4,7 +4,7 @@
  * admin CLI beside dockerd's plugin directory. Each case failed before its
  * fix (issue "Defects a careful user hits").
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CleanupStack, createDockerHost, type DockerHost, execInNetns, netnsPath, nodeInNetns, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
@@ -72,6 +72,13 @@ describe('tsnet on a host that looks like a real one', () => {
       await host.dockerOk(['rm', '-f', 'holder']);
       expect((await bind()).exitCode).toBe(0);
     });
+  });
+
+  it('keeps its admin socket out of dockerd\'s plugin directory, and the CLI still finds it from --name and --socket-dir', async () => {
+    // dockerd takes every socket there for a plugin: an admin socket would show up as plugin "<name>.admin".
+    expect(readdirSync(host.dockerd.pluginDir)).toEqual([`${host.driver}.sock`]);
+    const ls = await tsnetCli('port', 'ls');
+    expect(ls.exitCode, ls.stderr).toBe(0);
   });
 
   it('tsnet port ls shows the host ports containers got, and tsnet port rm takes exactly those', async () => {
