@@ -2,7 +2,7 @@
 // wire, tsnet acting in host A. Asserts links, flags, routes and packets, and
 // that refused requests leave kernel and state as they were.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createNetns, createVethPair, deleteNetns, execInNetns, ipIn, newRunId } from '../harness/index.js';
+import { CleanupStack, createNetns, createVethPair, deleteNetns, execInNetns, ipIn, netnsPath, newRunId } from '../harness/index.js';
 import { linkIn, promiscFlag, routesIn, tsnetLinks } from './link-reads.js';
 import { NetnsPlugin } from './netns-plugin.js';
 
@@ -78,7 +78,7 @@ describe('macvlan network on a veth parent', () => {
     expect(created?.linkinfo?.info_data?.mode).toBe('bridge');
     expect(created?.mtu).toBe((await linkIn(HOST_A, WIRE))?.mtu);
     expect(await routesIn(HOST_A)).toContain(`10.61.0.10 ${shim}`);
-    const join = await tsnet.post('NetworkDriver.Join', { NetworkID: netId(1), EndpointID: epId(1), SandboxKey: '/x', Options: {} }).expect(200);
+    const join = await tsnet.post('NetworkDriver.Join', { NetworkID: netId(1), EndpointID: epId(1), SandboxKey: netnsPath(CONTAINER), Options: {} }).expect(200);
     expect(join.body).toEqual({ InterfaceName: { SrcName: link, DstPrefix: 'eth' }, Gateway: '10.61.0.1' });
   });
 
