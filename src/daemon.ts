@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import { createAdminApp } from './admin/server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
+import { Cluster } from './cluster/cluster.js';
+import type { ClusterConfig } from './cluster/cluster-config.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 import { ExecaRunner } from './sys/index.js';
@@ -14,6 +16,8 @@ export interface DaemonOptions extends PluginOptions {
   name: string;
   socketDir: string;
   stateDir: string;
+  /** --cluster-store and friends; absent = this host alone, SQLite only. */
+  cluster?: ClusterConfig;
 }
 
 export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -39,7 +43,9 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   await claimSocketPath(adminPath, options.socketDir);
 
   const store: Store = new SqliteStore(options.stateDir);
-  const { app, networks } = await createPlugin(store, new IpSessionRunner(new ExecaRunner()), options, log);
+  const cluster = options.cluster && new Cluster(options.cluster, store, log);
+  const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
+  const { app, networks } = await createPlugin(store, new IpSessionRunner(new ExecaRunner()), pluginOptions, log);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -47,10 +53,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
-  const admin = createServer(createAdminApp(networks, log));
+  const admin = createServer(createAdminApp(networks, log, cluster));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
-  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length }, 'tsnet is serving');
+  // Registering in the cluster never delays serving: running containers need no etcd.
+  cluster?.start();
+  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
 
   return {
     socketPath,
@@ -58,6 +66,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
       await Promise.all([close(server), close(admin)]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
+      await cluster?.stop();
       await store.close();
       log.info('tsnet stopped; state kept');
     },

@@ -1,6 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { EndpointRecord, PortBinding } from '../../drivers/model.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
@@ -35,8 +36,10 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   GET  /ports                         endpoints with their published ports
  *   POST /ports/add {address, port}     publish one more port of a running container
  *   POST /ports/rm  {address, port}     take one away
+ *   GET  /cluster                       hosts, shared pools, this host's orphans (`tsnet cluster ls`)
+ *   POST /cluster/gc {host?}            free a dead host's addresses, or this host's orphans
  */
-export function createAdminApp(networks: NetworkService, log: Logger): express.Express {
+export function createAdminApp(networks: NetworkService, log: Logger, cluster?: Cluster): express.Express {
   const app = express();
   app.use(express.json());
   app.get('/ports', (_req, res) => {
@@ -54,6 +57,18 @@ export function createAdminApp(networks: NetworkService, log: Logger): express.E
       return kept;
     });
     res.json(view(updated));
+  });
+  const clusterOf = (): Cluster => {
+    if (!cluster) throw new RequestError('cluster', 'this tsnet daemon runs without --cluster-store');
+    return cluster;
+  };
+  app.get('/cluster', async (_req, res) => {
+    res.json(await clusterOf().report());
+  });
+  app.post('/cluster/gc', async (req, res) => {
+    const { host } = (req.body ?? {}) as { host?: unknown };
+    if (host !== undefined && typeof host !== 'string') throw new RequestError('host', 'must be a host ID');
+    res.json(await clusterOf().gc(host));
   });
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof RequestError) {
