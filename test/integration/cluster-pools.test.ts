@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../../src/cluster/cluster.js';
 import { gcDeadHost } from '../../src/cluster/cluster-admin.js';
 import { deadlineFromNow, EtcdClient } from '../../src/cluster/etcd-client.js';
 import { HostMembership } from '../../src/cluster/membership.js';
@@ -13,7 +14,7 @@ import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
 import { IpamService, LOCAL_ADDRESS_SPACE } from '../../src/ipam/ipam-service.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { Store, Write } from '../../src/store/store.js';
-import { type EtcdServer, newRunId, run, runDir, startEtcd } from '../harness/index.js';
+import { type EtcdServer, newRunId, run, runDir, startEtcd, waitUntil } from '../harness/index.js';
 
 const GATEWAY = { RequestAddressType: 'com.docker.network.gateway' };
 const log = pino({ level: 'silent' });
@@ -119,7 +120,7 @@ describe('shared pools in etcd', () => {
 
   it('gives 3 hosts × 20 concurrent containers 60 distinct addresses of a 62-address range, never the gateway', async () => {
     const three = [await simHost('run-a'), await simHost('run-b'), await simHost('run-c')];
-    const nets = [];
+    const nets: Array<{ poolId: string }> = [];
     // The range holds 62 container addresses: the hosts cannot help running into each other.
     for (const h of three) nets.push(await createNetwork(h, 'run', '10.164.0.0/24', { range: '10.164.0.0/26' }));
     const addresses = (await Promise.all(three.flatMap((h, i) => Array.from({ length: 20 }, () => runContainer(h, nets[i]!.poolId))))).sort();
@@ -217,6 +218,22 @@ describe('shared pools in etcd', () => {
     expect(result).toEqual({ host: 'gc-b', freed: ['gc 10.170.0.20'], pools: ['gc'] });
     expect((await heldInEtcd('gc')).sort()).toEqual(['10.170.0.1', '10.170.0.10']);
     await expect(gcDeadHost(a.client, 'gc-b', deadlineFromNow())).rejects.toThrow('no host gc-b');
+  });
+
+  it('frees a dead host\'s addresses by itself with --reclaim-after', async () => {
+    const keeper = new Cluster({ endpoints: [etcd.endpoint], hostId: 'reclaim-keeper', reclaimAfterMs: 1000 }, new MemoryStore(), log);
+    await keeper.sharedPools(() => false);
+    keeper.start();
+    try {
+      const b = await simHost('reclaim-b');
+      const nb = await createNetwork(b, 'reclaim', '10.174.0.0/24');
+      await runContainer(b, nb.poolId, '10.174.0.40');
+      await closeHost(b);
+      await waitUntil(async () => !(await heldInEtcd('reclaim')).includes('10.174.0.40'), { timeoutMs: 20_000, what: 'the reclaimer to free 10.174.0.40' });
+      expect((await keeper.report()).hosts.map((h) => h.id)).not.toContain('reclaim-b');
+    } finally {
+      await keeper.stop();
+    }
   });
 
   it('refuses garbage in the store, naming the key, and changes nothing', async () => {
