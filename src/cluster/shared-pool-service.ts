@@ -15,6 +15,13 @@ const GATEWAY_REQUEST = 'com.docker.network.gateway';
 /** Conflicting writes (another host took the address first) a request survives before it gives up. */
 const MAX_ATTEMPTS = 16;
 
+/**
+ * dockerd asks a network's --aux-address values right after its gateway, before
+ * CreateNetwork; an address asked this long after the gateway, with still no
+ * tsnet network on the subnet, is no aux address.
+ */
+const AUX_WINDOW_MS = 5000;
+
 /** How soon etcd work that failed (store unreachable) is tried again. */
 const DRAIN_RETRY_MS = 2000;
 
@@ -60,6 +67,8 @@ interface LivePool {
   holds: Map<string, SharedAddressRecord>;
   /** This host's picture of the addresses taken cluster-wide: refreshed from etcd when it proves stale. */
   view?: PoolAllocator;
+  /** When dockerd last asked this pool's gateway (a network being created). */
+  gatewayAskedAt?: number;
 }
 
 const holdKey = (poolId: string, address: string) => `${poolId} ${address}`;
@@ -245,10 +254,18 @@ export class SharedPoolService implements SharedPools {
     return this.mutex.run(live.keys.prefix, async () => {
       await this.membership.ensureAlive(deadline);
       let ip: string;
-      if (options.RequestAddressType === GATEWAY_REQUEST) ip = await this.gateway(live, address, deadline);
-      // Before the network exists, dockerd asks only for its gateway and its --aux-address values.
-      else if (address !== '' && !this.subnetInUse(live.record.pool)) ip = await this.aux(live, address, deadline);
-      else ip = await this.container(live, address, deadline);
+      if (options.RequestAddressType === GATEWAY_REQUEST) {
+        live.gatewayAskedAt = Date.now();
+        ip = await this.gateway(live, address, deadline);
+      } else if (this.subnetInUse(live.record.pool)) {
+        ip = await this.container(live, address, deadline);
+      } else if (address !== '' && Date.now() - (live.gatewayAskedAt ?? 0) < AUX_WINDOW_MS) {
+        // Before the network exists, dockerd asks only for its gateway and its --aux-address values.
+        ip = await this.aux(live, address, deadline);
+      } else {
+        // Another network driver's network: tsnet could not tell its aux addresses from its containers'.
+        throw new RequestError('PoolID', `shared pool ${live.keys.name} serves -d tsnet networks only, and this host has no tsnet network on ${live.record.pool}`);
+      }
       return { address: `${ip}/${live.shape.pool.prefix}` };
     });
   }

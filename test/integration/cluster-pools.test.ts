@@ -144,6 +144,28 @@ describe('shared pools in etcd', () => {
     await expect(runContainer(b, nb.poolId, '10.166.0.1')).rejects.toThrow('Address: 10.166.0.1 is outside pool ip');
   });
 
+  it('refuses container addresses while no tsnet network uses the pool (another driver\'s network)', async () => {
+    const a = await simHost('foreign-a');
+    const { poolId } = await a.ipam.requestPool(poolRequest('foreign', '10.160.0.0/24'));
+    await expect(runContainer(a, poolId)).rejects.toThrow('PoolID: shared pool foreign serves -d tsnet networks only, and this host has no tsnet network on 10.160.0.0/24');
+    expect(await heldInEtcd('foreign')).toEqual([]);
+  });
+
+  it('shares IPv6 pools the same way', async () => {
+    const [a, b] = [await simHost('six-a'), await simHost('six-b')];
+    const v6 = (host: SimHost) => host.ipam.requestPool({ ...poolRequest('dual', 'fd00:176::/64'), v6: true });
+    const [pa, pb] = [(await v6(a)).poolId, (await v6(b)).poolId];
+    for (const [host, poolId] of [[a, pa], [b, pb]] as const) {
+      expect((await host.ipam.requestAddress({ poolId, address: '', options: GATEWAY })).address).toBe('fd00:176::1/64');
+      host.networks.add('fd00:176::/64');
+    }
+    const addresses = await Promise.all([runContainer(a, pa), runContainer(b, pb), runContainer(a, pa, 'fd00:176::99')]);
+    expect(new Set(addresses).size).toBe(3);
+    await expect(runContainer(b, pb, 'fd00:176::99')).rejects.toThrow('held by host six-a');
+    const r = await etcd.etcdctl(['get', '--prefix', '--keys-only', 'tsnet/v1/pools/dual/v6/addresses/']);
+    expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(4);
+  });
+
   it('releases only what this host holds, and then another host may take it', async () => {
     const [a, b] = [await simHost('rel-a'), await simHost('rel-b')];
     const na = await createNetwork(a, 'rel', '10.167.0.0/24');
