@@ -37,6 +37,7 @@ export interface Entry {
 
 export type Compare =
   | { key: string; absent: true }
+  | { key: string; present: true }
   | { key: string; value: string }
   | { key: string; modRevision: string };
 
@@ -62,6 +63,7 @@ function prefixEnd(prefix: string): Buffer {
 function toCompare(c: Compare) {
   const key = Buffer.from(c.key);
   if ('absent' in c) return { key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 };
+  if ('present' in c) return { key, target: 'Create' as const, result: 'Greater' as const, create_revision: 0 };
   if ('value' in c) return { key, target: 'Value' as const, result: 'Equal' as const, value: Buffer.from(c.value) };
   return { key, target: 'Mod' as const, result: 'Equal' as const, mod_revision: c.modRevision };
 }

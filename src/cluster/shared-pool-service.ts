@@ -88,6 +88,8 @@ export class SharedPoolService implements SharedPools {
   private readonly pending = new Map<string, PendingOp>();
   private readonly mutex = new KeyedMutex();
   private draining: Promise<void> | undefined;
+  /** Work queued while a drain ran: the drain goes round once more. */
+  private drainAgain = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Allocations that lost a race to another host and tried again (never seen by dockerd). */
@@ -283,7 +285,7 @@ export class SharedPoolService implements SharedPools {
     const { keys } = live;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.etcd.get(keys.definition, deadline);
-      if (!entry) throw new RequestError('PoolID', `pool ${keys.name} is no longer in the cluster store (removed by tsnet cluster gc?); re-create the network`);
+      if (!entry) throw this.gone(keys.name);
       const definition = decodeValue(PoolDefinition, entry.key, entry.value);
       if (definition.gateway) {
         if (chosen !== '' && chosen !== definition.gateway) {
@@ -351,14 +353,31 @@ export class SharedPoolService implements SharedPools {
     return address;
   }
 
+  /**
+   * Writes a container hold if the address is free and the pool still exists
+   * (gc may have deleted it); undefined when another hold is there. A retried
+   * transaction that had gone through finds its own value: that is success.
+   */
+  private async claim(live: LivePool, ip: Ip, value: string, deadline: number): Promise<{ claimed: true } | { claimed: false; holder?: Entry }> {
+    const { keys } = live;
+    const key = keys.address(formatIp(ip));
+    const result = await this.etcd.txn(
+      [{ key, absent: true }, { key: keys.definition, present: true }],
+      [{ put: key, value }],
+      [{ get: key }, { get: keys.definition }],
+      deadline,
+    );
+    const holder = result.found.find((e) => e.key === key);
+    if (result.succeeded || holder?.value === value) return { claimed: true };
+    if (!result.found.some((e) => e.key === keys.definition)) throw this.gone(keys.name);
+    return { claimed: false, ...(holder ? { holder } : {}) };
+  }
+
   private async claimChosen(live: LivePool, chosen: string, value: string, deadline: number): Promise<Ip> {
     const ip = checkChosenAddress(live.shape, chosen, `pool ${live.keys.name}`);
-    const key = live.keys.address(formatIp(ip));
-    const result = await this.etcd.txn([{ key, absent: true }], [{ put: key, value }], [{ get: key }], deadline);
-    const holder = result.found[0];
-    // A retried transaction that had gone through finds its own value.
-    if (!result.succeeded && holder?.value !== value) {
-      throw new RequestError('Address', `${chosen} is already allocated in pool ${live.keys.name}: ${holder ? this.describe(holder) : 'taken meanwhile'}`);
+    const result = await this.claim(live, ip, value, deadline);
+    if (!result.claimed) {
+      throw new RequestError('Address', `${chosen} is already allocated in pool ${live.keys.name}: ${result.holder ? this.describe(result.holder) : 'taken meanwhile'}`);
     }
     live.view?.take(ip, false);
     return ip;
@@ -375,9 +394,7 @@ export class SharedPoolService implements SharedPools {
         ip = view.peekNext();
         if (!ip) throw this.exhausted(live);
       }
-      const key = live.keys.address(formatIp(ip));
-      const result = await this.etcd.txn([{ key, absent: true }], [{ put: key, value }], [{ get: key }], deadline);
-      if (result.succeeded || result.found[0]?.value === value) {
+      if ((await this.claim(live, ip, value, deadline)).claimed) {
         view.take(ip, true);
         return ip;
       }
@@ -426,8 +443,17 @@ export class SharedPoolService implements SharedPools {
 
   /** Starts working off the queue (at start-up, after each release, and again while etcd is unreachable). */
   drainSoon(): void {
-    if (this.stopped || this.draining) return;
-    this.draining = this.drainAll().finally(() => {
+    if (this.stopped) return;
+    if (this.draining) {
+      this.drainAgain = true;
+      return;
+    }
+    this.draining = (async () => {
+      do {
+        this.drainAgain = false;
+        if (!(await this.drainAll())) return;
+      } while (this.drainAgain && !this.stopped);
+    })().finally(() => {
       this.draining = undefined;
     });
   }
@@ -437,7 +463,8 @@ export class SharedPoolService implements SharedPools {
     while (this.draining) await this.draining;
   }
 
-  private async drainAll(): Promise<void> {
+  /** One pass over the queue; false when etcd refused and a retry is scheduled. */
+  private async drainAll(): Promise<boolean> {
     for (const [key, op] of [...this.pending]) {
       const keys = new PoolKeys(op.name, op.family);
       try {
@@ -455,9 +482,10 @@ export class SharedPoolService implements SharedPools {
           this.retryTimer = setTimeout(() => this.drainSoon(), DRAIN_RETRY_MS);
           this.retryTimer.unref();
         }
-        return;
+        return false;
       }
     }
+    return true;
   }
 
   /** Deletes a container hold if it is still exactly the one this host wrote. */
@@ -492,6 +520,10 @@ export class SharedPoolService implements SharedPools {
   private exhausted(live: LivePool): RequestError {
     const range = live.record.subPool ? ` (ip-range ${live.record.subPool})` : '';
     return new RequestError('Address', `no free address left in shared pool ${live.keys.name} ${live.record.pool}${range}`);
+  }
+
+  private gone(name: string): RequestError {
+    return new RequestError('PoolID', `pool ${name} is no longer in the cluster store (removed by tsnet cluster gc?); re-create the network`);
   }
 
   private busy(name: string): RequestError {

@@ -258,6 +258,15 @@ describe('shared pools in etcd', () => {
     }
   });
 
+  it('refuses addresses from a pool deleted behind this host\'s back, and writes none', async () => {
+    const a = await simHost('gone-a');
+    const { poolId } = await createNetwork(a, 'gone', '10.159.0.0/24');
+    expect((await etcd.etcdctl(['del', '--prefix', 'tsnet/v1/pools/gone/'])).exitCode).toBe(0);
+    await expect(runContainer(a, poolId)).rejects.toThrow('PoolID: pool gone is no longer in the cluster store');
+    await expect(runContainer(a, poolId, '10.159.0.9')).rejects.toThrow('PoolID: pool gone is no longer in the cluster store');
+    expect(await heldInEtcd('gone')).toEqual([]);
+  });
+
   it('refuses garbage in the store, naming the key, and changes nothing', async () => {
     const a = await simHost('junk-a');
     expect((await etcd.etcdctl(['put', 'tsnet/v1/pools/junk/v4/definition', 'not json'])).exitCode).toBe(0);
