@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RequestError } from '../errors.js';
+import { GATEWAY_REQUEST } from '../ipam/ipam-service.js';
 import { checkChosenAddress, PoolAllocator } from '../ipam/pool-allocator.js';
 import { type PoolGrant, POOL_OPTION, SHARED_POOL_ID_PREFIX, type SharedPoolRequest, type SharedPools } from '../ipam/shared-pools.js';
 import { KeyedMutex } from '../mutex.js';
@@ -8,9 +9,6 @@ import { type Cidr, type Family, type Ip, cidrSize, formatCidr, formatIp, parseC
 import { type Store, type Write, del, put } from '../store/store.js';
 import { ClusterUnreachableError, deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
 import { AddressHold, decodeValue, PoolDefinition, PoolKeys } from './keys.js';
-
-/** Same as the IpamService's: how dockerd marks the gateway request. */
-const GATEWAY_REQUEST = 'com.docker.network.gateway';
 
 /** Conflicting writes (another host took the address first) a request survives before it gives up. */
 const MAX_ATTEMPTS = 16;

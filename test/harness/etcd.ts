@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { run } from './exec.js';
+import type { TestPki } from './pki.js';
 import { logBlock } from './logs.js';
 import { isAlive, kill9, terminate } from './processes.js';
 import { waitUntil } from './wait.js';
@@ -28,6 +29,8 @@ export interface EtcdOptions {
   peerPort?: number;
   dataDir: string;
   logFile: string;
+  /** Serve clients over TLS and require client certificates signed by `pki.ca`. */
+  pki?: TestPki;
 }
 
 /** A free TCP port on 127.0.0.1 (asked from the kernel, then released for etcd to bind). */
@@ -84,11 +87,13 @@ export class EtcdServer {
 
   private argv(): string[] {
     const peer = `http://${this.opts.address}:${this.peerPort}`;
-    const client = `http://${this.endpoint}`;
+    const { pki } = this.opts;
+    const client = `${pki ? 'https' : 'http'}://${this.endpoint}`;
     const etcd = [ETCD_BINARY, '--name', this.opts.name, '--data-dir', this.opts.dataDir,
       '--listen-client-urls', client, '--advertise-client-urls', client,
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `${this.opts.name}=${peer}`, '--logger', 'zap', '--log-level', 'warn'];
+      '--initial-cluster', `${this.opts.name}=${peer}`, '--logger', 'zap', '--log-level', 'warn',
+      ...(pki ? ['--cert-file', pki.serverCert, '--key-file', pki.serverKey, '--trusted-ca-file', pki.ca, '--client-cert-auth'] : [])];
     return this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...etcd] : etcd;
   }
 
@@ -112,7 +117,9 @@ export class EtcdServer {
 
   /** Runs etcdctl against this server (in its netns), e.g. `['get', '--prefix', 'tsnet/']`. */
   etcdctl(args: readonly string[]) {
-    const argv = [ETCDCTL_BINARY, '--endpoints', this.endpoint, '--command-timeout', '2s', ...args];
+    const { pki } = this.opts;
+    const tls = pki ? ['--cacert', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey] : [];
+    const argv = [ETCDCTL_BINARY, '--endpoints', `${pki ? 'https' : 'http'}://${this.endpoint}`, '--command-timeout', '2s', ...tls, ...args];
     const env = { ...process.env, ETCDCTL_API: '3' };
     return this.opts.netns ? run('ip', ['netns', 'exec', this.opts.netns, ...argv], { env }) : run(argv[0]!, argv.slice(1), { env });
   }

@@ -17,3 +17,4 @@ export { waitUntil, type WaitOptions } from './wait.js';
 export { createOutside, nodeInNetns, REMOTE_SERVER, udpAsk, udpEchoServer, UPLINK_HOST, UPLINK_OUTSIDE } from './outside.js';
 export { ETCD_BINARY, ETCDCTL_BINARY, type EtcdOptions, EtcdServer, startEtcd } from './etcd.js';
 export { createSwitch, plugIntoSwitch, SWITCH_BRIDGE, type SwitchPort } from './switch.js';
+export { makeTestPki, type TestPki } from './pki.js';

@@ -14,7 +14,9 @@ import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
 import { IpamService, LOCAL_ADDRESS_SPACE } from '../../src/ipam/ipam-service.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { Store, Write } from '../../src/store/store.js';
-import { type EtcdServer, newRunId, run, runDir, startEtcd, waitUntil } from '../harness/index.js';
+import { readFileSync } from 'node:fs';
+import { clusterConfig } from '../../src/cluster/cluster-config.js';
+import { type EtcdServer, makeTestPki, newRunId, run, runDir, startEtcd, waitUntil } from '../harness/index.js';
 
 const GATEWAY = { RequestAddressType: 'com.docker.network.gateway' };
 const log = pino({ level: 'silent' });
@@ -75,6 +77,10 @@ async function heldInEtcd(name: string): Promise<string[]> {
   return r.stdout.split('\n').filter(Boolean).map((k) => k.split('/').pop()!);
 }
 
+afterAll(async () => {
+  await run('rm', ['-rf', dir]);
+});
+
 describe('shared pools in etcd', () => {
   beforeAll(async () => {
     etcd = await startEtcd({ name: id, address: '127.0.0.1', dataDir: join(dir, 'etcd'), logFile: join(dir, 'etcd.log') });
@@ -82,7 +88,6 @@ describe('shared pools in etcd', () => {
   afterAll(async () => {
     for (const host of hosts) await closeHost(host).catch(() => undefined);
     await etcd?.destroy();
-    await run('rm', ['-rf', dir]);
   });
 
   it('lets the first host define a pool and refuses a different subnet or range, naming both', async () => {
@@ -309,5 +314,36 @@ describe('shared pools in etcd', () => {
     const after = await runContainer(a, poolId);
     expect(after).not.toBe(before);
     expect((await heldInEtcd('restart')).sort()).toEqual(['10.173.0.1', before, after].sort());
+  });
+});
+
+describe('a TLS cluster store', () => {
+  let secure: EtcdServer;
+  beforeAll(async () => {
+    const pki = await makeTestPki(join(dir, 'pki'), '127.0.0.1');
+    secure = await startEtcd({ name: `${id}tls`, address: '127.0.0.1', dataDir: join(dir, 'etcd-tls'), logFile: join(dir, 'etcd-tls.log'), pki });
+  });
+  afterAll(async () => {
+    await secure?.destroy();
+  });
+
+  it('talks TLS with --cluster-ca/--cluster-cert/--cluster-key, and names the store when the CA is wrong', async () => {
+    const pkiDir = join(dir, 'pki');
+    const flags = { clusterStore: `etcd://${secure.endpoint}`, hostId: 'tls-a', clusterCa: join(pkiDir, 'ca.pem'), clusterCert: join(pkiDir, 'client.pem'), clusterKey: join(pkiDir, 'client.key') };
+    const client = new EtcdClient(clusterConfig(flags)!);
+    try {
+      const result = await client.txn([], [{ put: 'tsnet/v1/probe', value: 'x' }], [], deadlineFromNow());
+      expect(result.succeeded).toBe(true);
+      expect((await client.get('tsnet/v1/probe', deadlineFromNow()))?.value).toBe('x');
+    } finally {
+      client.close();
+    }
+    // A CA that did not sign the server's certificate: refused, naming the store.
+    const stranger = new EtcdClient({ endpoints: [secure.endpoint], tls: { ca: readFileSync(join(pkiDir, 'client.pem')), cert: readFileSync(flags.clusterCert), key: readFileSync(flags.clusterKey) } });
+    try {
+      await expect(stranger.get('tsnet/v1/probe', deadlineFromNow())).rejects.toThrow(`cluster store: etcd://${secure.endpoint} is unreachable`);
+    } finally {
+      stranger.close();
+    }
   });
 });
