@@ -40,7 +40,7 @@ export interface ClusterView {
   pools: PoolView[];
 }
 
-const ADDRESS_KEY = /^tsnet\/v1\/pools\/([^/]+)\/v[46]\/addresses\/(.+)$/;
+const ADDRESS_KEY = /^tsnet\/v1\/pools\/([^/]+)\/v([46])\/addresses\/(.+)$/;
 
 /** Everything tsnet keeps in etcd, read in three range reads. */
 export async function readCluster(etcd: EtcdClient, self: string, deadline: number): Promise<{ view: ClusterView; holds: HoldView[] }> {
@@ -52,7 +52,10 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
   const alive = new Map(aliveEntries.map((e) => [e.key.slice(ALIVE_PREFIX.length), decodeValue(AliveRecord, e.key, e.value)]));
   const hosts = new Map<string, HostView>();
   const hostView = (id: string) => hosts.get(id) ?? hosts.set(id, { id, alive: alive.has(id), addresses: 0 }).get(id)!;
-  for (const entry of hostEntries) hostView(decodeValue(HostRecord, entry.key, entry.value).id).joined = decodeValue(HostRecord, entry.key, entry.value).joined;
+  for (const entry of hostEntries) {
+    const record = decodeValue(HostRecord, entry.key, entry.value);
+    hostView(record.id).joined = record.joined;
+  }
   for (const [id, record] of alive) hostView(id).aliveSince = record.since;
 
   const pools = new Map<string, PoolView>();
@@ -67,12 +70,13 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
     const match = ADDRESS_KEY.exec(entry.key);
     if (!match) continue;
     const hold = decodeValue(AddressHold, entry.key, entry.value);
-    holds.push({ pool: match[1]!, address: match[2]!, key: entry.key, value: entry.value, hold });
+    holds.push({ pool: match[1]!, address: match[3]!, key: entry.key, value: entry.value, hold });
     if (hold.kind === 'container') hostView(hold.host).addresses++;
     const prefix = entry.key.slice(0, entry.key.indexOf('addresses/'));
     const pool = pools.get(prefix);
     if (pool) pool.held++;
-    else pools.set(prefix, { name: match[1]!, family: 4, subnet: '?', definedBy: '?', users: [], held: 1 });
+    // Keys without a definition: left by hand or by a foreign writer; shown so that they can be seen.
+    else pools.set(prefix, { name: match[1]!, family: Number(match[2]) as 4 | 6, subnet: '?', definedBy: '?', users: [], held: 1 });
   }
   const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
   return {
@@ -86,7 +90,7 @@ async function deleteHolds(etcd: EtcdClient, holds: readonly HoldView[], deadlin
   const freed: string[] = [];
   for (const h of holds) {
     const result = await etcd.txn([{ key: h.key, value: h.value }], [{ delete: h.key }], [], deadline);
-    if (result.succeeded) freed.push(`${h.pool} ${h.address}`);
+    if (result.succeeded) freed.push(...holdNames([h]));
   }
   return freed;
 }
@@ -121,12 +125,16 @@ export async function gcDeadHost(etcd: EtcdClient, host: string, deadline: numbe
 
 /**
  * This host's orphans: container holds etcd says it has that its own record
- * does not know (its state was lost, or written by another daemon with its
- * ID). `knows` asks the shared-pool service; `free` deletes them.
+ * does not know (its state was lost, or they were written by another daemon
+ * with its ID). `knows` asks the shared-pool service.
  */
-export async function gcOrphans(etcd: EtcdClient, self: string, knows: (value: string) => boolean, free: boolean, deadline: number): Promise<GcResult> {
+export const orphansOf = (holds: readonly HoldView[], self: string, knows: (value: string) => boolean): HoldView[] =>
+  holds.filter((h) => h.hold.host === self && h.hold.kind === 'container' && !knows(h.value));
+
+export const holdNames = (holds: readonly HoldView[]): string[] => holds.map((h) => `${h.pool} ${h.address}`);
+
+/** Frees this host's orphans. */
+export async function gcOrphans(etcd: EtcdClient, self: string, knows: (value: string) => boolean, deadline: number): Promise<GcResult> {
   const { holds } = await readCluster(etcd, self, deadline);
-  const orphans = holds.filter((h) => h.hold.host === self && h.hold.kind === 'container' && !knows(h.value));
-  const freed = free ? await deleteHolds(etcd, orphans, deadline) : orphans.map((h) => `${h.pool} ${h.address}`);
-  return { host: self, freed, pools: [] };
+  return { host: self, freed: await deleteHolds(etcd, orphansOf(holds, self, knows), deadline), pools: [] };
 }

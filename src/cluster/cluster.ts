@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { SharedPools } from '../ipam/shared-pools.js';
 import type { Store } from '../store/store.js';
 import type { ClusterConfig } from './cluster-config.js';
-import { type ClusterView, gcDeadHost, gcOrphans, type GcResult, readCluster } from './cluster-admin.js';
+import { type ClusterView, gcDeadHost, gcOrphans, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
 import { deadlineFromNow, EtcdClient } from './etcd-client.js';
 import { HostMembership } from './membership.js';
 import { SharedPoolService } from './shared-pool-service.js';
@@ -62,18 +62,19 @@ export class Cluster {
   }
 
   async report(): Promise<ClusterReport> {
-    const deadline = deadlineFromNow();
-    const { view } = await readCluster(this.etcd, this.hostId, deadline);
-    const orphans = await gcOrphans(this.etcd, this.hostId, (v) => this.pools?.knowsHold(v) ?? false, false, deadline);
-    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, orphans: orphans.freed };
+    const { view, holds } = await readCluster(this.etcd, this.hostId, deadlineFromNow());
+    const orphans = holdNames(orphansOf(holds, this.hostId, this.knowsHold));
+    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, orphans };
   }
 
   /** `--host ID`: free a dead host; no host: free this host's orphans. */
   gc(host?: string): Promise<GcResult> {
     const deadline = deadlineFromNow();
-    if (host === undefined || host === this.hostId) return gcOrphans(this.etcd, this.hostId, (v) => this.pools?.knowsHold(v) ?? false, true, deadline);
+    if (host === undefined || host === this.hostId) return gcOrphans(this.etcd, this.hostId, this.knowsHold, deadline);
     return gcDeadHost(this.etcd, host, deadline);
   }
+
+  private readonly knowsHold = (value: string): boolean => this.pools?.knowsHold(value) ?? false;
 
   /** --reclaim-after: frees hosts this daemon has seen dead for that long. */
   private async reclaim(afterMs: number): Promise<void> {

@@ -47,10 +47,6 @@ export class HostMembership implements Membership {
     await this.store.commit([put('meta', INSTANCE_META_KEY, this.instance)]);
   }
 
-  get alive(): boolean {
-    return this.lease !== undefined;
-  }
-
   /** Registers in the background and keeps trying while etcd is unreachable; the daemon serves meanwhile. */
   start(): void {
     this.ensureAlive(deadlineFromNow()).catch((error: unknown) => {

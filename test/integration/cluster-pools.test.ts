@@ -272,6 +272,25 @@ describe('shared pools in etcd', () => {
     expect(await heldInEtcd('gone')).toEqual([]);
   });
 
+  it('reports the holds etcd says this host has that its own record does not know, and gc frees them', async () => {
+    const store = new MemoryStore();
+    const cluster = new Cluster({ endpoints: [etcd.endpoint], hostId: 'orph-a' }, store, log);
+    const ipam = new IpamService(store, { shared: await cluster.sharedPools(() => true) });
+    try {
+      const { poolId } = await ipam.requestPool(poolRequest('orph', '10.158.0.0/24'));
+      const kept = (await ipam.requestAddress({ poolId, address: '', options: {} })).address.split('/')[0]!;
+      // What a lost state directory leaves behind:
+      const lost = JSON.stringify({ kind: 'container', host: 'orph-a', holder: 'lost', since: new Date().toISOString() });
+      expect((await etcd.etcdctl(['put', 'tsnet/v1/pools/orph/v4/addresses/10.158.0.200', lost])).exitCode).toBe(0);
+      expect((await cluster.report()).orphans).toEqual(['orph 10.158.0.200']);
+      expect(await cluster.gc()).toEqual({ host: 'orph-a', freed: ['orph 10.158.0.200'], pools: [] });
+      expect(await heldInEtcd('orph')).toEqual([kept]);
+      expect((await cluster.report()).orphans).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it('refuses garbage in the store, naming the key, and changes nothing', async () => {
     const a = await simHost('junk-a');
     expect((await etcd.etcdctl(['put', 'tsnet/v1/pools/junk/v4/definition', 'not json'])).exitCode).toBe(0);
