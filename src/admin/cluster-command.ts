@@ -26,7 +26,8 @@ function printReport(r: ClusterReport): void {
     );
   }
   out.push(`races lost to other hosts (retried, never seen by dockerd): ${r.racesLost}; etcd work postponed: ${r.pending}\n`);
-  out.push(r.orphans.length === 0 ? 'held by this host for no endpoint: none\n' : `held by this host for no endpoint (tsnet cluster gc frees them): ${r.orphans.join(', ')}\n`);
+  const orphans = r.orphans.length === 0 ? 'none' : `${r.orphans.join(', ')} (tsnet cluster gc frees them)`;
+  out.push(`held in etcd for this host but unknown to its own record: ${orphans}\n`);
   process.stdout.write(out.join(''));
 }
 
