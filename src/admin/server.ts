@@ -63,7 +63,9 @@ export function createAdminApp(networks: NetworkService, log: Logger, cluster?: 
     return cluster;
   };
   app.get('/cluster', async (_req, res) => {
-    res.json(await clusterOf().report());
+    const plain = (address: string | undefined) => address?.split('/')[0];
+    const attached = new Set(networks.listEndpoints().flatMap((e) => [plain(e.address), plain(e.addressIPv6)].filter((a): a is string => a !== undefined)));
+    res.json(await clusterOf().report(attached));
   });
   app.post('/cluster/gc', async (req, res) => {
     const { host } = (req.body ?? {}) as { host?: unknown };

@@ -15,6 +15,12 @@ export interface ClusterReport extends ClusterView {
   pending: number;
   /** `pool address` held in etcd by this host but unknown to its own record: `tsnet cluster gc` frees them. */
   orphans: string[];
+  /**
+   * `pool address` this host holds for no endpoint: what a daemon killed after
+   * recording an address but before dockerd read it leaves (a container being
+   * started right now shows here for a moment too). Freed when the network goes.
+   */
+  unattached: string[];
 }
 
 /**
@@ -61,10 +67,14 @@ export class Cluster {
     }
   }
 
-  async report(): Promise<ClusterReport> {
+  /** `endpointAddresses`: the plain addresses of this host's endpoints. */
+  async report(endpointAddresses: ReadonlySet<string>): Promise<ClusterReport> {
     const { view, holds } = await readCluster(this.etcd, this.hostId, deadlineFromNow());
     const orphans = holdNames(orphansOf(holds, this.hostId, this.knowsHold));
-    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, orphans };
+    const unattached = (this.pools?.localPools() ?? []).flatMap(({ record, holds: mine }) =>
+      mine.filter((h) => h.kind === 'container' && !endpointAddresses.has(h.address)).map((h) => `${record.name} ${h.address}`),
+    );
+    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, orphans, unattached };
   }
 
   /** `--host ID`: free a dead host; no host: free this host's orphans. */

@@ -116,7 +116,7 @@ export class SharedPoolService implements SharedPools {
     return { record, keys: new PoolKeys(record.name, pool.family), shape: new PoolAllocator(pool, range), holds: new Map() };
   }
 
-  /** The pools this host uses and what it holds in them (inspection and tests). */
+  /** The pools this host uses and what it holds in them. */
   localPools(): Array<{ record: SharedPoolRecord; holds: SharedAddressRecord[] }> {
     return [...this.pools.values()].map((p) => ({ record: { ...p.record }, holds: [...p.holds.values()] }));
   }

@@ -166,6 +166,7 @@ describe('shared pool across three hosts on etcd', () => {
       ['host3', true, 20],
     ]);
     expect(report.orphans).toEqual([]);
+    expect(report.unattached).toEqual([]);
   }, 400_000);
 
   it('with etcd hung, refuses a new run within 5 s naming the store, while running containers still ping', async () => {

@@ -257,7 +257,7 @@ describe('shared pools in etcd', () => {
       await runContainer(b, nb.poolId, '10.174.0.40');
       await closeHost(b);
       await waitUntil(async () => !(await heldInEtcd('reclaim')).includes('10.174.0.40'), { timeoutMs: 20_000, what: 'the reclaimer to free 10.174.0.40' });
-      expect((await keeper.report()).hosts.map((h) => h.id)).not.toContain('reclaim-b');
+      expect((await keeper.report(new Set())).hosts.map((h) => h.id)).not.toContain('reclaim-b');
     } finally {
       await keeper.stop();
     }
@@ -282,10 +282,14 @@ describe('shared pools in etcd', () => {
       // What a lost state directory leaves behind:
       const lost = JSON.stringify({ kind: 'container', host: 'orph-a', holder: 'lost', since: new Date().toISOString() });
       expect((await etcd.etcdctl(['put', 'tsnet/v1/pools/orph/v4/addresses/10.158.0.200', lost])).exitCode).toBe(0);
-      expect((await cluster.report()).orphans).toEqual(['orph 10.158.0.200']);
+      const report = await cluster.report(new Set());
+      expect(report.orphans).toEqual(['orph 10.158.0.200']);
+      // The address it did hand out has no endpoint here (no network service in this test):
+      expect(report.unattached).toEqual([`orph ${kept}`]);
+      expect((await cluster.report(new Set([kept]))).unattached).toEqual([]);
       expect(await cluster.gc()).toEqual({ host: 'orph-a', freed: ['orph 10.158.0.200'], pools: [] });
       expect(await heldInEtcd('orph')).toEqual([kept]);
-      expect((await cluster.report()).orphans).toEqual([]);
+      expect((await cluster.report(new Set([kept]))).orphans).toEqual([]);
     } finally {
       await cluster.stop();
     }
