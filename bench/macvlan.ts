@@ -8,38 +8,14 @@
  *
  *   npm run build && npm run bench:macvlan      (root; not part of CI)
  */
-import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { createDockerHost, type DockerHost, ipIn, TEST_IMAGE } from '../test/harness/index.js';
+import { dockerApi, median } from './docker-api.js';
 
 /** This file runs as dist/bench/macvlan.js, where the harness's REPO_ROOT would point into dist/. */
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 const WARMUP = 3;
-
-/** One Docker API call with a JSON body; resolves with its duration in ms. */
-function dockerApi(socketPath: string, path: string, body: object): Promise<number> {
-  const payload = JSON.stringify(body);
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { socketPath, path: `/v1.41${path}`, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } },
-      (res) => {
-        let text = '';
-        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        res.on('end', () => (res.statusCode! < 300 ? resolve(performance.now() - started) : reject(new Error(`${path}: ${res.statusCode} ${text}`))));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 async function main(): Promise<void> {
   const host: DockerHost = await createDockerHost({ dockerdArgs: ['--bridge=none'], logLevel: 'warn', tsnetCli: CLI });

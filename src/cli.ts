@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import { clusterCommand } from './admin/cluster-command.js';
 import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
+import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
 import { createLogger, type LogLevel } from './log.js';
 
@@ -16,8 +18,15 @@ program
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info'))
   .option('--default-pools <list>', 'IPv4 pools for networks without --subnet, as base/len/size,… (default: Docker\'s)')
   .option('--default-pools-v6 <list>', 'IPv6 pools for networks without an IPv6 --subnet, as base/len/size,…')
-  .action(async (opts: { name: string; socketDir: string; stateDir: string; logLevel: LogLevel; defaultPools?: string; defaultPoolsV6?: string }) => {
+  .option('--cluster-store <url>', 'share pools with other hosts through etcd: etcd://HOST:PORT[,HOST:PORT…]')
+  .option('--cluster-ca <file>', 'CA certificate (PEM) of the etcd cluster: talk TLS')
+  .option('--cluster-cert <file>', 'client certificate (PEM) for etcd')
+  .option('--cluster-key <file>', 'client key (PEM) for etcd')
+  .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
+  .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
+  .action(async (opts: { name: string; socketDir: string; stateDir: string; logLevel: LogLevel; defaultPools?: string; defaultPoolsV6?: string } & ClusterFlags) => {
     const log = createLogger(opts.logLevel);
+    const cluster = clusterConfig(opts);
     const daemon = await startDaemon(
       {
         name: opts.name,
@@ -25,6 +34,7 @@ program
         stateDir: opts.stateDir,
         ...(opts.defaultPools ? { defaultPoolsV4: opts.defaultPools } : {}),
         ...(opts.defaultPoolsV6 ? { defaultPoolsV6: opts.defaultPoolsV6 } : {}),
+        ...(cluster ? { cluster } : {}),
       },
       log,
     );
@@ -46,6 +56,7 @@ program
   });
 
 program.addCommand(portCommand());
+program.addCommand(clusterCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`tsnet: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -6,6 +6,8 @@ import { createAdminApp } from './admin/server.js';
 import { adminSocketPath } from './admin/socket-path.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
+import { Cluster } from './cluster/cluster.js';
+import type { ClusterConfig } from './cluster/cluster-config.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 import { ExecaRunner, SocketHostPorts } from './sys/index.js';
@@ -15,6 +17,8 @@ export interface DaemonOptions extends PluginOptions {
   name: string;
   socketDir: string;
   stateDir: string;
+  /** --cluster-store and friends; absent = this host alone, SQLite only. */
+  cluster?: ClusterConfig;
 }
 
 export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -37,7 +41,9 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   await claimSocketPath(adminPath, dirname(adminPath));
 
   const store: Store = new SqliteStore(options.stateDir);
-  const { app, networks } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, options, log);
+  const cluster = options.cluster && new Cluster(options.cluster, store, log);
+  const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
+  const { app, networks } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -45,10 +51,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
-  const admin = createServer(createAdminApp(networks, log));
+  const admin = createServer(createAdminApp(networks, log, cluster));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
-  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length }, 'tsnet is serving');
+  // Registering in the cluster never delays serving: running containers need no etcd.
+  cluster?.start();
+  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
 
   return {
     socketPath,
@@ -56,6 +64,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
       await Promise.all([close(server), close(admin)]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
+      await cluster?.stop();
       await store.close();
       log.info('tsnet stopped; state kept');
     },

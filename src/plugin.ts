@@ -10,12 +10,15 @@ import { createApp } from './api/server.js';
 import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { IpamService } from './ipam/ipam-service.js';
+import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
 import { type HostPorts, Ip, IptablesFirewall, type Runner, Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   defaultPoolsV4?: string;
   defaultPoolsV6?: string;
+  /** The cluster's shared pools (--cluster-store); told which subnets have a network on this host. */
+  sharedPools?: (subnetInUse: (subnet: string) => boolean) => Promise<SharedPools>;
 }
 
 /** The plugin without its socket: what the daemon serves and what API tests drive. */
@@ -41,12 +44,15 @@ export async function createPlugin({ store, runner, hostPorts }: PluginParts, op
     ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log) as Driver],
     ['macvlan', new MacvlanDriver(ip) as Driver],
   ]);
-  const ipam = new IpamService(store, {
+  // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
+  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) });
+  const shared = await options.sharedPools?.((subnet) => networks.hasNetworkOn(subnet));
+  const ipam: IpamService = new IpamService(store, {
     ...(options.defaultPoolsV4 ? { defaultPoolsV4: options.defaultPoolsV4 } : {}),
     ...(options.defaultPoolsV6 ? { defaultPoolsV6: options.defaultPoolsV6 } : {}),
     hostNetworks: () => hostNetworks(ip),
+    ...(shared ? { shared } : {}),
   });
-  const networks = new NetworkService(store, drivers, log, ipam);
   await ipam.load();
   await networks.load();
   await networks.restore();

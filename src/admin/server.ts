@@ -1,6 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { EndpointRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
@@ -33,8 +34,10 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   GET  /ports                         endpoints with their published ports
  *   POST /ports/add {address, port}     publish one more port of a running container
  *   POST /ports/rm  {address, port}     take one away
+ *   GET  /cluster                       hosts, shared pools, this host's orphans (`tsnet cluster ls`)
+ *   POST /cluster/gc {host?}            free a dead host's addresses, or this host's orphans
  */
-export function createAdminApp(networks: NetworkService, log: Logger): express.Express {
+export function createAdminApp(networks: NetworkService, log: Logger, cluster?: Cluster): express.Express {
   // What is open, not what was asked: `-p 80` shows the host port it got.
   const view = (e: EndpointRecord): EndpointPorts => ({
     endpoint: e.id,
@@ -59,6 +62,20 @@ export function createAdminApp(networks: NetworkService, log: Logger): express.E
       return kept.map((p) => p.binding);
     });
     res.json(view(updated));
+  });
+  const clusterOf = (): Cluster => {
+    if (!cluster) throw new RequestError('cluster', 'this tsnet daemon runs without --cluster-store');
+    return cluster;
+  };
+  app.get('/cluster', async (_req, res) => {
+    const plain = (address: string | undefined) => address?.split('/')[0];
+    const attached = new Set(networks.listEndpoints().flatMap((e) => [plain(e.address), plain(e.addressIPv6)].filter((a): a is string => a !== undefined)));
+    res.json(await clusterOf().report(attached));
+  });
+  app.post('/cluster/gc', async (req, res) => {
+    const { host } = (req.body ?? {}) as { host?: unknown };
+    if (host !== undefined && typeof host !== 'string') throw new RequestError('host', 'must be a host ID');
+    res.json(await clusterOf().gc(host));
   });
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof RequestError) {

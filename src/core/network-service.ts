@@ -3,7 +3,7 @@ import type { Driver } from '../../drivers/driver.js';
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
-import { parseCidrWithIp } from '../net/address.js';
+import { formatCidr, parseCidr, parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import { endpointDriverOptions, portBindings } from './endpoint-options.js';
@@ -89,6 +89,15 @@ export class NetworkService {
 
   listNetworks(): NetworkRecord[] {
     return [...this.networks.values()];
+  }
+
+  /** Whether a network on this subnet (canonical CIDR) exists on this host. */
+  hasNetworkOn(subnet: string): boolean {
+    const canonical = (pool: string) => {
+      const parsed = parseCidr(pool);
+      return parsed ? formatCidr(parsed.cidr) : pool;
+    };
+    return this.listNetworks().some((n) => [...n.ipv4, ...n.ipv6Subnets].some((s) => canonical(s.pool) === subnet));
   }
 
   listEndpoints(): EndpointRecord[] {

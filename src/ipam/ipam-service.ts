@@ -3,7 +3,8 @@ import { KeyedMutex } from '../mutex.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, parseCidr, parseCidrWithIp, parseIp } from '../net/address.js';
 import { type DefaultPool, candidateSubnets, parseDefaultPools, DEFAULT_POOLS_V4, DEFAULT_POOLS_V6 } from './default-pools.js';
-import { PoolAllocator } from './pool-allocator.js';
+import { checkChosenAddress, PoolAllocator } from './pool-allocator.js';
+import { isSharedPoolId, parsePoolName, POOL_OPTION, type PoolGrant, type SharedPools } from './shared-pools.js';
 
 export const LOCAL_ADDRESS_SPACE = 'tsnet-local';
 export const GLOBAL_ADDRESS_SPACE = 'tsnet-global';
@@ -49,6 +50,8 @@ export interface IpamConfig {
   defaultPoolsV6?: string;
   /** Subnets in use on the host (routes, addresses); automatic pools avoid them. */
   hostNetworks?: () => Promise<Cidr[]>;
+  /** Pools shared through the cluster store (`--ipam-opt tsnet.pool=NAME`); absent without --cluster-store. */
+  shared?: SharedPools;
 }
 
 interface LivePool {
@@ -65,6 +68,7 @@ export class IpamService {
   private readonly mutex = new KeyedMutex();
   private readonly defaults: Record<4 | 6, DefaultPool[]>;
   private readonly hostNetworks: () => Promise<Cidr[]>;
+  private readonly shared: SharedPools | undefined;
 
   constructor(
     private readonly store: Store,
@@ -75,6 +79,7 @@ export class IpamService {
       6: parseDefaultPools(config.defaultPoolsV6 ?? DEFAULT_POOLS_V6),
     };
     this.hostNetworks = config.hostNetworks ?? (async () => []);
+    this.shared = config.shared;
   }
 
   async load(): Promise<void> {
@@ -106,14 +111,12 @@ export class IpamService {
     return [...(this.pools.get(poolId)?.addresses.values() ?? [])].map((a) => ({ ...a }));
   }
 
-  requestPool(request: PoolRequest): Promise<{ poolId: string; pool: string; data: Record<string, string> }> {
+  requestPool(request: PoolRequest): Promise<PoolGrant> {
+    const sharedName = request.options[POOL_OPTION];
+    // Shared pools wait on the cluster store, not on this host's IPAM lock.
+    if (sharedName !== undefined) return this.requestSharedPool(request, sharedName);
     return this.mutex.run('ipam', async () => {
-      if (!ADDRESS_SPACES.includes(request.addressSpace)) {
-        throw new RequestError('AddressSpace', `unknown address space "${request.addressSpace}"; tsnet serves ${ADDRESS_SPACES.join(' and ')}`);
-      }
-      for (const key of Object.keys(request.options)) {
-        if (key.startsWith('tsnet.')) throw new RequestError(`Options.${key}`, 'unknown IPAM option');
-      }
+      this.checkPoolRequest(request);
       const family = request.v6 ? 6 : 4;
       const pool = request.pool === '' ? await this.choosePool(request.addressSpace, family, request.subPool) : this.parsePool(request.pool, family);
       const subPool = this.parseSubPool(request.subPool, pool);
@@ -147,6 +150,30 @@ export class IpamService {
       this.pools.set(id, { record, allocator, addresses: new Map() });
       return { poolId: id, pool: record.pool, data: {} };
     });
+  }
+
+  private checkPoolRequest(request: PoolRequest): void {
+    if (!ADDRESS_SPACES.includes(request.addressSpace)) {
+      throw new RequestError('AddressSpace', `unknown address space "${request.addressSpace}"; tsnet serves ${ADDRESS_SPACES.join(' and ')}`);
+    }
+    for (const key of Object.keys(request.options)) {
+      if (key.startsWith('tsnet.') && key !== POOL_OPTION) throw new RequestError(`Options.${key}`, `unknown IPAM option (tsnet's: ${POOL_OPTION})`);
+    }
+  }
+
+  private async requestSharedPool(request: PoolRequest, nameText: string): Promise<PoolGrant> {
+    this.checkPoolRequest(request);
+    const name = parsePoolName(nameText);
+    const shared = this.sharedPools(`Options.${POOL_OPTION}`);
+    if (request.pool === '') throw new RequestError('Pool', `a shared pool (${POOL_OPTION}) needs an explicit --subnet`);
+    const pool = this.parsePool(request.pool, request.v6 ? 6 : 4);
+    const subPool = this.parseSubPool(request.subPool, pool);
+    return shared.requestPool({ name, pool, ...(subPool ? { subPool } : {}) });
+  }
+
+  private sharedPools(field: string): SharedPools {
+    if (!this.shared) throw new RequestError(field, 'shared pools need the cluster store: start tsnet daemon with --cluster-store etcd://HOST:PORT');
+    return this.shared;
   }
 
   private parsePool(text: string, family: 4 | 6): Cidr {
@@ -183,6 +210,7 @@ export class IpamService {
   }
 
   releasePool(poolId: string): Promise<void> {
+    if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releasePool(poolId);
     return this.mutex.run('ipam', async () => {
       const live = this.pools.get(poolId);
       if (!live) return;
@@ -199,6 +227,7 @@ export class IpamService {
   }
 
   requestAddress(request: AddressRequest): Promise<{ address: string }> {
+    if (isSharedPoolId(request.poolId)) return this.sharedPools('PoolID').requestAddress(request.poolId, request.address, request.options);
     return this.mutex.run('ipam', async () => {
       const live = this.pools.get(request.poolId);
       if (!live) throw new RequestError('PoolID', `unknown pool "${request.poolId}"`);
@@ -219,14 +248,10 @@ export class IpamService {
 
   /** Checks an address the user chose (--gateway, --aux-address, --ip); it may lie outside the ip-range. */
   private preferredAddress(live: LivePool, text: string, isGateway: boolean): Ip {
-    const ip = parseIp(text);
-    if (!ip) throw new RequestError('Address', `"${text}" is not an IP address`);
-    const { allocator, record } = live;
-    if (!allocator.contains(ip)) throw new RequestError('Address', `${text} is outside pool ${record.pool}`);
-    if (allocator.isReserved(ip)) throw new RequestError('Address', `${text} is the network or broadcast address of pool ${record.pool}`);
+    const ip = checkChosenAddress(live.allocator, text, `pool ${live.record.pool}`);
     const held = live.addresses.get(formatIp(ip));
     // Several networks on one shared pool may share their gateway; nothing else is shared.
-    if (held && !(isGateway && held.gateway)) throw new RequestError('Address', `${text} is already allocated in pool ${record.pool}`);
+    if (held && !(isGateway && held.gateway)) throw new RequestError('Address', `${text} is already allocated in pool ${live.record.pool}`);
     return ip;
   }
 
@@ -254,6 +279,7 @@ export class IpamService {
   }
 
   releaseAddress(poolId: string, address: string): Promise<void> {
+    if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releaseAddress(poolId, address);
     return this.mutex.run('ipam', () => this.release(this.pools.get(poolId), address));
   }
 

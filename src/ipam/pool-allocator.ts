@@ -1,4 +1,5 @@
-import { type Cidr, type Ip, cidrContains, cidrSize } from '../net/address.js';
+import { RequestError } from '../errors.js';
+import { type Cidr, type Ip, cidrContains, cidrSize, parseIp } from '../net/address.js';
 import { type OffsetSet, offsetSetFor } from './offset-set.js';
 
 /**
@@ -91,4 +92,13 @@ export class PoolAllocator {
   freeInRange(): bigint {
     return this.rangeEnd - this.rangeStart - this.taken.countIn(this.rangeStart, this.rangeEnd);
   }
+}
+
+/** Parses an address the user chose (--gateway, --aux-address, --ip): inside the pool, not its network or broadcast address. */
+export function checkChosenAddress(allocator: PoolAllocator, text: string, poolLabel: string): Ip {
+  const ip = parseIp(text);
+  if (!ip) throw new RequestError('Address', `"${text}" is not an IP address`);
+  if (!allocator.contains(ip)) throw new RequestError('Address', `${text} is outside ${poolLabel}`);
+  if (allocator.isReserved(ip)) throw new RequestError('Address', `${text} is the network or broadcast address of ${poolLabel}`);
+  return ip;
 }

@@ -4,7 +4,16 @@
  * daemon's memory is a write-through copy and every API call persists its
  * changes as one atomic batch. An etcd backend fits the same shape.
  */
-export type Collection = 'networks' | 'endpoints' | 'pools' | 'addresses' | 'meta';
+export type Collection =
+  | 'networks'
+  | 'endpoints'
+  | 'pools'
+  | 'addresses'
+  | 'meta'
+  // This host's own record of shared pools (the cluster store is the authority across hosts):
+  | 'shared-pools'
+  | 'shared-addresses'
+  | 'cluster-pending';
 
 /** One change in a batch: a put, or a delete when `value` is null. */
 export interface Write {

@@ -15,3 +15,6 @@ export { REPO_ROOT, startTsnet, TSNET_CLI, TsnetDaemon, type TsnetOptions } from
 export { httpGetUnix, httpPostUnix, socketAccepts } from './unix-socket.js';
 export { waitUntil, type WaitOptions } from './wait.js';
 export { createOutside, nodeInNetns, REMOTE_SERVER, udpAsk, udpEchoServer, UPLINK_HOST, UPLINK_OUTSIDE } from './outside.js';
+export { ETCD_BINARY, ETCDCTL_BINARY, type EtcdOptions, EtcdServer, startEtcd } from './etcd.js';
+export { createSwitch, plugIntoSwitch, SWITCH_BRIDGE, type SwitchPort } from './switch.js';
+export { makeTestPki, type TestPki } from './pki.js';

@@ -1,6 +1,6 @@
 // The tsnet daemon under test, run as a plugin of one simulated host:
 //   ip netns exec <ns> node <repo>/dist/src/cli.js daemon --name <driver>
-//       --socket-dir <pluginDir> --state-dir <stateDir> [--log-level <level>]
+//       --socket-dir <pluginDir> --state-dir <stateDir> [--log-level <level>] [extraArgs…]
 // `ip netns exec` (unlike a bare nsenter) also gives it a /sys of that netns,
 // so /sys/class/net shows the host's links. Its socket lands in the dockerd's
 // plugin dir, which is how that dockerd (and only that one) discovers it.
@@ -8,6 +8,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
+import { type CommandResult, type RunOptions, run } from './exec.js';
 import { logBlock, tailFile } from './logs.js';
 import { assertSocketPath } from './names.js';
 import { isAlive, kill9, terminate } from './processes.js';
@@ -37,6 +38,8 @@ export interface TsnetOptions {
   stopTimeoutMs?: number;
   /** Script that implements the CLI contract; default the build, TSNET_CLI. The harness self-test passes a stand-in. */
   cli?: string;
+  /** More `tsnet daemon` flags, e.g. `['--cluster-store', 'etcd://10.0.0.1:2379', '--host-id', 'a']`; kept across restart(). */
+  extraArgs?: readonly string[];
 }
 
 export class TsnetDaemon {
@@ -76,6 +79,7 @@ export class TsnetDaemon {
     const args = ['netns', 'exec', this.opts.netns, process.execPath, this.cli, 'daemon',
       '--name', this.driver, '--socket-dir', this.opts.pluginDir, '--state-dir', this.opts.stateDir];
     if (this.opts.logLevel) args.push('--log-level', this.opts.logLevel);
+    args.push(...(this.opts.extraArgs ?? []));
     return ['ip', ...args];
   }
 
@@ -125,6 +129,11 @@ export class TsnetDaemon {
   async restart(): Promise<void> {
     await this.stop();
     await this.start();
+  }
+
+  /** Runs another `tsnet` command (e.g. `cluster ls --json`) in the host's netns against this daemon's admin socket. */
+  runCli(args: readonly string[], opts?: RunOptions): Promise<CommandResult> {
+    return run('ip', ['netns', 'exec', this.opts.netns, process.execPath, this.cli, ...args, '--name', this.driver, '--socket-dir', this.opts.pluginDir], opts);
   }
 
   logTail(lines = 40): string {

@@ -69,4 +69,31 @@ describe('tsnet daemon lifecycle', () => {
     expect(JSON.parse((await ask()).body).Address).toBe('10.250.0.3/24');
     expect(tsnet.logTail(200)).toMatch(/"method":"IpamDriver.RequestAddress".*"ms":/);
   });
+
+  it('refuses a malformed --cluster-store before serving anything', async () => {
+    const r = await run('ip', ['netns', 'exec', netns, 'node', TSNET_CLI, 'daemon', '--name', `tsx${id}`, '--socket-dir', join(dir, 'plugins'),
+      '--state-dir', join(dir, 'state3'), '--cluster-store', 'etcd://nohost']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('tsnet: --cluster-store "etcd://nohost": "nohost" is not HOST:PORT');
+    expect(existsSync(join(dir, 'plugins', `tsx${id}.sock`))).toBe(false);
+  });
+
+  it('serves without its cluster store, and refuses what needs it naming the store', async () => {
+    // Nothing listens on port 1 of the netns: etcd is down.
+    const opts = { ...options(), stateDir: join(dir, 'state4'), driver: `tsc${id}`, extraArgs: ['--cluster-store', 'etcd://127.0.0.1:1', '--host-id', 'lonely'] };
+    const clustered = await startTsnet(opts);
+    try {
+      const body = JSON.stringify({ AddressSpace: 'tsnet-local', Pool: '10.251.0.0/24', SubPool: '', Options: { 'tsnet.pool': 'lan' }, V6: false });
+      const refused = await httpPostUnix(clustered.socketPath, '/IpamDriver.RequestPool', body);
+      expect(refused.status).toBe(500);
+      expect(JSON.parse(refused.body).Err).toMatch(/^cluster store: etcd:\/\/127\.0\.0\.1:1 is unreachable \(.*\); nothing was allocated or released$/);
+      const local = JSON.stringify({ AddressSpace: 'tsnet-local', Pool: '10.252.0.0/24', SubPool: '', Options: {}, V6: false });
+      expect((await httpPostUnix(clustered.socketPath, '/IpamDriver.RequestPool', local)).status).toBe(200);
+      const ls = await clustered.runCli(['cluster', 'ls']);
+      expect(ls.exitCode).toBe(1);
+      expect(ls.stderr).toContain('tsnet: cluster store: etcd://127.0.0.1:1 is unreachable');
+    } finally {
+      await clustered.stop();
+    }
+  });
 });

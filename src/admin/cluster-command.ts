@@ -1,0 +1,56 @@
+import { Command } from 'commander';
+import type { ClusterReport } from '../cluster/cluster.js';
+import type { GcResult } from '../cluster/cluster-admin.js';
+import { adminCall } from './client.js';
+import { adminSocketOf as socket, type Target, withTarget } from './target.js';
+
+interface JsonFlag extends Target {
+  json?: boolean;
+}
+
+/** Left-aligned columns, two spaces apart. */
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function printReport(r: ClusterReport): void {
+  const out = [`cluster store ${r.store}, this host: ${r.self}\n`];
+  out.push(table([['HOST', 'STATE', 'ADDRESSES'], ...r.hosts.map((h) => [h.id === r.self ? `${h.id} *` : h.id, h.alive ? 'alive' : 'dead', String(h.addresses)])]));
+  if (r.pools.length > 0) {
+    out.push(
+      table([
+        ['POOL', 'SUBNET', 'RANGE', 'GATEWAY', 'HELD', 'HOSTS'],
+        ...r.pools.map((p) => [p.name, p.subnet, p.range ?? '-', p.gateway ?? '-', String(p.held), p.users.join(',') || '-']),
+      ]),
+    );
+  }
+  out.push(`races lost to other hosts (retried, never seen by dockerd): ${r.racesLost}; etcd work postponed: ${r.pending}\n`);
+  const orphans = r.orphans.length === 0 ? 'none' : `${r.orphans.join(', ')} (tsnet cluster gc frees them)`;
+  out.push(`held in etcd for this host but unknown to its own record: ${orphans}\n`);
+  out.push(`held by this host for no endpoint: ${r.unattached.length === 0 ? 'none' : `${r.unattached.join(', ')} (freed when the network is removed)`}\n`);
+  process.stdout.write(out.join(''));
+}
+
+/** `tsnet cluster ls|gc`: the cluster store as this host's daemon sees it, through its admin socket. */
+export function clusterCommand(): Command {
+  const cluster = new Command('cluster').description('hosts and shared pools in the cluster store (tsnet daemon --cluster-store)');
+  withTarget(cluster.command('ls'))
+    .description('hosts (alive or dead) with the addresses each holds, and the shared pools')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: JsonFlag) => {
+      const report = (await adminCall(socket(opts), 'GET', '/cluster')) as ClusterReport;
+      if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else printReport(report);
+    });
+  withTarget(cluster.command('gc'))
+    .description("free a dead host's addresses (--host ID), or without --host this host's addresses held for no endpoint")
+    .option('--host <id>', 'the dead host whose addresses to free')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: JsonFlag & { host?: string }) => {
+      const result = (await adminCall(socket(opts), 'POST', '/cluster/gc', opts.host ? { host: opts.host } : {})) as GcResult;
+      if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      else process.stdout.write(`host ${result.host}: freed ${result.freed.length} address(es)${result.freed.length ? ` (${result.freed.join(', ')})` : ''}${result.pools.length ? `; taken off pool(s) ${result.pools.join(', ')}` : ''}\n`);
+    });
+  return cluster;
+}

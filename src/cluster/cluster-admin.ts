@@ -1,0 +1,140 @@
+import { RequestError } from '../errors.js';
+import type { EtcdClient } from './etcd-client.js';
+import { AddressHold, ALIVE_PREFIX, AliveRecord, aliveKey, decodeValue, hostKey, HOSTS_PREFIX, HostRecord, PoolDefinition, PoolKeys, POOLS_PREFIX } from './keys.js';
+import { removeUser } from './shared-pool-service.js';
+
+export interface HostView {
+  id: string;
+  alive: boolean;
+  /** Container addresses the host holds in shared pools. */
+  addresses: number;
+  joined?: string;
+  aliveSince?: string;
+}
+
+export interface PoolView {
+  name: string;
+  family: 4 | 6;
+  subnet: string;
+  range?: string;
+  gateway?: string;
+  definedBy: string;
+  users: string[];
+  /** Keys held: containers, gateway and aux addresses. */
+  held: number;
+}
+
+/** One address hold as found in etcd. */
+export interface HoldView {
+  pool: string;
+  address: string;
+  key: string;
+  value: string;
+  hold: AddressHold;
+}
+
+export interface ClusterView {
+  store: string;
+  self: string;
+  hosts: HostView[];
+  pools: PoolView[];
+}
+
+const ADDRESS_KEY = /^tsnet\/v1\/pools\/([^/]+)\/v([46])\/addresses\/(.+)$/;
+
+/** Everything tsnet keeps in etcd, read in three range reads. */
+export async function readCluster(etcd: EtcdClient, self: string, deadline: number): Promise<{ view: ClusterView; holds: HoldView[] }> {
+  const [hostEntries, aliveEntries, poolEntries] = await Promise.all([
+    etcd.list(HOSTS_PREFIX, deadline),
+    etcd.list(ALIVE_PREFIX, deadline),
+    etcd.list(POOLS_PREFIX, deadline),
+  ]);
+  const alive = new Map(aliveEntries.map((e) => [e.key.slice(ALIVE_PREFIX.length), decodeValue(AliveRecord, e.key, e.value)]));
+  const hosts = new Map<string, HostView>();
+  const hostView = (id: string) => hosts.get(id) ?? hosts.set(id, { id, alive: alive.has(id), addresses: 0 }).get(id)!;
+  for (const entry of hostEntries) {
+    const record = decodeValue(HostRecord, entry.key, entry.value);
+    hostView(record.id).joined = record.joined;
+  }
+  for (const [id, record] of alive) hostView(id).aliveSince = record.since;
+
+  const pools = new Map<string, PoolView>();
+  const holds: HoldView[] = [];
+  for (const entry of poolEntries) {
+    const keys = PoolKeys.ofDefinition(entry.key);
+    if (keys) {
+      const { name, family, subnet, range, gateway, definedBy, users } = decodeValue(PoolDefinition, entry.key, entry.value);
+      pools.set(keys.prefix, { name, family, subnet, ...(range ? { range } : {}), ...(gateway ? { gateway } : {}), definedBy, users, held: pools.get(keys.prefix)?.held ?? 0 });
+      continue;
+    }
+    const match = ADDRESS_KEY.exec(entry.key);
+    if (!match) continue;
+    const hold = decodeValue(AddressHold, entry.key, entry.value);
+    holds.push({ pool: match[1]!, address: match[3]!, key: entry.key, value: entry.value, hold });
+    if (hold.kind === 'container') hostView(hold.host).addresses++;
+    const prefix = entry.key.slice(0, entry.key.indexOf('addresses/'));
+    const pool = pools.get(prefix);
+    if (pool) pool.held++;
+    // Keys without a definition: left by hand or by a foreign writer; shown so that they can be seen.
+    else pools.set(prefix, { name: match[1]!, family: Number(match[2]) as 4 | 6, subnet: '?', definedBy: '?', users: [], held: 1 });
+  }
+  const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
+  return {
+    view: { store: etcd.url, self, hosts: [...hosts.values()].sort(byId), pools: [...pools.values()].sort((a, b) => a.name.localeCompare(b.name) || a.family - b.family) },
+    holds,
+  };
+}
+
+/** Deletes the holds, each only if it is still exactly what was read. */
+async function deleteHolds(etcd: EtcdClient, holds: readonly HoldView[], deadline: number): Promise<string[]> {
+  const freed: string[] = [];
+  for (const h of holds) {
+    const result = await etcd.txn([{ key: h.key, value: h.value }], [{ delete: h.key }], [], deadline);
+    if (result.succeeded) freed.push(...holdNames([h]));
+  }
+  return freed;
+}
+
+export interface GcResult {
+  host: string;
+  /** `pool address` of every hold freed. */
+  freed: string[];
+  /** Pools the host was taken off (deleted when it was their last user). */
+  pools: string[];
+}
+
+/**
+ * Frees a dead host's container addresses, takes it off the pools it used
+ * and forgets it. A live host is refused: its containers use those addresses.
+ */
+export async function gcDeadHost(etcd: EtcdClient, host: string, deadline: number): Promise<GcResult> {
+  const alive = await etcd.get(aliveKey(host), deadline);
+  if (alive) throw new RequestError('host', `host ${host} is alive (its tsnet holds its lease); gc frees only dead hosts' addresses`);
+  const { view, holds } = await readCluster(etcd, '', deadline);
+  const known = view.hosts.some((h) => h.id === host) || view.pools.some((p) => p.users.includes(host));
+  if (!known) throw new RequestError('host', `no host ${host} in ${etcd.url} (tsnet cluster ls lists them)`);
+  const freed = await deleteHolds(etcd, holds.filter((h) => h.hold.host === host && h.hold.kind === 'container'), deadline);
+  const pools: string[] = [];
+  for (const pool of view.pools.filter((p) => p.users.includes(host))) {
+    await removeUser(etcd, new PoolKeys(pool.name, pool.family), host, deadline);
+    pools.push(pool.name);
+  }
+  await etcd.txn([], [{ delete: hostKey(host) }], [], deadline);
+  return { host, freed, pools };
+}
+
+/**
+ * This host's orphans: container holds etcd says it has that its own record
+ * does not know (its state was lost, or they were written by another daemon
+ * with its ID). `knows` asks the shared-pool service.
+ */
+export const orphansOf = (holds: readonly HoldView[], self: string, knows: (value: string) => boolean): HoldView[] =>
+  holds.filter((h) => h.hold.host === self && h.hold.kind === 'container' && !knows(h.value));
+
+export const holdNames = (holds: readonly HoldView[]): string[] => holds.map((h) => `${h.pool} ${h.address}`);
+
+/** Frees this host's orphans. */
+export async function gcOrphans(etcd: EtcdClient, self: string, knows: (value: string) => boolean, deadline: number): Promise<GcResult> {
+  const { holds } = await readCluster(etcd, self, deadline);
+  return { host: self, freed: await deleteHolds(etcd, orphansOf(holds, self, knows), deadline), pools: [] };
+}

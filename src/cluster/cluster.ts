@@ -1,0 +1,117 @@
+import type { Logger } from 'pino';
+import type { SharedPools } from '../ipam/shared-pools.js';
+import type { Store } from '../store/store.js';
+import type { ClusterConfig } from './cluster-config.js';
+import { type ClusterView, gcDeadHost, gcOrphans, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
+import { deadlineFromNow, EtcdClient } from './etcd-client.js';
+import { HostMembership } from './membership.js';
+import { SharedPoolService } from './shared-pool-service.js';
+
+/** What `tsnet cluster ls` shows: the cluster, and what this host knows that etcd alone cannot tell. */
+export interface ClusterReport extends ClusterView {
+  /** Allocations of this host that lost a race to another host and were retried (dockerd never saw them). */
+  racesLost: number;
+  /** etcd work this host still has to do (releases while etcd was unreachable). */
+  pending: number;
+  /** `pool address` held in etcd by this host but unknown to its own record: `tsnet cluster gc` frees them. */
+  orphans: string[];
+  /**
+   * `pool address` this host holds for no endpoint: what a daemon killed after
+   * recording an address but before dockerd read it leaves (a container being
+   * started right now shows here for a moment too). Freed when the network goes.
+   */
+  unattached: string[];
+}
+
+/**
+ * The cluster room, wired: etcd client, this host's membership, the shared
+ * pools, `ls`/`gc` for the admin API, and the optional reclaimer.
+ */
+export class Cluster {
+  readonly etcd: EtcdClient;
+  readonly membership: HostMembership;
+  private pools: SharedPoolService | undefined;
+  private reclaimTimer: NodeJS.Timeout | undefined;
+  /** When this daemon first saw each dead host dead (reclaim counts from there; a restart starts over, the safe way). */
+  private readonly deadSince = new Map<string, number>();
+
+  constructor(
+    private readonly config: ClusterConfig,
+    private readonly store: Store,
+    private readonly log: Logger,
+  ) {
+    this.etcd = new EtcdClient(config);
+    this.membership = new HostMembership(this.etcd, config.hostId, store, log, () => this.pools?.drainSoon());
+  }
+
+  get hostId(): string {
+    return this.config.hostId;
+  }
+
+  /** The shared pools, loaded from this host's record (no etcd needed); `subnetInUse` comes from the network service. */
+  async sharedPools(subnetInUse: (subnet: string) => boolean): Promise<SharedPools> {
+    await this.membership.load();
+    this.pools = new SharedPoolService(this.store, this.etcd, this.membership, subnetInUse, this.log);
+    await this.pools.load();
+    return this.pools;
+  }
+
+  /** Registers in the background and works off postponed etcd work; never waits for etcd. */
+  start(): void {
+    this.membership.start();
+    this.pools?.drainSoon();
+    if (this.config.reclaimAfterMs !== undefined) {
+      const every = Math.min(Math.max(this.config.reclaimAfterMs / 4, 500), 30_000);
+      this.reclaimTimer = setInterval(() => void this.reclaim(this.config.reclaimAfterMs!), every);
+      this.reclaimTimer.unref();
+    }
+  }
+
+  /** `endpointAddresses`: the plain addresses of this host's endpoints. */
+  async report(endpointAddresses: ReadonlySet<string>): Promise<ClusterReport> {
+    const { view, holds } = await readCluster(this.etcd, this.hostId, deadlineFromNow());
+    const orphans = holdNames(orphansOf(holds, this.hostId, this.knowsHold));
+    const unattached = (this.pools?.localPools() ?? []).flatMap(({ record, holds: mine }) =>
+      mine.filter((h) => h.kind === 'container' && !endpointAddresses.has(h.address)).map((h) => `${record.name} ${h.address}`),
+    );
+    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, orphans, unattached };
+  }
+
+  /** `--host ID`: free a dead host; no host: free this host's orphans. */
+  gc(host?: string): Promise<GcResult> {
+    const deadline = deadlineFromNow();
+    if (host === undefined || host === this.hostId) return gcOrphans(this.etcd, this.hostId, this.knowsHold, deadline);
+    return gcDeadHost(this.etcd, host, deadline);
+  }
+
+  private readonly knowsHold = (value: string): boolean => this.pools?.knowsHold(value) ?? false;
+
+  /** --reclaim-after: frees hosts this daemon has seen dead for that long. */
+  private async reclaim(afterMs: number): Promise<void> {
+    try {
+      const { view } = await readCluster(this.etcd, this.hostId, deadlineFromNow());
+      const now = Date.now();
+      for (const host of view.hosts) {
+        if (host.alive || host.id === this.hostId) {
+          this.deadSince.delete(host.id);
+          continue;
+        }
+        const since = this.deadSince.get(host.id) ?? now;
+        this.deadSince.set(host.id, since);
+        if (now - since < afterMs) continue;
+        const result = await gcDeadHost(this.etcd, host.id, deadlineFromNow());
+        this.deadSince.delete(host.id);
+        this.log.warn({ host: host.id, freed: result.freed.length, pools: result.pools }, 'reclaimed the addresses of a dead host (--reclaim-after)');
+      }
+    } catch (error) {
+      this.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'reclaim pass failed; next pass retries');
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.reclaimTimer);
+    this.pools?.stop();
+    await this.membership.stop();
+    this.etcd.close();
+  }
+}

@@ -1,0 +1,174 @@
+import { handleWhen, noop, retry } from 'cockatiel';
+import { Etcd3, type IRequestOp, type IResponseOp, isRecoverableError, type Lease } from 'etcd3';
+import { RequestError } from '../errors.js';
+import type { ClusterConfig } from './cluster-config.js';
+
+/**
+ * A request that needs the store gives up this long after it arrived, so that
+ * dockerd gets its answer within 5 s even when etcd hangs (SIGSTOP, a
+ * partition): grpc calls carry it as their deadline.
+ */
+export const REQUEST_BUDGET_MS = 4000;
+
+export const deadlineFromNow = (ms = REQUEST_BUDGET_MS): number => Date.now() + ms;
+
+/** The store did not answer (down, hung, refused TLS): nothing was changed by the request. */
+export class ClusterUnreachableError extends RequestError {
+  constructor(store: string, reason: string) {
+    super('cluster store', `${store} is unreachable (${reason}); nothing was allocated or released`);
+    this.name = 'ClusterUnreachableError';
+  }
+}
+
+/** The store answered something tsnet did not write (a foreign or damaged key). */
+export class ClusterDataError extends RequestError {
+  constructor(key: string, reason: string) {
+    super('cluster store', `key ${key}: ${reason}`);
+    this.name = 'ClusterDataError';
+  }
+}
+
+export interface Entry {
+  key: string;
+  value: string;
+  modRevision: string;
+  lease: string;
+}
+
+export type Compare =
+  | { key: string; absent: true }
+  | { key: string; present: true }
+  | { key: string; value: string }
+  | { key: string; modRevision: string };
+
+export type Op =
+  | { put: string; value: string; lease?: string }
+  | { delete: string }
+  | { deletePrefix: string }
+  | { get: string };
+
+export interface TxnResult {
+  succeeded: boolean;
+  /** What the `get` ops of the branch that ran found (absent keys are left out). */
+  found: Entry[];
+}
+
+/** The end of the key range that holds exactly the keys starting with `prefix`. */
+function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  end[end.length - 1]! += 1;
+  return end;
+}
+
+function toCompare(c: Compare) {
+  const key = Buffer.from(c.key);
+  if ('absent' in c) return { key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 };
+  if ('present' in c) return { key, target: 'Create' as const, result: 'Greater' as const, create_revision: 0 };
+  if ('value' in c) return { key, target: 'Value' as const, result: 'Equal' as const, value: Buffer.from(c.value) };
+  return { key, target: 'Mod' as const, result: 'Equal' as const, mod_revision: c.modRevision };
+}
+
+function toRequestOp(op: Op): IRequestOp {
+  if ('put' in op) return { request_put: { key: Buffer.from(op.put), value: Buffer.from(op.value), ...(op.lease ? { lease: op.lease } : {}) } };
+  if ('delete' in op) return { request_delete_range: { key: Buffer.from(op.delete) } };
+  if ('deletePrefix' in op) return { request_delete_range: { key: Buffer.from(op.deletePrefix), range_end: prefixEnd(op.deletePrefix) } };
+  return { request_range: { key: Buffer.from(op.get) } };
+}
+
+const toEntry = (kv: { key: Buffer; value: Buffer; mod_revision: string; lease: string }): Entry => ({
+  key: kv.key.toString(),
+  value: kv.value.toString(),
+  modRevision: kv.mod_revision,
+  lease: kv.lease,
+});
+
+/**
+ * The etcd v3 client tsnet uses: a few key-value primitives, each bounded by
+ * the caller's deadline, every transport failure turned into a
+ * ClusterUnreachableError that names the store. No circuit breaker: a call
+ * after etcd came back goes through at once.
+ */
+export class EtcdClient {
+  readonly url: string;
+  private readonly etcd: Etcd3;
+
+  constructor(config: Pick<ClusterConfig, 'endpoints' | 'tls'>) {
+    this.url = `etcd://${config.endpoints.join(',')}`;
+    const scheme = config.tls ? 'https' : 'http';
+    this.etcd = new Etcd3({
+      hosts: config.endpoints.map((e) => `${scheme}://${e}`),
+      ...(config.tls
+        ? { credentials: { rootCertificate: config.tls.ca, ...(config.tls.cert ? { certChain: config.tls.cert, privateKey: config.tls.key! } : {}) } }
+        : {}),
+      // One try per member, within the same deadline.
+      faultHandling: {
+        host: () => noop,
+        global: config.endpoints.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: config.endpoints.length - 1 }) : noop,
+      },
+      // A restarted etcd is dialled again within a second, not after grpc's default backoff of up to two minutes.
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 1000 },
+    });
+  }
+
+  private async call<T>(what: string, deadline: number, work: (options: { deadline: number }) => Promise<T>): Promise<T> {
+    if (Date.now() >= deadline) throw new ClusterUnreachableError(this.url, `no answer within ${REQUEST_BUDGET_MS / 1000} s`);
+    try {
+      return await work({ deadline });
+    } catch (error) {
+      if (error instanceof RequestError) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      const reason = /deadline/i.test(message) ? `no answer within ${REQUEST_BUDGET_MS / 1000} s` : `${what}: ${message}`;
+      throw new ClusterUnreachableError(this.url, reason);
+    }
+  }
+
+  get(key: string, deadline: number): Promise<Entry | undefined> {
+    return this.call('get', deadline, async (options) => {
+      const response = await this.etcd.kv.range({ key: Buffer.from(key) }, options);
+      const kv = response.kvs[0];
+      return kv ? toEntry(kv) : undefined;
+    });
+  }
+
+  /** Every key under `prefix`; `keysOnly` skips the values (a pool's taken addresses). */
+  list(prefix: string, deadline: number, keysOnly = false): Promise<Entry[]> {
+    return this.call('list', deadline, async (options) => {
+      const response = await this.etcd.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: keysOnly }, options);
+      return response.kvs.map(toEntry);
+    });
+  }
+
+  /** One etcd transaction: `success` runs when every comparison holds, `failure` otherwise. */
+  txn(compares: readonly Compare[], success: readonly Op[], failure: readonly Op[], deadline: number): Promise<TxnResult> {
+    return this.call('transaction', deadline, async (options) => {
+      const response = await this.etcd.kv.txn(
+        { compare: compares.map(toCompare), success: success.map(toRequestOp), failure: failure.map(toRequestOp) },
+        options,
+      );
+      const found = response.responses.flatMap((r: IResponseOp) => (r.response_range ? r.response_range.kvs.map(toEntry) : []));
+      return { succeeded: response.succeeded, found };
+    });
+  }
+
+  /** A lease that etcd3 keeps alive until it is lost (etcd unreachable for longer than the TTL) or revoked. */
+  async grantLease(ttlSeconds: number, deadline: number): Promise<{ id: string; lease: Lease }> {
+    return this.call('lease', deadline, async (options) => {
+      const lease = this.etcd.lease(ttlSeconds, { deadline: options.deadline });
+      lease.on('lost', () => undefined); // the caller watches state; an unhandled 'lost' must not crash the daemon
+      return { id: await lease.grant(), lease };
+    });
+  }
+
+  revokeLease(id: string, deadline: number): Promise<void> {
+    return this.call('revoke', deadline, async (options) => {
+      await this.etcd.leaseClient.leaseRevoke({ ID: id }, options).catch((error: unknown) => {
+        // Already expired: what revoking wanted.
+        if (!(error instanceof Error && /lease not found/i.test(error.message))) throw error;
+      });
+    });
+  }
+
+  close(): void {
+    this.etcd.close();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * tsnet's keys in etcd (all under `tsnet/v1/`):
+ *
+ *   hosts/<id>                              HostRecord: every host that ever joined, until gc
+ *   alive/<id>                              AliveRecord, bound to the host's lease: gone when the host is
+ *   pools/<name>/v4/definition              PoolDefinition: subnet, range, gateway, hosts using it
+ *   pools/<name>/v4/addresses/<ip>          AddressHold: who holds the address
+ *
+ * One pool's keys share a prefix, so the last host leaving deletes the pool
+ * (its gateway, aux addresses and any orphan) in one range delete.
+ */
+import { z } from 'zod';
+import type { Family } from '../net/address.js';
+import { ClusterDataError } from './etcd-client.js';
+
+const ROOT = 'tsnet/v1/';
+
+export const HOSTS_PREFIX = `${ROOT}hosts/`;
+export const ALIVE_PREFIX = `${ROOT}alive/`;
+export const POOLS_PREFIX = `${ROOT}pools/`;
+
+export const hostKey = (id: string) => `${HOSTS_PREFIX}${id}`;
+export const aliveKey = (id: string) => `${ALIVE_PREFIX}${id}`;
+
+/** Where one shared pool (one name, one family) keeps its keys. */
+export class PoolKeys {
+  readonly prefix: string;
+  readonly definition: string;
+  readonly addressesPrefix: string;
+
+  constructor(
+    readonly name: string,
+    readonly family: Family,
+  ) {
+    this.prefix = `${POOLS_PREFIX}${name}/v${family}/`;
+    this.definition = `${this.prefix}definition`;
+    this.addressesPrefix = `${this.prefix}addresses/`;
+  }
+
+  address(ip: string): string {
+    return `${this.addressesPrefix}${ip}`;
+  }
+
+  addressOf(key: string): string {
+    return key.slice(this.addressesPrefix.length);
+  }
+
+  /** The PoolKeys of a definition key found by a scan, or undefined for any other key. */
+  static ofDefinition(key: string): PoolKeys | undefined {
+    const match = /^tsnet\/v1\/pools\/([^/]+)\/v(4|6)\/definition$/.exec(key);
+    return match ? new PoolKeys(match[1]!, Number(match[2]) as Family) : undefined;
+  }
+}
+
+/** The first host to ask a pool name defines it; later hosts must ask the same subnet and range. */
+export const PoolDefinition = z.object({
+  name: z.string(),
+  family: z.union([z.literal(4), z.literal(6)]),
+  subnet: z.string(),
+  range: z.string().optional(),
+  /** Set by the first gateway request; every host's network uses the same one. */
+  gateway: z.string().optional(),
+  definedBy: z.string(),
+  /** Hosts with a network on the pool; the last one to leave deletes the pool. */
+  users: z.array(z.string()),
+});
+export type PoolDefinition = z.infer<typeof PoolDefinition>;
+
+/**
+ * Who holds an address. Gateway and aux addresses belong to the pool (they go
+ * with it); a container address to one allocation on one host, told apart by
+ * `holder` (random), so a release can only ever delete its own hold.
+ */
+export const AddressHold = z.object({
+  kind: z.enum(['container', 'gateway', 'aux']),
+  host: z.string(),
+  holder: z.string(),
+  since: z.string(),
+});
+export type AddressHold = z.infer<typeof AddressHold>;
+
+export const HostRecord = z.object({ id: z.string(), joined: z.string() });
+export type HostRecord = z.infer<typeof HostRecord>;
+
+export const AliveRecord = z.object({
+  id: z.string(),
+  /** Random per state directory (kept in the host's SQLite): a restarted daemon recognises its predecessor's lease. */
+  instance: z.string(),
+  since: z.string(),
+  pid: z.number(),
+});
+export type AliveRecord = z.infer<typeof AliveRecord>;
+
+/** Parses a value tsnet wrote; anything else is a ClusterDataError naming the key. */
+export function decodeValue<S extends z.ZodType>(schema: S, key: string, value: string): z.infer<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch {
+    throw new ClusterDataError(key, 'is not JSON; was it written by something other than tsnet?');
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new ClusterDataError(key, `unexpected content (${parsed.error.issues[0]!.path.join('.') || 'value'}: ${parsed.error.issues[0]!.message})`);
+  return parsed.data;
+}

@@ -1,0 +1,372 @@
+/**
+ * Shared pools against a real etcd (Debian's 3.4, started by the test on
+ * 127.0.0.1 with its own data dir). Each simulated host is what a daemon
+ * builds: its own store, etcd client, membership and IPAM, in this process.
+ */
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../../src/cluster/cluster.js';
+import { gcDeadHost } from '../../src/cluster/cluster-admin.js';
+import { deadlineFromNow, EtcdClient } from '../../src/cluster/etcd-client.js';
+import { HostMembership } from '../../src/cluster/membership.js';
+import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
+import { IpamService, LOCAL_ADDRESS_SPACE } from '../../src/ipam/ipam-service.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import type { Store, Write } from '../../src/store/store.js';
+import { readFileSync } from 'node:fs';
+import { clusterConfig } from '../../src/cluster/cluster-config.js';
+import { type EtcdServer, makeTestPki, newRunId, run, runDir, startEtcd, waitUntil } from '../harness/index.js';
+
+const GATEWAY = { RequestAddressType: 'com.docker.network.gateway' };
+const log = pino({ level: 'silent' });
+const id = newRunId();
+const dir = runDir(id);
+let etcd: EtcdServer;
+const hosts: SimHost[] = [];
+
+/** One simulated host: what the daemon wires for --cluster-store. */
+interface SimHost {
+  id: string;
+  store: Store;
+  client: EtcdClient;
+  membership: HostMembership;
+  pools: SharedPoolService;
+  ipam: IpamService;
+  /** Subnets with a network on this host (after CreateNetwork). */
+  networks: Set<string>;
+}
+
+async function simHost(hostId: string, store: Store = new MemoryStore()): Promise<SimHost> {
+  const client = new EtcdClient({ endpoints: [etcd.endpoint] });
+  const networks = new Set<string>();
+  const membership = new HostMembership(client, hostId, store, log, () => pools.drainSoon());
+  await membership.load();
+  const pools = new SharedPoolService(store, client, membership, (s) => networks.has(s), log);
+  await pools.load();
+  const ipam = new IpamService(store, { shared: pools });
+  await ipam.load();
+  const host = { id: hostId, store, client, membership, pools, ipam, networks };
+  hosts.push(host);
+  return host;
+}
+
+async function closeHost(host: SimHost): Promise<void> {
+  host.pools.stop();
+  await host.membership.stop();
+  host.client.close();
+}
+
+const poolRequest = (name: string, pool: string, subPool = '') => ({ addressSpace: LOCAL_ADDRESS_SPACE, pool, subPool, options: { 'tsnet.pool': name }, v6: false });
+
+/** Pool + gateway (+ aux), then CreateNetwork: what `docker network create` does on one host. */
+async function createNetwork(host: SimHost, name: string, subnet: string, opts: { range?: string; gateway?: string; aux?: string[] } = {}) {
+  const { poolId } = await host.ipam.requestPool(poolRequest(name, subnet, opts.range));
+  const gateway = (await host.ipam.requestAddress({ poolId, address: opts.gateway ?? '', options: GATEWAY })).address;
+  for (const aux of opts.aux ?? []) await host.ipam.requestAddress({ poolId, address: aux, options: {} });
+  host.networks.add(subnet);
+  return { poolId, gateway };
+}
+
+const runContainer = async (host: SimHost, poolId: string, ip = '') => (await host.ipam.requestAddress({ poolId, address: ip, options: {} })).address.split('/')[0]!;
+
+/** The address keys of a pool as etcdctl sees them. */
+async function heldInEtcd(name: string): Promise<string[]> {
+  const r = await etcd.etcdctl(['get', '--prefix', '--keys-only', `tsnet/v1/pools/${name}/v4/addresses/`]);
+  expect(r.exitCode, r.stderr).toBe(0);
+  return r.stdout.split('\n').filter(Boolean).map((k) => k.split('/').pop()!);
+}
+
+afterAll(async () => {
+  await run('rm', ['-rf', dir]);
+});
+
+describe('shared pools in etcd', () => {
+  beforeAll(async () => {
+    etcd = await startEtcd({ name: id, address: '127.0.0.1', dataDir: join(dir, 'etcd'), logFile: join(dir, 'etcd.log') });
+  });
+  afterAll(async () => {
+    for (const host of hosts) await closeHost(host).catch(() => undefined);
+    await etcd?.destroy();
+  });
+
+  it('lets the first host define a pool and refuses a different subnet or range, naming both', async () => {
+    const [a, b] = [await simHost('def-a'), await simHost('def-b')];
+    await createNetwork(a, 'def', '10.161.0.0/24', { range: '10.161.0.128/25' });
+    await expect(b.ipam.requestPool(poolRequest('def', '10.161.1.0/24'))).rejects.toThrow(
+      'Options.tsnet.pool: pool def is 10.161.0.0/24 with ip-range 10.161.0.128/25 (defined by host def-a); this network asks 10.161.1.0/24 without ip-range',
+    );
+    await expect(b.ipam.requestPool(poolRequest('def', '10.161.0.0/24', '10.161.0.0/25'))).rejects.toThrow(/this network asks 10\.161\.0\.0\/24 with ip-range 10\.161\.0\.0\/25/);
+    const { poolId } = await b.ipam.requestPool(poolRequest('def', '10.161.0.0/24', '10.161.0.128/25'));
+    expect(poolId).toBe('tsnet-cluster/def/10.161.0.0/24');
+  });
+
+  it('refuses bad pool names and shared pools without a cluster store, before anything is written', async () => {
+    const a = await simHost('names-a');
+    await expect(a.ipam.requestPool(poolRequest('has space', '10.162.0.0/24'))).rejects.toThrow('Options.tsnet.pool: "has space" may only hold');
+    await expect(a.ipam.requestPool(poolRequest('a/b', '10.162.0.0/24'))).rejects.toThrow('Options.tsnet.pool');
+    await expect(a.ipam.requestPool(poolRequest('x'.repeat(64), '10.162.0.0/24'))).rejects.toThrow('longer than 63 bytes');
+    await expect(a.ipam.requestPool(poolRequest('auto', ''))).rejects.toThrow('Pool: a shared pool (tsnet.pool) needs an explicit --subnet');
+    const alone = new IpamService(new MemoryStore());
+    await expect(alone.requestPool(poolRequest('lan', '10.162.0.0/24'))).rejects.toThrow('Options.tsnet.pool: shared pools need the cluster store');
+    expect((await etcd.etcdctl(['get', '--prefix', '--keys-only', 'tsnet/v1/pools/has'])).stdout).toBe('');
+  });
+
+  it('reserves the gateway once for all hosts and refuses another --gateway', async () => {
+    const [a, b] = [await simHost('gw-a'), await simHost('gw-b')];
+    expect((await createNetwork(a, 'gw', '10.163.0.0/24')).gateway).toBe('10.163.0.1/24');
+    expect((await createNetwork(b, 'gw', '10.163.0.0/24')).gateway).toBe('10.163.0.1/24');
+    const c = await simHost('gw-c');
+    const { poolId } = await c.ipam.requestPool(poolRequest('gw', '10.163.0.0/24'));
+    await expect(c.ipam.requestAddress({ poolId, address: '10.163.0.254', options: GATEWAY })).rejects.toThrow(
+      'Address: pool gw has gateway 10.163.0.1 on every host; give --gateway 10.163.0.1 or leave it out',
+    );
+  });
+
+  it('gives 3 hosts × 20 concurrent containers 60 distinct addresses of a 62-address range, never the gateway', async () => {
+    const three = [await simHost('run-a'), await simHost('run-b'), await simHost('run-c')];
+    const nets: Array<{ poolId: string }> = [];
+    // The range holds 62 container addresses: the hosts cannot help running into each other.
+    for (const h of three) nets.push(await createNetwork(h, 'run', '10.164.0.0/24', { range: '10.164.0.0/26' }));
+    const addresses = (await Promise.all(three.flatMap((h, i) => Array.from({ length: 20 }, () => runContainer(h, nets[i]!.poolId))))).sort();
+    expect(new Set(addresses).size).toBe(60);
+    expect(addresses).not.toContain('10.164.0.1');
+    expect((await heldInEtcd('run')).length).toBe(61);
+    await expect(runContainer(three[0]!, nets[0]!.poolId)).resolves.toMatch(/^10\.164\.0\./);
+    await expect(runContainer(three[1]!, nets[1]!.poolId)).resolves.toMatch(/^10\.164\.0\./);
+    await expect(runContainer(three[2]!, nets[2]!.poolId)).rejects.toThrow('Address: no free address left in shared pool run 10.164.0.0/24 (ip-range 10.164.0.0/26)');
+  });
+
+  it('makes --ip cluster-wide: an address held elsewhere is refused naming the host', async () => {
+    const [a, b] = [await simHost('ip-a'), await simHost('ip-b')];
+    const na = await createNetwork(a, 'ip', '10.165.0.0/24', { aux: ['10.165.0.2'] });
+    const nb = await createNetwork(b, 'ip', '10.165.0.0/24', { aux: ['10.165.0.2'] });
+    expect(await runContainer(a, na.poolId, '10.165.0.50')).toBe('10.165.0.50');
+    await expect(runContainer(b, nb.poolId, '10.165.0.50')).rejects.toThrow('Address: 10.165.0.50 is already allocated in pool ip: held by host ip-a');
+    await expect(runContainer(a, na.poolId, '10.165.0.50')).rejects.toThrow('held by this host');
+    await expect(runContainer(b, nb.poolId, '10.165.0.2')).rejects.toThrow('it is an aux address of the pool');
+    await expect(runContainer(b, nb.poolId, '10.165.0.1')).rejects.toThrow("it is the pool's gateway");
+    await expect(runContainer(b, nb.poolId, '10.166.0.1')).rejects.toThrow('Address: 10.166.0.1 is outside pool ip');
+  });
+
+  it('refuses container addresses while no tsnet network uses the pool (another driver\'s network)', async () => {
+    const a = await simHost('foreign-a');
+    const { poolId } = await a.ipam.requestPool(poolRequest('foreign', '10.160.0.0/24'));
+    await expect(runContainer(a, poolId)).rejects.toThrow('PoolID: shared pool foreign serves -d tsnet networks only, and this host has no tsnet network on 10.160.0.0/24');
+    expect(await heldInEtcd('foreign')).toEqual([]);
+  });
+
+  it('shares IPv6 pools the same way', async () => {
+    const [a, b] = [await simHost('six-a'), await simHost('six-b')];
+    const v6 = (host: SimHost) => host.ipam.requestPool({ ...poolRequest('dual', 'fd00:176::/64'), v6: true });
+    const [pa, pb] = [(await v6(a)).poolId, (await v6(b)).poolId];
+    for (const [host, poolId] of [[a, pa], [b, pb]] as const) {
+      expect((await host.ipam.requestAddress({ poolId, address: '', options: GATEWAY })).address).toBe('fd00:176::1/64');
+      host.networks.add('fd00:176::/64');
+    }
+    const addresses = await Promise.all([runContainer(a, pa), runContainer(b, pb), runContainer(a, pa, 'fd00:176::99')]);
+    expect(new Set(addresses).size).toBe(3);
+    await expect(runContainer(b, pb, 'fd00:176::99')).rejects.toThrow('held by host six-a');
+    const r = await etcd.etcdctl(['get', '--prefix', '--keys-only', 'tsnet/v1/pools/dual/v6/addresses/']);
+    expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(4);
+  });
+
+  it('releases only what this host holds, and then another host may take it', async () => {
+    const [a, b] = [await simHost('rel-a'), await simHost('rel-b')];
+    const na = await createNetwork(a, 'rel', '10.167.0.0/24');
+    const nb = await createNetwork(b, 'rel', '10.167.0.0/24');
+    await runContainer(a, na.poolId, '10.167.0.9');
+    await b.ipam.releaseAddress(nb.poolId, '10.167.0.9');
+    await b.pools.settle();
+    expect(await heldInEtcd('rel')).toContain('10.167.0.9');
+    await a.ipam.releaseAddress(na.poolId, '10.167.0.9');
+    await a.pools.settle();
+    expect(await heldInEtcd('rel')).not.toContain('10.167.0.9');
+    expect(await runContainer(b, nb.poolId, '10.167.0.9')).toBe('10.167.0.9');
+  });
+
+  it('deletes the pool with its gateway and aux addresses when the last host leaves', async () => {
+    const [a, b] = [await simHost('last-a'), await simHost('last-b')];
+    const na = await createNetwork(a, 'last', '10.168.0.0/24', { aux: ['10.168.0.3'] });
+    const nb = await createNetwork(b, 'last', '10.168.0.0/24', { aux: ['10.168.0.3'] });
+    await a.ipam.releasePool(na.poolId);
+    await a.pools.settle();
+    expect((await heldInEtcd('last')).sort()).toEqual(['10.168.0.1', '10.168.0.3']);
+    await b.ipam.releasePool(nb.poolId);
+    await b.pools.settle();
+    expect((await etcd.etcdctl(['get', '--prefix', '--keys-only', 'tsnet/v1/pools/last/'])).stdout).toBe('');
+  });
+
+  it('undoes a hold written to etcd by a daemon killed before its SQLite commit', async () => {
+    // The store fails the commit that would record the address: as if the daemon died right after the etcd write.
+    const store = new MemoryStore();
+    let failRecording = false;
+    const dying: Store = {
+      readAll: (c) => store.readAll(c),
+      commit: async (writes: readonly Write[]) => {
+        if (failRecording && writes.some((w) => w.collection === 'shared-addresses')) throw new Error('killed');
+        return store.commit(writes);
+      },
+      close: () => store.close(),
+    };
+    const a = await simHost('crash-a', dying);
+    const { poolId } = await createNetwork(a, 'crash', '10.169.0.0/24');
+    failRecording = true;
+    await expect(runContainer(a, poolId, '10.169.0.77')).rejects.toThrow('killed');
+    expect(await heldInEtcd('crash')).toContain('10.169.0.77');
+    await closeHost(a);
+    // The restarted daemon (same state) finds the note and undoes the hold.
+    const again = await simHost('crash-a', store);
+    again.pools.drainSoon();
+    await again.pools.settle();
+    expect(await heldInEtcd('crash')).toEqual(['10.169.0.1']);
+  });
+
+  it('refuses a second live daemon with the same host ID; a restart on the same state takes over at once', async () => {
+    const store = new MemoryStore();
+    const first = await simHost('twin', store);
+    await first.membership.ensureAlive(deadlineFromNow());
+    const other = await simHost('twin');
+    await expect(other.membership.ensureAlive(deadlineFromNow())).rejects.toThrow(/--host-id: host ID twin is alive in the cluster already/);
+    first.client.close(); // killed: its lease would live on for its TTL
+    const restarted = await simHost('twin', store);
+    await expect(restarted.membership.ensureAlive(deadlineFromNow())).resolves.toBeUndefined();
+  });
+
+  it('frees a dead host\'s addresses with gc, and refuses to gc a live host', async () => {
+    const [a, b] = [await simHost('gc-a'), await simHost('gc-b')];
+    const na = await createNetwork(a, 'gc', '10.170.0.0/24');
+    const nb = await createNetwork(b, 'gc', '10.170.0.0/24');
+    await runContainer(a, na.poolId, '10.170.0.10');
+    await runContainer(b, nb.poolId, '10.170.0.20');
+    await expect(gcDeadHost(a.client, 'gc-b', deadlineFromNow())).rejects.toThrow('host: host gc-b is alive');
+    await closeHost(b);
+    const result = await gcDeadHost(a.client, 'gc-b', deadlineFromNow());
+    expect(result).toEqual({ host: 'gc-b', freed: ['gc 10.170.0.20'], pools: ['gc'] });
+    expect((await heldInEtcd('gc')).sort()).toEqual(['10.170.0.1', '10.170.0.10']);
+    await expect(gcDeadHost(a.client, 'gc-b', deadlineFromNow())).rejects.toThrow('no host gc-b');
+  });
+
+  it('frees a dead host\'s addresses by itself with --reclaim-after', async () => {
+    const keeper = new Cluster({ endpoints: [etcd.endpoint], hostId: 'reclaim-keeper', reclaimAfterMs: 1000 }, new MemoryStore(), log);
+    await keeper.sharedPools(() => false);
+    keeper.start();
+    try {
+      const b = await simHost('reclaim-b');
+      const nb = await createNetwork(b, 'reclaim', '10.174.0.0/24');
+      await runContainer(b, nb.poolId, '10.174.0.40');
+      await closeHost(b);
+      await waitUntil(async () => !(await heldInEtcd('reclaim')).includes('10.174.0.40'), { timeoutMs: 20_000, what: 'the reclaimer to free 10.174.0.40' });
+      expect((await keeper.report(new Set())).hosts.map((h) => h.id)).not.toContain('reclaim-b');
+    } finally {
+      await keeper.stop();
+    }
+  });
+
+  it('refuses addresses from a pool deleted behind this host\'s back, and writes none', async () => {
+    const a = await simHost('gone-a');
+    const { poolId } = await createNetwork(a, 'gone', '10.159.0.0/24');
+    expect((await etcd.etcdctl(['del', '--prefix', 'tsnet/v1/pools/gone/'])).exitCode).toBe(0);
+    await expect(runContainer(a, poolId)).rejects.toThrow('PoolID: pool gone is no longer in the cluster store');
+    await expect(runContainer(a, poolId, '10.159.0.9')).rejects.toThrow('PoolID: pool gone is no longer in the cluster store');
+    expect(await heldInEtcd('gone')).toEqual([]);
+  });
+
+  it('reports the holds etcd says this host has that its own record does not know, and gc frees them', async () => {
+    const store = new MemoryStore();
+    const cluster = new Cluster({ endpoints: [etcd.endpoint], hostId: 'orph-a' }, store, log);
+    const ipam = new IpamService(store, { shared: await cluster.sharedPools(() => true) });
+    try {
+      const { poolId } = await ipam.requestPool(poolRequest('orph', '10.158.0.0/24'));
+      const kept = (await ipam.requestAddress({ poolId, address: '', options: {} })).address.split('/')[0]!;
+      // What a lost state directory leaves behind:
+      const lost = JSON.stringify({ kind: 'container', host: 'orph-a', holder: 'lost', since: new Date().toISOString() });
+      expect((await etcd.etcdctl(['put', 'tsnet/v1/pools/orph/v4/addresses/10.158.0.200', lost])).exitCode).toBe(0);
+      const report = await cluster.report(new Set());
+      expect(report.orphans).toEqual(['orph 10.158.0.200']);
+      // The address it did hand out has no endpoint here (no network service in this test):
+      expect(report.unattached).toEqual([`orph ${kept}`]);
+      expect((await cluster.report(new Set([kept]))).unattached).toEqual([]);
+      expect(await cluster.gc()).toEqual({ host: 'orph-a', freed: ['orph 10.158.0.200'], pools: [] });
+      expect(await heldInEtcd('orph')).toEqual([kept]);
+      expect((await cluster.report(new Set([kept]))).orphans).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it('refuses garbage in the store, naming the key, and changes nothing', async () => {
+    const a = await simHost('junk-a');
+    expect((await etcd.etcdctl(['put', 'tsnet/v1/pools/junk/v4/definition', 'not json'])).exitCode).toBe(0);
+    await expect(a.ipam.requestPool(poolRequest('junk', '10.171.0.0/24'))).rejects.toThrow(
+      'cluster store: key tsnet/v1/pools/junk/v4/definition: is not JSON',
+    );
+    expect(a.pools.localPools()).toEqual([]);
+  });
+
+  it('fails fast while etcd hangs, allocates nothing, queues releases, and recovers without a restart', async () => {
+    const a = await simHost('hang-a');
+    const { poolId } = await createNetwork(a, 'hang', '10.172.0.0/24');
+    const kept = await runContainer(a, poolId);
+    etcd.pause();
+    try {
+      const started = Date.now();
+      await expect(runContainer(a, poolId)).rejects.toThrow(`cluster store: etcd://${etcd.endpoint} is unreachable (no answer within 4 s); nothing was allocated or released`);
+      // The protocol contract (dockerd must get an answer), not a performance figure.
+      expect(Date.now() - started).toBeLessThan(5000);
+      await a.ipam.releaseAddress(poolId, kept);
+      expect(a.pools.pendingCount).toBeGreaterThan(0);
+    } finally {
+      etcd.resume();
+    }
+    await a.pools.settle();
+    a.pools.drainSoon();
+    await a.pools.settle();
+    expect(a.pools.pendingCount).toBe(0);
+    expect(await heldInEtcd('hang')).toEqual(['10.172.0.1']);
+    expect(await runContainer(a, poolId)).toMatch(/^10\.172\.0\./);
+  });
+
+  it('keeps working across an etcd kill and restart on the same data', async () => {
+    const a = await simHost('restart-a');
+    const { poolId } = await createNetwork(a, 'restart', '10.173.0.0/24');
+    const before = await runContainer(a, poolId);
+    await etcd.kill9();
+    await expect(runContainer(a, poolId)).rejects.toThrow(/cluster store: etcd:\/\/.* is unreachable/);
+    await etcd.start();
+    const after = await runContainer(a, poolId);
+    expect(after).not.toBe(before);
+    expect((await heldInEtcd('restart')).sort()).toEqual(['10.173.0.1', before, after].sort());
+  });
+});
+
+describe('a TLS cluster store', () => {
+  let secure: EtcdServer;
+  beforeAll(async () => {
+    const pki = await makeTestPki(join(dir, 'pki'), '127.0.0.1');
+    secure = await startEtcd({ name: `${id}tls`, address: '127.0.0.1', dataDir: join(dir, 'etcd-tls'), logFile: join(dir, 'etcd-tls.log'), pki });
+  });
+  afterAll(async () => {
+    await secure?.destroy();
+  });
+
+  it('talks TLS with --cluster-ca/--cluster-cert/--cluster-key, and names the store when the CA is wrong', async () => {
+    const pkiDir = join(dir, 'pki');
+    const flags = { clusterStore: `etcd://${secure.endpoint}`, hostId: 'tls-a', clusterCa: join(pkiDir, 'ca.pem'), clusterCert: join(pkiDir, 'client.pem'), clusterKey: join(pkiDir, 'client.key') };
+    const client = new EtcdClient(clusterConfig(flags)!);
+    try {
+      const result = await client.txn([], [{ put: 'tsnet/v1/probe', value: 'x' }], [], deadlineFromNow());
+      expect(result.succeeded).toBe(true);
+      expect((await client.get('tsnet/v1/probe', deadlineFromNow()))?.value).toBe('x');
+    } finally {
+      client.close();
+    }
+    // A CA that did not sign the server's certificate: refused, naming the store.
+    const stranger = new EtcdClient({ endpoints: [secure.endpoint], tls: { ca: readFileSync(join(pkiDir, 'client.pem')), cert: readFileSync(flags.clusterCert), key: readFileSync(flags.clusterKey) } });
+    try {
+      await expect(stranger.get('tsnet/v1/probe', deadlineFromNow())).rejects.toThrow(`cluster store: etcd://${secure.endpoint} is unreachable`);
+    } finally {
+      stranger.close();
+    }
+  });
+});

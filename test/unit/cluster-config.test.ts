@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { clusterConfig, parseClusterStoreUrl, parseDuration } from '../../src/cluster/cluster-config.js';
+
+describe('--cluster-store and friends', () => {
+  it('takes one or several etcd endpoints', () => {
+    expect(parseClusterStoreUrl('etcd://10.0.0.1:2379')).toEqual(['10.0.0.1:2379']);
+    expect(parseClusterStoreUrl('etcd://a.example:2379,b.example:2379,[fd00::1]:2379')).toEqual(['a.example:2379', 'b.example:2379', '[fd00::1]:2379']);
+  });
+
+  it.each([
+    ['http://10.0.0.1:2379', 'must be etcd://HOST:PORT'],
+    ['etcd://10.0.0.1', '"10.0.0.1" is not HOST:PORT'],
+    ['etcd://10.0.0.1:99999', '"10.0.0.1:99999" is not HOST:PORT'],
+    ['etcd://a:1,,b:2', '"" is not HOST:PORT'],
+    ['etcd://a b:2379', '"a b:2379" is not HOST:PORT'],
+  ])('refuses %s naming the flag', (url, reason) => {
+    expect(() => parseClusterStoreUrl(url)).toThrow(`--cluster-store "${url}": `);
+    expect(() => parseClusterStoreUrl(url)).toThrow(reason);
+  });
+
+  it('reads durations and refuses other spellings', () => {
+    expect(parseDuration('--reclaim-after', '90s')).toBe(90_000);
+    expect(parseDuration('--reclaim-after', '2h')).toBe(7_200_000);
+    expect(() => parseDuration('--reclaim-after', '10')).toThrow('--reclaim-after "10": must be a positive duration');
+    expect(() => parseDuration('--reclaim-after', '0s')).toThrow('must be a positive duration');
+  });
+
+  it('checks the flags together', () => {
+    expect(clusterConfig({})).toBeUndefined();
+    expect(() => clusterConfig({ reclaimAfter: '1h' })).toThrow('--reclaim-after needs --cluster-store');
+    expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'has/slash' })).toThrow('--host-id "has/slash"');
+    expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'x'.repeat(64) })).toThrow('--host-id');
+    expect(() => clusterConfig({ clusterStore: 'etcd://a:1', clusterCert: '/c' })).toThrow('--cluster-cert and --cluster-key go together');
+    expect(() => clusterConfig({ clusterStore: 'etcd://a:1', clusterCa: '/nonexistent/ca.pem' })).toThrow('--cluster-ca /nonexistent/ca.pem: ENOENT');
+    expect(clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', reclaimAfter: '10m' })).toEqual({ endpoints: ['a:1'], hostId: 'h1', reclaimAfterMs: 600_000 });
+  });
+});
