@@ -61,19 +61,35 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     const link = macvlanName(endpoint.id);
     // The MAC core chose (or dockerd sent) goes on the link, so the kernel and dockerd agree on it.
     const add = ['link', 'add', link, 'link', parent, 'address', endpoint.mac, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'macvlan', 'mode', mode];
-    const route = this.shim.routeLine(network, endpoint);
-    const lines = route ? [add, route] : [add];
     try {
-      await this.ip.batch(lines);
+      await this.ip.batch([add]);
     } catch (error) {
       if (!(error instanceof CommandError)) throw error;
       if (/Cannot find device/.test(error.stderr)) throw new RequestError(MACVLAN_OPTIONS.parent, `parent interface ${parent} is gone`);
       // A link left over by a crashed attempt of this very endpoint: replace it.
       if (!/File exists/.test(error.stderr)) throw error;
       await this.ip.deleteLinks([link]);
-      await this.ip.batch(lines);
+      await this.ip.batch([add]);
+    }
+    const route = this.shim.routeLine(network, endpoint);
+    if (route) {
+      try {
+        await this.routeThroughShim(network, route);
+      } catch (error) {
+        await this.ip.deleteLinks([link]);
+        throw error;
+      }
     }
     return { link };
+  }
+
+  private async routeThroughShim(network: MacvlanNetwork, route: string[]): Promise<void> {
+    try {
+      await this.ip.batch([route]);
+    } catch (error) {
+      if (!(error instanceof CommandError)) throw error;
+      throw new RequestError(MACVLAN_OPTIONS.hostShim, `cannot route ${route[2]} through the host shim ${network.config.hostShim!.name}: ${error.stderr.trim()}`);
+    }
   }
 
   async deleteEndpoint(network: MacvlanNetwork, endpoint: MacvlanEndpoint): Promise<void> {

@@ -217,3 +217,18 @@ describe('refused options', () => {
     expect(await snapshot()).toBe(before);
   });
 });
+
+describe('an endpoint whose host-shim route cannot be made', () => {
+  it('leaves no macvlan link behind and names the shim, not the parent', async () => {
+    const tsnet = await startTsnet();
+    await createNetwork(tsnet, 9, { parent: WIRE, 'tsnet.host_shim': '10.72.0.250' }, '10.72.0').expect(200);
+    // Someone deleted the shim under tsnet: the /32 route has nowhere to go.
+    await ipIn(HOST_A, ['link', 'del', 'dev', `tss${netId(9).slice(0, 12)}`]);
+    const res = await createEndpoint(tsnet, 9, 9, '10.72.0.10/24').expect(500);
+    expect(res.body.Err).toMatch(/^tsnet\.host_shim: /);
+    expect(res.body.Err).not.toMatch(/parent interface/);
+    expect(await linkIn(HOST_A, `tsm${epId(9).slice(0, 12)}`)).toBeUndefined();
+    expect(tsnet.plugin.networks.listEndpoints()).toEqual([]);
+    await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: netId(9) }).expect(200);
+  });
+});

@@ -39,16 +39,16 @@ async function network(driver: MacvlanDriver, options: Record<string, string>, m
 const writes = (runner: RecordingRunner) => runner.lines().filter((line) => !line.startsWith('ip -json'));
 
 describe('macvlan driver command plans', () => {
-  it('creates an endpoint in one process: the link with its MAC and mode, and the shim route', async () => {
+  it('creates an endpoint with no read: the link with its MAC and mode, then its shim route', async () => {
     const { runner, driver } = fixture();
     const net = await network(driver, { parent: 'wire', 'tsnet.host_shim': '10.61.0.250' }, 1400);
     const before = runner.commands.length;
     const state = await driver.createEndpoint(net, { id: EP, networkId: NET, address: '10.61.0.10/24', mac: '02:42:0a:3d:00:0a', portBindings: [], driverOptions: {} });
     expect(state).toEqual({ link: 'tsmeeeeeeeeeeee' });
+    // Two requests to the daemon's long-lived ip session (no program start): a route that fails must take the link back.
     expect(runner.lines().slice(before)).toEqual([
-      'ip -batch -\n' +
-        'link add tsmeeeeeeeeeeee link wire address 02:42:0a:3d:00:0a mtu 1400 type macvlan mode bridge\n' +
-        `route replace 10.61.0.10/32 dev tss${NET.slice(0, 12)}`,
+      'ip -batch -\nlink add tsmeeeeeeeeeeee link wire address 02:42:0a:3d:00:0a mtu 1400 type macvlan mode bridge',
+      `ip -batch -\nroute replace 10.61.0.10/32 dev tss${NET.slice(0, 12)}`,
     ]);
   });
 
