@@ -32,6 +32,9 @@ export interface NetworkRecord<C = unknown> extends NetworkSpec {
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 
+/** The endpoint option that carries dockerd's -p list (CreateEndpoint, Join, ProgramExternalConnectivity). */
+export const PORTMAP = 'com.docker.network.portmap';
+
 /**
  * One -p mapping as dockerd sends it: one container port, published on one
  * host port picked from [hostPort, hostPortEnd] (0 = any free port).
@@ -61,8 +64,6 @@ export interface EndpointSpec {
   addressIPv6?: string;
   mac: string;
   portBindings: PortBinding[];
-  /** Per-endpoint --driver-opt keys. */
-  driverOptions: Record<string, string>;
 }
 
 export interface EndpointRecord<S = unknown> extends EndpointSpec {

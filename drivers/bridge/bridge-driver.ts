@@ -3,7 +3,7 @@ import { parseCidr } from '../../src/net/address.js';
 import type { Logger } from 'pino';
 import { type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
-import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, PublishedPort, SubnetRecord } from '../model.js';
+import { type EndpointRecord, type EndpointSpec, type JoinInfo, type NetworkRecord, type NetworkSpec, PORTMAP, type PortBinding, type PublishedPort, type SubnetRecord } from '../model.js';
 import { vethContainerName, vethHostName } from '../names.js';
 import { lostSandbox } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
@@ -21,8 +21,6 @@ export interface BridgeEndpointState {
 
 type BridgeNetwork = NetworkRecord<BridgeConfig>;
 type BridgeEndpoint = EndpointRecord<BridgeEndpointState>;
-
-const PORTMAP = 'com.docker.network.portmap';
 
 /** The gateways the bridge carries, as `address/prefix`, and the extra `ip address add` words (IPv6 without DAD: it is ours). */
 function gatewayAddresses(network: BridgeNetwork): Array<{ address: string; extra: string[] }> {

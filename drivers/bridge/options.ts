@@ -1,8 +1,9 @@
 import { RequestError } from '../../src/errors.js';
-import { cidrOverlaps, parseCidr } from '../../src/net/address.js';
+import { parseCidr } from '../../src/net/address.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { bridgeName } from '../names.js';
 import { OptionReader } from '../option-values.js';
+import { overlappingSubnets } from '../subnets.js';
 
 /** Docker's bridge option keys; they mean the same with tsnet. */
 export const BRIDGE_OPTIONS = {
@@ -71,15 +72,8 @@ export function parseBridgeConfig(
     if (other.kind !== 'bridge') continue;
     const otherConfig = other.config as BridgeConfig;
     if (otherConfig.bridge === bridge) throw new RequestError(BRIDGE_OPTIONS.name, `bridge ${bridge} is already used by network ${other.id.slice(0, 12)}`);
-    for (const otherSubnet of [...other.ipv4, ...other.ipv6Subnets]) {
-      for (const mine of [...spec.ipv4, ...spec.ipv6Subnets]) {
-        const a = parseCidr(mine.pool)?.cidr;
-        const b = parseCidr(otherSubnet.pool)?.cidr;
-        if (a && b && cidrOverlaps(a, b)) {
-          throw new RequestError('Pool', `${mine.pool} overlaps with ${otherSubnet.pool} of bridge network ${other.id.slice(0, 12)}`);
-        }
-      }
-    }
+    const overlap = overlappingSubnets(spec, other);
+    if (overlap) throw new RequestError('Pool', `${overlap[0]} overlaps with ${overlap[1]} of bridge network ${other.id.slice(0, 12)}`);
   }
 
   const hostIpv4 = options.ipv4(BRIDGE_OPTIONS.hostIpv4);

@@ -1,11 +1,8 @@
 import { z } from 'zod';
-import type { PortBinding, Protocol } from '../../drivers/model.js';
+import { PORTMAP, type PortBinding, type Protocol } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { parseIp } from '../net/address.js';
 
-export const PORTMAP = 'com.docker.network.portmap';
-/** dockerd's own keys (ports, exposed ports, DNS servers, MAC…) are not per-endpoint driver options. */
-const DOCKER_PREFIX = 'com.docker.network.';
 
 const PROTOCOLS: Record<number, Protocol> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
 const port = z.number().int().min(0).max(65535);
@@ -37,15 +34,4 @@ export function portBindings(options: Record<string, unknown>): PortBinding[] {
     if (wire.Port === 0) throw new RequestError(`${field}.Port`, 'the container port must not be 0');
     return { proto, hostIp, hostPort: wire.HostPort, hostPortEnd, port: wire.Port };
   });
-}
-
-/** Per-endpoint --driver-opt keys arrive as top-level string options. */
-export function endpointDriverOptions(options: Record<string, unknown>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(options)) {
-    if (key.startsWith(DOCKER_PREFIX)) continue;
-    if (typeof value !== 'string') throw new RequestError(`Options.${key}`, `driver option values must be strings, got ${JSON.stringify(value)}`);
-    out[key] = value;
-  }
-  return out;
 }

@@ -6,7 +6,7 @@ import { KeyedMutex } from '../mutex.js';
 import { formatCidr, parseCidr, parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
 import { type Store, type Write, del, put } from '../store/store.js';
-import { endpointDriverOptions, portBindings } from './endpoint-options.js';
+import { portBindings } from './endpoint-options.js';
 import { COMMON_OPTIONS, type CreateNetworkInput, networkSpec } from './network-options.js';
 
 export interface CreateEndpointInput {
@@ -187,7 +187,6 @@ export class NetworkService {
         ...(input.addressIPv6 ? { addressIPv6: input.addressIPv6 } : {}),
         mac: input.macAddress || macFor(ipv4),
         portBindings: portBindings(input.options),
-        driverOptions: endpointDriverOptions(input.options),
       };
       const driver = this.driverOf(network);
       const endpoint: EndpointRecord = { ...spec, state: await driver.createEndpoint(network, spec) };

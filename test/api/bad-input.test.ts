@@ -70,7 +70,6 @@ const CASES: Array<[string, string, unknown, string]> = [
   ['a host IP that is not an IP', 'NetworkDriver.CreateEndpoint', endpoint({}, portmap({ HostIP: 'example.com' })), 'com.docker.network.portmap.0.HostIP:'],
   ['a port map that is not a list', 'NetworkDriver.CreateEndpoint', endpoint({}, { 'com.docker.network.portmap': 'all' }), 'com.docker.network.portmap:'],
   ['endpoint options that are not a map', 'NetworkDriver.CreateEndpoint', endpoint({}, 'nope'), 'Options:'],
-  ['a driver option that is not a string', 'NetworkDriver.CreateEndpoint', endpoint({}, { dk: 5 }), 'Options.dk:'],
   ['a join of an unknown endpoint', 'NetworkDriver.Join', { NetworkID: NET_A, EndpointID: EP_2, SandboxKey: '', Options: {} }, 'EndpointID: no such endpoint'],
   ['a join on an unknown network', 'NetworkDriver.Join', { NetworkID: NET_B, EndpointID: EP_1, SandboxKey: '', Options: {} }, 'NetworkID: no such network'],
   ['ports for an unknown endpoint', 'NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_2, Options: {} }, 'EndpointID: no such endpoint'],

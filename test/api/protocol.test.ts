@@ -73,6 +73,14 @@ describe('plugin protocol with the bodies dockerd sends', () => {
     expect(join.body).toEqual({ InterfaceName: { SrcName: `tsc${EP_1.slice(0, 12)}`, DstPrefix: 'eth' }, DisableGatewayService: true });
   });
 
+  it('accepts per-endpoint options of any shape: tsnet reads only the port map', async () => {
+    await f.post('NetworkDriver.CreateNetwork', createNetworkBody);
+    const options = { 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }], dk: 5, nested: { a: ['b'] } };
+    const res = await f.post('NetworkDriver.CreateEndpoint', { ...createEndpointBody, Options: options });
+    expect(res.status).toBe(200);
+    expect(f.plugin.networks.listEndpoints()[0]).not.toHaveProperty('driverOptions');
+  });
+
   it('accepts null for every map and list dockerd may leave empty', async () => {
     const res = await f.post('NetworkDriver.CreateNetwork', { ...createNetworkBody, Options: null, IPv6Data: null });
     expect(res.status).toBe(200);

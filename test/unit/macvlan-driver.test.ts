@@ -43,7 +43,7 @@ describe('macvlan driver command plans', () => {
     const { runner, driver } = fixture();
     const net = await network(driver, { parent: 'wire', 'tsnet.host_shim': '10.61.0.250' }, 1400);
     const before = runner.commands.length;
-    const state = await driver.createEndpoint(net, { id: EP, networkId: NET, address: '10.61.0.10/24', mac: '02:42:0a:3d:00:0a', portBindings: [], driverOptions: {} });
+    const state = await driver.createEndpoint(net, { id: EP, networkId: NET, address: '10.61.0.10/24', mac: '02:42:0a:3d:00:0a', portBindings: [] });
     expect(state).toEqual({ link: 'tsmeeeeeeeeeeee' });
     // Two requests to the daemon's long-lived ip session (no program start): a route that fails must take the link back.
     expect(runner.lines().slice(before)).toEqual([
