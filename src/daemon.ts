@@ -43,7 +43,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   const cluster = options.cluster && new Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
-  const { app, networks } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
+  const { app, networks, inFlight } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -51,7 +51,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
-  const admin = createServer(createAdminApp(networks, log, cluster));
+  const admin = createServer(createAdminApp(networks, log, inFlight, cluster));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.
@@ -64,6 +64,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
       await Promise.all([close(server), close(admin)]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
+      // Requests whose connections were cut still run: their kernel work must reach the store.
+      await inFlight.drained();
       await cluster?.stop();
       await store.close();
       log.info('tsnet stopped; state kept');

@@ -9,6 +9,7 @@ import { networkRoutes } from './api/network-routes.js';
 import { createApp } from './api/server.js';
 import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
+import { InFlight } from './in-flight.js';
 import { IpamService } from './ipam/ipam-service.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
@@ -26,6 +27,8 @@ export interface Plugin {
   app: Express;
   networks: NetworkService;
   ipam: IpamService;
+  /** The requests being served; other servers on the same services count theirs here too. */
+  inFlight: InFlight;
 }
 
 /** What the plugin works on: its state, the door to programs, and the host's port space. */
@@ -56,5 +59,6 @@ export async function createPlugin({ store, runner, hostPorts }: PluginParts, op
   await ipam.load();
   await networks.load();
   await networks.restore();
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log), networks, ipam };
+  const inFlight = new InFlight();
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight), networks, ipam, inFlight };
 }

@@ -4,6 +4,7 @@ import type { EndpointRecord, PortBinding, PublishedPort } from '../../drivers/m
 import type { Cluster } from '../cluster/cluster.js';
 import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
+import type { InFlight } from '../in-flight.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
 
 /** What the admin API says of an endpoint's ports. */
@@ -37,7 +38,7 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   GET  /cluster                       hosts, shared pools, this host's orphans (`tsnet cluster ls`)
  *   POST /cluster/gc {host?}            free a dead host's addresses, or this host's orphans
  */
-export function createAdminApp(networks: NetworkService, log: Logger, cluster?: Cluster): express.Express {
+export function createAdminApp(networks: NetworkService, log: Logger, inFlight: InFlight, cluster?: Cluster): express.Express {
   // What is open, not what was asked: `-p 80` shows the host port it got.
   const view = (e: EndpointRecord): EndpointPorts => ({
     endpoint: e.id,
@@ -47,14 +48,16 @@ export function createAdminApp(networks: NetworkService, log: Logger, cluster?: 
   });
   const app = express();
   app.use(express.json());
+  /** A handler that changes state: shutdown waits for it. */
+  const changing = (handler: (req: Request, res: Response) => Promise<void>) => (req: Request, res: Response) => inFlight.track(() => handler(req, res));
   app.get('/ports', (_req, res) => {
     res.json(networks.listEndpoints().map(view).filter((e) => e.ports.length > 0));
   });
-  app.post('/ports/add', async (req, res) => {
+  app.post('/ports/add', changing(async (req, res) => {
     const { address, port } = body(req);
     res.json(view(await networks.changePorts(address, (current) => [...current.map((p) => p.binding), port])));
-  });
-  app.post('/ports/rm', async (req, res) => {
+  }));
+  app.post('/ports/rm', changing(async (req, res) => {
     const { address, port } = body(req);
     const updated = await networks.changePorts(address, (current) => {
       const kept = current.filter((p) => !names(port, p));
@@ -62,7 +65,7 @@ export function createAdminApp(networks: NetworkService, log: Logger, cluster?: 
       return kept.map((p) => p.binding);
     });
     res.json(view(updated));
-  });
+  }));
   const clusterOf = (): Cluster => {
     if (!cluster) throw new RequestError('cluster', 'this tsnet daemon runs without --cluster-store');
     return cluster;
@@ -72,11 +75,11 @@ export function createAdminApp(networks: NetworkService, log: Logger, cluster?: 
     const attached = new Set(networks.listEndpoints().flatMap((e) => [plain(e.address), plain(e.addressIPv6)].filter((a): a is string => a !== undefined)));
     res.json(await clusterOf().report(attached));
   });
-  app.post('/cluster/gc', async (req, res) => {
+  app.post('/cluster/gc', changing(async (req, res) => {
     const { host } = (req.body ?? {}) as { host?: unknown };
     if (host !== undefined && typeof host !== 'string') throw new RequestError('host', 'must be a host ID');
     res.json(await clusterOf().gc(host));
-  });
+  }));
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof RequestError) {
       res.status(400).json({ Err: error.message });

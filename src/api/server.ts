@@ -1,6 +1,7 @@
 import express, { type Express, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { RequestError } from '../errors.js';
+import type { InFlight } from '../in-flight.js';
 import { decode, type Route } from './route.js';
 
 const IMPLEMENTS = { Implements: ['NetworkDriver', 'IpamDriver'] };
@@ -20,7 +21,7 @@ function idsOf(body: unknown): Record<string, string> {
  * The plugin API as an express app: POST /<Subsystem>.<Method>, JSON in and
  * out, every failure HTTP 500 with {"Err": "<field>: <reason>"}.
  */
-export function createApp(routes: readonly Route[], log: Logger): Express {
+export function createApp(routes: readonly Route[], log: Logger, inFlight: InFlight): Express {
   const app = express();
   app.disable('x-powered-by');
   // dockerd sends no Content-Type: take every body as text and decode it ourselves.
@@ -36,7 +37,7 @@ export function createApp(routes: readonly Route[], log: Logger): Express {
       try {
         const request = decode(r.schema, raw);
         ids = idsOf(request);
-        res.json(await r.handle(request));
+        res.json(await inFlight.track(async () => r.handle(request)));
         log.info({ method: r.method, ...ids, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'ok');
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);

@@ -40,6 +40,8 @@ export interface TsnetOptions {
   cli?: string;
   /** More `tsnet daemon` flags, e.g. `['--cluster-store', 'etcd://10.0.0.1:2379', '--host-id', 'a']`; kept across restart(). */
   extraArgs?: readonly string[];
+  /** Environment of the daemon on top of the test's own, e.g. a PATH with slowed-down tools; kept across restart(). */
+  env?: Readonly<Record<string, string>>;
 }
 
 export class TsnetDaemon {
@@ -91,7 +93,7 @@ export class TsnetDaemon {
     mkdirSync(dirname(this.opts.logFile), { recursive: true });
     const [file, ...args] = this.argv() as [string, ...string[]];
     const log = { file: this.opts.logFile, append: true } as const;
-    const child = execa(file, args, { stdin: 'ignore', stdout: log, stderr: log, reject: false });
+    const child = execa(file, args, { stdin: 'ignore', stdout: log, stderr: log, reject: false, ...(this.opts.env ? { env: this.opts.env } : {}) });
     this.child = child;
     this.childPid = child.pid;
     if (this.childPid === undefined) throw new Error(`could not spawn tsnet\n${this.logBlock()}`);

@@ -3,11 +3,11 @@
  * socket replaced, a live one refused, SIGTERM keeping state, kill -9 survived.
  */
 import { once } from 'node:events';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon } from '../harness/index.js';
+import { createNetns, deleteNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}d`;
@@ -68,6 +68,29 @@ describe('tsnet daemon lifecycle', () => {
     await tsnet.start();
     expect(JSON.parse((await ask()).body).Address).toBe('10.250.0.3/24');
     expect(tsnet.logTail(200)).toMatch(/"method":"IpamDriver.RequestAddress".*"ms":/);
+  });
+
+  it('lets a request it is serving finish and record its work before it stops, however long it takes', async () => {
+    // An iptables-restore slower than shutdown's 10 s wait for connections: the handler is between kernel change and commit.
+    const bin = join(dir, 'slow-bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'iptables-restore'), '#!/bin/sh\nsleep 12\nexec /usr/sbin/iptables-restore "$@"\n', { mode: 0o755 });
+    const opts = { ...options(), stateDir: join(dir, 'state5'), driver: `tss${id}`, env: { PATH: `${bin}:${process.env.PATH}` } };
+    const slow = await startTsnet(opts);
+    const network = 'c5'.repeat(32);
+    const create = JSON.stringify({ NetworkID: network, Options: { 'com.docker.network.generic': {} }, IPv4Data: [{ AddressSpace: 'x', Pool: '10.253.0.0/24', Gateway: '10.253.0.1/24' }] });
+    const answer = httpPostUnix(slow.socketPath, '/NetworkDriver.CreateNetwork', create, 30_000).catch(() => undefined);
+    await waitUntil(async () => (await run('pgrep', ['-f', `^/bin/sh ${bin}/iptables-restore`])).exitCode === 0, { timeoutMs: 10_000, what: 'the slow iptables-restore to start' });
+    await slow.stop();
+    await answer;
+    // The state kept what the kernel got: restarted, tsnet knows the network and deletes its bridge.
+    const again = await startTsnet({ ...opts, env: {} });
+    try {
+      expect((await httpPostUnix(again.socketPath, '/NetworkDriver.DeleteNetwork', JSON.stringify({ NetworkID: network }))).status).toBe(200);
+      expect((await run('ip', ['-n', netns, 'link', 'show', `tsbr-${network.slice(0, 10)}`])).exitCode).not.toBe(0);
+    } finally {
+      await again.stop();
+    }
   });
 
   it('refuses a malformed --cluster-store before serving anything', async () => {
