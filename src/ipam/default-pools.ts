@@ -1,4 +1,4 @@
-import { type Cidr, cidrSize, formatCidr, parseCidr } from '../net/address.js';
+import { type Cidr, cidrSize, parseCidr } from '../net/address.js';
 
 /** A base network cut into subnets of one size: `172.17.0.0/16` split into /16s, `192.168.0.0/16` into /20s. */
 export interface DefaultPool {
@@ -35,6 +35,3 @@ export function* candidateSubnets(pools: readonly DefaultPool[]): Generator<Cidr
     for (let network = base.network; network < end; network += step) yield { family: base.family, network, prefix: size };
   }
 }
-
-export const describeDefaultPools = (pools: readonly DefaultPool[]): string =>
-  pools.map((p) => `${formatCidr(p.base)}/${p.size}`).join(',');
