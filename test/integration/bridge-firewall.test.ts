@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { execa } from 'execa';
 import { CleanupStack, createNetns, deleteNetns, execInNetnsOk, ipIn, REPO_ROOT, waitUntil } from '../harness/index.js';
 import { NetnsPlugin } from './netns-plugin.js';
@@ -230,6 +230,21 @@ describe('on iptables-legacy', () => {
     const s = await scene();
     await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0'));
     expect((await execInNetnsOk(s.netns, ['iptables-legacy-save'])).stdout).toContain(`TSNET-FWD-${NET_A.slice(0, 10)}`);
+  });
+});
+
+describe('tsnet port add whose state cannot be written', () => {
+  it('takes its rules back: the kernel keeps matching the state', async () => {
+    const s = await scene();
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0'));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 8080, Port: 80 }]));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    const before = await s.rules();
+    vi.spyOn(s.tsnet.store, 'commit').mockRejectedValueOnce(new Error('disk full'));
+    const add = s.tsnet.plugin.networks.changePorts('10.60.0.2', (current) => [...current.map((p) => p.binding), { proto: 'tcp', hostIp: '', hostPort: 8081, hostPortEnd: 8081, port: 81 }]);
+    await expect(add).rejects.toThrow('disk full');
+    expect(await s.rules()).toBe(before);
+    expect(s.tsnet.plugin.networks.listEndpoints()[0]!.portBindings).toHaveLength(1);
   });
 });
 

@@ -20,7 +20,8 @@ export class NetnsRunner implements Runner {
 
 /** A plugin on a real SQLite state dir, programming a real netns; `restart` reopens the same state. */
 export class NetnsPlugin {
-  private store!: SqliteStore;
+  /** Exposed so a test can make a commit fail. */
+  store!: SqliteStore;
   plugin!: Plugin;
   readonly stateDir = mkdtempSync(join(tmpdir(), 'tsnet-it-'));
 
