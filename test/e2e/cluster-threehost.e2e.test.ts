@@ -132,7 +132,11 @@ describe('shared pool across three hosts on etcd', () => {
       await plugIntoSwitch(SWITCH, { netns: host.netns, ifname: WIRE, port: `p${i + 1}`, address: `10.175.0.${11 + i}/24` });
     }
     // tsnet served at once; it registers in etcd as soon as the wire reaches it.
-    await waitUntil(async () => (await clusterReport(hosts[0]!)).hosts.filter((h) => h.alive).length === HOSTS, {
+    await waitUntil(async () => {
+      // Until the wire reaches etcd, cluster ls itself fails: that is "not yet", not a failure.
+      const r = await hosts[0]!.tsnet.runCli(['cluster', 'ls', '--json']);
+      return r.exitCode === 0 && (JSON.parse(r.stdout) as ClusterReport).hosts.filter((h) => h.alive).length === HOSTS;
+    }, {
       timeoutMs: 30_000,
       what: 'three hosts alive in the cluster store',
       diagnostics: () => hosts.map((h) => h.tsnet.logTail(10)).join('\n'),
