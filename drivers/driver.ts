@@ -35,6 +35,9 @@ export interface Driver<C = unknown, S = unknown> {
    */
   goneEndpoints(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<EndpointRecord<S>[]>;
 
+  /** The links of the host netns with generated names (names.ts) that the network and its endpoints own. */
+  ownedLinks(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): string[];
+
   /** Start-up: makes the kernel match the stored network again (after a reboot or a crash). */
   restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;
 }

@@ -11,3 +11,6 @@ export const vethContainerName = (endpointId: string) => `tsc${endpointId.slice(
 export const macvlanName = (endpointId: string) => `tsm${endpointId.slice(0, 12)}`;
 /** The host's own macvlan shim on a parent, per network. */
 export const shimName = (networkId: string) => `tss${networkId.slice(0, 12)}`;
+
+/** Every name above, and nothing a user or Docker would pick by chance: the IDs are lower-case hex. */
+export const GENERATED_LINK = /^(tsbr-[0-9a-f]{10}|ts[vcms][0-9a-f]{12})$/;

@@ -11,6 +11,7 @@ import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { InFlight } from './in-flight.js';
 import { IpamService } from './ipam/ipam-service.js';
+import { removeLeftoverLinks } from './repair/leftover-links.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
 import { type HostPorts, Ip, IptablesFirewall, type Runner, Sysctl } from './sys/index.js';
@@ -59,6 +60,7 @@ export async function createPlugin({ store, runner, hostPorts }: PluginParts, op
   await ipam.load();
   await networks.load();
   await networks.restore();
+  await removeLeftoverLinks(ip, networks, log);
   const inFlight = new InFlight();
   return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight), networks, ipam, inFlight };
 }

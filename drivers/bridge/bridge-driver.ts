@@ -264,6 +264,10 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     return state;
   }
 
+  ownedLinks(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): string[] {
+    return [network.config.bridge, ...endpoints.flatMap((e) => [e.state.hostIf, e.state.containerIf])];
+  }
+
   /** Gone: its sandbox let go of the container end, or the whole pair vanished with it. */
   async goneEndpoints(_network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<BridgeEndpoint[]> {
     if (endpoints.length === 0) return [];

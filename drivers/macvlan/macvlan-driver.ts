@@ -118,6 +118,10 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     return endpoint.state;
   }
 
+  ownedLinks(network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[]): string[] {
+    return [...(network.config.hostShim ? [network.config.hostShim.name] : []), ...endpoints.map((e) => e.state.link)];
+  }
+
   /** Gone: its sandbox is gone (the link came back to the host netns, or died with it); not joined yet, its link vanished. */
   async goneEndpoints(_network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[]): Promise<MacvlanEndpoint[]> {
     if (endpoints.length === 0) return [];

@@ -87,6 +87,11 @@ export class NetworkService {
     return candidates.filter((e) => !gone.includes(e));
   }
 
+  /** The links the stored networks and endpoints own (with generated names), whatever their kind. */
+  ownedLinks(): Set<string> {
+    return new Set([...this.networks.values()].flatMap((n) => this.driverOf(n).ownedLinks(n, this.endpointsOf(n.id))));
+  }
+
   listNetworks(): NetworkRecord[] {
     return [...this.networks.values()];
   }
