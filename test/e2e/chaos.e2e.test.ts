@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENERATED_LINK } from '../../drivers/names.js';
-import { CleanupStack, createDockerHost, type DockerHost, TEST_IMAGE } from '../harness/index.js';
+import { CleanupStack, createDockerHost, type DockerHost, TEST_IMAGE, seededRandom } from '../harness/index.js';
 
 let host: DockerHost;
 const cleanup = new CleanupStack();
@@ -26,15 +26,6 @@ const NETWORKS = [
   { name: 'c3', subnet: '10.213.0.0/24', ipam: false },
 ];
 
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Running {
   name: string;
@@ -75,7 +66,7 @@ describe('chaos: churn while tsnet is killed at random moments', () => {
   });
 
   it(`survives ${OPERATIONS} operations by ${WORKERS} clients with tsnet SIGKILLed in between`, async () => {
-    const next = random(SEED);
+    const next = seededRandom(SEED);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
     const running: Running[] = [];
     let counter = 0;

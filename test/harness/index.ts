@@ -18,3 +18,4 @@ export { createOutside, nodeInNetns, REMOTE_SERVER, udpAsk, udpEchoServer, UPLIN
 export { ETCD_BINARY, ETCDCTL_BINARY, type EtcdOptions, EtcdServer, startEtcd } from './etcd.js';
 export { createSwitch, plugIntoSwitch, SWITCH_BRIDGE, type SwitchPort } from './switch.js';
 export { makeTestPki, type TestPki } from './pki.js';
+export { seededRandom } from './random.js';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, httpPostUnix, isAlive, newRunId, run, runDir, startTsnet, type TsnetDaemon } from '../harness/index.js';
+import { createNetns, deleteNetns, httpPostUnix, isAlive, newRunId, run, runDir, startTsnet, type TsnetDaemon, seededRandom } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}f`;
@@ -18,16 +18,6 @@ let tsnet: TsnetDaemon;
 const REQUESTS = 600;
 const SEED = 0x7577_6e74;
 
-/** mulberry32: small, seeded, good enough to pick cases. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NET = 'f0'.repeat(32);
 const EP = 'e0'.repeat(32);
@@ -102,7 +92,7 @@ function brokenField(pick: <T>(items: readonly T[]) => T, freshId: () => string)
 }
 
 function cases(): Case[] {
-  const next = random(SEED);
+  const next = seededRandom(SEED);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const methods = ['NetworkDriver.CreateNetwork', 'NetworkDriver.CreateEndpoint', 'NetworkDriver.Join', 'NetworkDriver.DeleteEndpoint', 'IpamDriver.RequestPool', 'IpamDriver.RequestAddress', 'IpamDriver.ReleaseAddress'];
   return Array.from({ length: REQUESTS }, (): Case => {
