@@ -27,6 +27,12 @@ export interface Driver<C = unknown, S = unknown> {
   /** `tsnet port add/rm` on a live endpoint: its -p list becomes `bindings`; returns the new state. Absent: the kind publishes no ports. */
   changePorts?(network: NetworkRecord<C>, endpoint: EndpointRecord<S>, bindings: readonly PortBinding[]): Promise<S>;
 
+  /**
+   * The host's own IPv4 addresses on the network (a bridge's gateway, a
+   * macvlan's host shim): where it serves the network's containers, e.g. DNS.
+   */
+  hostAddresses(network: NetworkRecord<C>): string[];
+
   /** Start-up: makes the kernel match the stored network again (after a reboot or a crash). */
   restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;
 }

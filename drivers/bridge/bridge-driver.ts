@@ -33,10 +33,14 @@ function gatewayAddresses(network: BridgeNetwork): string[][] {
   return lines;
 }
 
+/** The IPv4 gateway on the bridge, if the bridge carries one. */
+const bridgeGateway = (network: BridgeNetwork) => (network.config.inhibitIpv4 ? undefined : network.ipv4[0]?.gateway);
+
 /** What the firewall needs to know of a network. */
 function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
   const { config } = network;
   const v6 = network.ipv6 ? network.ipv6Subnets[0]?.pool : undefined;
+  const dnsServer = network.dns ? bridgeGateway(network) : undefined;
   return {
     id: network.id,
     bridge: config.bridge,
@@ -44,6 +48,7 @@ function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
     internal: network.internal,
     icc: config.icc,
     isolate: config.isolate,
+    ...(dnsServer ? { dnsServer } : {}),
     outboundNat: {
       ...(config.masquerade ? { 4: config.hostIpv4 ? { kind: 'snat', source: config.hostIpv4 } : { kind: 'masquerade' } } : {}),
       ...(config.masquerade6 ? { 6: { kind: 'masquerade' } } : {}),
@@ -176,6 +181,11 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     this.ports.release(endpoint.id);
     // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still.
     await this.ip.deleteLinks([endpoint.state.hostIf]);
+  }
+
+  hostAddresses(network: BridgeNetwork): string[] {
+    const gateway = bridgeGateway(network);
+    return gateway ? [gateway] : [];
   }
 
   join(network: BridgeNetwork, endpoint: BridgeEndpoint): JoinInfo {
