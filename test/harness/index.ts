@@ -15,3 +15,5 @@ export { REPO_ROOT, startTsnet, TSNET_CLI, TsnetDaemon, type TsnetOptions } from
 export { httpGetUnix, httpPostUnix, socketAccepts } from './unix-socket.js';
 export { waitUntil, type WaitOptions } from './wait.js';
 export { createOutside, nodeInNetns, REMOTE_SERVER, udpAsk, udpEchoServer, UPLINK_HOST, UPLINK_OUTSIDE } from './outside.js';
+export { dig, parseDig, type DigAnswer } from './dig.js';
+export { type Dnsmasq, type DnsmasqOptions, startDnsmasq } from './dnsmasq.js';
