@@ -3,6 +3,10 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/server.js';
+import { ContainerNames } from './docker/container-names.js';
+import { DockerApi, parseDockerHost } from './docker/docker-api.js';
+import { type DnsOptions, DnsService } from './dns/dns-service.js';
+import { LocalRecords } from './dns/local-records.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -14,6 +18,9 @@ export interface DaemonOptions extends PluginOptions {
   name: string;
   socketDir: string;
   stateDir: string;
+  /** --docker-host: where container names for DNS come from. */
+  dockerHost: string;
+  dns: DnsOptions;
 }
 
 export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -38,8 +45,21 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const adminPath = adminSocketPath(options.socketDir, options.name);
   await claimSocketPath(adminPath, options.socketDir);
 
+  const dockerAddress = parseDockerHost(options.dockerHost);
+
   const store: Store = new SqliteStore(options.stateDir);
   const { app, networks } = await createPlugin(store, new IpSessionRunner(new ExecaRunner()), options, log);
+  // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
+  const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }));
+  names.start();
+  let dns: DnsService;
+  try {
+    dns = await DnsService.start(options.dns, networks, [new LocalRecords(networks, names)], log.child({ room: 'dns' }));
+  } catch (error) {
+    await names.stop();
+    await store.close();
+    throw error;
+  }
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -47,7 +67,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
-  const admin = createServer(createAdminApp(networks, log));
+  const admin = createServer(createAdminApp(networks, dns, log));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
   log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length }, 'tsnet is serving');
@@ -58,6 +78,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
       await Promise.all([close(server), close(admin)]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
+      await Promise.all([dns.stop(), names.stop()]);
       await store.close();
       log.info('tsnet stopped; state kept');
     },

@@ -1,23 +1,13 @@
 import { Command } from 'commander';
-import { adminSocketPath } from '../daemon.js';
 import { adminCall } from './client.js';
 import type { EndpointPorts } from './server.js';
-
-interface Target {
-  name: string;
-  socketDir: string;
-}
+import { adminSocket as socket, type Target, withTarget } from './target.js';
 
 const print = (e: EndpointPorts) => process.stdout.write(`${e.addresses.join(' ')}\t${e.ports.join(' ') || '-'}\n`);
 
 /** `tsnet port add|rm|ls`: published ports of running containers, through the daemon's admin socket. */
 export function portCommand(): Command {
   const port = new Command('port').description('publish or unpublish ports of a running container on a tsnet bridge network');
-  const withTarget = (command: Command) =>
-    command
-      .option('--name <name>', 'plugin name of the daemon', 'tsnet')
-      .option('--socket-dir <dir>', 'the daemon\'s --socket-dir', '/run/docker/plugins');
-  const socket = (opts: Target) => adminSocketPath(opts.socketDir, opts.name);
 
   withTarget(port.command('add <container-ip> <port>'))
     .description('publish [hostip:]hostport:port[/tcp|udp|sctp] for the container with this IP')

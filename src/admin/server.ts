@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import type { EndpointRecord, PortBinding } from '../../drivers/model.js';
 import type { NetworkService } from '../core/network-service.js';
+import type { ListenerStatus } from '../dns/dns-server.js';
 import { RequestError } from '../errors.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
 
@@ -35,12 +36,16 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   GET  /ports                         endpoints with their published ports
  *   POST /ports/add {address, port}     publish one more port of a running container
  *   POST /ports/rm  {address, port}     take one away
+ *   GET  /dns                           the DNS listeners and their states
  */
-export function createAdminApp(networks: NetworkService, log: Logger): express.Express {
+export function createAdminApp(networks: NetworkService, dns: { listeners(): ListenerStatus[] }, log: Logger): express.Express {
   const app = express();
   app.use(express.json());
   app.get('/ports', (_req, res) => {
     res.json(networks.listEndpoints().filter((e) => e.portBindings.length > 0).map(view));
+  });
+  app.get('/dns', (_req, res) => {
+    res.json(dns.listeners());
   });
   app.post('/ports/add', async (req, res) => {
     const { address, port } = body(req);

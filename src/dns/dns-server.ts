@@ -1,3 +1,4 @@
+import { type DnsAddress, dnsAddressKey } from './dns-address.js';
 import type { Transport } from './exchange.js';
 import { Forwarder } from './forwarder.js';
 import { DnsListener } from './listener.js';
@@ -7,9 +8,7 @@ import { Responder, type Scope } from './responder.js';
 import type { UpstreamSource } from './upstreams.js';
 
 /** One socket pair tsnet should serve, and for whom. */
-export interface ListenerSpec {
-  address: string;
-  port: number;
+export interface ListenerSpec extends DnsAddress {
   /** Set for a network's own listener (its gateway or host shim); absent for --dns-listen. */
   networkId?: string;
   /** Whether names tsnet does not own go upstream. */
@@ -21,8 +20,6 @@ export interface ListenerStatus extends ListenerSpec {
   /** Why it could not bind, e.g. "EADDRINUSE". */
   error?: string;
 }
-
-export const listenerKey = (spec: { address: string; port: number }) => `${spec.address}:${spec.port}`;
 
 export interface DnsServerOptions {
   domain: string;
@@ -64,7 +61,7 @@ export class DnsServer {
   }
 
   private async reconcile(wanted: readonly ListenerSpec[]): Promise<ListenerStatus[]> {
-    const byKey = new Map(wanted.map((spec) => [listenerKey(spec), spec]));
+    const byKey = new Map(wanted.map((spec) => [dnsAddressKey(spec), spec]));
     for (const [key, open] of this.listeners) {
       if (byKey.has(key)) continue;
       this.listeners.delete(key);

@@ -1,23 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { parseIp } from '../net/address.js';
+import { type DnsAddress, dnsAddressKey } from './dns-address.js';
 
 /** A resolver tsnet forwards to. */
-export interface Upstream {
-  address: string;
-  port: number;
-}
-
-export const upstreamKey = (u: Upstream) => `${u.address}:${u.port}`;
-
-/** `IP`, `IP:PORT` or `[IPv6]:PORT` (port 53 when absent); undefined when it is none of those. */
-export function parseUpstream(text: string): Upstream | undefined {
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text);
-  const v4WithPort = /^([\d.]+):(\d{1,5})$/.exec(text);
-  const [address, port] = bracketed ? [bracketed[1]!, bracketed[2]] : v4WithPort ? [v4WithPort[1]!, v4WithPort[2]] : [text, undefined];
-  const portNumber = port === undefined ? 53 : Number(port);
-  if (!parseIp(address) || portNumber < 1 || portNumber > 65535) return undefined;
-  return { address, port: portNumber };
-}
+export type Upstream = DnsAddress;
 
 /** Where the forwarder finds its upstreams, asked before each forward. */
 export interface UpstreamSource {
@@ -77,7 +63,7 @@ export class ResolvConfUpstreams implements UpstreamSource {
       const version = `${info.ino}:${info.mtimeMs}:${info.size}`;
       if (version === this.version) return;
       this.version = version;
-      this.upstreams = parseResolvConf(await readFile(this.path, 'utf8')).filter((u) => !this.own.has(upstreamKey(u)));
+      this.upstreams = parseResolvConf(await readFile(this.path, 'utf8')).filter((u) => !this.own.has(dnsAddressKey(u)));
     } catch {
       // No file: no upstreams, as with an empty one.
       this.version = '';
