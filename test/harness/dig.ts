@@ -42,10 +42,12 @@ export function parseDig(result: CommandResult): DigAnswer {
 
 /**
  * `dig @server -p port <args>` with one try of 2 s. `netns` undefined runs
- * it right here (loopback tests); otherwise in that netns.
+ * it right here (loopback tests); a name runs it in that netns, a path
+ * (`/proc/<pid>/ns/net`, a container's) in the netns at that path.
  */
 export async function dig(server: string, port: number, args: readonly string[], netns?: string): Promise<DigAnswer> {
   const argv = ['dig', `@${server}`, '-p', String(port), '+tries=1', '+time=2', ...args];
-  const result = netns === undefined ? await run(argv[0]!, argv.slice(1)) : await execInNetns(netns, argv);
-  return parseDig(result);
+  if (netns === undefined) return parseDig(await run(argv[0]!, argv.slice(1)));
+  if (netns.startsWith('/')) return parseDig(await run('nsenter', [`--net=${netns}`, ...argv]));
+  return parseDig(await execInNetns(netns, argv));
 }

@@ -1,6 +1,6 @@
 // The tsnet daemon under test, run as a plugin of one simulated host:
 //   ip netns exec <ns> node <repo>/dist/src/cli.js daemon --name <driver>
-//       --socket-dir <pluginDir> --state-dir <stateDir> [--log-level <level>]
+//       --socket-dir <pluginDir> --state-dir <stateDir> [--log-level <level>] [extra flags]
 // `ip netns exec` (unlike a bare nsenter) also gives it a /sys of that netns,
 // so /sys/class/net shows the host's links. Its socket lands in the dockerd's
 // plugin dir, which is how that dockerd (and only that one) discovers it.
@@ -37,6 +37,8 @@ export interface TsnetOptions {
   stopTimeoutMs?: number;
   /** Script that implements the CLI contract; default the build, TSNET_CLI. The harness self-test passes a stand-in. */
   cli?: string;
+  /** More daemon flags, e.g. `['--docker-host', 'unix:///…', '--dns-listen', '127.0.0.1:5353']`. */
+  extraArgs?: readonly string[];
 }
 
 export class TsnetDaemon {
@@ -76,6 +78,7 @@ export class TsnetDaemon {
     const args = ['netns', 'exec', this.opts.netns, process.execPath, this.cli, 'daemon',
       '--name', this.driver, '--socket-dir', this.opts.pluginDir, '--state-dir', this.opts.stateDir];
     if (this.opts.logLevel) args.push('--log-level', this.opts.logLevel);
+    args.push(...(this.opts.extraArgs ?? []));
     return ['ip', ...args];
   }
 
