@@ -17,3 +17,5 @@ export { waitUntil, type WaitOptions } from './wait.js';
 export { createOutside, nodeInNetns, REMOTE_SERVER, udpAsk, udpEchoServer, UPLINK_HOST, UPLINK_OUTSIDE } from './outside.js';
 export { dig, parseDig, type DigAnswer } from './dig.js';
 export { type Dnsmasq, type DnsmasqOptions, startDnsmasq } from './dnsmasq.js';
+export { type FuzzResult, runDnsFuzz } from './dns-fuzz.js';
+export { type FakeContainer, FakeDockerApi, type FakeDockerMode } from './fake-docker.js';
