@@ -101,7 +101,11 @@ export class DnsServer {
     return statuses;
   }
 
-  private async answer(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {
+  private answer(message: Buffer, transport: Transport, scope: Scope): Buffer | Promise<Buffer | undefined> {
+    return this.responder.cached(message, transport, scope) ?? this.respond(message, transport, scope);
+  }
+
+  private async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {
     try {
       return await this.responder.respond(message, transport, scope);
     } catch (error) {

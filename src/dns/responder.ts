@@ -1,4 +1,5 @@
 import * as packet from 'dns-packet';
+import { AnswerCache } from './answer-cache.js';
 import { EDNS_UDP_SIZE, type Transport } from './exchange.js';
 import type { ForwardedAnswer, Forwarder } from './forwarder.js';
 import type { Lookup, RecordTable } from './record-table.js';
@@ -64,10 +65,26 @@ function optRecord(rcode: Rcode): packet.OptAnswer {
  * forwarding, truncation. undefined: nothing is sent back (not a query at all).
  */
 export class Responder {
+  private readonly cache = new AnswerCache();
+  private cachedTable: RecordTable | undefined;
+
   constructor(
     private readonly table: () => RecordTable,
     private readonly forwarder: Forwarder | undefined,
   ) {}
+
+  /**
+   * The answer to a query answered before from the same records, at once
+   * (no promise, no decoding): the hot path of a busy server.
+   */
+  cached(message: Buffer, transport: Transport, scope: Scope): Buffer | undefined {
+    const table = this.table();
+    if (table !== this.cachedTable) {
+      this.cache.clear();
+      this.cachedTable = table;
+    }
+    return this.cache.get(this.cache.key(message, transport, scope), message);
+  }
 
   async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {
     if (message.length < 12) return undefined;
@@ -75,6 +92,7 @@ export class Responder {
     // A response, or a message of ours come back: answering could start a loop.
     if (flags & QR) return undefined;
     if (flags & OPCODE_MASK) return rawReply(message, RCODE.NOTIMP, 12);
+    const table = this.table();
 
     let query: packet.DecodedPacket;
     try {
@@ -97,7 +115,7 @@ export class Responder {
     // Another class, or a name that would not survive re-encoding (a dot or bad UTF-8 inside a label).
     else if ((question.class ?? 'IN') !== 'IN' || !echo.equals(message.subarray(12, questionEnd))) return rawReply(message, RCODE.REFUSED, questionEnd);
     else if (REFUSED_TYPES.has(typeOf(question))) reply = emptyReply(RCODE.REFUSED);
-    else reply = await this.answer(question, transport, scope);
+    else reply = await this.answer(table, question, transport, scope);
 
     const response = (r: Reply): packet.Packet => ({
       type: 'response',
@@ -110,13 +128,14 @@ export class Responder {
       additionals: [...r.additionals, ...(opt ? [optRecord(r.rcode)] : [])],
     });
     const full = packet.encode(response(reply));
-    if (full.length <= limit) return full;
     // Too large for this transport: the question and the TC flag; the client asks again over TCP.
-    return packet.encode(response({ ...emptyReply(reply.rcode, reply.authoritative), truncated: true }));
+    const answer = full.length <= limit ? full : packet.encode(response({ ...emptyReply(reply.rcode, reply.authoritative), truncated: true }));
+    // Only answers from our own records (and of the table cached() checks): forwarded ones age, and refusals of junk would crowd the cache.
+    if (reply.authoritative && table === this.cachedTable) this.cache.set(this.cache.key(message, transport, scope), answer);
+    return answer;
   }
 
-  private async answer(question: packet.Question, transport: Transport, scope: Scope): Promise<Reply> {
-    const table = this.table();
+  private async answer(table: RecordTable, question: packet.Question, transport: Transport, scope: Scope): Promise<Reply> {
     const found = table.lookup(question.name, scope.networkId);
     if (found.kind !== 'outside') return this.authoritative(table, question, found);
     if (!scope.forward || !this.forwarder) return emptyReply(RCODE.REFUSED);

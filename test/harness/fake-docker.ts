@@ -1,8 +1,9 @@
 // A stand-in for the Docker Engine API on a unix socket, for tests of what
 // tsnet does with what Docker says: sensible answers from a small state,
 // garbage, or errors, and an event stream the test can write to or break.
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
+import { dirname } from 'node:path';
 
 export interface FakeContainer {
   id: string;
@@ -24,8 +25,12 @@ export class FakeDockerApi {
 
   static async start(socketPath: string): Promise<FakeDockerApi> {
     const fake = new FakeDockerApi(socketPath);
+    mkdirSync(dirname(socketPath), { recursive: true });
     rmSync(socketPath, { force: true });
-    await new Promise<void>((resolve) => fake.server.listen(socketPath, resolve));
+    await new Promise<void>((resolve, reject) => {
+      fake.server.once('error', reject);
+      fake.server.listen(socketPath, resolve);
+    });
     return fake;
   }
 
