@@ -4,7 +4,10 @@
  * containers), both on loopback of one private netns, driven by dnsperf:
  *   throughput  dnsperf at full speed (100 queries outstanding): QPS, lost
  *   latency     dnsperf at a fixed 2000 QPS, every answer's time (-v): p50, p99
- * in alternating rounds (medians). Then the plugin API's latency
+ * in alternating rounds (medians). A third server shows the ceiling of a
+ * Node.js UDP server on this machine: one that sends each query back as its
+ * own answer, doing nothing else (the same dgram calls as tsnet's listener).
+ * Then the plugin API's latency
  * (CreateEndpoint + DeleteEndpoint) idle, while dnsperf loads dnsmasq (the
  * machine is busy), and while it loads tsnet (the daemon's DNS is busy).
  * Names come from a stand-in Docker API; endpoints are made through the
@@ -24,7 +27,9 @@ import {
   execInNetns,
   FakeDockerApi,
   httpPostUnix,
+  netnsPath,
   newRunId,
+  nodeInNetns,
   run,
   runDir,
   startDnsmasq,
@@ -40,8 +45,13 @@ const LATENCY_QPS = 2000;
 const CONTAINERS = 500;
 const PLUGIN_PAIRS = 40;
 const NET = 'b5'.repeat(32);
-const SERVERS = { tsnet: '127.0.0.1', dnsmasq: '127.0.0.2' } as const;
+const SERVERS = { tsnet: '127.0.0.1', dnsmasq: '127.0.0.2', echo: '127.0.0.3' } as const;
 type Server = keyof typeof SERVERS;
+
+/** Sends every query back with QR set: an answer without records, made with no work at all. */
+const ECHO_SERVER = `const s = require('dgram').createSocket({ type: 'udp4', lookup: (a, o, cb) => cb(null, a, 4) });
+  s.on('message', (m, r) => { m[2] |= 0x80; s.send(m, r.port, r.address); });
+  s.bind(53, '${SERVERS.echo}', () => console.log('ready'));`;
 
 const endpointId = (i: number) => `e${i.toString(16).padStart(4, '0')}`.padEnd(64, '5');
 const addressOf = (i: number) => `10.154.${(i + 2) >> 8}.${(i + 2) & 255}`;
@@ -84,7 +94,8 @@ async function main(): Promise<void> {
     await createNetns(netns);
     cleanup.defer(`delete netns ${netns}`, () => deleteNetns(netns));
     cleanup.defer(`remove ${dir}`, () => run('rm', ['-rf', dir]));
-    await execInNetns(netns, ['ip', 'address', 'add', `${SERVERS.dnsmasq}/8`, 'dev', 'lo']);
+    for (const address of [SERVERS.dnsmasq, SERVERS.echo]) await execInNetns(netns, ['ip', 'address', 'add', `${address}/8`, 'dev', 'lo']);
+    await nodeInNetns(netnsPath(netns), ECHO_SERVER, cleanup);
 
     const docker = await FakeDockerApi.start(join(dir, 'docker.sock'));
     cleanup.defer('close the fake Docker API', () => docker.close());
@@ -119,10 +130,11 @@ async function main(): Promise<void> {
       if (r.exitCode !== 0) throw new Error(`dnsperf failed: ${r.stderr}`);
       return parsePerf(r.stdout);
     };
-    const throughput = { tsnet: [] as PerfRun[], dnsmasq: [] as PerfRun[] };
-    const latency = { tsnet: [] as PerfRun[], dnsmasq: [] as PerfRun[] };
+    const throughput = { tsnet: [] as PerfRun[], dnsmasq: [] as PerfRun[], echo: [] as PerfRun[] };
+    const latency = { tsnet: [] as PerfRun[], dnsmasq: [] as PerfRun[], echo: [] as PerfRun[] };
     for (let round = 0; round < ROUNDS; round++) {
-      for (const server of round % 2 ? (['dnsmasq', 'tsnet'] as const) : (['tsnet', 'dnsmasq'] as const)) {
+      const order: Server[] = round % 2 ? ['dnsmasq', 'echo', 'tsnet'] : ['tsnet', 'echo', 'dnsmasq'];
+      for (const server of order) {
         throughput[server].push(await perf(server, ['-l', String(THROUGHPUT_SECONDS)]));
         latency[server].push(await perf(server, ['-l', '5', '-Q', String(LATENCY_QPS), '-v']));
       }
@@ -161,11 +173,14 @@ async function main(): Promise<void> {
     };
     const t = row('tsnet');
     const d = row('dnsmasq');
+    const e = row('echo');
     const fmt = (r: ReturnType<typeof row>) => `${Math.round(r.qps)} QPS, p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms, ${r.lost} lost`;
     console.log(`DNS, ${CONTAINERS} names (A + PTR), ${ROUNDS} rounds: throughput ${THROUGHPUT_SECONDS} s at full speed (median), latency at ${LATENCY_QPS} QPS (all answers):`);
     console.log(`  dnsmasq: ${fmt(d)}`);
     console.log(`  tsnet:   ${fmt(t)}`);
+    console.log(`  Node.js echo (ceiling of a Node UDP server here): ${fmt(e)}`);
     console.log(`  ratio tsnet/dnsmasq: QPS ${(t.qps / d.qps).toFixed(2)}x (goal ≥ 0.7x), p99 ${(t.p99 / d.p99).toFixed(2)}x (goal ≤ 2x), lost ${t.lost} (goal 0)`);
+    console.log(`  ratio echo/dnsmasq:  QPS ${(e.qps / d.qps).toFixed(2)}x; tsnet/echo: QPS ${(t.qps / e.qps).toFixed(2)}x`);
     const pairs = (times: number[]) => `median ${median(times).toFixed(1)} ms, p90 ${percentile(times, 90).toFixed(1)} ms`;
     console.log(`plugin CreateEndpoint + DeleteEndpoint, ${PLUGIN_PAIRS} pairs:`);
     console.log(`  idle:                               ${pairs(idle)}`);

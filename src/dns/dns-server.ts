@@ -21,6 +21,8 @@ export interface ListenerStatus extends ListenerSpec {
   error?: string;
 }
 
+const scopeOf = (spec: ListenerSpec): Scope => ({ ...(spec.networkId ? { networkId: spec.networkId } : {}), forward: spec.forward });
+
 export interface DnsServerOptions {
   domain: string;
   /** undefined: nothing is forwarded (every listener refuses foreign names). */
@@ -74,8 +76,7 @@ export class DnsServer {
       const open = this.listeners.get(key);
       if (open) {
         // Same socket, maybe another network or forwarding choice now.
-        open.scope.networkId = spec.networkId;
-        open.scope.forward = spec.forward;
+        if (open.spec.networkId !== spec.networkId || open.spec.forward !== spec.forward) open.scope = scopeOf(spec);
         open.spec = spec;
         statuses.push({ ...spec, state: 'serving' });
         continue;
@@ -85,12 +86,12 @@ export class DnsServer {
         statuses.push({ ...failure, ...spec });
         continue;
       }
-      const scope: Scope = { ...(spec.networkId ? { networkId: spec.networkId } : {}), forward: spec.forward };
       try {
-        const listener = await DnsListener.open(spec.address, spec.port, (message, transport) => this.answer(message, transport, scope), (error) =>
+        const entry: { scope: Scope } = { scope: scopeOf(spec) };
+        const listener = await DnsListener.open(spec.address, spec.port, (message, transport) => this.answer(message, transport, entry.scope), (error) =>
           this.options.onError(error, `listener ${key}`),
         );
-        this.listeners.set(key, { listener, scope, spec });
+        this.listeners.set(key, Object.assign(entry, { listener, spec }));
         statuses.push({ ...spec, state: 'serving' });
       } catch (error) {
         const status: ListenerStatus = { ...spec, state: 'failed', error: (error as NodeJS.ErrnoException).code ?? (error as Error).message };

@@ -6,11 +6,6 @@ import { FrameReader, frame } from './tcp-frames.js';
 /** Answers one message, at once when it can; undefined = send nothing. Must not throw. */
 export type Handler = (message: Buffer, transport: Transport) => Buffer | undefined | Promise<Buffer | undefined>;
 
-/** Calls `then` with the handler's answer: at once when there is one, else when its promise settles. */
-function whenAnswered(answer: ReturnType<Handler>, then: (reply: Buffer | undefined) => void): void {
-  if (answer instanceof Promise) void answer.then(then);
-  else then(answer);
-}
 
 /**
  * dgram resolves every destination before it sends, through dns.lookup
@@ -73,9 +68,10 @@ export class DnsListener {
   private serve(handler: Handler, onError: (error: Error) => void): void {
     this.udp.on('error', onError);
     this.udp.on('message', (message, from) => {
-      whenAnswered(handler(message, 'udp'), (reply) => {
-        if (reply) this.udp.send(reply, from.port, from.address);
-      });
+      // No closure on the hot path: an answer at hand goes out at once.
+      const answer = handler(message, 'udp');
+      if (answer instanceof Promise) void answer.then((reply) => reply && this.udp.send(reply, from.port, from.address));
+      else if (answer) this.udp.send(answer, from.port, from.address);
     });
     this.tcp.maxConnections = MAX_TCP_CONNECTIONS;
     this.tcp.on('error', onError);
@@ -99,11 +95,14 @@ export class DnsListener {
       }
       for (const message of messages) {
         if (++answering > MAX_PIPELINED) return void socket.destroy();
-        whenAnswered(handler(message, 'tcp'), (reply) => {
+        const send = (reply: Buffer | undefined) => {
           answering--;
           if (!reply) return void socket.destroy();
           if (!socket.destroyed) socket.write(frame(reply));
-        });
+        };
+        const answer = handler(message, 'tcp');
+        if (answer instanceof Promise) void answer.then(send);
+        else send(answer);
       }
     });
   }

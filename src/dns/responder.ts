@@ -8,12 +8,12 @@ import { encodeQuestion, typeOf } from './wire.js';
 /** TTL of every record tsnet owns: containers come and go, caches must follow within seconds. */
 export const RECORD_TTL = 5;
 
-/** What one listener serves. */
+/** What one listener serves; a listener whose scope changes gets a new object (answers are cached per scope object). */
 export interface Scope {
   /** Only this network's names and addresses; undefined = every network's (--dns-listen). */
-  networkId?: string;
+  readonly networkId?: string;
   /** Whether names tsnet does not own go upstream (never from an --internal network's listener). */
-  forward: boolean;
+  readonly forward: boolean;
 }
 
 /** Response codes tsnet sends; BADVERS is an extended code (RFC 6891): 0 in the header, 1 in OPT. */
@@ -65,8 +65,8 @@ function optRecord(rcode: Rcode): packet.OptAnswer {
  * forwarding, truncation. undefined: nothing is sent back (not a query at all).
  */
 export class Responder {
-  private readonly cache = new AnswerCache();
-  private cachedTable: RecordTable | undefined;
+  /** Per listener (its scope object) and transport: the same bytes mean the same answer only there. */
+  private readonly caches = new WeakMap<Scope, Record<Transport, AnswerCache>>();
 
   constructor(
     private readonly table: () => RecordTable,
@@ -78,12 +78,13 @@ export class Responder {
    * (no promise, no decoding): the hot path of a busy server.
    */
   cached(message: Buffer, transport: Transport, scope: Scope): Buffer | undefined {
-    const table = this.table();
-    if (table !== this.cachedTable) {
-      this.cache.clear();
-      this.cachedTable = table;
-    }
-    return this.cache.get(this.cache.key(message, transport, scope), message);
+    return this.cacheOf(scope, transport).follow(this.table()).get(message);
+  }
+
+  private cacheOf(scope: Scope, transport: Transport): AnswerCache {
+    let caches = this.caches.get(scope);
+    if (!caches) this.caches.set(scope, (caches = { udp: new AnswerCache(), tcp: new AnswerCache() }));
+    return caches[transport];
   }
 
   async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {
@@ -131,7 +132,7 @@ export class Responder {
     // Too large for this transport: the question and the TC flag; the client asks again over TCP.
     const answer = full.length <= limit ? full : packet.encode(response({ ...emptyReply(reply.rcode, reply.authoritative), truncated: true }));
     // Only answers from our own records (and of the table cached() checks): forwarded ones age, and refusals of junk would crowd the cache.
-    if (reply.authoritative && table === this.cachedTable) this.cache.set(this.cache.key(message, transport, scope), answer);
+    if (reply.authoritative) this.cacheOf(scope, transport).follow(table).set(message, answer);
     return answer;
   }
 
