@@ -10,6 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  assertPreflight,
   CleanupStack,
   createDockerHost,
   createNetns,
@@ -61,6 +62,7 @@ const resolvesTo = (name: string, expected: string[], timeoutMs: number, ...args
 
 describe('tsnet DNS with a real dockerd', () => {
   beforeAll(async () => {
+    assertPreflight({ dns: true });
     host = await createDockerHost({
       dockerdArgs: ['--bridge=none', '--live-restore'],
       tsnetArgs: ['--dns-listen', `${HOST_DNS}:53`, '--dns-upstream', `${REMOTE_SERVER}:53`],

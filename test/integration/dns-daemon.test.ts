@@ -12,6 +12,7 @@ import { readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  assertPreflight,
   CleanupStack,
   createNetns,
   createOutside,
@@ -71,6 +72,7 @@ const resolves = (name: string, expected: string, timeoutMs: number) =>
 
 describe('the daemon\'s DNS with a stand-in Docker API', () => {
   beforeAll(async () => {
+    assertPreflight({ docker: false, dns: true, tsnet: true });
     await createNetns(netns);
     cleanup.defer(`delete netns ${netns}`, () => deleteNetns(netns));
     cleanup.defer(`remove ${dir}`, () => run('rm', ['-rf', dir]));

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsServer } from '../../src/dns/dns-server.js';
 import type { NameEntry } from '../../src/dns/name-entry.js';
 import { StaticUpstreams } from '../../src/dns/upstreams.js';
-import { CleanupStack, dig, type Dnsmasq, newRunId, runDir, runDnsFuzz, startDnsmasq, waitUntil } from '../harness/index.js';
+import { assertPreflight, CleanupStack, dig, type Dnsmasq, newRunId, runDir, runDnsFuzz, startDnsmasq, waitUntil } from '../harness/index.js';
 
 const N1 = 'a1'.repeat(32);
 const N2 = 'b2'.repeat(32);
@@ -64,6 +64,7 @@ const rcodeOf = (reply: Buffer | undefined) => reply && (packet.decode(reply) as
 
 describe('DNS server', () => {
   beforeAll(async () => {
+    assertPreflight({ docker: false, dns: true });
     const id = newRunId();
     upstream = await startDnsmasq({ dir: runDir(id), address: UPSTREAM, port: UPSTREAM_PORT, hosts: [['fwd.example', '192.0.2.7'], ['gone.example', '192.0.2.8']], localDomains: ['example'] }, cleanup);
     cleanup.defer('remove run dir', () => import('node:fs').then((fs) => fs.rmSync(runDir(id), { recursive: true, force: true })));
