@@ -11,3 +11,11 @@ export const vethContainerName = (endpointId: string) => `tsc${endpointId.slice(
 export const macvlanName = (endpointId: string) => `tsm${endpointId.slice(0, 12)}`;
 /** The host's own macvlan shim on a parent, per network. */
 export const shimName = (networkId: string) => `tss${networkId.slice(0, 12)}`;
+/**
+ * A bridge's own MAC, fixed and derived from the network ID (locally
+ * administered, unicast). Left to itself the kernel gives a bridge the
+ * lowest MAC of its ports, so the gateway's MAC changes whenever a container
+ * with a lower one joins, and the containers' ARP caches point at nothing
+ * for seconds (Docker fixes its bridges' MACs for the same reason).
+ */
+export const bridgeMac = (networkId: string) => ['06', ...(networkId.slice(0, 10).match(/../g) ?? [])].join(':');

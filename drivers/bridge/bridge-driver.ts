@@ -3,7 +3,7 @@ import { parseCidr } from '../../src/net/address.js';
 import { type Firewall, type FirewallNetwork, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, SubnetRecord } from '../model.js';
-import { vethContainerName, vethHostName } from '../names.js';
+import { bridgeMac, vethContainerName, vethHostName } from '../names.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
 import { type AllocatedPort, allocatePorts, PortTable, portForwards } from './ports.js';
 
@@ -97,9 +97,9 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     }
   }
 
-  /** Creates the bridge if needed and puts the missing gateway addresses on it. */
+  /** Creates the bridge if needed, fixes its MAC (if tsnet made it) and puts the missing gateway addresses on it. */
   private async ensureBridge(network: BridgeNetwork): Promise<void> {
-    const { bridge, mtu } = network.config;
+    const { bridge, mtu, createdBridge } = network.config;
     const existing = await this.ip.link(bridge);
     const present = new Set<string>();
     if (existing) {
@@ -110,7 +110,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     const lines = [
       ...(existing ? [] : [['link', 'add', 'name', bridge, 'mtu', String(mtu), 'type', 'bridge']]),
       ...gatewayAddresses(network).filter((words) => !present.has(words[2]!)),
-      ['link', 'set', 'dev', bridge, 'up'],
+      ['link', 'set', 'dev', bridge, ...(createdBridge ? ['address', bridgeMac(network.id)] : []), 'up'],
     ];
     await this.ip.batch(lines);
   }

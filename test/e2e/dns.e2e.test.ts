@@ -161,6 +161,8 @@ describe('tsnet DNS with a real dockerd', () => {
     await runDetached('late', '--network', 'n1');
     await resolvesTo('late.n1.tsnet', [`A ${await ipOf('late', 'n1')}`], 10_000);
     expect((await fromHost('web.n1.tsnet')).answers).toEqual([`A ${web}`]);
+    const db = await fromHost('db.n1.tsnet');
+    expect(db.answers, db.text + (await host.dockerOk(['inspect', 'db'])).stdout + host.tsnet.logTail(30)).toEqual([`A ${await ipOf('db', 'n1')}`]);
   });
 
   it('still lets containers reach their gateway\'s DNS under an INPUT policy of DROP', async () => {
