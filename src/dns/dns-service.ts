@@ -93,6 +93,7 @@ export class DnsService {
   }
 
   private async spawn(): Promise<void> {
+    if (this.stopping) return;
     const setup: WorkerSetup = {
       domain: this.options.domain,
       upstreams: this.options.upstreams,
