@@ -87,6 +87,7 @@ export class DnsServer {
         continue;
       }
       try {
+        // The handler reads the entry's scope, which a later reconcile may replace.
         const entry: { scope: Scope } = { scope: scopeOf(spec) };
         const listener = await DnsListener.open(spec.address, spec.port, (message, transport) => this.answer(message, transport, entry.scope), (error) =>
           this.options.onError(error, `listener ${key}`),
