@@ -66,7 +66,8 @@ describe('DNS server', () => {
   beforeAll(async () => {
     assertPreflight({ docker: false, dns: true });
     const id = newRunId();
-    upstream = await startDnsmasq({ dir: runDir(id), address: UPSTREAM, port: UPSTREAM_PORT, hosts: [['fwd.example', '192.0.2.7'], ['gone.example', '192.0.2.8']], localDomains: ['example'] }, cleanup);
+    const big = Array.from({ length: MANY }, (_, i) => ['big.example', `198.18.0.${i + 1}`] as const);
+    upstream = await startDnsmasq({ dir: runDir(id), address: UPSTREAM, port: UPSTREAM_PORT, hosts: [['fwd.example', '192.0.2.7'], ['gone.example', '192.0.2.8'], ...big], localDomains: ['example'] }, cleanup);
     cleanup.defer('remove run dir', () => import('node:fs').then((fs) => fs.rmSync(runDir(id), { recursive: true, force: true })));
     server = new DnsServer({ domain: 'tsnet', upstreams: new StaticUpstreams([{ address: UPSTREAM, port: UPSTREAM_PORT }]), onError: (e) => errors.push(e) });
     cleanup.defer('close DNS server', () => server.close());
@@ -135,6 +136,9 @@ describe('DNS server', () => {
     expect(fwd.flags).not.toContain('aa');
     expect((await ask('nothere.example')).status).toBe('NXDOMAIN');
     expect((await ask('fwd.example', '+tcp')).answers).toEqual(['A 192.0.2.7']);
+    // Too large for the client's 512 bytes: cut over UDP, whole over TCP (forwarded over TCP too).
+    expect((await ask('big.example', '+noedns', '+ignore')).flags).toContain('tc');
+    expect((await ask('big.example', '+noedns')).answers).toHaveLength(MANY);
     await upstream.stop();
     // dnsmasq is gone: the cached answer still comes, an uncached one cannot.
     expect((await ask('fwd.example')).answers).toEqual(['A 192.0.2.7']);
