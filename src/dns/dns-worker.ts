@@ -3,6 +3,8 @@
  * and plugin requests never wait behind a flood of queries: the main thread
  * only posts the record entries and the wanted listeners here.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { DnsAddress } from './dns-address.js';
 import { DnsServer, type ListenerSpec, type ListenerStatus } from './dns-server.js';
@@ -28,6 +30,19 @@ export type FromWorker =
   | { type: 'error'; context: string; message: string }
   | { type: 'stopped' };
 
+/** Nice value of this thread: when CPU is short, dockerd's plugin requests go first. */
+const DNS_NICENESS = 5;
+
+/** Linux sets priorities per thread: /proc/thread-self names this thread's ID. */
+function lowerOwnPriority(): void {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), DNS_NICENESS);
+  } catch {
+    // Not Linux, or not allowed: the DNS thread keeps the daemon's priority.
+  }
+}
+
+lowerOwnPriority();
 const port = parentPort!;
 const setup = workerData as WorkerSetup;
 const post = (message: FromWorker) => port.postMessage(message);
