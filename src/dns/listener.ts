@@ -14,7 +14,8 @@ export type Handler = (message: Buffer, transport: Transport) => Buffer | undefi
  * About a fifth more answers per second under load.
  */
 const literalLookup = (address: string, _options: unknown, callback: (error: null, address: string, family: number) => void) =>
-  callback(null, address, isIPv6(address) ? 6 : 4);
+  // Not isIPv6: its regular expression costs a percent of the server's time at full load.
+  callback(null, address, address.includes(':') ? 6 : 4);
 
 /** TCP clients at once per listener; more are refused until one leaves. */
 const MAX_TCP_CONNECTIONS = 128;
