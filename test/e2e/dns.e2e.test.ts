@@ -5,8 +5,8 @@
  * --dns), for the LAN on a macvlan network's host shim; isolation between
  * networks; forwarding to an upstream dnsmasq behind the uplink, none from
  * an --internal network; tsnet.dns=off; names within 1 s of docker run and
- * docker rm; a dockerd restart (live-restore) while tsnet runs; the host's
- * INPUT policy DROP.
+ * docker rm; network connect and disconnect; a dockerd restart (live-restore)
+ * while tsnet runs; the host's INPUT policy DROP.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -150,6 +150,17 @@ describe('tsnet DNS with a real dockerd', () => {
     await host.dockerOk(['rm', '-f', 'renamed']);
     await resolvesTo('renamed.n1.tsnet', [], 1_000);
     expect((await fromHost('-x', ip)).answers).toEqual([]);
+  });
+
+  it('follows docker network connect and disconnect, with the aliases given there', async () => {
+    await host.dockerOk(['network', 'connect', '--alias', 'store', 'n2', 'db']);
+    const ip = await ipOf('db', 'n2');
+    await resolvesTo('db.n2.tsnet', [`A ${ip}`], 1_000);
+    expect((await fromHost('store.n2.tsnet')).answers).toEqual([`A ${ip}`]);
+    expect((await fromHost('store.n1.tsnet')).status).toBe('NXDOMAIN');
+    await host.dockerOk(['network', 'disconnect', 'n2', 'db']);
+    await resolvesTo('db.n2.tsnet', [], 1_000);
+    expect((await fromHost('db.n1.tsnet')).answers).toEqual([`A ${await ipOf('db', 'n1')}`]);
   });
 
   it('keeps serving while dockerd restarts, and follows it again afterwards', async () => {
