@@ -1,3 +1,4 @@
+import { type Cidr, cidrContains, parseCidr, parseIp } from '../net/address.js';
 import { type DnsAddress, dnsAddressKey } from './dns-address.js';
 import type { Transport } from './exchange.js';
 import { Forwarder } from './forwarder.js';
@@ -13,6 +14,8 @@ export interface ListenerSpec extends DnsAddress {
   networkId?: string;
   /** Whether names tsnet does not own go upstream. */
   forward: boolean;
+  /** Subnets (CIDR) whose hosts may ask; absent = anyone. Others get no answer at all. */
+  askers?: string[];
 }
 
 export interface ListenerStatus extends ListenerSpec {
@@ -22,6 +25,21 @@ export interface ListenerStatus extends ListenerSpec {
 }
 
 const scopeOf = (spec: ListenerSpec): Scope => ({ ...(spec.networkId ? { networkId: spec.networkId } : {}), forward: spec.forward });
+const askersOf = (spec: ListenerSpec): Cidr[] | undefined => spec.askers?.flatMap((text) => parseCidr(text)?.cidr ?? []);
+
+/** One open listener: whom it serves, as its handler reads it on every query (a reconcile may replace both). */
+interface OpenListener {
+  listener: DnsListener;
+  spec: ListenerSpec;
+  scope: Scope;
+  askers: Cidr[] | undefined;
+}
+
+/** Whether `from` lies in one of the subnets (an IPv4-mapped IPv6 address counts as its IPv4 address). */
+function mayAsk(askers: readonly Cidr[], from: string): boolean {
+  const ip = parseIp(from.startsWith('::ffff:') && from.includes('.') ? from.slice(7) : from);
+  return ip !== undefined && askers.some((cidr) => cidrContains(cidr, ip));
+}
 
 export interface DnsServerOptions {
   domain: string;
@@ -41,7 +59,7 @@ export class DnsServer {
   private table: RecordTable;
   private readonly responder: Responder;
   private readonly forwarder: Forwarder | undefined;
-  private readonly listeners = new Map<string, { listener: DnsListener; scope: Scope; spec: ListenerSpec }>();
+  private readonly listeners = new Map<string, OpenListener>();
   private readonly failed = new Map<string, ListenerStatus>();
   private reconciling: Promise<unknown> = Promise.resolve();
 
@@ -77,6 +95,7 @@ export class DnsServer {
       if (open) {
         // Same socket, maybe another network or forwarding choice now.
         if (open.spec.networkId !== spec.networkId || open.spec.forward !== spec.forward) open.scope = scopeOf(spec);
+        open.askers = askersOf(spec);
         open.spec = spec;
         statuses.push({ ...spec, state: 'serving' });
         continue;
@@ -87,12 +106,11 @@ export class DnsServer {
         continue;
       }
       try {
-        // The handler reads the entry's scope, which a later reconcile may replace.
-        const entry: { scope: Scope } = { scope: scopeOf(spec) };
-        const listener = await DnsListener.open(spec.address, spec.port, (message, transport) => this.answer(message, transport, entry.scope), (error) =>
+        const entry: Omit<OpenListener, 'listener'> = { spec, scope: scopeOf(spec), askers: askersOf(spec) };
+        const listener = await DnsListener.open(spec.address, spec.port, (message, transport, from) => this.answer(message, transport, from, entry), (error) =>
           this.options.onError(error, `listener ${key}`),
         );
-        this.listeners.set(key, Object.assign(entry, { listener, spec }));
+        this.listeners.set(key, Object.assign(entry, { listener }));
         statuses.push({ ...spec, state: 'serving' });
       } catch (error) {
         const status: ListenerStatus = { ...spec, state: 'failed', error: (error as NodeJS.ErrnoException).code ?? (error as Error).message };
@@ -103,8 +121,9 @@ export class DnsServer {
     return statuses;
   }
 
-  private answer(message: Buffer, transport: Transport, scope: Scope): Buffer | Promise<Buffer | undefined> {
-    return this.responder.cached(message, transport, scope) ?? this.respond(message, transport, scope);
+  private answer(message: Buffer, transport: Transport, from: string, entry: Omit<OpenListener, 'listener'>): Buffer | undefined | Promise<Buffer | undefined> {
+    if (entry.askers && !mayAsk(entry.askers, from)) return undefined;
+    return this.responder.cached(message, transport, entry.scope) ?? this.respond(message, transport, entry.scope);
   }
 
   private async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {

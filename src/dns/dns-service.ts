@@ -21,12 +21,20 @@ const NETWORK_PORT = 53;
 /** A worker that died is started again after this long. */
 const RESTART_MS = 1_000;
 
-/** The listeners wanted now: the --dns-listen ones, and one per network address of every network with tsnet.dns on. */
+/**
+ * The listeners wanted now: the --dns-listen ones (anyone may ask), and one
+ * per network address of every network with tsnet.dns on (only hosts of
+ * the network's subnets may ask).
+ */
 function wantedListeners(options: DnsOptions, topology: Topology): ListenerSpec[] {
   const perNetwork = topology
     .listNetworks()
     .filter((network) => network.dns)
-    .flatMap((network) => topology.hostAddresses(network.id).map((address) => ({ address, port: NETWORK_PORT, networkId: network.id, forward: !network.internal })));
+    .flatMap((network) => {
+      // Only the network's own hosts may ask: its containers (and, on a macvlan network, its LAN), and the host through its address there.
+      const askers = [...network.ipv4, ...network.ipv6Subnets].map((s) => s.pool);
+      return topology.hostAddresses(network.id).map((address) => ({ address, port: NETWORK_PORT, networkId: network.id, forward: !network.internal, askers }));
+    });
   return [...options.listen.map((a) => ({ ...a, forward: true })), ...perNetwork];
 }
 

@@ -3,8 +3,8 @@ import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import type { Transport } from './exchange.js';
 import { FrameReader, frame } from './tcp-frames.js';
 
-/** Answers one message, at once when it can; undefined = send nothing. Must not throw. */
-export type Handler = (message: Buffer, transport: Transport) => Buffer | undefined | Promise<Buffer | undefined>;
+/** Answers one message from `from` (the asker's address), at once when it can; undefined = send nothing. Must not throw. */
+export type Handler = (message: Buffer, transport: Transport, from: string) => Buffer | undefined | Promise<Buffer | undefined>;
 
 
 /**
@@ -70,7 +70,7 @@ export class DnsListener {
     this.udp.on('error', onError);
     this.udp.on('message', (message, from) => {
       // No closure on the hot path: an answer at hand goes out at once.
-      const answer = handler(message, 'udp');
+      const answer = handler(message, 'udp', from.address);
       if (answer instanceof Promise) void answer.then((reply) => reply && this.udp.send(reply, from.port, from.address));
       else if (answer) this.udp.send(answer, from.port, from.address);
     });
@@ -101,7 +101,7 @@ export class DnsListener {
           if (!reply) return void socket.destroy();
           if (!socket.destroyed) socket.write(frame(reply));
         };
-        const answer = handler(message, 'tcp');
+        const answer = handler(message, 'tcp', socket.remoteAddress ?? '');
         if (answer instanceof Promise) void answer.then(send);
         else send(answer);
       }

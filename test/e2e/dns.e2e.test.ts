@@ -196,5 +196,7 @@ describe('tsnet DNS with a real dockerd', () => {
     const answer = await waitUntil(async () => (await dig(LAN.shim, 53, ['onlan.lan.tsnet'], lan)).answers[0], { timeoutMs: 5_000, what: 'onlan.lan.tsnet from the LAN' });
     expect(answer).toBe(`A ${await ipOf('onlan', 'lan')}`);
     expect((await dig(LAN.shim, 53, ['web.n1.tsnet'], lan)).status).toBe('NXDOMAIN');
+    // A container of a bridge network routes to the shim through the host, but is not of the LAN: no answer.
+    expect((await dig(LAN.shim, 53, ['onlan.lan.tsnet'], await netnsOf('web'))).status).toBeUndefined();
   });
 });

@@ -25,6 +25,8 @@ const UPSTREAM_PORT = PORT + 1;
 const ALL = '127.0.0.1';
 const ONLY_N2 = '127.0.0.2';
 const UPSTREAM = '127.0.0.3';
+/** A listener of n2 that only hosts of 127.0.0.5/32 may ask (as a network's listener only its subnets). */
+const N2_HOSTS_ONLY = '127.0.0.4';
 const MANY = 40;
 
 const entries: NameEntry[] = [
@@ -75,8 +77,9 @@ describe('DNS server', () => {
     const statuses = await server.setListeners([
       { address: ALL, port: PORT, forward: true },
       { address: ONLY_N2, port: PORT, networkId: N2, forward: false },
+      { address: N2_HOSTS_ONLY, port: PORT, networkId: N2, forward: false, askers: ['127.0.0.5/32'] },
     ]);
-    expect(statuses.map((s) => s.state)).toEqual(['serving', 'serving']);
+    expect(statuses.map((s) => s.state)).toEqual(['serving', 'serving', 'serving']);
   });
   afterAll(async () => {
     await cleanup.run();
@@ -153,6 +156,13 @@ describe('DNS server', () => {
     const refused = await askN2('fwd.example');
     expect(refused.status).toBe('REFUSED');
     expect(refused.flags).not.toContain('ra');
+  });
+
+  it('answers only askers from the listener\'s subnets when it has them, over UDP and TCP', async () => {
+    expect((await dig(N2_HOSTS_ONLY, PORT, ['-b', '127.0.0.5', 'other.n2.tsnet'])).answers).toEqual(['A 10.2.0.2']);
+    expect((await dig(N2_HOSTS_ONLY, PORT, ['-b', '127.0.0.5', 'other.n2.tsnet', '+tcp'])).answers).toEqual(['A 10.2.0.2']);
+    expect((await dig(N2_HOSTS_ONLY, PORT, ['-b', '127.0.0.6', 'other.n2.tsnet'])).status).toBeUndefined();
+    expect((await dig(N2_HOSTS_ONLY, PORT, ['-b', '127.0.0.6', 'other.n2.tsnet', '+tcp'])).status).toBeUndefined();
   });
 
   it('refuses other classes and zone transfers, and answers BADVERS to EDNS versions it does not speak', async () => {
