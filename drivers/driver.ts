@@ -38,6 +38,12 @@ export interface Driver<C = unknown, S = unknown> {
   /** The links of the host netns with generated names (names.ts) that the network and its endpoints own. */
   ownedLinks(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): string[];
 
+  /**
+   * The host's own IPv4 addresses on the network (a bridge's gateway, a
+   * macvlan's host shim): where it serves the network's containers, e.g. DNS.
+   */
+  hostAddresses(network: NetworkRecord<C>): string[];
+
   /** Start-up: makes the kernel match the stored network again (after a reboot or a crash). */
   restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;
 }

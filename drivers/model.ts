@@ -20,6 +20,8 @@ export interface NetworkSpec {
   mtu?: number;
   /** com.docker.network.container_iface_prefix, default eth. */
   ifacePrefix: string;
+  /** tsnet.dns (default on): the host answers DNS for the network on its own address in it. */
+  dns: boolean;
   /** The user's -o options verbatim, kept for inspection. */
   options: Record<string, string>;
 }

@@ -14,3 +14,11 @@ export const shimName = (networkId: string) => `tss${networkId.slice(0, 12)}`;
 
 /** Every name above, and nothing a user or Docker would pick by chance: the IDs are lower-case hex. */
 export const GENERATED_LINK = /^(tsbr-[0-9a-f]{10}|ts[vcms][0-9a-f]{12})$/;
+/**
+ * A bridge's own MAC, fixed and derived from the network ID (locally
+ * administered, unicast). Left to itself the kernel gives a bridge the
+ * lowest MAC of its ports, so the gateway's MAC changes whenever a container
+ * with a lower one joins, and the containers' ARP caches point at nothing
+ * for seconds (Docker fixes its bridges' MACs for the same reason).
+ */
+export const bridgeMac = (networkId: string) => ['06', ...(networkId.slice(0, 10).match(/../g) ?? [])].join(':');

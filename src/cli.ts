@@ -1,11 +1,29 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { clusterCommand } from './admin/cluster-command.js';
+import { dnsCommand } from './admin/dns-command.js';
 import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
+import { dnsAddressFlag, dnsDomainFlag } from './dns/dns-address.js';
 import { createLogger, type LogLevel } from './log.js';
+
+interface DaemonFlags {
+  name: string;
+  socketDir: string;
+  stateDir: string;
+  logLevel: LogLevel;
+  defaultPools?: string;
+  defaultPoolsV6?: string;
+  dockerHost: string;
+  dnsDomain: string;
+  dnsListen: string[];
+  dnsUpstream: string[];
+  dnsResolvConf: string;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
 
 const program = new Command('tsnet').description('Docker network plugin: bridge and macvlan networks with their own IPAM');
 
@@ -24,7 +42,12 @@ program
   .option('--cluster-key <file>', 'client key (PEM) for etcd')
   .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
   .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
-  .action(async (opts: { name: string; socketDir: string; stateDir: string; logLevel: LogLevel; defaultPools?: string; defaultPoolsV6?: string } & ClusterFlags) => {
+  .option('--docker-host <url>', 'Docker API for container names (unix:///path or tcp://host:port)', 'unix:///var/run/docker.sock')
+  .option('--dns-domain <domain>', 'DNS names are <container>.<network>.<domain>', 'tsnet')
+  .option('--dns-listen <ip:port>', 'serve every network\'s names here too (repeatable; none by default)', collect, [])
+  .option('--dns-upstream <ip:port>', 'forward other names here (repeatable; default: the nameservers of --dns-resolv-conf)', collect, [])
+  .option('--dns-resolv-conf <path>', 'where the upstreams are when no --dns-upstream is given (read again when it changes)', '/etc/resolv.conf')
+  .action(async (opts: DaemonFlags & ClusterFlags) => {
     const log = createLogger(opts.logLevel);
     const cluster = clusterConfig(opts);
     const daemon = await startDaemon(
@@ -32,6 +55,13 @@ program
         name: opts.name,
         socketDir: opts.socketDir,
         stateDir: opts.stateDir,
+        dockerHost: opts.dockerHost,
+        dns: {
+          domain: dnsDomainFlag(opts.dnsDomain),
+          listen: opts.dnsListen.map((text) => dnsAddressFlag('--dns-listen', text)),
+          upstreams: opts.dnsUpstream.map((text) => dnsAddressFlag('--dns-upstream', text)),
+          resolvConf: opts.dnsResolvConf,
+        },
         ...(opts.defaultPools ? { defaultPoolsV4: opts.defaultPools } : {}),
         ...(opts.defaultPoolsV6 ? { defaultPoolsV6: opts.defaultPoolsV6 } : {}),
         ...(cluster ? { cluster } : {}),
@@ -57,6 +87,7 @@ program
 
 program.addCommand(portCommand());
 program.addCommand(clusterCommand());
+program.addCommand(dnsCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`tsnet: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -4,6 +4,10 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin/server.js';
 import { adminSocketPath } from './admin/socket-path.js';
+import { ContainerNames } from './docker/container-names.js';
+import { DockerApi, parseDockerHost } from './docker/docker-api.js';
+import { type DnsOptions, DnsService } from './dns/dns-service.js';
+import { LocalRecords } from './dns/local-records.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
 import { Cluster } from './cluster/cluster.js';
@@ -19,6 +23,9 @@ export interface DaemonOptions extends PluginOptions {
   stateDir: string;
   /** --cluster-store and friends; absent = this host alone, SQLite only. */
   cluster?: ClusterConfig;
+  /** --docker-host: where container names for DNS come from. */
+  dockerHost: string;
+  dns: DnsOptions;
 }
 
 export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -40,10 +47,23 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const adminPath = adminSocketPath(options.socketDir, options.name);
   await claimSocketPath(adminPath, dirname(adminPath));
 
+  const dockerAddress = parseDockerHost(options.dockerHost);
+
   const store: Store = new SqliteStore(options.stateDir);
   const cluster = options.cluster && new Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
   const { app, networks, inFlight } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
+  // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
+  const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }));
+  names.start();
+  let dns: DnsService;
+  try {
+    dns = await DnsService.start(options.dns, networks, [new LocalRecords(networks, names)], log.child({ room: 'dns' }));
+  } catch (error) {
+    await names.stop();
+    await store.close();
+    throw error;
+  }
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -51,7 +71,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
-  const admin = createServer(createAdminApp(networks, log, inFlight, cluster));
+  const admin = createServer(createAdminApp({ networks, dns, inFlight, ...(cluster ? { cluster } : {}) }, log));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.
@@ -67,6 +87,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
       // Requests whose connections were cut still run: their kernel work must reach the store.
       await inFlight.drained();
       await cluster?.stop();
+      await Promise.all([dns.stop(), names.stop()]);
       await store.close();
       log.info('tsnet stopped; state kept');
     },

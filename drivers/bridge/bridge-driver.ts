@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
 import { type EndpointRecord, type EndpointSpec, type JoinInfo, type NetworkRecord, type NetworkSpec, PORTMAP, type PortBinding, type PublishedPort, type SubnetRecord } from '../model.js';
-import { vethContainerName, vethHostName } from '../names.js';
+import { bridgeMac, vethContainerName, vethHostName } from '../names.js';
 import { lostSandbox } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
@@ -29,10 +29,14 @@ function gatewayAddresses(network: BridgeNetwork): Array<{ address: string; extr
   return [...(network.config.inhibitIpv4 ? [] : gateways(network.ipv4, [])), ...(network.ipv6 ? gateways(network.ipv6Subnets, ['nodad']) : [])];
 }
 
+/** The IPv4 gateway on the bridge, if the bridge carries one. */
+const bridgeGateway = (network: BridgeNetwork) => (network.config.inhibitIpv4 ? undefined : network.ipv4[0]?.gateway);
+
 /** What the firewall needs to know of a network. */
 function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
   const { config } = network;
   const v6 = network.ipv6 ? network.ipv6Subnets[0]?.pool : undefined;
+  const dnsServer = network.dns ? bridgeGateway(network) : undefined;
   return {
     id: network.id,
     bridge: config.bridge,
@@ -40,6 +44,7 @@ function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
     internal: network.internal,
     icc: config.icc,
     isolate: config.isolate,
+    ...(dnsServer ? { dnsServer } : {}),
     outboundNat: {
       ...(config.masquerade ? { 4: config.hostIpv4 ? { kind: 'snat', source: config.hostIpv4 } : { kind: 'masquerade' } } : {}),
       ...(config.masquerade6 ? { 6: { kind: 'masquerade' } } : {}),
@@ -95,9 +100,9 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     }
   }
 
-  /** Creates the bridge if needed and puts the missing gateway addresses on it. */
+  /** Creates the bridge if needed, fixes its MAC (if tsnet made it) and puts the missing gateway addresses on it. */
   private async ensureBridge(network: BridgeNetwork): Promise<void> {
-    const { bridge, mtu } = network.config;
+    const { bridge, mtu, createdBridge } = network.config;
     const existing = await this.ip.link(bridge);
     const present = new Set(existing ? await this.ip.addressesOf(bridge) : []);
     const lines = [
@@ -105,7 +110,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       ...gatewayAddresses(network)
         .filter((g) => !present.has(g.address))
         .map((g) => ['address', 'add', g.address, 'dev', bridge, ...g.extra]),
-      ['link', 'set', 'dev', bridge, 'up'],
+      ['link', 'set', 'dev', bridge, ...(createdBridge ? ['address', bridgeMac(network.id)] : []), 'up'],
     ];
     await this.ip.batch(lines);
   }
@@ -195,6 +200,11 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     await this.ports.release(endpoint.id);
     // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still.
     await this.ip.deleteLinks([endpoint.state.hostIf]);
+  }
+
+  hostAddresses(network: BridgeNetwork): string[] {
+    const gateway = bridgeGateway(network);
+    return gateway ? [gateway] : [];
   }
 
   join(network: BridgeNetwork, endpoint: BridgeEndpoint): JoinInfo {

@@ -92,6 +92,10 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     }
   }
 
+  hostAddresses(network: MacvlanNetwork): string[] {
+    return network.config.hostShim ? [network.config.hostShim.address] : [];
+  }
+
   async deleteEndpoint(network: MacvlanNetwork, endpoint: MacvlanEndpoint): Promise<void> {
     await this.shim.removeRoute(network, endpoint);
     // Usually back in the host netns by now (dockerd returns a sandbox's links); gone with the sandbox otherwise.

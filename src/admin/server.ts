@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { EndpointRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { NetworkService } from '../core/network-service.js';
+import type { ListenerStatus } from '../dns/dns-server.js';
 import { RequestError } from '../errors.js';
 import type { InFlight } from '../in-flight.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
@@ -37,8 +38,19 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   POST /ports/rm  {address, port}     take one away
  *   GET  /cluster                       hosts, shared pools, this host's orphans (`tsnet cluster ls`)
  *   POST /cluster/gc {host?}            free a dead host's addresses, or this host's orphans
+ *   GET  /dns                           the DNS listeners and their states
  */
-export function createAdminApp(networks: NetworkService, log: Logger, inFlight: InFlight, cluster?: Cluster): express.Express {
+/** What the admin API reads and changes. */
+export interface AdminParts {
+  networks: NetworkService;
+  dns: { listeners(): ListenerStatus[] };
+  /** Shutdown waits for the changes it makes. */
+  inFlight: InFlight;
+  /** Absent without --cluster-store. */
+  cluster?: Cluster;
+}
+
+export function createAdminApp({ networks, dns, inFlight, cluster }: AdminParts, log: Logger): express.Express {
   // What is open, not what was asked: `-p 80` shows the host port it got.
   const view = (e: EndpointRecord): EndpointPorts => ({
     endpoint: e.id,
@@ -52,6 +64,9 @@ export function createAdminApp(networks: NetworkService, log: Logger, inFlight: 
   const changing = (handler: (req: Request, res: Response) => Promise<void>) => (req: Request, res: Response) => inFlight.track(() => handler(req, res));
   app.get('/ports', (_req, res) => {
     res.json(networks.listEndpoints().map(view).filter((e) => e.ports.length > 0));
+  });
+  app.get('/dns', (_req, res) => {
+    res.json(dns.listeners());
   });
   app.post('/ports/add', changing(async (req, res) => {
     const { address, port } = body(req);

@@ -8,6 +8,8 @@ export const COMMON_OPTIONS = {
   mode: 'tsnet.mode',
   mtu: 'com.docker.network.driver.mtu',
   ifacePrefix: 'com.docker.network.container_iface_prefix',
+  /** off: no DNS listener of tsnet on the network's gateway (or host shim). */
+  dns: 'tsnet.dns',
 } as const;
 
 /** Keys dockerd itself puts into CreateNetwork's Options. */
@@ -96,6 +98,7 @@ export function networkSpec(input: CreateNetworkInput): { kind: DriverKind; spec
       ipv6Subnets: input.ipv6.map((d, i) => subnetRecord(d, i, 6)),
       ...(mtu !== undefined ? { mtu } : {}),
       ifacePrefix,
+      dns: reader.onOff(COMMON_OPTIONS.dns, true),
       options: generic,
     },
   };

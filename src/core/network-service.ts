@@ -28,6 +28,16 @@ export interface StaleAddressRelease {
   releaseStale(address: string): Promise<void>;
 }
 
+/**
+ * A network or endpoint that came or went, told after the state changed.
+ * Rooms that follow the topology (DNS) subscribe instead of polling.
+ */
+export type TopologyChange =
+  | { kind: 'network'; action: 'created' | 'deleted'; networkId: string }
+  | { kind: 'endpoint'; action: 'created' | 'deleted'; networkId: string; endpointId: string };
+
+export type TopologyListener = (change: TopologyChange) => void;
+
 /** Network and endpoint creation and deletion serialise on this key: they check each other for conflicts. */
 const TOPOLOGY = 'topology';
 
@@ -39,6 +49,7 @@ export class NetworkService {
   private readonly networks = new Map<string, NetworkRecord>();
   private readonly endpoints = new Map<string, EndpointRecord>();
   private readonly mutex = new KeyedMutex();
+  private readonly listeners = new Set<TopologyListener>();
 
   constructor(
     private readonly store: Store,
@@ -47,8 +58,30 @@ export class NetworkService {
     private readonly addresses: StaleAddressRelease,
   ) {}
 
+  /**
+   * Calls `listener` after every network or endpoint creation and deletion;
+   * returns the unsubscribe. Listeners run inside the request: they must only
+   * take note and do their work later, and what they throw is logged, never
+   * the request's failure.
+   */
+  onChange(listener: TopologyListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(change: TopologyChange): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.log.error({ err: error, change }, 'a topology listener failed');
+      }
+    }
+  }
+
   async load(): Promise<void> {
-    for (const network of (await this.store.readAll<NetworkRecord>('networks')).values()) this.networks.set(network.id, network);
+    // Records written before tsnet.dns existed have no dns field: the default, on.
+    for (const network of (await this.store.readAll<NetworkRecord>('networks')).values()) this.networks.set(network.id, { ...network, dns: network.dns ?? true });
     for (const endpoint of (await this.store.readAll<EndpointRecord>('endpoints')).values()) this.endpoints.set(endpoint.id, endpoint);
   }
 
@@ -82,6 +115,7 @@ export class NetworkService {
       await this.store.commit([del('endpoints', endpoint.id)]);
       this.endpoints.delete(endpoint.id);
       for (const address of [endpoint.address, endpoint.addressIPv6]) if (address) await this.addresses.releaseStale(address);
+      this.emit({ kind: 'endpoint', action: 'deleted', networkId: network.id, endpointId: endpoint.id });
       this.log.warn({ network: network.id, endpoint: endpoint.id, address: endpoint.address }, 'dropped an endpoint whose container went away while tsnet was down');
     }
     return candidates.filter((e) => !gone.includes(e));
@@ -107,6 +141,12 @@ export class NetworkService {
 
   listEndpoints(): EndpointRecord[] {
     return [...this.endpoints.values()];
+  }
+
+  /** The host's own addresses on the network (see Driver.hostAddresses); none for an unknown network. */
+  hostAddresses(networkId: string): string[] {
+    const network = this.networks.get(networkId);
+    return network ? this.driverOf(network).hostAddresses(network) : [];
   }
 
   private driverOf(network: { kind: DriverKind }): Driver {
@@ -155,6 +195,7 @@ export class NetworkService {
       await driver.createNetwork(network, others);
       await this.commitOrUndo([put('networks', network.id, network)], () => driver.deleteNetwork(network, others));
       this.networks.set(network.id, network);
+      this.emit({ kind: 'network', action: 'created', networkId: network.id });
     });
   }
 
@@ -171,6 +212,8 @@ export class NetworkService {
       await this.store.commit([...stale.map((e) => del('endpoints', e.id)), del('networks', networkId)]);
       stale.forEach((e) => this.endpoints.delete(e.id));
       this.networks.delete(networkId);
+      for (const e of stale) this.emit({ kind: 'endpoint', action: 'deleted', networkId, endpointId: e.id });
+      this.emit({ kind: 'network', action: 'deleted', networkId });
     });
   }
 
@@ -197,6 +240,7 @@ export class NetworkService {
       const endpoint: EndpointRecord = { ...spec, state: await driver.createEndpoint(network, spec) };
       await this.commitOrUndo([put('endpoints', endpoint.id, endpoint)], () => driver.deleteEndpoint(network, endpoint));
       this.endpoints.set(endpoint.id, endpoint);
+      this.emit({ kind: 'endpoint', action: 'created', networkId: network.id, endpointId: endpoint.id });
       return input.macAddress === '' ? { macAddress: endpoint.mac } : {};
     });
   }
@@ -226,6 +270,7 @@ export class NetworkService {
       await this.driverOf(network).deleteEndpoint(network, endpoint);
       await this.store.commit([del('endpoints', endpointId)]);
       this.endpoints.delete(endpointId);
+      this.emit({ kind: 'endpoint', action: 'deleted', networkId, endpointId });
     });
   }
 

@@ -22,6 +22,12 @@ export interface FirewallNetwork {
   icc: boolean;
   /** false: the network exchanges traffic with the other non-isolated tsnet networks. */
   isolate: boolean;
+  /**
+   * The host's IPv4 address on the bridge where it answers DNS (port 53) for
+   * this network alone: let in from the bridge and the host itself, kept
+   * from everywhere else (other networks would learn this one's names).
+   */
+  dnsServer?: string;
   /** Per family; a missing family leaves the source address as it is. */
   outboundNat: Partial<Record<Family, OutboundNat>>;
   /**

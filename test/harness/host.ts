@@ -27,7 +27,7 @@ export interface DockerHostOptions {
   logLevel?: TsnetOptions['logLevel'];
   /** Stand-in for dist/src/cli.js (harness self-test only). */
   tsnetCli?: string;
-  /** More `tsnet daemon` flags (`--cluster-store …`). */
+  /** More `tsnet daemon` flags (`--cluster-store …`); `--docker-host` of this host's dockerd is always passed. */
   tsnetArgs?: readonly string[];
   /** Import tsn-busybox:latest (default true). */
   image?: boolean;
@@ -60,7 +60,8 @@ export class DockerHost extends DockerClient {
           ...(opts.driver ? { driver: opts.driver } : {}),
           ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
           ...(opts.tsnetCli ? { cli: opts.tsnetCli } : {}),
-          ...(opts.tsnetArgs ? { extraArgs: opts.tsnetArgs } : {}),
+          // Container names for DNS come from this host's private dockerd, never the machine's.
+          extraArgs: ['--docker-host', dockerd.host, ...(opts.tsnetArgs ?? [])],
         });
         host.cleanup.defer('stop tsnet', () => host.tsnetDaemon?.stop());
       }

@@ -13,6 +13,8 @@ export interface PreflightOptions {
   tsnet?: boolean;
   /** Also require dockerd, the docker client and busybox-static. Default true. */
   docker?: boolean;
+  /** Also require dig and dnsmasq (the DNS suites). */
+  dns?: boolean;
 }
 
 const FIX = 'Fix: run as root, `sudo scripts/install-test-deps.sh` to install the packages, `npm run build` to build tsnet.';
@@ -41,6 +43,10 @@ export function findProblems(opts: PreflightOptions = {}): string[] {
     if (DOCKER_CLIENT !== '/usr/bin/docker' && !onPath('docker')) problems.push('no docker client (package docker.io)');
     if (!isExecutable(BUSYBOX)) problems.push(`${BUSYBOX} missing (package busybox-static)`);
     else if (!isStaticElf(BUSYBOX)) problems.push(`${BUSYBOX} is dynamically linked: the test image needs package busybox-static`);
+  }
+  if (opts.dns) {
+    if (!onPath('dig')) problems.push('`dig` not found (package bind9-dnsutils)');
+    if (!onPath('dnsmasq')) problems.push('`dnsmasq` not found (package dnsmasq-base)');
   }
   if (opts.tsnet) {
     if (!existsSync(TSNET_CLI)) problems.push(`${TSNET_CLI} missing: run \`npm run build\``);

@@ -6,7 +6,7 @@ import { NetnsPlugin } from './netns-plugin.js';
 const hex = () => randomBytes(32).toString('hex');
 const netns = `tsit${randomBytes(3).toString('hex')}`;
 
-async function links(): Promise<Array<{ ifname: string; mtu: number; master?: string; flags: string[] }>> {
+async function links(): Promise<Array<{ ifname: string; mtu: number; master?: string; flags: string[]; address: string }>> {
   return JSON.parse((await ipIn(netns, ['-json', 'link', 'show'])).stdout);
 }
 
@@ -50,6 +50,9 @@ describe('bridge networks on a real kernel', () => {
     expect(created.body).toEqual({ Interface: { MacAddress: '02:42:0a:4d:00:02' } });
     const host = (await links()).find((l) => l.ifname === `tsv${ep.slice(0, 12)}`);
     expect(host).toMatchObject({ master: bridge, mtu: 1400 });
+    // The gateway's MAC is the bridge's own, not the lowest of its ports': it stays when containers come.
+    const mac = ['06', ...net.slice(0, 10).match(/../g)!].join(':');
+    expect((await links()).find((l) => l.ifname === bridge)!.address).toBe(mac);
     expect((await links()).find((l) => l.ifname === `tsc${ep.slice(0, 12)}`)).toMatchObject({ mtu: 1400 });
 
     await tsnet.post('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });

@@ -44,6 +44,20 @@ describe('iptables rule plans', () => {
     expect(plan.hooks.map((h) => h.chain)).not.toContain('TSNET-INPUT');
   });
 
+  it('lets DNS to the gateway in from the bridge only (and the host), and only when the network has a DNS server', () => {
+    const input = (n: FirewallNetwork, family: 4 | 6) => networkPlan(n, family, []).hooks.filter((h) => h.chain === 'TSNET-INPUT').map((h) => h.rule.join(' '));
+    const withDns = input({ ...network, dnsServer: '10.1.0.1' }, 4);
+    expect(withDns.filter((r) => r.includes('--dport 53'))).toEqual([
+      '-d 10.1.0.1/32 -i tsbr-0123456789 -p udp -m udp --dport 53 -j ACCEPT',
+      '-d 10.1.0.1/32 ! -i tsbr-0123456789 -p udp -m addrtype ! --src-type LOCAL -m udp --dport 53 -j DROP',
+      '-d 10.1.0.1/32 -i tsbr-0123456789 -p tcp -m tcp --dport 53 -j ACCEPT',
+      '-d 10.1.0.1/32 ! -i tsbr-0123456789 -p tcp -m addrtype ! --src-type LOCAL -m tcp --dport 53 -j DROP',
+    ]);
+    expect(input({ ...network, internal: true, dnsServer: '10.1.0.1' }, 4)).toHaveLength(4);
+    expect(input(network, 4).some((r) => r.includes('--dport 53'))).toBe(false);
+    expect(input({ ...network, dnsServer: '10.1.0.1' }, 6)).toEqual([]);
+  });
+
   it('forwards per family, with the host address when there is one and brackets for IPv6', () => {
     const v6: PortForward = { family: 6, proto: 'tcp', hostPort: 8080, containerIp: 'fd01::2', containerPort: 80 };
     expect(rulesOf(networkPlan(network, 4, [forward, v6]), 'TSNET-DNAT-0123456789')).toEqual([

@@ -17,6 +17,7 @@ const spec = (options: Record<string, string>): NetworkSpec => ({
   ipv4: [{ pool: '10.61.0.0/24', gateway: '10.61.0.1', aux: {} }],
   ipv6Subnets: [],
   ifacePrefix: 'eth',
+  dns: true,
   options,
 });
 

@@ -29,8 +29,17 @@ describe('network options', () => {
       ipv6Subnets: [{ pool: 'fd00:dead::/64', gateway: 'fd00:dead::1', aux: {} }],
       mtu: 9000,
       ifacePrefix: 'eth',
+      dns: true,
       options: { 'com.docker.network.driver.mtu': '9000' },
     });
+  });
+
+  it('reads tsnet.dns as on/off, on by default', () => {
+    const spec = (generic: Record<string, string>) =>
+      networkSpec({ networkId: ID, options: { 'com.docker.network.generic': generic }, ipv4: [{ pool: '10.123.0.0/24', auxAddresses: {} }], ipv6: [] }).spec;
+    expect(spec({}).dns).toBe(true);
+    expect(spec({ 'tsnet.dns': 'off' }).dns).toBe(false);
+    expect(() => spec({ 'tsnet.dns': 'no' })).toThrow('tsnet.dns: "no" must be on or off');
   });
 
   it('refuses generic options that are not a map of strings', () => {

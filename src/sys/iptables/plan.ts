@@ -7,7 +7,8 @@ import type { Family, FirewallNetwork, OutboundNat, PortForward } from '../firew
  *
  *   filter FORWARD ─▶ TSNET-FORWARD ─▶ TSNET-FWD-<net>   (-o bridge hooks first, then -i bridge)
  *                                        └▶ TSNET-OPEN    (bridges of networks with isolation off)
- *   filter INPUT   ─▶ TSNET-INPUT                         (containers never open connections to 127/8: route_localnet guard)
+ *   filter INPUT   ─▶ TSNET-INPUT                         (containers never open connections to 127/8: route_localnet guard;
+ *                                                          a network's DNS server on its gateway: its bridge only)
  *   nat PREROUTING, OUTPUT (local destinations) ─▶ TSNET-DNAT ─▶ TSNET-DNAT-<net>
  *   nat POSTROUTING ─▶ TSNET-POSTROUTING ─▶ TSNET-SNAT-<net>
  */
@@ -112,6 +113,22 @@ export function dnatRules(family: Family, forwards: readonly PortForward[]): Rul
     ]);
 }
 
+/**
+ * DNS on the gateway: let in from the network's own bridge (even under an
+ * INPUT policy of DROP), dropped when it comes from another interface (other
+ * networks, the LAN) unless the host itself asks. The two rules never match
+ * the same packet, so their order does not matter.
+ */
+function dnsServerHooks(network: FirewallNetwork): HookPlan[] {
+  const server = network.dnsServer;
+  if (!server) return [];
+  const b = network.bridge;
+  return (['udp', 'tcp'] as const).flatMap((p) => [
+    ['-d', `${server}/32`, '-i', b, '-p', p, '-m', p, '--dport', '53', '-j', 'ACCEPT'],
+    ['-d', `${server}/32`, '!', '-i', b, '-p', p, '-m', 'addrtype', '!', '--src-type', 'LOCAL', '-m', p, '--dport', '53', '-j', 'DROP'],
+  ]).map((rule) => ({ table: 'filter' as const, chain: SHARED_CHAINS.input, rule, first: false }));
+}
+
 /** Everything one network owns in one family: its chains (replaced whole) and its hooks in the shared chains. */
 export function networkPlan(network: FirewallNetwork, family: Family, forwards: readonly PortForward[]): { chains: ChainPlan[]; hooks: HookPlan[] } {
   const subnet = network.subnets[family];
@@ -133,6 +150,7 @@ export function networkPlan(network: FirewallNetwork, family: Family, forwards: 
       ...(family === 4 && !network.internal
         ? [{ table: 'filter' as const, chain: SHARED_CHAINS.input, rule: ['-d', '127.0.0.0/8', '-i', b, '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'DROP'], first: false }]
         : []),
+      ...(family === 4 ? dnsServerHooks(network) : []),
       { table: 'nat', chain: SHARED_CHAINS.dnat, rule: ['-j', names.dnat], first: false },
       { table: 'nat', chain: SHARED_CHAINS.postrouting, rule: ['-j', names.snat], first: false },
     ],

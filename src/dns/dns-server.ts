@@ -1,0 +1,147 @@
+import { type Cidr, cidrContains, parseCidr, parseIp } from '../net/address.js';
+import { type DnsAddress, dnsAddressKey } from './dns-address.js';
+import type { Transport } from './exchange.js';
+import { Forwarder } from './forwarder.js';
+import { DnsListener } from './listener.js';
+import type { NameEntry } from './name-entry.js';
+import { RecordTable } from './record-table.js';
+import { Responder, type Scope } from './responder.js';
+import type { UpstreamSource } from './upstreams.js';
+
+/** One socket pair tsnet should serve, and for whom. */
+export interface ListenerSpec extends DnsAddress {
+  /** Set for a network's own listener (its gateway or host shim); absent for --dns-listen. */
+  networkId?: string;
+  /** Whether names tsnet does not own go upstream. */
+  forward: boolean;
+  /** Subnets (CIDR) whose hosts may ask; absent = anyone. Others get no answer at all. */
+  askers?: string[];
+}
+
+export interface ListenerStatus extends ListenerSpec {
+  state: 'serving' | 'failed';
+  /** Why it could not bind, e.g. "EADDRINUSE". */
+  error?: string;
+}
+
+const scopeOf = (spec: ListenerSpec): Scope => ({ ...(spec.networkId ? { networkId: spec.networkId } : {}), forward: spec.forward });
+const askersOf = (spec: ListenerSpec): Cidr[] | undefined => spec.askers?.flatMap((text) => parseCidr(text)?.cidr ?? []);
+
+/** One open listener: whom it serves, as its handler reads it on every query (a reconcile may replace both). */
+interface OpenListener {
+  listener: DnsListener;
+  spec: ListenerSpec;
+  scope: Scope;
+  askers: Cidr[] | undefined;
+}
+
+/** Whether `from` lies in one of the subnets (an IPv4-mapped IPv6 address counts as its IPv4 address). */
+function mayAsk(askers: readonly Cidr[], from: string): boolean {
+  const ip = parseIp(from.startsWith('::ffff:') && from.includes('.') ? from.slice(7) : from);
+  return ip !== undefined && askers.some((cidr) => cidrContains(cidr, ip));
+}
+
+export interface DnsServerOptions {
+  domain: string;
+  /** undefined: nothing is forwarded (every listener refuses foreign names). */
+  upstreams?: UpstreamSource;
+  /** Called for what goes wrong while serving (a socket error, a bug); serving goes on. */
+  onError: (error: Error, context: string) => void;
+}
+
+/**
+ * The DNS server: the record table, the forwarder and the listeners, each
+ * listener with its scope. Listeners are reconciled against a wanted list;
+ * one that could not bind stays failed (and reported) until it is no longer
+ * wanted, so a port held by a host service is not retried on every change.
+ */
+export class DnsServer {
+  private table: RecordTable;
+  private readonly responder: Responder;
+  private readonly forwarder: Forwarder | undefined;
+  private readonly listeners = new Map<string, OpenListener>();
+  private readonly failed = new Map<string, ListenerStatus>();
+  private reconciling: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: DnsServerOptions) {
+    this.table = new RecordTable(options.domain, []);
+    this.forwarder = options.upstreams && new Forwarder(options.upstreams);
+    this.responder = new Responder(() => this.table, this.forwarder);
+  }
+
+  setEntries(entries: readonly NameEntry[]): void {
+    this.table = new RecordTable(this.options.domain, entries);
+  }
+
+  /** Opens what is wanted and not open, closes what is open and not wanted; resolves with every wanted listener's state. */
+  setListeners(wanted: readonly ListenerSpec[]): Promise<ListenerStatus[]> {
+    const run = this.reconciling.then(() => this.reconcile(wanted));
+    this.reconciling = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reconcile(wanted: readonly ListenerSpec[]): Promise<ListenerStatus[]> {
+    const byKey = new Map(wanted.map((spec) => [dnsAddressKey(spec), spec]));
+    for (const [key, open] of this.listeners) {
+      if (byKey.has(key)) continue;
+      this.listeners.delete(key);
+      await open.listener.close();
+    }
+    for (const key of this.failed.keys()) if (!byKey.has(key)) this.failed.delete(key);
+
+    const statuses: ListenerStatus[] = [];
+    for (const [key, spec] of byKey) {
+      const open = this.listeners.get(key);
+      if (open) {
+        // Same socket, maybe another network or forwarding choice now.
+        if (open.spec.networkId !== spec.networkId || open.spec.forward !== spec.forward) open.scope = scopeOf(spec);
+        open.askers = askersOf(spec);
+        open.spec = spec;
+        statuses.push({ ...spec, state: 'serving' });
+        continue;
+      }
+      const failure = this.failed.get(key);
+      if (failure) {
+        statuses.push({ ...failure, ...spec });
+        continue;
+      }
+      try {
+        const entry: Omit<OpenListener, 'listener'> = { spec, scope: scopeOf(spec), askers: askersOf(spec) };
+        const listener = await DnsListener.open(spec.address, spec.port, (message, transport, from) => this.answer(message, transport, from, entry), (error) =>
+          this.options.onError(error, `listener ${key}`),
+        );
+        this.listeners.set(key, Object.assign(entry, { listener }));
+        statuses.push({ ...spec, state: 'serving' });
+      } catch (error) {
+        const status: ListenerStatus = { ...spec, state: 'failed', error: (error as NodeJS.ErrnoException).code ?? (error as Error).message };
+        this.failed.set(key, status);
+        statuses.push(status);
+      }
+    }
+    return statuses;
+  }
+
+  private answer(message: Buffer, transport: Transport, from: string, entry: Omit<OpenListener, 'listener'>): Buffer | undefined | Promise<Buffer | undefined> {
+    if (entry.askers && !mayAsk(entry.askers, from)) return undefined;
+    return this.responder.cached(message, transport, entry.scope) ?? this.respond(message, transport, entry.scope);
+  }
+
+  private async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {
+    try {
+      return await this.responder.respond(message, transport, scope);
+    } catch (error) {
+      // A bug must cost one answer, never the server.
+      this.options.onError(error as Error, 'answering a query');
+      return undefined;
+    }
+  }
+
+  /** Upstream questions not answered yet (a leak check for tests). */
+  get pendingForwards(): number {
+    return this.forwarder?.pending ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.setListeners([]);
+  }
+}

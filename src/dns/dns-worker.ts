@@ -1,0 +1,60 @@
+/**
+ * The DNS server's thread. Queries never wait for the daemon's event loop,
+ * and plugin requests never wait behind a flood of queries: the main thread
+ * only posts the record entries and the wanted listeners here.
+ */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { DnsAddress } from './dns-address.js';
+import { DnsServer, type ListenerSpec, type ListenerStatus } from './dns-server.js';
+import type { NameEntry } from './name-entry.js';
+import { ResolvConfUpstreams, StaticUpstreams } from './upstreams.js';
+
+export interface WorkerSetup {
+  domain: string;
+  /** --dns-upstream; empty = the resolv.conf at `resolvConf`. */
+  upstreams: DnsAddress[];
+  resolvConf: string;
+  /** Our own --dns-listen addresses (as dnsAddressKey), never taken from resolv.conf as upstreams. */
+  own: string[];
+}
+
+export type ToWorker =
+  | { type: 'entries'; entries: NameEntry[] }
+  | { type: 'listeners'; seq: number; listeners: ListenerSpec[] }
+  | { type: 'stop' };
+
+export type FromWorker =
+  | { type: 'listeners'; seq: number; statuses: ListenerStatus[] }
+  | { type: 'error'; context: string; message: string }
+  | { type: 'stopped' };
+
+/** Nice value of this thread: when CPU is short, dockerd's plugin requests go first. */
+const DNS_NICENESS = 5;
+
+/** Linux sets priorities per thread: /proc/thread-self names this thread's ID. */
+function lowerOwnPriority(): void {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), DNS_NICENESS);
+  } catch {
+    // Not Linux, or not allowed: the DNS thread keeps the daemon's priority.
+  }
+}
+
+lowerOwnPriority();
+const port = parentPort!;
+const setup = workerData as WorkerSetup;
+const post = (message: FromWorker) => port.postMessage(message);
+
+const server = new DnsServer({
+  domain: setup.domain,
+  upstreams: setup.upstreams.length > 0 ? new StaticUpstreams(setup.upstreams) : new ResolvConfUpstreams(setup.resolvConf, new Set(setup.own)),
+  onError: (error, context) => post({ type: 'error', context, message: error.stack ?? error.message }),
+});
+
+port.on('message', (message: ToWorker) => {
+  if (message.type === 'entries') server.setEntries(message.entries);
+  else if (message.type === 'listeners') void server.setListeners(message.listeners).then((statuses) => post({ type: 'listeners', seq: message.seq, statuses }));
+  else void server.close().then(() => post({ type: 'stopped' }));
+});

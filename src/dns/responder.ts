@@ -1,0 +1,175 @@
+import * as packet from 'dns-packet';
+import { AnswerCache } from './answer-cache.js';
+import { EDNS_UDP_SIZE, type Transport } from './exchange.js';
+import type { ForwardedAnswer, Forwarder } from './forwarder.js';
+import type { Lookup, RecordTable } from './record-table.js';
+import { encodeQuestion, typeOf } from './wire.js';
+
+/** TTL of every record tsnet owns: containers come and go, caches must follow within seconds. */
+export const RECORD_TTL = 5;
+
+/** What one listener serves; a listener whose scope changes gets a new object (answers are cached per scope object). */
+export interface Scope {
+  /** Only this network's names and addresses; undefined = every network's (--dns-listen). */
+  readonly networkId?: string;
+  /** Whether names tsnet does not own go upstream (never from an --internal network's listener). */
+  readonly forward: boolean;
+}
+
+/** Response codes tsnet sends; BADVERS is an extended code (RFC 6891): 0 in the header, 1 in OPT. */
+const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
+type Rcode = (typeof RCODE)[keyof typeof RCODE];
+
+/** Without EDNS0 a UDP answer may have 512 bytes (RFC 1035); a client's larger EDNS0 buffer is honoured up to this. */
+const MIN_UDP_SIZE = 512;
+const MAX_UDP_SIZE = 4096;
+const MAX_TCP_SIZE = 65535;
+/** Zone transfers are not served. */
+const REFUSED_TYPES = new Set(['AXFR', 'IXFR']);
+
+const QR = 0x8000;
+const OPCODE_MASK = 0x7800;
+
+interface Reply {
+  rcode: Rcode;
+  authoritative: boolean;
+  truncated?: boolean;
+  answers: packet.Answer[];
+  authorities: packet.Answer[];
+  additionals: packet.Answer[];
+}
+
+const emptyReply = (rcode: Rcode, authoritative = false): Reply => ({ rcode, authoritative, answers: [], authorities: [], additionals: [] });
+
+/**
+ * A header-only reply with the question copied byte for byte from the
+ * query: for what tsnet refuses before it can trust its reading of the
+ * question (another class, a name that would not survive re-encoding).
+ */
+function rawReply(query: Buffer, rcode: Rcode, questionEnd: number): Buffer {
+  const reply = Buffer.alloc(questionEnd);
+  query.copy(reply, 0, 0, questionEnd);
+  reply.writeUInt16BE(QR | (query.readUInt16BE(2) & packet.RECURSION_DESIRED) | rcode, 2);
+  reply.writeUInt16BE(questionEnd > 12 ? 1 : 0, 4);
+  reply.fill(0, 6, 12);
+  return reply;
+}
+
+function optRecord(rcode: Rcode): packet.OptAnswer {
+  return { type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, extendedRcode: rcode >> 4, ednsVersion: 0, flags: 0, flag_do: false, options: [] };
+}
+
+/**
+ * Turns one DNS query into its answer, whatever the transport: checks,
+ * EDNS0, the record table (authoritative, TTL 5 s, NXDOMAIN vs NODATA),
+ * forwarding, truncation. undefined: nothing is sent back (not a query at all).
+ */
+export class Responder {
+  /** Per listener (its scope object) and transport: the same bytes mean the same answer only there. */
+  private readonly caches = new WeakMap<Scope, Record<Transport, AnswerCache>>();
+
+  constructor(
+    private readonly table: () => RecordTable,
+    private readonly forwarder: Forwarder | undefined,
+  ) {}
+
+  /**
+   * The answer to a query answered before from the same records, at once
+   * (no promise, no decoding): the hot path of a busy server.
+   */
+  cached(message: Buffer, transport: Transport, scope: Scope): Buffer | undefined {
+    return this.cacheOf(scope, transport).follow(this.table()).get(message);
+  }
+
+  private cacheOf(scope: Scope, transport: Transport): AnswerCache {
+    let caches = this.caches.get(scope);
+    if (!caches) this.caches.set(scope, (caches = { udp: new AnswerCache(), tcp: new AnswerCache() }));
+    return caches[transport];
+  }
+
+  async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {
+    if (message.length < 12) return undefined;
+    const flags = message.readUInt16BE(2);
+    // A response, or a message of ours come back: answering could start a loop.
+    if (flags & QR) return undefined;
+    if (flags & OPCODE_MASK) return rawReply(message, RCODE.NOTIMP, 12);
+    const table = this.table();
+
+    let query: packet.DecodedPacket;
+    try {
+      query = packet.decode(message);
+    } catch {
+      return rawReply(message, RCODE.FORMERR, 12);
+    }
+    const questions = query.questions ?? [];
+    const opts = (query.additionals ?? []).filter((r): r is packet.OptAnswer => r.type === 'OPT');
+    if (questions.length !== 1 || opts.length > 1) return rawReply(message, RCODE.FORMERR, 12);
+    const question = questions[0]!;
+    const echo = encodeQuestion(question);
+    const questionEnd = 12 + echo.length;
+    const opt = opts[0];
+    const limit = transport === 'tcp' ? MAX_TCP_SIZE : opt ? Math.min(MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, opt.udpPayloadSize)) : MIN_UDP_SIZE;
+    const forwards = scope.forward && this.forwarder !== undefined;
+
+    let reply: Reply;
+    if (opt && opt.ednsVersion !== 0) reply = emptyReply(RCODE.BADVERS);
+    // Another class, or a name that would not survive re-encoding (a dot or bad UTF-8 inside a label).
+    else if ((question.class ?? 'IN') !== 'IN' || !echo.equals(message.subarray(12, questionEnd))) return rawReply(message, RCODE.REFUSED, questionEnd);
+    else if (REFUSED_TYPES.has(typeOf(question))) reply = emptyReply(RCODE.REFUSED);
+    else reply = await this.answer(table, question, transport, scope);
+
+    const response = (r: Reply): packet.Packet => ({
+      type: 'response',
+      id: query.id ?? 0,
+      flags: (flags & packet.RECURSION_DESIRED) | (forwards ? packet.RECURSION_AVAILABLE : 0) | (r.authoritative ? packet.AUTHORITATIVE_ANSWER : 0) |
+        (r.truncated ? packet.TRUNCATED_RESPONSE : 0) | (r.rcode & 0xf),
+      questions: [question],
+      answers: r.answers,
+      authorities: r.authorities,
+      additionals: [...r.additionals, ...(opt ? [optRecord(r.rcode)] : [])],
+    });
+    const full = packet.encode(response(reply));
+    // Too large for this transport: the question and the TC flag; the client asks again over TCP.
+    const answer = full.length <= limit ? full : packet.encode(response({ ...emptyReply(reply.rcode, reply.authoritative), truncated: true }));
+    // Only answers from our own records (and of the table cached() checks): forwarded ones age, and refusals of junk would crowd the cache.
+    if (reply.authoritative) this.cacheOf(scope, transport).follow(table).set(message, answer);
+    return answer;
+  }
+
+  private async answer(table: RecordTable, question: packet.Question, transport: Transport, scope: Scope): Promise<Reply> {
+    const found = table.lookup(question.name, scope.networkId);
+    if (found.kind !== 'outside') return this.authoritative(table, question, found);
+    if (!scope.forward || !this.forwarder) return emptyReply(RCODE.REFUSED);
+    const forwarded = await this.forwarder.forward(question, transport);
+    return forwarded ? fromUpstream(forwarded) : emptyReply(RCODE.SERVFAIL);
+  }
+
+  private authoritative(table: RecordTable, question: packet.Question, found: Exclude<Lookup, { kind: 'outside' }>): Reply {
+    const name = question.name;
+    const answers: packet.Answer[] = [];
+    if (found.kind === 'found') {
+      const wants = (type: string) => typeOf(question) === type || typeOf(question) === 'ANY';
+      if (wants('A')) for (const data of found.a) answers.push({ type: 'A', name, ttl: RECORD_TTL, data });
+      if (wants('AAAA')) for (const data of found.aaaa) answers.push({ type: 'AAAA', name, ttl: RECORD_TTL, data });
+      if (wants('PTR')) for (const data of found.ptr) answers.push({ type: 'PTR', name, ttl: RECORD_TTL, data });
+    }
+    const isSoaQuery = found.kind === 'found' && name.toLowerCase() === table.domain && (typeOf(question) === 'SOA' || typeOf(question) === 'ANY');
+    if (isSoaQuery) answers.push(soa(table.domain));
+    // Negative answers carry the SOA, whose minimum tells caches how long to keep them (RFC 2308).
+    const authorities = answers.length === 0 && table.inDomain(name) ? [soa(table.domain)] : [];
+    return { rcode: found.kind === 'nxdomain' ? RCODE.NXDOMAIN : RCODE.NOERROR, authoritative: true, answers, authorities, additionals: [] };
+  }
+}
+
+function fromUpstream(answer: ForwardedAnswer): Reply {
+  return { rcode: answer.rcode as Rcode, authoritative: false, truncated: answer.truncated, answers: answer.answers, authorities: answer.authorities, additionals: answer.additionals };
+}
+
+function soa(domain: string): packet.SoaAnswer {
+  return {
+    type: 'SOA',
+    name: domain,
+    ttl: RECORD_TTL,
+    data: { mname: `ns.${domain}`, rname: `hostmaster.${domain}`, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: RECORD_TTL },
+  };
+}
