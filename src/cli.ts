@@ -5,7 +5,19 @@ import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
-import { createLogger, type LogLevel } from './log.js';
+import { createLogger, type LogFormat, type LogLevel } from './log.js';
+
+interface DaemonFlags {
+  name: string;
+  socketDir: string;
+  stateDir: string;
+  adminSocket?: string;
+  netnsDir?: string;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  defaultPools?: string;
+  defaultPoolsV6?: string;
+}
 
 const program = new Command('tsnet').description('Docker network plugin: bridge and macvlan networks with their own IPAM');
 
@@ -15,7 +27,10 @@ program
   .option('--name <name>', 'plugin name: the driver name for docker network create -d', 'tsnet')
   .option('--socket-dir <dir>', 'where dockerd looks for plugin sockets', DEFAULT_SOCKET_DIR)
   .option('--state-dir <dir>', 'where tsnet keeps its state (SQLite)', '/var/lib/tsnet')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info'))
+  .option('--admin-socket <path>', 'where the admin API (tsnet ls, port, cluster) listens (default: /run/tsnet/<name>.admin.sock, or <socket-dir>/../tsnet/)')
+  .option('--netns-dir <dir>', "dockerd's <exec-root>/netns as this daemon sees it, when it runs in another mount namespace (the managed plugin)")
+  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info').env('TSNET_LOG_LEVEL'))
+  .addOption(new Option('--log-format <format>', 'json: one line per event (journald, docker logs); pretty: for a terminal').choices(['json', 'pretty']).default('json').env('TSNET_LOG_FORMAT'))
   .option('--default-pools <list>', 'IPv4 pools for networks without --subnet, as base/len/size,… (default: Docker\'s)')
   .option('--default-pools-v6 <list>', 'IPv6 pools for networks without an IPv6 --subnet, as base/len/size,…')
   .option('--cluster-store <url>', 'share pools with other hosts through etcd: etcd://HOST:PORT[,HOST:PORT…]')
@@ -24,14 +39,16 @@ program
   .option('--cluster-key <file>', 'client key (PEM) for etcd')
   .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
   .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
-  .action(async (opts: { name: string; socketDir: string; stateDir: string; logLevel: LogLevel; defaultPools?: string; defaultPoolsV6?: string } & ClusterFlags) => {
-    const log = createLogger(opts.logLevel);
+  .action(async (opts: DaemonFlags & ClusterFlags) => {
+    const log = createLogger(opts.logLevel, opts.logFormat);
     const cluster = clusterConfig(opts);
     const daemon = await startDaemon(
       {
         name: opts.name,
         socketDir: opts.socketDir,
         stateDir: opts.stateDir,
+        ...(opts.adminSocket ? { adminSocket: opts.adminSocket } : {}),
+        ...(opts.netnsDir ? { netnsDir: opts.netnsDir } : {}),
         ...(opts.defaultPools ? { defaultPoolsV4: opts.defaultPools } : {}),
         ...(opts.defaultPoolsV6 ? { defaultPoolsV6: opts.defaultPoolsV6 } : {}),
         ...(cluster ? { cluster } : {}),

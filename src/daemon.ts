@@ -17,6 +17,8 @@ export interface DaemonOptions extends PluginOptions {
   name: string;
   socketDir: string;
   stateDir: string;
+  /** Where the admin API listens; default beside the plugin socket (adminSocketPath). */
+  adminSocket?: string;
   /** --cluster-store and friends; absent = this host alone, SQLite only. */
   cluster?: ClusterConfig;
 }
@@ -37,7 +39,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   if (!PLUGIN_NAME.test(options.name)) throw new Error(`--name "${options.name}" may only hold letters, digits, _ . and -`);
   const socketPath = join(options.socketDir, `${options.name}.sock`);
   await claimSocketPath(socketPath, options.socketDir);
-  const adminPath = adminSocketPath(options.socketDir, options.name);
+  const adminPath = options.adminSocket ?? adminSocketPath(options.socketDir, options.name);
   await claimSocketPath(adminPath, dirname(adminPath));
 
   const store: Store = new SqliteStore(options.stateDir);

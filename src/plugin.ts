@@ -4,6 +4,7 @@ import { BridgeDriver } from '../drivers/bridge/bridge-driver.js';
 import type { Driver } from '../drivers/driver.js';
 import { MacvlanDriver } from '../drivers/macvlan/macvlan-driver.js';
 import type { DriverKind } from '../drivers/model.js';
+import { SandboxFiles } from '../drivers/sandbox.js';
 import { ipamRoutes } from './api/ipam-routes.js';
 import { networkRoutes } from './api/network-routes.js';
 import { createApp } from './api/server.js';
@@ -18,6 +19,8 @@ import { type HostPorts, Ip, IptablesFirewall, type Runner, Sysctl } from './sys
 export interface PluginOptions {
   defaultPoolsV4?: string;
   defaultPoolsV6?: string;
+  /** dockerd's <exec-root>/netns as this daemon sees it, when that is not where dockerd says (--netns-dir). */
+  netnsDir?: string;
   /** The cluster's shared pools (--cluster-store); told which subnets have a network on this host. */
   sharedPools?: (subnetInUse: (subnet: string) => boolean) => Promise<SharedPools>;
 }
@@ -43,9 +46,10 @@ export interface PluginParts {
 export async function createPlugin({ store, runner, hostPorts }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
+  const sandboxes = new SandboxFiles(options.netnsDir);
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log) as Driver],
-    ['macvlan', new MacvlanDriver(ip) as Driver],
+    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log, sandboxes) as Driver],
+    ['macvlan', new MacvlanDriver(ip, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
   const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) });
