@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { clusterCommand } from './admin/cluster-command.js';
+import { inventoryCommands } from './admin/inventory-command.js';
 import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
@@ -72,6 +73,7 @@ program
     process.on('SIGINT', () => stop('SIGINT'));
   });
 
+for (const command of inventoryCommands()) program.addCommand(command);
 program.addCommand(portCommand());
 program.addCommand(clusterCommand());
 

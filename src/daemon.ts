@@ -2,6 +2,8 @@ import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { type DockerNames, NO_DOCKER_NAMES } from './admin/docker-names.js';
+import { Inventory } from './admin/inventory.js';
 import { createAdminApp } from './admin/server.js';
 import { adminSocketPath } from './admin/socket-path.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
@@ -21,6 +23,8 @@ export interface DaemonOptions extends PluginOptions {
   adminSocket?: string;
   /** --cluster-store and friends; absent = this host alone, SQLite only. */
   cluster?: ClusterConfig;
+  /** Docker's names for `tsnet ls`/`inspect`; absent: IDs only. */
+  dockerNames?: DockerNames;
 }
 
 export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -45,7 +49,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   const cluster = options.cluster && new Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
-  const { app, networks, inFlight } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
+  const { app, networks, ipam, inFlight } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -53,7 +57,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
-  const admin = createServer(createAdminApp(networks, log, inFlight, cluster));
+  const inventory = new Inventory(networks, ipam, options.dockerNames ?? NO_DOCKER_NAMES);
+  const admin = createServer(createAdminApp({ networks, inFlight, inventory, ...(cluster ? { cluster } : {}) }, log));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.

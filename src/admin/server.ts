@@ -5,6 +5,7 @@ import type { Cluster } from '../cluster/cluster.js';
 import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
 import type { InFlight } from '../in-flight.js';
+import type { Inventory } from './inventory.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
 
 /** What the admin API says of an endpoint's ports. */
@@ -13,6 +14,16 @@ export interface EndpointPorts {
   network: string;
   addresses: string[];
   ports: string[];
+}
+
+/** What the admin API works on. */
+export interface AdminParts {
+  networks: NetworkService;
+  /** The requests being served; its changing handlers count here too, so shutdown waits for them. */
+  inFlight: InFlight;
+  inventory: Inventory;
+  /** Present with --cluster-store. */
+  cluster?: Cluster;
 }
 
 /** Whether `spec` (what a user typed) names the published port: its chosen host port, on the address it asked or got. */
@@ -37,8 +48,10 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   POST /ports/rm  {address, port}     take one away
  *   GET  /cluster                       hosts, shared pools, this host's orphans (`tsnet cluster ls`)
  *   POST /cluster/gc {host?}            free a dead host's addresses, or this host's orphans
+ *   GET  /networks                      the networks (`tsnet ls`)
+ *   GET  /inspect?q=NETWORK|ENDPOINT|ADDRESS   one of them in detail (`tsnet inspect`)
  */
-export function createAdminApp(networks: NetworkService, log: Logger, inFlight: InFlight, cluster?: Cluster): express.Express {
+export function createAdminApp({ networks, inFlight, inventory, cluster }: AdminParts, log: Logger): express.Express {
   // What is open, not what was asked: `-p 80` shows the host port it got.
   const view = (e: EndpointRecord): EndpointPorts => ({
     endpoint: e.id,
@@ -66,6 +79,12 @@ export function createAdminApp(networks: NetworkService, log: Logger, inFlight: 
     });
     res.json(view(updated));
   }));
+  app.get('/networks', (_req, res) => {
+    res.json(inventory.list());
+  });
+  app.get('/inspect', (req, res) => {
+    res.json(inventory.inspect(typeof req.query.q === 'string' ? req.query.q : ''));
+  });
   const clusterOf = (): Cluster => {
     if (!cluster) throw new RequestError('cluster', 'this tsnet daemon runs without --cluster-store');
     return cluster;
