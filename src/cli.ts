@@ -7,6 +7,7 @@ import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
 import { createLogger, type LogFormat, type LogLevel } from './log.js';
+import { parseMetricsAddress } from './metrics/metrics-server.js';
 
 interface DaemonFlags {
   name: string;
@@ -16,6 +17,8 @@ interface DaemonFlags {
   netnsDir?: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  metrics?: string;
+  metricsPublic?: boolean;
   defaultPools?: string;
   defaultPoolsV6?: string;
 }
@@ -32,6 +35,8 @@ program
   .option('--netns-dir <dir>', "dockerd's <exec-root>/netns as this daemon sees it, when it runs in another mount namespace (the managed plugin)")
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info').env('TSNET_LOG_LEVEL'))
   .addOption(new Option('--log-format <format>', 'json: one line per event (journald, docker logs); pretty: for a terminal').choices(['json', 'pretty']).default('json').env('TSNET_LOG_FORMAT'))
+  .addOption(new Option('--metrics <ip:port>', 'serve Prometheus metrics on http://IP:PORT/metrics (loopback only unless --metrics-public); default off').env('TSNET_METRICS'))
+  .option('--metrics-public', 'allow --metrics on an address other hosts can reach')
   .option('--default-pools <list>', 'IPv4 pools for networks without --subnet, as base/len/size,… (default: Docker\'s)')
   .option('--default-pools-v6 <list>', 'IPv6 pools for networks without an IPv6 --subnet, as base/len/size,…')
   .option('--cluster-store <url>', 'share pools with other hosts through etcd: etcd://HOST:PORT[,HOST:PORT…]')
@@ -41,6 +46,8 @@ program
   .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
   .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
   .action(async (opts: DaemonFlags & ClusterFlags) => {
+    // An empty TSNET_METRICS (the managed plugin's default) means off.
+    const metrics = opts.metrics ? parseMetricsAddress(opts.metrics, opts.metricsPublic === true) : undefined;
     const log = createLogger(opts.logLevel, opts.logFormat);
     const cluster = clusterConfig(opts);
     const daemon = await startDaemon(
@@ -50,6 +57,7 @@ program
         stateDir: opts.stateDir,
         ...(opts.adminSocket ? { adminSocket: opts.adminSocket } : {}),
         ...(opts.netnsDir ? { netnsDir: opts.netnsDir } : {}),
+        ...(metrics ? { metrics } : {}),
         ...(opts.defaultPools ? { defaultPoolsV4: opts.defaultPools } : {}),
         ...(opts.defaultPoolsV6 ? { defaultPoolsV6: opts.defaultPoolsV6 } : {}),
         ...(cluster ? { cluster } : {}),

@@ -6,6 +6,8 @@ import { type DockerNames, NO_DOCKER_NAMES } from './admin/docker-names.js';
 import { Inventory } from './admin/inventory.js';
 import { createAdminApp } from './admin/server.js';
 import { adminSocketPath } from './admin/socket-path.js';
+import { Metrics } from './metrics/metrics.js';
+import { type MetricsAddress, serveMetrics } from './metrics/metrics-server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
 import { Cluster } from './cluster/cluster.js';
@@ -23,6 +25,8 @@ export interface DaemonOptions extends PluginOptions {
   adminSocket?: string;
   /** --cluster-store and friends; absent = this host alone, SQLite only. */
   cluster?: ClusterConfig;
+  /** --metrics: where to serve Prometheus metrics; absent = no metrics. */
+  metrics?: MetricsAddress;
   /** Docker's names for `tsnet ls`/`inspect`; absent: IDs only. */
   dockerNames?: DockerNames;
 }
@@ -42,6 +46,9 @@ export interface RunningDaemon {
 export async function startDaemon(options: DaemonOptions, log: Logger): Promise<RunningDaemon> {
   if (!PLUGIN_NAME.test(options.name)) throw new Error(`--name "${options.name}" may only hold letters, digits, _ . and -`);
   const socketPath = join(options.socketDir, `${options.name}.sock`);
+  // First, so a taken metrics port stops the start before anything is claimed.
+  const metrics = options.metrics ? new Metrics() : undefined;
+  const metricsServer = options.metrics && metrics ? await serveMetrics(options.metrics, metrics.registry) : undefined;
   await claimSocketPath(socketPath, options.socketDir);
   const adminPath = options.adminSocket ?? adminSocketPath(options.socketDir, options.name);
   await claimSocketPath(adminPath, dirname(adminPath));
@@ -49,7 +56,11 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   const cluster = options.cluster && new Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
-  const { app, networks, ipam, inFlight } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
+  const programs = metrics ? metrics.countStarts(new ExecaRunner()) : new ExecaRunner();
+  const session = new IpSessionRunner(programs, metrics?.countIpSession);
+  const parts = { store, runner: metrics ? metrics.measure(session) : session, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest } : {}) };
+  const { app, networks, ipam, inFlight } = await createPlugin(parts, pluginOptions, log);
+  metrics?.watch(networks, ipam);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -63,12 +74,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
-  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
+  log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
 
   return {
     socketPath,
     async stop() {
-      await Promise.all([close(server), close(admin)]);
+      await Promise.all([close(server), close(admin), ...(metricsServer ? [close(metricsServer)] : [])]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
       // Requests whose connections were cut still run: their kernel work must reach the store.

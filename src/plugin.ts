@@ -7,7 +7,7 @@ import type { DriverKind } from '../drivers/model.js';
 import { SandboxFiles } from '../drivers/sandbox.js';
 import { ipamRoutes } from './api/ipam-routes.js';
 import { networkRoutes } from './api/network-routes.js';
-import { createApp } from './api/server.js';
+import { createApp, type RequestObserver } from './api/server.js';
 import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { InFlight } from './in-flight.js';
@@ -40,10 +40,12 @@ export interface PluginParts {
   runner: Runner;
   /** SocketHostPorts in the daemon; UncheckedHostPorts where the plugin programs another netns (tests). */
   hostPorts: HostPorts;
+  /** Told of every answered request (--metrics). */
+  observeRequest?: RequestObserver;
 }
 
 /** Builds drivers, IPAM and network service on its parts, loads the state and restores the kernel. */
-export async function createPlugin({ store, runner, hostPorts }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
+export async function createPlugin({ store, runner, hostPorts, observeRequest }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
   const sandboxes = new SandboxFiles(options.netnsDir);
@@ -64,5 +66,5 @@ export async function createPlugin({ store, runner, hostPorts }: PluginParts, op
   await networks.load();
   await networks.restore();
   const inFlight = new InFlight();
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight), networks, ipam, inFlight };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight };
 }
