@@ -6,6 +6,7 @@ import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
+import { installServiceCommand } from './service/install-service.js';
 import { createLogger, type LogFormat, type LogLevel } from './log.js';
 import { parseMetricsAddress } from './metrics/metrics-server.js';
 
@@ -84,6 +85,7 @@ program
 for (const command of inventoryCommands()) program.addCommand(command);
 program.addCommand(portCommand());
 program.addCommand(clusterCommand());
+program.addCommand(installServiceCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`tsnet: ${error instanceof Error ? error.message : String(error)}\n`);
