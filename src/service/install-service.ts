@@ -36,6 +36,6 @@ export function installServiceCommand(): Command {
       writeFileSync(path, unit, { mode: 0o644 });
       const runner = new ExecaRunner();
       for (const [file, ...args] of steps) await runner.run(file, args);
-      process.stdout.write(`wrote ${path}; tsnet.service is enabled and running (systemctl status tsnet; flags in /etc/default/tsnet as TSNET_OPTS=…)\n`);
+      process.stdout.write(`wrote ${path}; tsnet.service is enabled and running (systemctl status tsnet; settings in /etc/default/tsnet: TSNET_NAME=…, TSNET_OPTS="more flags")\n`);
     });
 }

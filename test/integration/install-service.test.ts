@@ -47,7 +47,7 @@ describe('tsnet install-service', () => {
     expect(unit).toContain('Before=docker.service\n');
     expect(unit).toContain('Restart=on-failure\n');
     expect(unit).toContain('StateDirectory=tsnet\n');
-    expect(unit).toContain(`ExecStart=${process.execPath} ${TSNET_CLI} daemon --state-dir /var/lib/tsnet $TSNET_OPTS\n`);
+    expect(unit).toContain(`ExecStart=${process.execPath} ${TSNET_CLI} daemon --name \${TSNET_NAME} --state-dir /var/lib/tsnet $TSNET_OPTS\n`);
     // Hardening must leave /proc/sys writable and the host's netns in place.
     expect(unit).not.toMatch(/ProtectKernelTunables=yes|PrivateNetwork=yes|MemoryDenyWriteExecute=yes/);
     const file = join(dir, 'tsnet.service');
