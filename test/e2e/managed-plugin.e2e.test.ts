@@ -1,22 +1,46 @@
 /**
  * The managed (v2) plugin as a user installs it: `npm run plugin:build`'s
- * output given to `docker plugin create` and `enable` on a private dockerd
- * that runs no other tsnet. The plugin runs in its own mount namespace with
- * its own rootfs, in the host's netns, and programs it.
+ * output given to `docker plugin create`, `set` and `enable` on a private
+ * dockerd that runs no other tsnet. The plugin runs in its own mount
+ * namespace on its own rootfs, in the host's netns, and programs it; its
+ * admin socket and metrics are reached from the host.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createDockerHost, type DockerHost, REPO_ROOT, run, runOk, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
+import { CleanupStack, createDockerHost, type DockerHost, REPO_ROOT, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
 
 const PLUGIN = 'tsnetplug';
 const DRIVER = `${PLUGIN}:latest`;
-let host: DockerHost;
-let pluginId: string;
-const cleanup = new CleanupStack();
-
+const METRICS = '127.0.0.1:19464';
 const WEB = `mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && httpd -p 80 -h /www && exec sleep 3600`;
 
-describe('managed plugin: docker plugin create/enable/disable/rm', () => {
+let host: DockerHost;
+let adminSocket: string;
+const cleanup = new CleanupStack();
+
+/** The tsnet CLI of this checkout, talking to the plugin's admin socket. */
+const tsnetCli = (...args: string[]) => run(process.execPath, [TSNET_CLI, ...args, '--admin-socket', adminSocket]);
+
+/** `tsnet ls --json` through the plugin's admin socket. */
+async function lsJson(): Promise<Array<{ kind: string; subnets: string[]; endpoints: number }>> {
+  const r = await tsnetCli('ls', '--json');
+  expect(r.exitCode, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+async function fromHost(url: string): Promise<string | undefined> {
+  const r = await host.execInHost(['timeout', '3', 'busybox', 'wget', '-qO-', url]);
+  return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+
+const answers = (url: string) => waitUntil(() => fromHost(url), { timeoutMs: 20_000, what: `${url} from the host netns`, diagnostics: () => host.dockerd.logTail() });
+
+async function tsnetLinks(): Promise<string[]> {
+  const links = JSON.parse((await host.execInHost(['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
+  return links.map((l) => l.ifname).filter((name) => /^ts(br|v|c)/.test(name));
+}
+
+describe('managed plugin: docker plugin create, set, enable, disable, rm', () => {
   beforeAll(async () => {
     host = await createDockerHost({ tsnet: false, dockerdArgs: ['--bridge=none'] });
     cleanup.defer('destroy docker host', () => host.destroy());
@@ -24,23 +48,64 @@ describe('managed plugin: docker plugin create/enable/disable/rm', () => {
     const build = await run(join(REPO_ROOT, 'packaging/build-plugin.sh'), [out], { timeoutMs: 300_000 });
     expect(build.exitCode, build.stdout + build.stderr).toBe(0);
     await host.dockerOk(['plugin', 'create', PLUGIN, out], { timeoutMs: 300_000 });
-    await host.dockerOk(['plugin', 'set', PLUGIN, `exec-root.source=${join(host.dockerd.dir, 'exec')}`, 'TSNET_LOG_LEVEL=debug']);
+    // This dockerd's --exec-root is not /var/run/docker: the plugin must see its netns files there.
+    await host.dockerOk(['plugin', 'set', PLUGIN, `exec-root.source=${join(host.dockerd.dir, 'exec')}`, `TSNET_METRICS=${METRICS}`]);
     await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
-    pluginId = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
+    const id = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
+    // dockerd keeps managed plugins' runtime dirs in /run/docker/plugins/<id> whatever its --exec-root.
+    adminSocket = join(host.dockerd.pluginDir, id, 'tsnet.admin.sock');
   });
   afterAll(async () => {
     await cleanup.run();
   });
 
-  it('serves a bridge network with its driver and IPAM', async () => {
+  it('serves a bridge network with its driver and IPAM: names resolve, a published port answers on the host', async () => {
     await host.dockerOk(['network', 'create', '-d', DRIVER, '--ipam-driver', DRIVER, '--subnet', '10.161.0.0/24', 'pnet']);
     await host.dockerOk(['run', '-d', '--pull=never', '--name', 'web', '--hostname', 'web', '--network', 'pnet', '-p', '8080:80', TEST_IMAGE, 'sh', '-c', WEB]);
     const ping = await host.docker(['run', '--rm', '--pull=never', '--network', 'pnet', TEST_IMAGE, 'ping', '-c', '1', '-W', '3', 'web']);
-    expect(ping.exitCode, ping.stdout + ping.stderr + host.dockerd.logTail()).toBe(0);
-    const body = await waitUntil(async () => {
-      const r = await host.execInHost(['timeout', '3', 'busybox', 'wget', '-qO-', 'http://127.0.0.1:8080/']);
-      return r.exitCode === 0 ? r.stdout : undefined;
-    }, { timeoutMs: 15_000, what: 'the published port from the host' });
-    expect(body.trim()).toBe('hello-from-web');
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+    expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
+  });
+
+  it('answers tsnet ls and tsnet inspect on its admin socket, and a bad query in one line', async () => {
+    expect(await lsJson()).toEqual([expect.objectContaining({ kind: 'bridge', subnets: ['10.161.0.0/24'], gateways: ['10.161.0.1'], endpoints: 1 })]);
+    const webIp = (await host.dockerOk(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', 'web'])).stdout.trim();
+    const inspect = await tsnetCli('inspect', webIp);
+    expect(inspect.exitCode, inspect.stderr).toBe(0);
+    expect(inspect.stdout).toMatch(new RegExp(`addresses +${webIp.replaceAll('.', '\\.')}/24\\n`));
+    expect(inspect.stdout).toMatch(/ports +8080:80\/tcp\n/);
+    const bad = await tsnetCli('inspect', 'no-such-network');
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toBe('tsnet: query: no tsnet network or endpoint is named "no-such-network"');
+  });
+
+  it('serves Prometheus metrics on the address set through TSNET_METRICS', async () => {
+    const text = await waitUntil(() => fromHost(`http://${METRICS}/metrics`), { timeoutMs: 10_000, what: 'the metrics endpoint' });
+    expect(text).toContain('tsnet_networks{kind="bridge"} 1\n');
+    expect(text).toContain('tsnet_published_ports{proto="tcp"} 1\n');
+    expect(text).toMatch(/tsnet_plugin_requests_total\{method="NetworkDriver.Join",outcome="ok"\} [1-9]/);
+  });
+
+  it('keeps its state and the running containers over disable and enable (a restart in its own mount ns)', async () => {
+    await host.dockerOk(['plugin', 'disable', '-f', PLUGIN], { timeoutMs: 60_000 });
+    await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
+    // The endpoint was not taken for stale: its sandbox file is found through the exec-root mount, so its port is forwarded again.
+    expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
+    expect((await lsJson()).map((n) => n.endpoints)).toEqual([1]);
+    const ping = await host.docker(['run', '--rm', '--pull=never', '--network', 'pnet', TEST_IMAGE, 'ping', '-c', '1', '-W', '3', 'web']);
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+  });
+
+  it('leaves nothing behind once disabled and removed: no tsnet link, no TSNET chain, no plugin', async () => {
+    await host.removeAllContainers();
+    await host.dockerOk(['network', 'rm', 'pnet']);
+    await host.dockerOk(['plugin', 'disable', PLUGIN], { timeoutMs: 60_000 });
+    await host.dockerOk(['plugin', 'rm', PLUGIN]);
+    expect(await tsnetLinks()).toEqual([]);
+    for (const save of ['iptables-save', 'ip6tables-save']) expect((await host.execInHost([save])).stdout).not.toContain('TSNET');
+    expect((await host.dockerOk(['plugin', 'ls', '-q'])).stdout).toBe('');
+    const gone = await tsnetCli('ls');
+    expect(gone.exitCode).toBe(1);
+    expect(gone.stderr).toMatch(/^tsnet: cannot reach the tsnet daemon at .*tsnet\.admin\.sock: connect ENOENT/);
   });
 });
