@@ -17,13 +17,13 @@ declare -A package_of=(
   [node]=nodejs [npm]=npm [ldd]=libc-bin [ip]=iproute2 [xtables-nft-multi]=iptables [nft]=nftables [sysctl]=procps [busybox]=busybox-static
 )
 for tool in node npm ldd ip xtables-nft-multi nft sysctl busybox; do
-  PATH=$PATH:/usr/sbin:/sbin command -v "$tool" >/dev/null \
-    || die "$tool is missing on this machine: install it with \`apt-get install ${package_of[$tool]}\`"
+  command -v "$tool" >/dev/null || die "$tool is missing on this machine: install it with \`apt-get install ${package_of[$tool]}\`"
 done
 [ -f "$repo/dist/src/cli.js" ] || die "$repo/dist/src/cli.js is missing: run \`npm run build\` first"
-arch_libs=/usr/lib/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
-[ -d "$arch_libs/xtables" ] || arch_libs=/usr/lib/x86_64-linux-gnu
-[ -d "$arch_libs/xtables" ] || die "iptables extensions ($arch_libs/xtables) are missing: install them with \`apt-get install iptables\`"
+# iptables loads its extensions with dlopen from beside libxtables.
+xtables=$(dirname "$(ldd "$(command -v xtables-nft-multi)" | awk '/libxtables/ { print $3 }')")/xtables
+[ -d "$xtables" ] || die "iptables extensions ($xtables) are missing: install them with \`apt-get install iptables\`"
+xtables=$(realpath "$xtables")
 
 rm -rf "$out"
 root=$out/rootfs
@@ -49,20 +49,20 @@ find "$app/node_modules" -type d -empty -delete
 # Programs, at the paths tsnet finds them on PATH.
 install -m 0755 "$(command -v node)" "$root/usr/bin/node"
 install -m 0755 "$(command -v busybox)" "$root/usr/bin/busybox"
-install -m 0755 "$(PATH=$PATH:/sbin command -v ip)" "$root/usr/bin/ip"
-install -m 0755 "$(PATH=$PATH:/usr/sbin command -v xtables-nft-multi)" "$root/usr/sbin/xtables-nft-multi"
+install -m 0755 "$(command -v ip)" "$root/usr/bin/ip"
+install -m 0755 "$(command -v xtables-nft-multi)" "$root/usr/sbin/xtables-nft-multi"
 for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
   ln -s xtables-nft-multi "$root/usr/sbin/$name"
 done
-install -m 0755 "$(PATH=$PATH:/usr/sbin command -v nft)" "$root/usr/sbin/nft"
-install -m 0755 "$(PATH=$PATH:/sbin command -v sysctl)" "$root/usr/sbin/sysctl"
-mkdir -p "$root$arch_libs"
-cp -r "$arch_libs/xtables" "$root$arch_libs/"
+install -m 0755 "$(command -v nft)" "$root/usr/sbin/nft"
+install -m 0755 "$(command -v sysctl)" "$root/usr/sbin/sysctl"
+mkdir -p "$root$(dirname "$xtables")"
+cp -r "$xtables" "$root$xtables"
 
 # Every shared library those programs, the iptables extensions (loaded with
 # dlopen, so ldd of iptables does not show them) and node's native addons need.
 elves() {
-  find "$root/usr/bin" "$root/usr/sbin" "$root$arch_libs/xtables" "$app/node_modules" -type f \( -perm -u+x -o -name '*.so*' -o -name '*.node' \) \
+  find "$root/usr/bin" "$root/usr/sbin" "$root$xtables" "$app/node_modules" -type f \( -perm -u+x -o -name '*.so*' -o -name '*.node' \) \
     -exec sh -c 'head -c4 "$1" | grep -q ELF && echo "$1"' _ {} \;
 }
 libs=$(elves | while read -r elf; do ldd "$elf" 2>/dev/null || true; done | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' | sort -u)
