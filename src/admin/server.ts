@@ -99,6 +99,9 @@ export function createAdminApp({ networks, inFlight, inventory, cluster }: Admin
     if (host !== undefined && typeof host !== 'string') throw new RequestError('host', 'must be a host ID');
     res.json(await clusterOf().gc(host));
   }));
+  app.use((req: Request, res: Response) => {
+    res.status(404).json({ Err: `the daemon knows no ${req.method} ${req.path} (a tsnet daemon of another version?)` });
+  });
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof RequestError) {
       res.status(400).json({ Err: error.message });

@@ -126,4 +126,8 @@ describe('admin API: networks and inspect', () => {
     const r = await admin.get('/inspect').query({ q: query }).expect(400);
     expect(r.body).toEqual({ Err: message });
   });
+
+  it('answers a request it does not know in JSON, so an older daemon gives the CLI a readable line', async () => {
+    expect((await admin.get('/no-such-thing').expect(404)).body).toEqual({ Err: 'the daemon knows no GET /no-such-thing (a tsnet daemon of another version?)' });
+  });
 });
