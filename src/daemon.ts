@@ -56,9 +56,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   const cluster = options.cluster && new Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
-  const programs = metrics ? metrics.countStarts(new ExecaRunner()) : new ExecaRunner();
-  const session = new IpSessionRunner(programs, metrics?.countIpSession);
-  const parts = { store, runner: metrics ? metrics.measure(session) : session, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest } : {}) };
+  const runner = metrics?.runner() ?? new IpSessionRunner(new ExecaRunner());
+  const parts = { store, runner, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest } : {}) };
   const { app, networks, ipam, inFlight } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   const server = createServer(app);

@@ -2,7 +2,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { NetworkService } from '../core/network-service.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { cidrSize, parseCidr } from '../net/address.js';
-import type { RunOptions, RunResult, Runner } from '../sys/index.js';
+import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
+import { IpSessionRunner } from '../sys/ip-session.js';
 
 /** How a plugin request ended: answered, refused for bad input (RequestError), or failed. */
 export type RequestOutcome = 'ok' | 'refused' | 'failed';
@@ -40,13 +41,14 @@ export class Metrics {
     this.requestSeconds.observe({ method }, elapsedSeconds);
   };
 
-  /** For the ip session: one more long-lived ip process. */
-  readonly countIpSession = (): void => {
-    this.programStarts.inc({ program: 'ip' });
-  };
+  /** The daemon's door to programs, counted: each program start, each command with its latency, each ip batch line. */
+  runner(): Runner {
+    const countIpSession = () => this.programStarts.inc({ program: 'ip' });
+    return this.measure(new IpSessionRunner(this.countStarts(new ExecaRunner()), countIpSession));
+  }
 
   /** Wraps the runner that starts programs: counts each start. */
-  countStarts(inner: Runner): Runner {
+  private countStarts(inner: Runner): Runner {
     return {
       run: (file: string, args: readonly string[], options?: RunOptions): Promise<RunResult> => {
         this.programStarts.inc({ program: file });
@@ -56,7 +58,7 @@ export class Metrics {
   }
 
   /** Wraps the runner tsnet's kernel work goes through: counts and times each command, and the lines of each ip batch. */
-  measure(inner: Runner): Runner {
+  private measure(inner: Runner): Runner {
     return {
       run: async (file: string, args: readonly string[], options?: RunOptions): Promise<RunResult> => {
         const command = commandOf(file, args);
