@@ -5,18 +5,25 @@
  * namespace on its own rootfs, in the host's netns, and programs it; its
  * admin socket and metrics are reached from the host.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createDockerHost, type DockerHost, REPO_ROOT, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
+import { CleanupStack, createDockerHost, type DockerHost, REPO_ROOT, run, terminate, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
 
 const PLUGIN = 'tsnetplug';
 const DRIVER = `${PLUGIN}:latest`;
 const METRICS = '127.0.0.1:19464';
+/** Debian's docker-registry, run in the host's netns: dockerd trusts a registry on 127.0.0.1 without TLS. */
+const REGISTRY = '127.0.0.1:15000';
 const WEB = `mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && httpd -p 80 -h /www && exec sleep 3600`;
 
 let host: DockerHost;
 let adminSocket: string;
 const cleanup = new CleanupStack();
+
+/** This dockerd's --exec-root is not /var/run/docker: the plugin must see its netns files there. */
+const execRootSetting = () => `exec-root.source=${join(host.dockerd.dir, 'exec')}`;
 
 /** The tsnet CLI of this checkout, talking to the plugin's admin socket. */
 const tsnetCli = (...args: string[]) => run(process.execPath, [TSNET_CLI, ...args, '--admin-socket', adminSocket]);
@@ -48,8 +55,7 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     const build = await run(join(REPO_ROOT, 'packaging/build-plugin.sh'), [out], { timeoutMs: 300_000 });
     expect(build.exitCode, build.stdout + build.stderr).toBe(0);
     await host.dockerOk(['plugin', 'create', PLUGIN, out], { timeoutMs: 300_000 });
-    // This dockerd's --exec-root is not /var/run/docker: the plugin must see its netns files there.
-    await host.dockerOk(['plugin', 'set', PLUGIN, `exec-root.source=${join(host.dockerd.dir, 'exec')}`, `TSNET_METRICS=${METRICS}`]);
+    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), `TSNET_METRICS=${METRICS}`]);
     await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
     const id = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
     // dockerd keeps managed plugins' runtime dirs in /run/docker/plugins/<id> whatever its --exec-root.
@@ -94,6 +100,36 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     expect((await lsJson()).map((n) => n.endpoints)).toEqual([1]);
     const ping = await host.docker(['run', '--rm', '--pull=never', '--network', 'pnet', TEST_IMAGE, 'ping', '-c', '1', '-W', '3', 'web']);
     expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+  });
+
+  it('upgrades from a registry with docker plugin upgrade, keeping its state and the running containers', async () => {
+    const config = join(host.dir, 'registry.yml');
+    writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(host.dir, 'registry')}\nhttp:\n  addr: ${REGISTRY}\n`);
+    const registry = execa('ip', ['netns', 'exec', host.netns, '/usr/bin/docker-registry', 'serve', config], { reject: false, stdio: 'ignore' });
+    cleanup.defer('stop the registry', async () => {
+      if (registry.pid !== undefined) await terminate(registry.pid, 5_000);
+      await registry;
+    });
+    await waitUntil(async () => (await host.execInHost(['timeout', '2', 'busybox', 'wget', '-qO-', `http://${REGISTRY}/v2/`])).exitCode === 0, { timeoutMs: 15_000, what: 'the registry' });
+    // The next release: the same build with one more file (identical content would be the same plugin to dockerd).
+    const nextDir = join(host.dir, 'plugin-next');
+    await run('cp', ['-a', join(host.dir, 'plugin'), nextDir]);
+    writeFileSync(join(nextDir, 'rootfs', 'opt', 'tsnet', 'RELEASE'), 'next\n');
+    const next = `${REGISTRY}/tsnet:next`;
+    await host.dockerOk(['plugin', 'create', next, nextDir], { timeoutMs: 300_000 });
+    await host.dockerOk(['plugin', 'push', next], { timeoutMs: 300_000 });
+    await host.dockerOk(['plugin', 'rm', next]);
+    await host.dockerOk(['plugin', 'disable', '-f', PLUGIN], { timeoutMs: 60_000 });
+    await host.dockerOk(['plugin', 'upgrade', '--grant-all-permissions', '--skip-remote-check', PLUGIN, next], { timeoutMs: 300_000 });
+    // An upgrade keeps env settings but takes mount sources from the new manifest: set exec-root again.
+    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting()]);
+    await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
+    expect((await host.dockerOk(['plugin', 'inspect', '-f', '{{.PluginReference}}', PLUGIN])).stdout.trim()).toBe(next);
+    const id = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
+    expect(readFileSync(join(host.dockerd.dir, 'data', 'plugins', id, 'rootfs', 'opt', 'tsnet', 'RELEASE'), 'utf8')).toBe('next\n');
+    // Same plugin ID, same propagated mount: the network, its endpoint and its port are still there.
+    expect((await lsJson()).map((n) => n.endpoints)).toEqual([1]);
+    expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
   });
 
   it('leaves nothing behind once disabled and removed: no tsnet link, no TSNET chain, no plugin', async () => {
