@@ -5,7 +5,7 @@
  * namespace on its own rootfs, in the host's netns, and programs it; its
  * admin socket and metrics are reached from the host.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ const DRIVER = `${PLUGIN}:latest`;
 const METRICS = '127.0.0.1:19464';
 /** Debian's docker-registry, run in the host's netns: dockerd trusts a registry on 127.0.0.1 without TLS. */
 const REGISTRY = '127.0.0.1:15000';
+const REGISTRY_BINARY = '/usr/bin/docker-registry';
 const WEB = `mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && httpd -p 80 -h /www && exec sleep 3600`;
 
 let host: DockerHost;
@@ -103,9 +104,10 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
   });
 
   it('upgrades from a registry with docker plugin upgrade, keeping its state and the running containers', async () => {
+    if (!existsSync(REGISTRY_BINARY)) throw new Error(`${REGISTRY_BINARY} is missing: scripts/install-test-deps.sh installs docker-registry`);
     const config = join(host.dir, 'registry.yml');
     writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(host.dir, 'registry')}\nhttp:\n  addr: ${REGISTRY}\n`);
-    const registry = execa('ip', ['netns', 'exec', host.netns, '/usr/bin/docker-registry', 'serve', config], { reject: false, stdio: 'ignore' });
+    const registry = execa('ip', ['netns', 'exec', host.netns, REGISTRY_BINARY, 'serve', config], { reject: false, stdio: 'ignore' });
     cleanup.defer('stop the registry', async () => {
       if (registry.pid !== undefined) await terminate(registry.pid, 5_000);
       await registry;
