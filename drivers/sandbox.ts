@@ -6,12 +6,16 @@ import type { EndpointRecord } from './model.js';
  * Where this daemon finds the sandbox files dockerd names in Join
  * (`<exec-root>/netns/<id>`). A daemon in another mount namespace (the
  * managed plugin) sees dockerd's netns directory elsewhere: `netnsDir`.
+ * When that directory is not there at all, the mount is wrong or dockerd
+ * has made no sandbox yet: nothing can be told, so every sandbox counts as
+ * alive rather than running containers losing their ports.
  */
 export class SandboxFiles {
   constructor(private readonly netnsDir?: string) {}
 
   exists(sandboxKey: string): boolean {
-    return existsSync(this.netnsDir ? join(this.netnsDir, basename(sandboxKey)) : sandboxKey);
+    if (!this.netnsDir) return existsSync(sandboxKey);
+    return !existsSync(this.netnsDir) || existsSync(join(this.netnsDir, basename(sandboxKey)));
   }
 }
 

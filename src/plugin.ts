@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import { BridgeDriver } from '../drivers/bridge/bridge-driver.js';
@@ -49,6 +50,9 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest }:
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
   const sandboxes = new SandboxFiles(options.netnsDir);
+  if (options.netnsDir && !existsSync(options.netnsDir)) {
+    log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
+  }
   const drivers = new Map<DriverKind, Driver>([
     ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log, sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(ip, sandboxes) as Driver],

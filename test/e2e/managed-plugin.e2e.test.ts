@@ -26,6 +26,9 @@ const cleanup = new CleanupStack();
 /** This dockerd's --exec-root is not /var/run/docker: the plugin must see its netns files there. */
 const execRootSetting = () => `exec-root.source=${join(host.dockerd.dir, 'exec')}`;
 
+/** How often the plugin (its log is in dockerd's) said it could not see dockerd's netns directory. */
+const netnsDirWarnings = () => readFileSync(host.dockerd.logFile, 'utf8').split('netns directory is not there').length - 1;
+
 /** The tsnet CLI of this checkout, talking to the plugin's admin socket. */
 const tsnetCli = (...args: string[]) => run(process.execPath, [TSNET_CLI, ...args, '--admin-socket', adminSocket]);
 
@@ -94,10 +97,13 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
   });
 
   it('keeps its state and the running containers over disable and enable (a restart in its own mount ns)', async () => {
+    // The first enable came before any container: dockerd had no netns directory yet, and the plugin said so.
+    const warned = netnsDirWarnings();
     await host.dockerOk(['plugin', 'disable', '-f', PLUGIN], { timeoutMs: 60_000 });
     await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
     // The endpoint was not taken for stale: its sandbox file is found through the exec-root mount, so its port is forwarded again.
     expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
+    expect(netnsDirWarnings()).toBe(warned);
     expect((await lsJson()).map((n) => n.endpoints)).toEqual([1]);
     const ping = await host.docker(['run', '--rm', '--pull=never', '--network', 'pnet', TEST_IMAGE, 'ping', '-c', '1', '-W', '3', 'web']);
     expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
@@ -121,6 +127,7 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     await host.dockerOk(['plugin', 'create', next, nextDir], { timeoutMs: 300_000 });
     await host.dockerOk(['plugin', 'push', next], { timeoutMs: 300_000 });
     await host.dockerOk(['plugin', 'rm', next]);
+    const warned = netnsDirWarnings();
     await host.dockerOk(['plugin', 'disable', '-f', PLUGIN], { timeoutMs: 60_000 });
     await host.dockerOk(['plugin', 'upgrade', '--grant-all-permissions', '--skip-remote-check', PLUGIN, next], { timeoutMs: 300_000 });
     // An upgrade keeps env settings but takes mount sources from the new manifest: set exec-root again.
@@ -132,6 +139,7 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     // Same plugin ID, same propagated mount: the network, its endpoint and its port are still there.
     expect((await lsJson()).map((n) => n.endpoints)).toEqual([1]);
     expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
+    expect(netnsDirWarnings()).toBe(warned);
   });
 
   it('leaves nothing behind once disabled and removed: no tsnet link, no TSNET chain, no plugin', async () => {
