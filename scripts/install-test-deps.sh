@@ -3,13 +3,16 @@
 # tests need (real dockerd, iptables, a static busybox for the test image,
 # iproute2, kmod + user-mode-linux for the VLAN guest suite, curl, etcd-server
 # and etcd-client for the cluster-store tests, which start their own etcd; dig,
-# dnsmasq and dnsperf for the DNS tests and bench/dns).
+# dnsmasq and dnsperf for the DNS tests and bench/dns; systemd for
+# `systemd-analyze verify` of tsnet's unit (not run as init); nftables because
+# the managed plugin's rootfs carries nft; docker-registry for the managed
+# plugin's `docker plugin upgrade` test, which runs its own registry).
 # Idempotent: when every package is already installed it only asks dpkg-query
 # and returns in well under a second; otherwise it runs `apt-get update` once
 # and installs just what is missing. Needs root (CI machines run as root).
 set -euo pipefail
 
-packages=(docker.io iptables busybox-static kmod user-mode-linux iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf)
+packages=(docker.io iptables busybox-static kmod user-mode-linux iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry)
 
 is_installed() {
   # "install ok installed" is dpkg's status for a fully configured package;

@@ -2,18 +2,26 @@
 import { Command, Option } from 'commander';
 import { clusterCommand } from './admin/cluster-command.js';
 import { dnsCommand } from './admin/dns-command.js';
+import { inventoryCommands } from './admin/inventory-command.js';
 import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
 import { dnsAddressFlag, dnsDomainFlag } from './dns/dns-address.js';
-import { createLogger, type LogLevel } from './log.js';
+import { installServiceCommand } from './service/install-service.js';
+import { createLogger, type LogFormat, type LogLevel } from './log.js';
+import { parseMetricsAddress } from './metrics/metrics-server.js';
 
 interface DaemonFlags {
   name: string;
   socketDir: string;
   stateDir: string;
+  adminSocket?: string;
+  netnsDir?: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
+  metrics?: string;
+  metricsPublic?: boolean;
   defaultPools?: string;
   defaultPoolsV6?: string;
   dockerHost: string;
@@ -33,7 +41,12 @@ program
   .option('--name <name>', 'plugin name: the driver name for docker network create -d', 'tsnet')
   .option('--socket-dir <dir>', 'where dockerd looks for plugin sockets', DEFAULT_SOCKET_DIR)
   .option('--state-dir <dir>', 'where tsnet keeps its state (SQLite)', '/var/lib/tsnet')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info'))
+  .option('--admin-socket <path>', 'where the admin API (tsnet ls, port, cluster) listens (default: /run/tsnet/<name>.admin.sock, or <socket-dir>/../tsnet/)')
+  .option('--netns-dir <dir>', "dockerd's <exec-root>/netns as this daemon sees it, when it runs in another mount namespace (the managed plugin)")
+  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info').env('TSNET_LOG_LEVEL'))
+  .addOption(new Option('--log-format <format>', 'json: one line per event (journald, docker logs); pretty: for a terminal').choices(['json', 'pretty']).default('json').env('TSNET_LOG_FORMAT'))
+  .addOption(new Option('--metrics <ip:port>', 'serve Prometheus metrics on http://IP:PORT/metrics (loopback only unless --metrics-public); default off').env('TSNET_METRICS'))
+  .option('--metrics-public', 'allow --metrics on an address other hosts can reach')
   .option('--default-pools <list>', 'IPv4 pools for networks without --subnet, as base/len/size,… (default: Docker\'s)')
   .option('--default-pools-v6 <list>', 'IPv6 pools for networks without an IPv6 --subnet, as base/len/size,…')
   .option('--cluster-store <url>', 'share pools with other hosts through etcd: etcd://HOST:PORT[,HOST:PORT…]')
@@ -48,7 +61,9 @@ program
   .option('--dns-upstream <ip:port>', 'forward other names here (repeatable; default: the nameservers of --dns-resolv-conf)', collect, [])
   .option('--dns-resolv-conf <path>', 'where the upstreams are when no --dns-upstream is given (read again when it changes)', '/etc/resolv.conf')
   .action(async (opts: DaemonFlags & ClusterFlags) => {
-    const log = createLogger(opts.logLevel);
+    // An empty TSNET_METRICS (the managed plugin's default) means off.
+    const metrics = opts.metrics ? parseMetricsAddress(opts.metrics, opts.metricsPublic === true) : undefined;
+    const log = createLogger(opts.logLevel, opts.logFormat);
     const cluster = clusterConfig(opts);
     const daemon = await startDaemon(
       {
@@ -62,6 +77,9 @@ program
           upstreams: opts.dnsUpstream.map((text) => dnsAddressFlag('--dns-upstream', text)),
           resolvConf: opts.dnsResolvConf,
         },
+        ...(opts.adminSocket ? { adminSocket: opts.adminSocket } : {}),
+        ...(opts.netnsDir ? { netnsDir: opts.netnsDir } : {}),
+        ...(metrics ? { metrics } : {}),
         ...(opts.defaultPools ? { defaultPoolsV4: opts.defaultPools } : {}),
         ...(opts.defaultPoolsV6 ? { defaultPoolsV6: opts.defaultPoolsV6 } : {}),
         ...(cluster ? { cluster } : {}),
@@ -85,9 +103,11 @@ program
     process.on('SIGINT', () => stop('SIGINT'));
   });
 
+for (const command of inventoryCommands()) program.addCommand(command);
 program.addCommand(portCommand());
 program.addCommand(clusterCommand());
 program.addCommand(dnsCommand());
+program.addCommand(installServiceCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`tsnet: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -2,12 +2,16 @@ import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { type DockerNames, NO_DOCKER_NAMES } from './admin/docker-names.js';
+import { Inventory } from './admin/inventory.js';
 import { createAdminApp } from './admin/server.js';
 import { adminSocketPath } from './admin/socket-path.js';
 import { ContainerNames } from './docker/container-names.js';
 import { DockerApi, parseDockerHost } from './docker/docker-api.js';
 import { type DnsOptions, DnsService } from './dns/dns-service.js';
 import { LocalRecords } from './dns/local-records.js';
+import { Metrics } from './metrics/metrics.js';
+import { type MetricsAddress, serveMetrics } from './metrics/metrics-server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
 import { Cluster } from './cluster/cluster.js';
@@ -21,11 +25,15 @@ export interface DaemonOptions extends PluginOptions {
   name: string;
   socketDir: string;
   stateDir: string;
+  /** Where the admin API listens; default beside the plugin socket (adminSocketPath). */
+  adminSocket?: string;
   /** --cluster-store and friends; absent = this host alone, SQLite only. */
   cluster?: ClusterConfig;
   /** --docker-host: where container names for DNS come from. */
   dockerHost: string;
   dns: DnsOptions;
+  /** --metrics: where to serve Prometheus metrics; absent = no metrics. */
+  metrics?: MetricsAddress;
 }
 
 export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -43,8 +51,11 @@ export interface RunningDaemon {
 export async function startDaemon(options: DaemonOptions, log: Logger): Promise<RunningDaemon> {
   if (!PLUGIN_NAME.test(options.name)) throw new Error(`--name "${options.name}" may only hold letters, digits, _ . and -`);
   const socketPath = join(options.socketDir, `${options.name}.sock`);
+  // First, so a taken metrics port stops the start before anything is claimed.
+  const metrics = options.metrics ? new Metrics() : undefined;
+  const metricsServer = options.metrics && metrics ? await serveMetrics(options.metrics, metrics.registry) : undefined;
   await claimSocketPath(socketPath, options.socketDir);
-  const adminPath = adminSocketPath(options.socketDir, options.name);
+  const adminPath = options.adminSocket ?? adminSocketPath(options.socketDir, options.name);
   await claimSocketPath(adminPath, dirname(adminPath));
 
   const dockerAddress = parseDockerHost(options.dockerHost);
@@ -52,7 +63,10 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   const cluster = options.cluster && new Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
-  const { app, networks, inFlight } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
+  const runner = metrics?.runner() ?? new IpSessionRunner(new ExecaRunner());
+  const parts = { store, runner, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest } : {}) };
+  const { app, networks, ipam, inFlight } = await createPlugin(parts, pluginOptions, log);
+  metrics?.watch(networks, ipam);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
   const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }));
   names.start();
@@ -71,17 +85,20 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   server.keepAliveTimeout = 0;
   await listen(server, socketPath);
   chmodSync(socketPath, 0o600);
-  const admin = createServer(createAdminApp({ networks, dns, inFlight, ...(cluster ? { cluster } : {}) }, log));
+  // tsnet ls/inspect show Docker's names as far as the watcher knows them.
+  const dockerNames: DockerNames = { networkName: (id) => names.networkName(id), containerOfEndpoint: (id) => names.endpoints().get(id)?.containerName };
+  const inventory = new Inventory(networks, ipam, dockerNames);
+  const admin = createServer(createAdminApp({ networks, dns, inFlight, inventory, ...(cluster ? { cluster } : {}) }, log));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
-  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
+  log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
 
   return {
     socketPath,
     async stop() {
-      await Promise.all([close(server), close(admin)]);
+      await Promise.all([close(server), close(admin), ...(metricsServer ? [close(metricsServer)] : [])]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
       // Requests whose connections were cut still run: their kernel work must reach the store.

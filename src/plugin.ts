@@ -1,12 +1,14 @@
+import { existsSync } from 'node:fs';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import { BridgeDriver } from '../drivers/bridge/bridge-driver.js';
 import type { Driver } from '../drivers/driver.js';
 import { MacvlanDriver } from '../drivers/macvlan/macvlan-driver.js';
 import type { DriverKind } from '../drivers/model.js';
+import { SandboxFiles } from '../drivers/sandbox.js';
 import { ipamRoutes } from './api/ipam-routes.js';
 import { networkRoutes } from './api/network-routes.js';
-import { createApp } from './api/server.js';
+import { createApp, type RequestObserver } from './api/server.js';
 import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { InFlight } from './in-flight.js';
@@ -19,6 +21,8 @@ import { type HostPorts, Ip, IptablesFirewall, type Runner, Sysctl } from './sys
 export interface PluginOptions {
   defaultPoolsV4?: string;
   defaultPoolsV6?: string;
+  /** dockerd's <exec-root>/netns as this daemon sees it, when that is not where dockerd says (--netns-dir). */
+  netnsDir?: string;
   /** The cluster's shared pools (--cluster-store); told which subnets have a network on this host. */
   sharedPools?: (subnetInUse: (subnet: string) => boolean) => Promise<SharedPools>;
 }
@@ -38,15 +42,21 @@ export interface PluginParts {
   runner: Runner;
   /** SocketHostPorts in the daemon; UncheckedHostPorts where the plugin programs another netns (tests). */
   hostPorts: HostPorts;
+  /** Told of every answered request (--metrics). */
+  observeRequest?: RequestObserver;
 }
 
 /** Builds drivers, IPAM and network service on its parts, loads the state and restores the kernel. */
-export async function createPlugin({ store, runner, hostPorts }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
+export async function createPlugin({ store, runner, hostPorts, observeRequest }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
+  const sandboxes = new SandboxFiles(options.netnsDir);
+  if (options.netnsDir && !existsSync(options.netnsDir)) {
+    log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
+  }
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log) as Driver],
-    ['macvlan', new MacvlanDriver(ip) as Driver],
+    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log, sandboxes) as Driver],
+    ['macvlan', new MacvlanDriver(ip, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
   const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) });
@@ -62,5 +72,5 @@ export async function createPlugin({ store, runner, hostPorts }: PluginParts, op
   await networks.restore();
   await removeLeftoverLinks(ip, networks, log);
   const inFlight = new InFlight();
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight), networks, ipam, inFlight };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight };
 }

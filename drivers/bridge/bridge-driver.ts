@@ -5,7 +5,7 @@ import { type Firewall, type FirewallNetwork, type HostPorts, type Ip, type Port
 import type { Driver } from '../driver.js';
 import { type EndpointRecord, type EndpointSpec, type JoinInfo, type NetworkRecord, type NetworkSpec, PORTMAP, type PortBinding, type PublishedPort, type SubnetRecord } from '../model.js';
 import { bridgeMac, vethContainerName, vethHostName } from '../names.js';
-import { lostSandbox } from '../sandbox.js';
+import { lostSandbox, SandboxFiles } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
 import { allocatePorts, PortTable, portForwards, takenMessage } from './ports.js';
@@ -78,6 +78,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     private readonly sysctl: Sysctl,
     hostPorts: HostPorts,
     private readonly log: Logger,
+    private readonly sandboxes = new SandboxFiles(),
   ) {
     this.ports = new PortTable(hostPorts);
   }
@@ -282,7 +283,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   async goneEndpoints(_network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<BridgeEndpoint[]> {
     if (endpoints.length === 0) return [];
     const links = await this.ip.linkNames();
-    return endpoints.filter((e) => !links.has(e.state.hostIf) || lostSandbox(e, e.state.containerIf, links));
+    return endpoints.filter((e) => !links.has(e.state.hostIf) || lostSandbox(e, e.state.containerIf, links, this.sandboxes));
   }
 
   async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<void> {

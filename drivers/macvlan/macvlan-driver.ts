@@ -3,7 +3,7 @@ import { CommandError, type Ip } from '../../src/sys/index.js';
 import type { Driver } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
 import { macvlanName } from '../names.js';
-import { lostSandbox } from '../sandbox.js';
+import { lostSandbox, SandboxFiles } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { HostShim } from './host-shim.js';
 import { MACVLAN_OPTIONS, type MacvlanConfig, macvlanNetworks, parseMacvlanConfig } from './options.js';
@@ -29,7 +29,10 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
   private readonly shared: SharedParent;
   private readonly shim: HostShim;
 
-  constructor(private readonly ip: Ip) {
+  constructor(
+    private readonly ip: Ip,
+    private readonly sandboxes = new SandboxFiles(),
+  ) {
     this.shared = new SharedParent(ip);
     this.shim = new HostShim(ip);
   }
@@ -130,7 +133,7 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
   async goneEndpoints(_network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[]): Promise<MacvlanEndpoint[]> {
     if (endpoints.length === 0) return [];
     const links = await this.ip.linkNames();
-    return endpoints.filter((e) => (e.sandboxKey ? lostSandbox(e, e.state.link, links) : !links.has(e.state.link)));
+    return endpoints.filter((e) => (e.sandboxKey ? lostSandbox(e, e.state.link, links, this.sandboxes) : !links.has(e.state.link)));
   }
 
   /** After a reboot or crash: the subinterface, the PROMISC holds, the shim and its routes. */

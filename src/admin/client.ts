@@ -11,13 +11,22 @@ export function adminCall(socketPath: string, method: 'GET' | 'POST', path: stri
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (data += chunk));
         res.on('end', () => {
-          const parsed = data ? (JSON.parse(data) as { Err?: string }) : undefined;
+          let parsed: { Err?: string } | undefined;
+          try {
+            parsed = data ? (JSON.parse(data) as { Err?: string }) : undefined;
+          } catch {
+            reject(new Error(`${socketPath} gave an answer that is not JSON (HTTP ${res.statusCode}): is it a tsnet admin socket of the same version?`));
+            return;
+          }
           if ((res.statusCode ?? 500) >= 300) reject(new Error(parsed?.Err ?? `HTTP ${res.statusCode}`));
           else resolve(parsed);
         });
       },
     );
-    req.on('error', (error) => reject(new Error(`cannot reach the tsnet daemon at ${socketPath}: ${error.message}`)));
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      const hint = error.code === 'ENOENT' || error.code === 'ECONNREFUSED' ? ' (is it running? give the --name and --socket-dir, or --admin-socket, it was started with)' : '';
+      reject(new Error(`cannot reach the tsnet daemon at ${socketPath}: ${error.message}${hint}`));
+    });
     req.end(text);
   });
 }

@@ -2,16 +2,11 @@ import { Command } from 'commander';
 import type { ClusterReport } from '../cluster/cluster.js';
 import type { GcResult } from '../cluster/cluster-admin.js';
 import { adminCall } from './client.js';
+import { table } from './table.js';
 import { adminSocketOf as socket, type Target, withTarget } from './target.js';
 
 interface JsonFlag extends Target {
   json?: boolean;
-}
-
-/** Left-aligned columns, two spaces apart. */
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
 }
 
 function printReport(r: ClusterReport): void {

@@ -6,6 +6,7 @@ import type { NetworkService } from '../core/network-service.js';
 import type { ListenerStatus } from '../dns/dns-server.js';
 import { RequestError } from '../errors.js';
 import type { InFlight } from '../in-flight.js';
+import type { Inventory } from './inventory.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
 
 /** What the admin API says of an endpoint's ports. */
@@ -14,6 +15,17 @@ export interface EndpointPorts {
   network: string;
   addresses: string[];
   ports: string[];
+}
+
+/** What the admin API works on. */
+export interface AdminParts {
+  networks: NetworkService;
+  /** The requests being served; its changing handlers count here too, so shutdown waits for them. */
+  inFlight: InFlight;
+  inventory: Inventory;
+  dns: { listeners(): ListenerStatus[] };
+  /** Present with --cluster-store. */
+  cluster?: Cluster;
 }
 
 /** Whether `spec` (what a user typed) names the published port: its chosen host port, on the address it asked or got. */
@@ -39,18 +51,10 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   GET  /cluster                       hosts, shared pools, this host's orphans (`tsnet cluster ls`)
  *   POST /cluster/gc {host?}            free a dead host's addresses, or this host's orphans
  *   GET  /dns                           the DNS listeners and their states
+ *   GET  /networks                      the networks (`tsnet ls`)
+ *   GET  /inspect?q=NETWORK|ENDPOINT|ADDRESS   one of them in detail (`tsnet inspect`)
  */
-/** What the admin API reads and changes. */
-export interface AdminParts {
-  networks: NetworkService;
-  dns: { listeners(): ListenerStatus[] };
-  /** Shutdown waits for the changes it makes. */
-  inFlight: InFlight;
-  /** Absent without --cluster-store. */
-  cluster?: Cluster;
-}
-
-export function createAdminApp({ networks, dns, inFlight, cluster }: AdminParts, log: Logger): express.Express {
+export function createAdminApp({ networks, dns, inFlight, inventory, cluster }: AdminParts, log: Logger): express.Express {
   // What is open, not what was asked: `-p 80` shows the host port it got.
   const view = (e: EndpointRecord): EndpointPorts => ({
     endpoint: e.id,
@@ -81,6 +85,12 @@ export function createAdminApp({ networks, dns, inFlight, cluster }: AdminParts,
     });
     res.json(view(updated));
   }));
+  app.get('/networks', (_req, res) => {
+    res.json(inventory.list());
+  });
+  app.get('/inspect', (req, res) => {
+    res.json(inventory.inspect(typeof req.query.q === 'string' ? req.query.q : ''));
+  });
   const clusterOf = (): Cluster => {
     if (!cluster) throw new RequestError('cluster', 'this tsnet daemon runs without --cluster-store');
     return cluster;
@@ -95,6 +105,9 @@ export function createAdminApp({ networks, dns, inFlight, cluster }: AdminParts,
     if (host !== undefined && typeof host !== 'string') throw new RequestError('host', 'must be a host ID');
     res.json(await clusterOf().gc(host));
   }));
+  app.use((req: Request, res: Response) => {
+    res.status(404).json({ Err: `the daemon knows no ${req.method} ${req.path} (a tsnet daemon of another version?)` });
+  });
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof RequestError) {
       res.status(400).json({ Err: error.message });

@@ -17,11 +17,14 @@ function idsOf(body: unknown): Record<string, string> {
   return ids;
 }
 
+/** Told of every answered plugin request (metrics): its method, how it ended, and how long it took. */
+export type RequestObserver = (method: string, outcome: 'ok' | 'refused' | 'failed', seconds: number) => void;
+
 /**
  * The plugin API as an express app: POST /<Subsystem>.<Method>, JSON in and
  * out, every failure HTTP 500 with {"Err": "<field>: <reason>"}.
  */
-export function createApp(routes: readonly Route[], log: Logger, inFlight: InFlight): Express {
+export function createApp(routes: readonly Route[], log: Logger, inFlight: InFlight, observe: RequestObserver = () => {}): Express {
   const app = express();
   app.disable('x-powered-by');
   // dockerd sends no Content-Type: take every body as text and decode it ourselves.
@@ -38,12 +41,15 @@ export function createApp(routes: readonly Route[], log: Logger, inFlight: InFli
         const request = decode(r.schema, raw);
         ids = idsOf(request);
         res.json(await inFlight.track(async () => r.handle(request)));
-        log.info({ method: r.method, ...ids, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'ok');
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        log.info({ method: r.method, ...ids, ms }, 'ok');
+        observe(r.method, 'ok', ms / 1e3);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         if (error instanceof RequestError) log.warn({ method: r.method, ...ids, ms, err: message }, 'refused');
         else log.error({ method: r.method, ...ids, ms, err: error }, 'failed');
+        observe(r.method, error instanceof RequestError ? 'refused' : 'failed', ms / 1e3);
         res.status(500).json({ Err: message });
       }
     });

@@ -102,7 +102,10 @@ class IpSession {
   private process: IpProcess | undefined;
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly prefix: readonly string[]) {}
+  constructor(
+    private readonly prefix: readonly string[],
+    private readonly onStart: () => void,
+  ) {}
 
   run(lines: readonly string[], command: string): Promise<void> {
     const result = this.tail.then(async () => {
@@ -116,7 +119,10 @@ class IpSession {
   }
 
   private current(): IpProcess {
-    if (!this.process?.alive) this.process = new IpProcess(this.prefix);
+    if (!this.process?.alive) {
+      this.process = new IpProcess(this.prefix);
+      this.onStart();
+    }
     return this.process;
   }
 
@@ -148,7 +154,11 @@ class IpSession {
 export class IpSessionRunner implements Runner {
   private readonly sessions = new Map<string, IpSession>();
 
-  constructor(private readonly inner: Runner) {}
+  /** `onSessionStart`: told of each ip process started (metrics count program starts). */
+  constructor(
+    private readonly inner: Runner,
+    private readonly onSessionStart: () => void = () => {},
+  ) {}
 
   run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const batch = file === 'ip' && args.length >= 2 && args.at(-2) === '-batch' && args.at(-1) === '-' && options.input !== undefined;
@@ -156,7 +166,7 @@ export class IpSessionRunner implements Runner {
     const prefix = args.slice(0, -2);
     const key = prefix.join(' ');
     let session = this.sessions.get(key);
-    if (!session) this.sessions.set(key, (session = new IpSession(prefix)));
+    if (!session) this.sessions.set(key, (session = new IpSession(prefix, this.onSessionStart)));
     const lines = options.input!.split('\n').filter((line) => line.trim() !== '');
     return session.run(lines, [file, ...args].join(' ')).then(() => ({ stdout: '', stderr: '' }));
   }

@@ -126,7 +126,8 @@ describe('IptablesFirewall command plan', () => {
   });
 
   it('gives route_localnet back before the 127/8 guard goes', async () => {
-    const runner = new RecordingRunner().reply('iptables-save', '*filter\n-A TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\nCOMMIT\n');
+    // Another network still has its chain: the shared chains stay.
+    const runner = new RecordingRunner().reply('iptables-save', '*filter\n:TSNET-FWD-9876543210 - [0:0]\n-A TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\nCOMMIT\n');
     await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' }, routeLocalnetBefore: true });
     expect(runner.lines().map((l) => l.split('\n')[0])).toEqual([
       'sysctl -q -w net/ipv4/conf/tsbr-0123456789/route_localnet=1',
@@ -134,5 +135,24 @@ describe('IptablesFirewall command plan', () => {
       'iptables-restore --wait 10 --noflush',
     ]);
     expect(runner.commands[2]!.input).toContain('-D TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789');
+    expect(runner.commands[2]!.input).not.toContain('-X TSNET-INPUT');
+  });
+
+  it('takes the shared chains and their hooks along with the last network, flushing them before its own chains go', async () => {
+    const saved = [
+      '*filter', ':TSNET-FORWARD - [0:0]', ':TSNET-OPEN - [0:0]', ':TSNET-INPUT - [0:0]', ':TSNET-FWD-0123456789 - [0:0]',
+      '-A FORWARD -j TSNET-FORWARD', '-A INPUT -j TSNET-INPUT', '-A TSNET-FORWARD -o tsbr-0123456789 -j TSNET-FWD-0123456789', 'COMMIT',
+      '*nat', ':TSNET-DNAT - [0:0]', ':TSNET-POSTROUTING - [0:0]', ':TSNET-DNAT-0123456789 - [0:0]', ':TSNET-SNAT-0123456789 - [0:0]',
+      '-A POSTROUTING -j TSNET-POSTROUTING', '-A TSNET-POSTROUTING -j TSNET-SNAT-0123456789', 'COMMIT',
+    ].join('\n');
+    const runner = new RecordingRunner().reply('iptables-save', `${saved}\n`);
+    await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } });
+    const script = runner.commands.find((c) => c.file === 'iptables-restore')!.input!;
+    expect(script).not.toMatch(/^-D TSNET-/m);
+    const filter = script.slice(0, script.indexOf('COMMIT'));
+    expect(filter.indexOf('-F TSNET-FORWARD')).toBeLessThan(filter.indexOf('-X TSNET-FWD-0123456789'));
+    for (const line of ['-D FORWARD -j TSNET-FORWARD', '-D INPUT -j TSNET-INPUT', '-X TSNET-FORWARD', '-X TSNET-OPEN', '-X TSNET-INPUT', '-D POSTROUTING -j TSNET-POSTROUTING', '-X TSNET-POSTROUTING', '-X TSNET-DNAT', '-X TSNET-SNAT-0123456789']) {
+      expect(script).toContain(`${line}\n`);
+    }
   });
 });

@@ -1,7 +1,7 @@
 import type { Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
 import type { Runner } from '../runner.js';
 import type { Sysctl } from '../sysctl.js';
-import { basePlan, dnatRules, networkChains, networkPlan } from './plan.js';
+import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, networkChains, networkPlan } from './plan.js';
 import { hookText, parseSave, RestoreScript, type SavedTables } from './restore-script.js';
 
 /**
@@ -75,8 +75,18 @@ export class IptablesFirewall implements Firewall {
       const saved = await this.save(family);
       const script = new RestoreScript();
       const own = networkPlan(network, family, []);
-      for (const hook of own.hooks) if (saved[hook.table].rules.has(hookText(hook))) script.deleteHook(hook);
-      for (const chain of own.chains) if (saved[chain.table].chains.has(chain.name)) script.deleteChain(chain.table, chain.name);
+      const exists = (chain: { table: 'filter' | 'nat'; name: string }) => saved[chain.table].chains.has(chain.name);
+      const hooked = (hook: HookPlan) => saved[hook.table].rules.has(hookText(hook));
+      // The last network takes the shared chains along (flushed first, which drops its hooks): a removed plugin leaves no TSNET chain.
+      const last = ![...saved.filter.chains].some((c) => c.startsWith(NETWORK_CHAIN_PREFIX) && c !== networkChains(network.id).forward);
+      const base = basePlan(family);
+      if (last) base.chains.filter(exists).forEach((chain) => script.replaceChain(chain));
+      else own.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
+      own.chains.filter(exists).forEach((chain) => script.deleteChain(chain.table, chain.name));
+      if (last) {
+        base.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
+        base.chains.filter(exists).forEach((chain) => script.deleteChain(chain.table, chain.name));
+      }
       await this.restore(family, script);
     }
   }

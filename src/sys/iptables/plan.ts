@@ -40,7 +40,7 @@ export const SHARED_CHAINS = {
   postrouting: 'TSNET-POSTROUTING',
 } as const;
 
-/** tsnet's shared chains and their hooks in the built-in chains: created once, never flushed. */
+/** tsnet's shared chains and their hooks in the built-in chains: made with the first network, removed with the last. */
 export function basePlan(family: Family): { chains: ChainPlan[]; hooks: HookPlan[] } {
   const local = ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', SHARED_CHAINS.dnat];
   return {
@@ -61,10 +61,13 @@ export function basePlan(family: Family): { chains: ChainPlan[]; hooks: HookPlan
   };
 }
 
+/** Every network has a filter chain named so. */
+export const NETWORK_CHAIN_PREFIX = 'TSNET-FWD-';
+
 /** Per-network chain names: ≤ 28 characters, stable for the network ID. */
 export function networkChains(networkId: string) {
   const tag = networkId.slice(0, 10);
-  return { forward: `TSNET-FWD-${tag}`, dnat: `TSNET-DNAT-${tag}`, snat: `TSNET-SNAT-${tag}` };
+  return { forward: `${NETWORK_CHAIN_PREFIX}${tag}`, dnat: `TSNET-DNAT-${tag}`, snat: `TSNET-SNAT-${tag}` };
 }
 
 const HOST_BITS: Record<Family, string> = { 4: '/32', 6: '/128' };

@@ -1,0 +1,92 @@
+import { Command } from 'commander';
+import { adminCall } from './client.js';
+import type { AddressView, EndpointView, Inspected, NetworkSummary, NetworkView } from './inventory.js';
+import { table } from './table.js';
+import { adminSocketOf as socket, type Target, withTarget } from './target.js';
+
+interface JsonFlag extends Target {
+  json?: boolean;
+}
+
+const short = (id: string) => id.slice(0, 12);
+const named = (id: string, name: string | undefined) => (name ? `${short(id)} (${name})` : short(id));
+const orDash = (values: readonly string[]) => values.join(',') || '-';
+
+function printNetworks(networks: readonly NetworkSummary[]): string {
+  const rows = networks.map((n) => [n.name ?? '-', short(n.id), n.internal ? `${n.kind} (internal)` : n.kind, orDash(n.subnets), orDash(n.gateways), n.link, String(n.endpoints)]);
+  return table([['NAME', 'NETWORK ID', 'KIND', 'SUBNETS', 'GATEWAYS', 'LINK', 'ENDPOINTS'], ...rows]);
+}
+
+/** `key  value` lines, indented under a heading. */
+const fields = (pairs: Array<[string, string]>) => table(pairs.map(([key, value]) => [`  ${key}`, value]));
+
+function printEndpoint(e: EndpointView): string {
+  return (
+    `endpoint ${e.id}${e.container ? ` (container ${e.container})` : ''}\n` +
+    fields([
+      ['network', named(e.network, e.networkName)],
+      ['addresses', orDash(e.addresses)],
+      ['mac', e.mac],
+      ['links', [e.links.host && `host ${e.links.host}`, `container ${e.links.container}`].filter(Boolean).join(', ')],
+      ['ports', orDash(e.ports)],
+      ['sandbox', e.sandbox ?? 'not joined'],
+    ])
+  );
+}
+
+function printNetwork(n: NetworkView): string {
+  const out = [
+    `network ${n.id}${n.name ? ` (${n.name})` : ''}\n`,
+    fields([
+      ['kind', n.internal ? `${n.kind}, internal` : n.kind],
+      ['subnets', orDash(n.subnets)],
+      ['gateways', orDash(n.gateways)],
+      ['link', n.vlan !== undefined ? `${n.link} (VLAN ${n.vlan})` : n.link],
+      ['options', orDash(Object.entries(n.options).map(([k, v]) => `${k}=${v}`))],
+    ]),
+  ];
+  if (n.endpointList.length > 0) {
+    out.push('endpoints\n');
+    const rows = n.endpointList.map((e) => [`  ${short(e.id)}`, e.container ?? '-', orDash(e.addresses), e.mac, e.links.host ?? e.links.container, orDash(e.ports)]);
+    out.push(table([['  ENDPOINT', 'CONTAINER', 'ADDRESSES', 'MAC', 'LINK', 'PORTS'], ...rows]));
+  } else out.push('endpoints: none\n');
+  for (const p of n.pools) {
+    out.push(`pool ${p.pool}${p.range ? ` range ${p.range}` : ''} (tsnet IPAM): ${p.held.length} of ${p.size} addresses held\n`);
+    out.push(p.held.map((h) => `  ${h.address}  ${h.use}\n`).join(''));
+  }
+  return out.join('');
+}
+
+function printAddress(a: AddressView): string {
+  const where = [a.network && `network ${named(a.network, a.networkName)}`, a.pool && `pool ${a.pool}`].filter(Boolean).join(', ');
+  return `address ${a.address}: ${a.use}${where ? ` (${where})` : ''}\n`;
+}
+
+const print: { [T in Inspected['type']]: (found: Extract<Inspected, { type: T }>) => string } = {
+  network: (f) => printNetwork(f.network),
+  endpoint: (f) => printEndpoint(f.endpoint),
+  address: (f) => printAddress(f.address),
+};
+
+const show = (value: unknown, json: boolean | undefined, human: () => string) =>
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : human());
+
+/** `tsnet ls` and `tsnet inspect`: what the daemon holds, through its admin socket. */
+export function inventoryCommands(): Command[] {
+  const ls = withTarget(new Command('ls'))
+    .description("the daemon's networks: Docker's name when known, ID, kind, subnets, gateways, bridge or parent, endpoints")
+    .option('--json', 'print JSON')
+    .action(async (opts: JsonFlag) => {
+      const networks = (await adminCall(socket(opts), 'GET', '/networks')) as NetworkSummary[];
+      show(networks, opts.json, () => printNetworks(networks));
+    });
+  const inspect = withTarget(new Command('inspect'))
+    .argument('<network|endpoint|address>', 'a network (ID, ID prefix or Docker name), an endpoint (ID or prefix) or an IP address')
+    .description('a network with its endpoints and IPAM holds, one endpoint, or what an address is used for')
+    .option('--json', 'print JSON')
+    .action(async (query: string, opts: JsonFlag) => {
+      const found = (await adminCall(socket(opts), 'GET', `/inspect?q=${encodeURIComponent(query)}`)) as Inspected;
+      show(found, opts.json, () => (print[found.type] as (f: Inspected) => string)(found));
+    });
+  return [ls, inspect];
+}

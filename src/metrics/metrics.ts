@@ -1,0 +1,139 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { NetworkService } from '../core/network-service.js';
+import type { IpamService } from '../ipam/ipam-service.js';
+import { cidrSize, parseCidr } from '../net/address.js';
+import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
+import { IpSessionRunner } from '../sys/ip-session.js';
+
+/** How a plugin request ended: answered, refused for bad input (RequestError), or failed. */
+export type RequestOutcome = 'ok' | 'refused' | 'failed';
+
+/** Seconds, from 1 ms (a read from memory) to 10 s (an iptables-restore behind a held xtables lock). */
+const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+const seconds = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e9;
+
+/** The label of a kernel command: the program, with `ip -batch` (one long-lived process, a line per write) told apart from ip reads. */
+const commandOf = (file: string, args: readonly string[]) => (file === 'ip' && args.at(-2) === '-batch' ? 'ip-batch' : file);
+
+/**
+ * tsnet's Prometheus registry. The rooms count what they do through it:
+ * the API each request, the runners each kernel command and program start;
+ * what the state holds (networks, endpoints, pool usage, published ports) is
+ * read from the services at scrape time. Node's process metrics come along.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests = new Counter({ name: 'tsnet_plugin_requests_total', help: 'Plugin API requests by method and outcome (ok, refused: bad input, failed)', labelNames: ['method', 'outcome'], registers: [this.registry] });
+  private readonly requestSeconds = new Histogram({ name: 'tsnet_plugin_request_duration_seconds', help: 'Plugin API request latency by method', labelNames: ['method'], buckets: BUCKETS, registers: [this.registry] });
+  private readonly commands = new Counter({ name: 'tsnet_kernel_commands_total', help: 'Kernel commands by program (ip-batch: writes through the long-lived ip process; iptables-restore: one rule transaction)', labelNames: ['command', 'outcome'], registers: [this.registry] });
+  private readonly commandSeconds = new Histogram({ name: 'tsnet_kernel_command_duration_seconds', help: 'Kernel command latency by program', labelNames: ['command'], buckets: BUCKETS, registers: [this.registry] });
+  private readonly ipLines = new Counter({ name: 'tsnet_ip_batch_lines_total', help: 'Lines (one netlink change each) written through ip -batch', registers: [this.registry] });
+  private readonly programStarts = new Counter({ name: 'tsnet_program_starts_total', help: 'Programs started (iptables-restore, sysctl, ip reads, ip -batch sessions)', labelNames: ['program'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** For the API server: one answered request. */
+  readonly observeRequest = (method: string, outcome: RequestOutcome, elapsedSeconds: number): void => {
+    this.requests.inc({ method, outcome });
+    this.requestSeconds.observe({ method }, elapsedSeconds);
+  };
+
+  /** The daemon's door to programs, counted: each program start, each command with its latency, each ip batch line. */
+  runner(): Runner {
+    const countIpSession = () => this.programStarts.inc({ program: 'ip' });
+    return this.measure(new IpSessionRunner(this.countStarts(new ExecaRunner()), countIpSession));
+  }
+
+  /** Wraps the runner that starts programs: counts each start. */
+  private countStarts(inner: Runner): Runner {
+    return {
+      run: (file: string, args: readonly string[], options?: RunOptions): Promise<RunResult> => {
+        this.programStarts.inc({ program: file });
+        return inner.run(file, args, options);
+      },
+    };
+  }
+
+  /** Wraps the runner tsnet's kernel work goes through: counts and times each command, and the lines of each ip batch. */
+  private measure(inner: Runner): Runner {
+    return {
+      run: async (file: string, args: readonly string[], options?: RunOptions): Promise<RunResult> => {
+        const command = commandOf(file, args);
+        if (command === 'ip-batch') this.ipLines.inc((options?.input ?? '').split('\n').filter((line) => line.trim() !== '').length);
+        const started = process.hrtime.bigint();
+        try {
+          const result = await inner.run(file, args, options);
+          this.commands.inc({ command, outcome: 'ok' });
+          return result;
+        } catch (error) {
+          this.commands.inc({ command, outcome: 'failed' });
+          throw error;
+        } finally {
+          this.commandSeconds.observe({ command }, seconds(started));
+        }
+      },
+    };
+  }
+
+  /** What the state holds, read at each scrape. */
+  watch(networks: NetworkService, ipam: IpamService): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'tsnet_networks',
+      help: 'Networks by kind',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of networks.listNetworks()) this.inc({ kind: n.kind });
+      },
+    });
+    new Gauge({
+      name: 'tsnet_endpoints',
+      help: 'Endpoints by network kind',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        const kinds = new Map(networks.listNetworks().map((n) => [n.id, n.kind]));
+        for (const e of networks.listEndpoints()) this.inc({ kind: kinds.get(e.networkId) ?? 'unknown' });
+      },
+    });
+    new Gauge({
+      name: 'tsnet_published_ports',
+      help: 'Host ports published to containers, by protocol',
+      labelNames: ['proto'],
+      registers,
+      collect() {
+        this.reset();
+        for (const e of networks.listEndpoints()) for (const p of networks.publishedPorts(e)) this.inc({ proto: p.binding.proto });
+      },
+    });
+    new Gauge({
+      name: 'tsnet_pool_addresses_held',
+      help: "Addresses held in each pool of tsnet's IPAM (gateways and aux addresses included)",
+      labelNames: ['pool', 'range'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of ipam.list()) this.set({ pool: p.pool, range: p.subPool ?? p.pool }, ipam.addressesOf(p.id).length);
+      },
+    });
+    new Gauge({
+      name: 'tsnet_pool_addresses_size',
+      help: 'Addresses in the range each pool hands out from (--ip-range, else the subnet)',
+      labelNames: ['pool', 'range'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of ipam.list()) {
+          const range = p.subPool ?? p.pool;
+          this.set({ pool: p.pool, range }, Number(cidrSize(parseCidr(range)!.cidr)));
+        }
+      },
+    });
+  }
+}
