@@ -127,6 +127,7 @@ export class RemoteNames implements RecordSource {
           this.disconnected = true;
         },
         reconnected: () => {
+          this.log.info('the watch on other hosts\' names is back; reading them again');
           this.disconnected = false;
           this.resync.request();
         },
