@@ -8,30 +8,11 @@
  * B, and so are all of B's names once B's tsnet is killed and its lease
  * expired (and they come back when it starts again).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterReport } from '../../src/cluster/cluster.js';
-import {
-  assertPreflight,
-  CleanupStack,
-  createDockerHost,
-  createSwitch,
-  deleteNetns,
-  dig,
-  type DockerHost,
-  type EtcdServer,
-  newRunId,
-  plugIntoSwitch,
-  run,
-  runDir,
-  startEtcd,
-  TEST_IMAGE,
-  waitUntil,
-} from '../harness/index.js';
+import { assertPreflight, CleanupStack, createClusterHosts, dig, type DockerHost, type EtcdServer, newRunId, TEST_IMAGE, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
-const SWITCH = `${id}sw`;
-const ETCD_ADDRESS = '10.186.0.1';
 const SUBNET = '10.187.0.0/24';
 const GATEWAY = '10.187.0.1';
 /** Containers get addresses from here; the host shims sit below it. */
@@ -78,28 +59,9 @@ const onA = (name: string, answers: string[], timeoutMs: number, ...args: string
 describe('names of containers on other hosts of a shared network', () => {
   beforeAll(async () => {
     assertPreflight({ dns: true });
-    await createSwitch(SWITCH, `${ETCD_ADDRESS}/24`);
-    cleanup.defer(`delete netns ${SWITCH}`, () => deleteNetns(SWITCH));
-    cleanup.defer(`remove ${runDir(id)}`, () => run('rm', ['-rf', runDir(id)]));
-    etcd = await startEtcd({ name: id, netns: SWITCH, address: ETCD_ADDRESS, dataDir: join(runDir(id), 'etcd'), logFile: join(runDir(id), 'etcd.log') });
-    cleanup.defer('destroy etcd', () => etcd.destroy());
-    const created = await Promise.allSettled(
-      ['ha', 'hb'].map((hostId) =>
-        createDockerHost({ dockerdArgs: ['--bridge=none'], tsnetArgs: ['--cluster-store', etcd.url, '--host-id', hostId, '--dns-listen', `${HOST_DNS}:53`] }),
-      ),
-    );
-    for (const c of created) if (c.status === 'fulfilled') cleanup.defer(`destroy host ${c.value.id}`, () => c.value.destroy());
-    const failure = created.find((c) => c.status === 'rejected');
-    if (failure) throw failure.reason;
-    [a, b] = created.map((c) => (c as PromiseFulfilledResult<DockerHost>).value) as [DockerHost, DockerHost];
-    for (const [i, host] of [a, b].entries()) {
-      await plugIntoSwitch(SWITCH, { netns: host.netns, ifname: WIRE, port: `p${i + 1}`, address: `10.186.0.${11 + i}/24` });
-    }
-    // tsnet registers as soon as the wire reaches etcd; shared pools need it registered.
-    await waitUntil(async () => {
-      const r = await a.tsnet.runCli(['cluster', 'ls', '--json']);
-      return r.exitCode === 0 && (JSON.parse(r.stdout) as ClusterReport).hosts.filter((h) => h.alive).length === 2;
-    }, { timeoutMs: 30_000, what: 'both hosts alive in the cluster store', diagnostics: () => [a, b].map((h) => h.tsnet.logTail(10)).join('\n') });
+    let hosts: DockerHost[];
+    ({ etcd, hosts } = await createClusterHosts({ id, net: '10.186.0', hostIds: ['ha', 'hb'], wire: WIRE, tsnetArgs: ['--dns-listen', `${HOST_DNS}:53`] }, cleanup));
+    [a, b] = hosts as [DockerHost, DockerHost];
     for (const [i, host] of [a, b].entries()) {
       const { name, shim } = NETWORKS[i]!;
       await host.dockerOk(['network', 'create', '-d', host.driver, '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.pool=xlan',
