@@ -93,6 +93,7 @@ describe('names of containers on other hosts of a shared network', () => {
     // The other way round: B answers A's container under its own name of the network.
     const client = await addressOf(a, 'client', 'lan');
     await waitUntil(async () => (await askHost(b, 'client.blan.tsnet')).answers[0] === `A ${client}`, { timeoutMs: 10_000, what: 'client.blan.tsnet on host B' });
+    expect((await clusterReport(a)).hosts.find((h) => h.id === 'hb')).toMatchObject({ alive: true, names: 1 });
   });
 
   it('forgets a container removed on B within seconds', async () => {
@@ -116,7 +117,7 @@ describe('names of containers on other hosts of a shared network', () => {
     await b.tsnet.kill9();
     // The lease (10 s) runs out, etcd drops B's keys, A's watch hears of it.
     expect((await onA('db.lan.tsnet', [], 40_000)).status).toBe('NXDOMAIN');
-    expect((await clusterReport(a)).hosts.find((h) => h.id === 'hb')?.alive).toBe(false);
+    expect((await clusterReport(a)).hosts.find((h) => h.id === 'hb')).toMatchObject({ alive: false, names: 0 });
 
     await b.tsnet.start();
     await onA('db.lan.tsnet', [`A ${db}`], 20_000);
