@@ -11,7 +11,7 @@
  * (its gateway, aux addresses and any orphan) in one range delete.
  */
 import { z } from 'zod';
-import type { Family } from '../net/address.js';
+import { type Family, parseIp } from '../net/address.js';
 import { ClusterDataError } from './etcd-client.js';
 
 const ROOT = 'tsnet/v1/';
@@ -98,9 +98,10 @@ export type AddressHold = z.infer<typeof AddressHold>;
  * network on the same pool.
  */
 export const PublishedName = z.object({
-  names: z.array(z.string()),
-  ipv4: z.string().optional(),
-  ipv6: z.string().optional(),
+  names: z.array(z.string().min(1).max(253)).max(256),
+  // Checked here: an address the DNS cannot encode would cost every answer for the name.
+  ipv4: z.string().refine((a) => parseIp(a)?.family === 4, 'not an IPv4 address').optional(),
+  ipv6: z.string().refine((a) => parseIp(a)?.family === 6, 'not an IPv6 address').optional(),
 });
 export type PublishedName = z.infer<typeof PublishedName>;
 

@@ -245,6 +245,25 @@ describe('names shared through the cluster store', () => {
     await stopHost(b);
   });
 
+  it('skips what it cannot read in names/ (not JSON, a bad address, a key of another shape) and serves the rest', async () => {
+    const a = await simHost('ga', { A1: LAN.subnet }, [LAN]);
+    try {
+      const put = async (key: string, value: string) => expect((await etcd.etcdctl(['put', `tsnet/v1/names/gx/${key}`, value])).exitCode).toBe(0);
+      await put(`lan/${'9'.repeat(64)}`, 'not json');
+      await put(`lan/${'8'.repeat(64)}`, '{"names":["bad"],"ipv4":"10.181.0.300"}');
+      await put('stray', '{"names":["stray"]}');
+      await put(`lan/${'7'.repeat(64)}`, '{"names":["good"],"ipv4":"10.181.0.90"}');
+      await servesExactly(a, ['A1 ga-A1: good 10.181.0.90'], 'a to serve the readable name only');
+      // A full read skips them the same way.
+      const fresh = await simHost('gb', { B1: LAN.subnet }, [LAN]);
+      await servesExactly(fresh, ['B1 gb-B1: good 10.181.0.90'], 'a new host to read the readable name only');
+      await stopHost(fresh);
+    } finally {
+      await etcd.etcdctl(['del', '--prefix', 'tsnet/v1/names/gx/']);
+      await stopHost(a);
+    }
+  });
+
   it('reports a watch whose start revision etcd has compacted away', async () => {
     const client = new EtcdClient({ endpoints: [etcd.endpoint] });
     try {
