@@ -54,7 +54,7 @@ export class NamePublisher {
   ) {}
 
   /** Key → value of every name this host should have in etcd now. */
-  wanted(): Map<string, string> {
+  private wanted(): Map<string, string> {
     const poolOf = this.shared.poolByNetwork();
     const out = new Map<string, string>();
     for (const entry of this.local.entries()) {

@@ -81,21 +81,9 @@ export class RemoteNames implements RecordSource {
     return out;
   }
 
-  /** Other hosts' names known now, by host (for `tsnet cluster ls`). */
-  countByHost(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const name of this.names.values()) out.set(name.host, (out.get(name.host) ?? 0) + 1);
-    return out;
-  }
-
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
-  }
-
-  /** Waits for the read in progress (tests). */
-  settle(): Promise<void> {
-    return this.resync.settle();
   }
 
   stop(): void {
