@@ -9,7 +9,7 @@ import { adminSocketPath } from './admin/socket-path.js';
 import { ContainerNames } from './docker/container-names.js';
 import { DockerApi, parseDockerHost } from './docker/docker-api.js';
 import { type DnsOptions, DnsService } from './dns/dns-service.js';
-import { LocalRecords } from './dns/local-records.js';
+import { LocalRecords, networkLabel } from './dns/local-records.js';
 import { Metrics } from './metrics/metrics.js';
 import { type MetricsAddress, serveMetrics } from './metrics/metrics-server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
@@ -72,7 +72,10 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   names.start();
   let dns: DnsService;
   try {
-    dns = await DnsService.start(options.dns, networks, [new LocalRecords(networks, names)], log.child({ room: 'dns' }));
+    const local = new LocalRecords(networks, names);
+    // With the cluster store, other hosts' names on shared networks are served too.
+    const remote = cluster?.names({ networks: () => networks.listNetworks(), networkName: (id) => networkLabel(names, id), records: local });
+    dns = await DnsService.start(options.dns, networks, remote ? [local, remote] : [local], log.child({ room: 'dns' }));
   } catch (error) {
     await names.stop();
     await store.close();

@@ -11,7 +11,7 @@ interface JsonFlag extends Target {
 
 function printReport(r: ClusterReport): void {
   const out = [`cluster store ${r.store}, this host: ${r.self}\n`];
-  out.push(table([['HOST', 'STATE', 'ADDRESSES'], ...r.hosts.map((h) => [h.id === r.self ? `${h.id} *` : h.id, h.alive ? 'alive' : 'dead', String(h.addresses)])]));
+  out.push(table([['HOST', 'STATE', 'ADDRESSES', 'NAMES'], ...r.hosts.map((h) => [h.id === r.self ? `${h.id} *` : h.id, h.alive ? 'alive' : 'dead', String(h.addresses), String(h.names)])]));
   if (r.pools.length > 0) {
     out.push(
       table([
@@ -31,7 +31,7 @@ function printReport(r: ClusterReport): void {
 export function clusterCommand(): Command {
   const cluster = new Command('cluster').description('hosts and shared pools in the cluster store (tsnet daemon --cluster-store)');
   withTarget(cluster.command('ls'))
-    .description('hosts (alive or dead) with the addresses each holds, and the shared pools')
+    .description('hosts (alive or dead) with the addresses each holds and the names each publishes, and the shared pools')
     .option('--json', 'print the report as JSON')
     .action(async (opts: JsonFlag) => {
       const report = (await adminCall(socket(opts), 'GET', '/cluster')) as ClusterReport;

@@ -1,6 +1,6 @@
 import { RequestError } from '../errors.js';
 import type { EtcdClient } from './etcd-client.js';
-import { AddressHold, ALIVE_PREFIX, AliveRecord, aliveKey, decodeValue, hostKey, HOSTS_PREFIX, HostRecord, PoolDefinition, PoolKeys, POOLS_PREFIX } from './keys.js';
+import { AddressHold, ALIVE_PREFIX, AliveRecord, aliveKey, decodeValue, hostKey, HOSTS_PREFIX, HostRecord, NAMES_PREFIX, parseNameKey, PoolDefinition, PoolKeys, POOLS_PREFIX } from './keys.js';
 import { removeUser } from './shared-pool-service.js';
 
 export interface HostView {
@@ -8,6 +8,8 @@ export interface HostView {
   alive: boolean;
   /** Container addresses the host holds in shared pools. */
   addresses: number;
+  /** Endpoint names the host publishes for the other hosts' DNS (gone with its lease). */
+  names: number;
   joined?: string;
   aliveSince?: string;
 }
@@ -42,21 +44,26 @@ export interface ClusterView {
 
 const ADDRESS_KEY = /^tsnet\/v1\/pools\/([^/]+)\/v([46])\/addresses\/(.+)$/;
 
-/** Everything tsnet keeps in etcd, read in three range reads. */
+/** Everything tsnet keeps in etcd, read in four range reads. */
 export async function readCluster(etcd: EtcdClient, self: string, deadline: number): Promise<{ view: ClusterView; holds: HoldView[] }> {
-  const [hostEntries, aliveEntries, poolEntries] = await Promise.all([
+  const [hostEntries, aliveEntries, poolEntries, nameKeys] = await Promise.all([
     etcd.list(HOSTS_PREFIX, deadline),
     etcd.list(ALIVE_PREFIX, deadline),
     etcd.list(POOLS_PREFIX, deadline),
+    etcd.list(NAMES_PREFIX, deadline, true),
   ]);
   const alive = new Map(aliveEntries.map((e) => [e.key.slice(ALIVE_PREFIX.length), decodeValue(AliveRecord, e.key, e.value)]));
   const hosts = new Map<string, HostView>();
-  const hostView = (id: string) => hosts.get(id) ?? hosts.set(id, { id, alive: alive.has(id), addresses: 0 }).get(id)!;
+  const hostView = (id: string) => hosts.get(id) ?? hosts.set(id, { id, alive: alive.has(id), addresses: 0, names: 0 }).get(id)!;
   for (const entry of hostEntries) {
     const record = decodeValue(HostRecord, entry.key, entry.value);
     hostView(record.id).joined = record.joined;
   }
   for (const [id, record] of alive) hostView(id).aliveSince = record.since;
+  for (const entry of nameKeys) {
+    const where = parseNameKey(entry.key);
+    if (where) hostView(where.host).names++;
+  }
 
   const pools = new Map<string, PoolView>();
   const holds: HoldView[] = [];

@@ -1,10 +1,15 @@
 import type { Logger } from 'pino';
+import type { NetworkRecord } from '../../drivers/model.js';
+import type { RecordSource } from '../dns/name-entry.js';
 import type { SharedPools } from '../ipam/shared-pools.js';
 import type { Store } from '../store/store.js';
 import type { ClusterConfig } from './cluster-config.js';
 import { type ClusterView, gcDeadHost, gcOrphans, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
 import { deadlineFromNow, EtcdClient } from './etcd-client.js';
 import { HostMembership } from './membership.js';
+import { NamePublisher } from './name-publisher.js';
+import { RemoteNames } from './remote-names.js';
+import { SharedNetworks } from './shared-networks.js';
 import { SharedPoolService } from './shared-pool-service.js';
 
 /** What `tsnet cluster ls` shows: the cluster, and what this host knows that etcd alone cannot tell. */
@@ -23,14 +28,26 @@ export interface ClusterReport extends ClusterView {
   unattached: string[];
 }
 
+/** What the cross-host names read of this host: its networks, their DNS names, and its own name entries. */
+export interface LocalNames {
+  networks(): readonly NetworkRecord[];
+  networkName(networkId: string): string;
+  /** This host's entries (LocalRecords). */
+  records: RecordSource;
+}
+
 /**
  * The cluster room, wired: etcd client, this host's membership, the shared
- * pools, `ls`/`gc` for the admin API, and the optional reclaimer.
+ * pools, the names shared with other hosts, `ls`/`gc` for the admin API,
+ * and the optional reclaimer.
  */
 export class Cluster {
   readonly etcd: EtcdClient;
   readonly membership: HostMembership;
   private pools: SharedPoolService | undefined;
+  private publisher: NamePublisher | undefined;
+  private remote: RemoteNames | undefined;
+  private unsubscribe: (() => void) | undefined;
   private reclaimTimer: NodeJS.Timeout | undefined;
   /** When this daemon first saw each dead host dead (reclaim counts from there; a restart starts over, the safe way). */
   private readonly deadSince = new Map<string, number>();
@@ -41,7 +58,7 @@ export class Cluster {
     private readonly log: Logger,
   ) {
     this.etcd = new EtcdClient(config);
-    this.membership = new HostMembership(this.etcd, config.hostId, store, log, () => this.pools?.drainSoon());
+    this.membership = new HostMembership(this.etcd, config.hostId, store, log, () => this.registered());
   }
 
   get hostId(): string {
@@ -56,8 +73,34 @@ export class Cluster {
     return this.pools;
   }
 
+  /**
+   * Cross-host names: this host's entries of shared-pool networks are
+   * published in etcd, and other hosts' come back as the record source
+   * returned, mapped onto this host's network on the same pool.
+   */
+  names(local: LocalNames): RecordSource {
+    const shared = new SharedNetworks(
+      () => local.networks(),
+      () => (this.pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool })),
+      (id) => local.networkName(id),
+    );
+    const log = this.log.child({ room: 'cluster-names' });
+    this.publisher = new NamePublisher(this.etcd, this.membership, local.records, shared, log);
+    this.remote = new RemoteNames(this.etcd, this.hostId, shared, log);
+    const publisher = this.publisher;
+    this.unsubscribe = local.records.onChange(() => publisher.publishSoon());
+    return this.remote;
+  }
+
+  /** Each (re)registration: etcd answers again, and keys must be bound to the new lease. */
+  private registered(): void {
+    this.pools?.drainSoon();
+    this.publisher?.leaseChanged();
+  }
+
   /** Registers in the background and works off postponed etcd work; never waits for etcd. */
   start(): void {
+    this.remote?.start();
     this.membership.start();
     this.pools?.drainSoon();
     if (this.config.reclaimAfterMs !== undefined) {
@@ -110,6 +153,9 @@ export class Cluster {
 
   async stop(): Promise<void> {
     clearInterval(this.reclaimTimer);
+    this.unsubscribe?.();
+    this.publisher?.stop();
+    this.remote?.stop();
     this.pools?.stop();
     await this.membership.stop();
     this.etcd.close();

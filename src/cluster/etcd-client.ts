@@ -1,5 +1,5 @@
-import { handleWhen, noop, retry } from 'cockatiel';
-import { Etcd3, type IRequestOp, type IResponseOp, isRecoverableError, type Lease } from 'etcd3';
+import { ExponentialBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { Etcd3, type IKeyValue, type IRequestOp, type IResponseOp, isRecoverableError, type Lease } from 'etcd3';
 import { RequestError } from '../errors.js';
 import type { ClusterConfig } from './cluster-config.js';
 
@@ -47,6 +47,24 @@ export type Op =
   | { deletePrefix: string }
   | { get: string };
 
+/** What a watch reports; every handler must return without throwing (etcd3 would rethrow it as an uncaught error). */
+export interface WatchHandlers {
+  put(entry: Entry): void;
+  /** `modRevision`: the revision of the deletion. */
+  delete(key: string, modRevision: string): void;
+  /** The stream broke: changes until the next `reconnected` may be missed. */
+  disconnected(reason: string): void;
+  /** The stream is back (etcd3 replays from the last revision it saw, which a compaction may have removed). */
+  reconnected(): void;
+  /** etcd ended the watch (its start revision was compacted away): nothing more comes through it. */
+  cancelled(reason: string): void;
+}
+
+export interface WatchHandle {
+  /** Stops the watch; never waits on etcd. */
+  cancel(): void;
+}
+
 export interface TxnResult {
   succeeded: boolean;
   /** What the `get` ops of the branch that ran found (absent keys are left out). */
@@ -75,7 +93,7 @@ function toRequestOp(op: Op): IRequestOp {
   return { request_range: { key: Buffer.from(op.get) } };
 }
 
-const toEntry = (kv: { key: Buffer; value: Buffer; mod_revision: string; lease: string }): Entry => ({
+const toEntry = (kv: Pick<IKeyValue, 'key' | 'value' | 'mod_revision' | 'lease'>): Entry => ({
   key: kv.key.toString(),
   value: kv.value.toString(),
   modRevision: kv.mod_revision,
@@ -104,6 +122,9 @@ export class EtcdClient {
       faultHandling: {
         host: () => noop,
         global: config.endpoints.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: config.endpoints.length - 1 }) : noop,
+        // Watches come back within a second of etcd, not after up to 30 s.
+        // (etcd3 types this as a backoff step and calls next() on it for each reconnection.)
+        watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 1000 }).next(),
       },
       // A restarted etcd is dialled again within a second, not after grpc's default backoff of up to two minutes.
       grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 1000 },
@@ -136,6 +157,42 @@ export class EtcdClient {
       const response = await this.etcd.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: keysOnly }, options);
       return response.kvs.map(toEntry);
     });
+  }
+
+  /** Every key under `prefix` and the store revision they were read at (a watch from the next revision misses nothing). */
+  snapshot(prefix: string, deadline: number): Promise<{ entries: Entry[]; revision: string }> {
+    return this.call('list', deadline, async (options) => {
+      const response = await this.etcd.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) }, options);
+      return { entries: response.kvs.map(toEntry), revision: response.header.revision };
+    });
+  }
+
+  /**
+   * Watches the keys under `prefix` from `fromRevision` on. Never waits for
+   * etcd: the watch connects (and reconnects) on its own and reports through
+   * the handlers.
+   */
+  watchPrefix(prefix: string, fromRevision: string, handlers: WatchHandlers): WatchHandle {
+    const watcher = this.etcd.watch().prefix(prefix).startRevision(fromRevision).watcher();
+    let connectedBefore = false;
+    let live = true;
+    const report = (what: () => void) => () => live && what();
+    watcher.on('put', (kv) => live && handlers.put(toEntry(kv)));
+    watcher.on('delete', (kv) => live && handlers.delete(kv.key.toString(), kv.mod_revision));
+    watcher.on('disconnected', (error) => live && handlers.disconnected(error.message));
+    watcher.on('connected', report(() => {
+      if (connectedBefore) handlers.reconnected();
+      connectedBefore = true;
+    }));
+    // Always listened to: an 'error' nobody listens to would crash the daemon.
+    watcher.on('error', (error) => live && handlers.cancelled(error.message));
+    return {
+      cancel: () => {
+        live = false;
+        // Waits for etcd's confirmation, which a hung etcd never sends: nobody waits on it.
+        watcher.cancel().catch(() => undefined);
+      },
+    };
   }
 
   /** One etcd transaction: `success` runs when every comparison holds, `failure` otherwise. */

@@ -5,12 +5,13 @@
  *   alive/<id>                              AliveRecord, bound to the host's lease: gone when the host is
  *   pools/<name>/v4/definition              PoolDefinition: subnet, range, gateway, hosts using it
  *   pools/<name>/v4/addresses/<ip>          AddressHold: who holds the address
+ *   names/<host>/<pool>/<endpoint ID>       PublishedName: a container's DNS names, bound to the host's lease
  *
  * One pool's keys share a prefix, so the last host leaving deletes the pool
  * (its gateway, aux addresses and any orphan) in one range delete.
  */
 import { z } from 'zod';
-import type { Family } from '../net/address.js';
+import { type Family, parseIp } from '../net/address.js';
 import { ClusterDataError } from './etcd-client.js';
 
 const ROOT = 'tsnet/v1/';
@@ -18,9 +19,20 @@ const ROOT = 'tsnet/v1/';
 export const HOSTS_PREFIX = `${ROOT}hosts/`;
 export const ALIVE_PREFIX = `${ROOT}alive/`;
 export const POOLS_PREFIX = `${ROOT}pools/`;
+export const NAMES_PREFIX = `${ROOT}names/`;
 
 export const hostKey = (id: string) => `${HOSTS_PREFIX}${id}`;
 export const aliveKey = (id: string) => `${ALIVE_PREFIX}${id}`;
+
+/** Where a host publishes its endpoints' names: one prefix per host, so it lists (and resyncs) its own at once. */
+export const hostNamesPrefix = (host: string) => `${NAMES_PREFIX}${host}/`;
+export const nameKey = (host: string, pool: string, endpointId: string) => `${hostNamesPrefix(host)}${pool}/${endpointId}`;
+
+/** Host, pool and endpoint of a names/ key; undefined for any other key. */
+export function parseNameKey(key: string): { host: string; pool: string; endpointId: string } | undefined {
+  const match = /^tsnet\/v1\/names\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(key);
+  return match ? { host: match[1]!, pool: match[2]!, endpointId: match[3]! } : undefined;
+}
 
 /** Where one shared pool (one name, one family) keeps its keys. */
 export class PoolKeys {
@@ -78,6 +90,20 @@ export const AddressHold = z.object({
   since: z.string(),
 });
 export type AddressHold = z.infer<typeof AddressHold>;
+
+/**
+ * One endpoint of a shared-pool network as its host publishes it for the DNS
+ * of the other hosts: the container name and aliases (empty while Docker has
+ * not named it) and its plain addresses. Other hosts serve it under their own
+ * network on the same pool.
+ */
+export const PublishedName = z.object({
+  names: z.array(z.string().min(1).max(253)).max(256),
+  // Checked here: an address the DNS cannot encode would cost every answer for the name.
+  ipv4: z.string().refine((a) => parseIp(a)?.family === 4, 'not an IPv4 address').optional(),
+  ipv6: z.string().refine((a) => parseIp(a)?.family === 6, 'not an IPv6 address').optional(),
+});
+export type PublishedName = z.infer<typeof PublishedName>;
 
 export const HostRecord = z.object({ id: z.string(), joined: z.string() });
 export type HostRecord = z.infer<typeof HostRecord>;

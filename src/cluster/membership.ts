@@ -21,6 +21,7 @@ const RETRY_MS = 2000;
  */
 export class HostMembership implements Membership {
   private lease: Lease | undefined;
+  private currentLeaseId: string | undefined;
   private registering: Promise<void> | undefined;
   private instance = '';
   private timer: NodeJS.Timeout | undefined;
@@ -60,6 +61,11 @@ export class HostMembership implements Membership {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.start(), RETRY_MS);
     this.timer.unref();
+  }
+
+  /** The lease this host's keys are bound to now; undefined while not registered. */
+  get leaseId(): string | undefined {
+    return this.lease ? this.currentLeaseId : undefined;
   }
 
   ensureAlive(deadline: number): Promise<void> {
@@ -102,6 +108,7 @@ export class HostMembership implements Membership {
       this.retryLater();
     });
     this.lease = lease;
+    this.currentLeaseId = leaseId;
     this.log.info({ host: this.hostId, store: this.etcd.url, lease: leaseId }, 'registered in the cluster store');
     this.onAlive();
   }

@@ -8,6 +8,7 @@ import { KeyedMutex } from '../mutex.js';
 import { type Cidr, type Family, type Ip, cidrSize, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import { ClusterUnreachableError, deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
+import { BackgroundTask, errorText } from './background-task.js';
 import { AddressHold, decodeValue, PoolDefinition, PoolKeys } from './keys.js';
 
 /** Conflicting writes (another host took the address first) a request survives before it gives up. */
@@ -85,11 +86,11 @@ export class SharedPoolService implements SharedPools {
   private readonly pools = new Map<string, LivePool>();
   private readonly pending = new Map<string, PendingOp>();
   private readonly mutex = new KeyedMutex();
-  private draining: Promise<void> | undefined;
-  /** Work queued while a drain ran: the drain goes round once more. */
-  private drainAgain = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly drain = new BackgroundTask(
+    () => this.drainAll(),
+    (error) => this.log.warn({ err: errorText(error), pending: this.pending.size }, 'cluster store work postponed'),
+    DRAIN_RETRY_MS,
+  );
   /** Allocations that lost a race to another host and tried again (never seen by dockerd). */
   racesLost = 0;
 
@@ -441,49 +442,26 @@ export class SharedPoolService implements SharedPools {
 
   /** Starts working off the queue (at start-up, after each release, and again while etcd is unreachable). */
   drainSoon(): void {
-    if (this.stopped) return;
-    if (this.draining) {
-      this.drainAgain = true;
-      return;
-    }
-    this.draining = (async () => {
-      do {
-        this.drainAgain = false;
-        if (!(await this.drainAll())) return;
-      } while (this.drainAgain && !this.stopped);
-    })().finally(() => {
-      this.draining = undefined;
-    });
+    this.drain.request();
   }
 
   /** Waits for the queue run in progress (tests, shutdown). */
-  async settle(): Promise<void> {
-    while (this.draining) await this.draining;
+  settle(): Promise<void> {
+    return this.drain.settle();
   }
 
-  /** One pass over the queue; false when etcd refused and a retry is scheduled. */
-  private async drainAll(): Promise<boolean> {
+  /** One pass over the queue; throws when etcd refused (the task tries again later). */
+  private async drainAll(): Promise<void> {
     for (const [key, op] of [...this.pending]) {
       const keys = new PoolKeys(op.name, op.family);
-      try {
-        // Under the pool's lock: a request in flight owns its own note until it finishes.
-        await this.mutex.run(keys.prefix, async () => {
-          if (this.pending.get(key) !== op) return;
-          if (op.op === 'leave') await this.leave(keys, deadlineFromNow());
-          else await this.undoHold(keys, op, deadlineFromNow());
-          await this.commit([del('cluster-pending', key)], () => this.pending.delete(key));
-        });
-      } catch (error) {
-        this.log.warn({ err: error instanceof Error ? error.message : String(error), pending: this.pending.size }, 'cluster store work postponed');
-        if (!this.stopped) {
-          clearTimeout(this.retryTimer);
-          this.retryTimer = setTimeout(() => this.drainSoon(), DRAIN_RETRY_MS);
-          this.retryTimer.unref();
-        }
-        return false;
-      }
+      // Under the pool's lock: a request in flight owns its own note until it finishes.
+      await this.mutex.run(keys.prefix, async () => {
+        if (this.pending.get(key) !== op) return;
+        if (op.op === 'leave') await this.leave(keys, deadlineFromNow());
+        else await this.undoHold(keys, op, deadlineFromNow());
+        await this.commit([del('cluster-pending', key)], () => this.pending.delete(key));
+      });
     }
-    return true;
   }
 
   /** Deletes a container hold if it is still exactly the one this host wrote. */
@@ -502,8 +480,7 @@ export class SharedPoolService implements SharedPools {
   }
 
   stop(): void {
-    this.stopped = true;
-    clearTimeout(this.retryTimer);
+    this.drain.stop();
   }
 
   // ------------------------------------------------------------------ messages

@@ -44,8 +44,9 @@ function wantedListeners(options: DnsOptions, topology: Topology): ListenerSpec[
  * topology or a source changes (coalesced per tick, so within milliseconds),
  * logs listeners that cannot bind, and restarts a worker that died.
  *
- * Record sources plug in here: today LocalRecords (this host's endpoints
- * named by Docker); the cluster store adds a source of other hosts' entries.
+ * Record sources plug in here: LocalRecords (this host's endpoints named by
+ * Docker) and, with the cluster store, RemoteNames (other hosts' entries of
+ * shared networks, src/cluster).
  */
 export class DnsService {
   private worker: Worker | undefined;

@@ -17,6 +17,9 @@ export interface DockerNames {
   onChange(listener: () => void): () => void;
 }
 
+/** A network's name in the DNS: Docker's name, or its 12-hex short ID while Docker has not told it. */
+export const networkLabel = (names: DockerNames, networkId: string): string => names.networkName(networkId) ?? networkId.slice(0, 12);
+
 const plain = (cidr: string | undefined) => cidr?.slice(0, cidr.indexOf('/'));
 
 /**
@@ -38,7 +41,7 @@ export class LocalRecords implements RecordSource {
       const ipv6 = plain(endpoint.addressIPv6);
       return {
         networkId: endpoint.networkId,
-        networkName: this.names.networkName(endpoint.networkId) ?? endpoint.networkId.slice(0, 12),
+        networkName: networkLabel(this.names, endpoint.networkId),
         endpointId: endpoint.id,
         names: docker ? [docker.containerName, ...docker.aliases] : [],
         ...(ipv4 ? { ipv4 } : {}),

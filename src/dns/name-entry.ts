@@ -1,8 +1,8 @@
 /**
  * What the DNS server serves, as plain data: one entry per endpoint. Entries
- * come from record sources (this host's endpoints joined with Docker's names
- * today; other hosts' endpoints through the cluster store later) and cross
- * into the DNS worker thread as they are.
+ * come from record sources (LocalRecords: this host's endpoints joined with
+ * Docker's names; with --cluster-store, RemoteNames: other hosts' endpoints
+ * on shared networks) and cross into the DNS worker thread as they are.
  */
 export interface NameEntry {
   networkId: string;

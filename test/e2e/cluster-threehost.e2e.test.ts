@@ -7,28 +7,11 @@
  * restarted; tsnet killed mid-run and restarted; never one address twice.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CleanupStack,
-  createDockerHost,
-  createSwitch,
-  deleteNetns,
-  type DockerHost,
-  type EtcdServer,
-  newRunId,
-  plugIntoSwitch,
-  run,
-  runDir,
-  startEtcd,
-  TEST_IMAGE,
-  waitUntil,
-} from '../harness/index.js';
+import { CleanupStack, createClusterHosts, type DockerHost, type EtcdServer, newRunId, TEST_IMAGE, waitUntil } from '../harness/index.js';
 import type { ClusterReport } from '../../src/cluster/cluster.js';
 
 const id = newRunId();
-const SWITCH = `${id}sw`;
-const ETCD_ADDRESS = '10.175.0.1';
 const SUBNET = '10.176.0.0/24';
 const GATEWAY = '10.176.0.1';
 const WIRE = 'wire';
@@ -114,33 +97,7 @@ const refusalTimes = (host: DockerHost) =>
 
 describe('shared pool across three hosts on etcd', () => {
   beforeAll(async () => {
-    await createSwitch(SWITCH, `${ETCD_ADDRESS}/24`);
-    cleanup.defer(`delete netns ${SWITCH}`, () => deleteNetns(SWITCH));
-    cleanup.defer(`remove ${runDir(id)}`, () => run('rm', ['-rf', runDir(id)]));
-    etcd = await startEtcd({ name: id, netns: SWITCH, address: ETCD_ADDRESS, dataDir: join(runDir(id), 'etcd'), logFile: join(runDir(id), 'etcd.log') });
-    cleanup.defer('destroy etcd', () => etcd.destroy());
-    const created = await Promise.allSettled(
-      Array.from({ length: HOSTS }, (_, i) =>
-        createDockerHost({ dockerdArgs: ['--bridge=none'], tsnetArgs: ['--cluster-store', etcd.url, '--host-id', `host${i + 1}`] }),
-      ),
-    );
-    for (const c of created) if (c.status === 'fulfilled') cleanup.defer(`destroy host ${c.value.id}`, () => c.value.destroy());
-    const failure = created.find((c) => c.status === 'rejected');
-    if (failure) throw failure.reason;
-    hosts = created.map((c) => (c as PromiseFulfilledResult<DockerHost>).value);
-    for (const [i, host] of hosts.entries()) {
-      await plugIntoSwitch(SWITCH, { netns: host.netns, ifname: WIRE, port: `p${i + 1}`, address: `10.175.0.${11 + i}/24` });
-    }
-    // tsnet served at once; it registers in etcd as soon as the wire reaches it.
-    await waitUntil(async () => {
-      // Until the wire reaches etcd, cluster ls itself fails: that is "not yet", not a failure.
-      const r = await hosts[0]!.tsnet.runCli(['cluster', 'ls', '--json']);
-      return r.exitCode === 0 && (JSON.parse(r.stdout) as ClusterReport).hosts.filter((h) => h.alive).length === HOSTS;
-    }, {
-      timeoutMs: 30_000,
-      what: 'three hosts alive in the cluster store',
-      diagnostics: () => hosts.map((h) => h.tsnet.logTail(10)).join('\n'),
-    });
+    ({ etcd, hosts } = await createClusterHosts({ id, net: '10.175.0', hostIds: Array.from({ length: HOSTS }, (_, i) => `host${i + 1}`), wire: WIRE }, cleanup));
   }, 300_000);
   afterAll(async () => {
     await cleanup.run();

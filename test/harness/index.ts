@@ -23,3 +23,5 @@ export { dig, parseDig, type DigAnswer } from './dig.js';
 export { type Dnsmasq, type DnsmasqOptions, startDnsmasq } from './dnsmasq.js';
 export { type FuzzResult, runDnsFuzz } from './dns-fuzz.js';
 export { type FakeContainer, FakeDockerApi, type FakeDockerMode } from './fake-docker.js';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+export { type ClusterHosts, type ClusterHostsOptions, createClusterHosts } from './cluster.js';
