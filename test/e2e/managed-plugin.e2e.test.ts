@@ -25,6 +25,8 @@ const cleanup = new CleanupStack();
 
 /** This dockerd's --exec-root is not /var/run/docker: the plugin must see its netns files there. */
 const execRootSetting = () => `exec-root.source=${join(host.dockerd.dir, 'exec')}`;
+/** Nor is its API socket /var/run/docker.sock: the plugin reads container names there. */
+const dockerSockSetting = () => `docker-sock.source=${host.dockerd.socketPath}`;
 
 /** How often the plugin (its log is in dockerd's) said it could not see dockerd's netns directory. */
 const netnsDirWarnings = () => readFileSync(host.dockerd.logFile, 'utf8').split('netns directory is not there').length - 1;
@@ -59,7 +61,7 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     const build = await run(join(REPO_ROOT, 'packaging/build-plugin.sh'), [out], { timeoutMs: 300_000 });
     expect(build.exitCode, build.stdout + build.stderr).toBe(0);
     await host.dockerOk(['plugin', 'create', PLUGIN, out], { timeoutMs: 300_000 });
-    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), `TSNET_METRICS=${METRICS}`]);
+    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), dockerSockSetting(), `TSNET_METRICS=${METRICS}`]);
     await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
     const id = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
     // dockerd keeps managed plugins' runtime dirs in /run/docker/plugins/<id> whatever its --exec-root.
@@ -84,6 +86,12 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     expect(inspect.exitCode, inspect.stderr).toBe(0);
     expect(inspect.stdout).toMatch(new RegExp(`addresses +${webIp.replaceAll('.', '\\.')}/24\\n`));
     expect(inspect.stdout).toMatch(/ports +8080:80\/tcp\n/);
+    // By Docker's names too: the plugin follows dockerd's events through the docker-sock mount.
+    const byName = await waitUntil(async () => {
+      const r = await tsnetCli('inspect', 'pnet');
+      return r.exitCode === 0 && r.stdout;
+    }, { timeoutMs: 10_000, what: 'tsnet inspect pnet (Docker names through the plugin\'s docker-sock mount)' });
+    expect(byName).toContain('10.161.0.0/24');
     const bad = await tsnetCli('inspect', 'no-such-network');
     expect(bad.exitCode).toBe(1);
     expect(bad.stderr).toBe('tsnet: query: no tsnet network or endpoint is named "no-such-network"');
@@ -131,7 +139,7 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     await host.dockerOk(['plugin', 'disable', '-f', PLUGIN], { timeoutMs: 60_000 });
     await host.dockerOk(['plugin', 'upgrade', '--grant-all-permissions', '--skip-remote-check', PLUGIN, next], { timeoutMs: 300_000 });
     // An upgrade keeps env settings but takes mount sources from the new manifest: set exec-root again.
-    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting()]);
+    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), dockerSockSetting()]);
     await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
     expect((await host.dockerOk(['plugin', 'inspect', '-f', '{{.PluginReference}}', PLUGIN])).stdout.trim()).toBe(next);
     const id = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
