@@ -1,7 +1,9 @@
 // Test layout (see test/harness/README.md):
 //   test/unit, test/api       pure logic and the HTTP protocol: fast, run in parallel
 //   test/integration          real netns + real kernel: one file at a time, long timeouts
-//   test/e2e                  real private dockerds + tsnet: one file at a time, long timeouts
+//   test/e2e                  real private dockerds + tsnet: three files at a time (each builds
+//                             its own hosts: netns, dockerd, data, plugin dir; nothing is shared),
+//                             long timeouts
 //
 // `vitest run` runs the groups in that order (sequence.groupOrder): the
 // root-only, machine-touching suites never overlap with each other or with the
@@ -40,7 +42,10 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           sequence: { groupOrder: 2 },
-          fileParallelism: false,
+          // Most of an e2e file's time is dockerd and containerd starting, and retries while tsnet is
+          // down on purpose: three at once cut CI's wall time without any sharing state.
+          fileParallelism: true,
+          maxWorkers: 3,
           testTimeout: SLOW_TIMEOUT_MS,
           hookTimeout: SLOW_TIMEOUT_MS,
         },

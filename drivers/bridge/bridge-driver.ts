@@ -146,33 +146,25 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   /** Bridge port flags: hairpin lets a container reach its own published port, isolation enforces ICC off on the bridge itself. */
-  private portFlags(network: BridgeNetwork, state: BridgeEndpointState): string[][] {
-    const flags = [...(state.ports.length > 0 ? ['hairpin', 'on'] : []), ...(network.config.icc ? [] : ['isolated', 'on'])];
+  private portFlags(network: BridgeNetwork, state: BridgeEndpointState, hairpin: boolean): string[][] {
+    const flags = [...(hairpin ? ['hairpin', 'on'] : []), ...(network.config.icc ? [] : ['isolated', 'on'])];
     return flags.length > 0 ? [['link', 'set', 'dev', state.hostIf, 'type', 'bridge_slave', ...flags]] : [];
   }
 
   async createEndpoint(network: BridgeNetwork, endpoint: EndpointSpec): Promise<BridgeEndpointState> {
     if (!endpoint.address) throw new RequestError('Interface.Address', 'a bridge endpoint needs an IPv4 address from the IPAM');
-    // dockerd sends no ports for internal networks; an internal network publishes none whatever it is sent.
-    const bindings = network.internal ? [] : endpoint.portBindings;
-    const field = (i: number) => `${PORTMAP}.${i}`;
-    const ports = await this.allocate(network, endpoint, bindings, [], field);
-    await this.holdPorts(endpoint.id, ports, [], field);
-    const state: BridgeEndpointState = { hostIf: vethHostName(endpoint.id), containerIf: vethContainerName(endpoint.id), ports, published: false };
+    // Host ports wait for ProgramExternalConnectivity: dockerd sends a remote driver the -p list on
+    // every network a container joins, and only its gateway endpoint may publish them.
+    const state: BridgeEndpointState = { hostIf: vethHostName(endpoint.id), containerIf: vethContainerName(endpoint.id), ports: [], published: false };
     const { bridge, mtu } = network.config;
     // One batch (the daemon's long-lived ip session: no program start): the
     // pair, its MTU, the host end on the bridge and up, then its bridge port
     // flags, which `ip link add` cannot set (only endpoints with ports or ICC off need them).
     const lines = [
       ['link', 'add', state.hostIf, 'mtu', String(mtu), 'master', bridge, 'up', 'type', 'veth', 'peer', 'name', state.containerIf, 'mtu', String(mtu)],
-      ...this.portFlags(network, state),
+      ...this.portFlags(network, state, endpoint.portBindings.length > 0 && !network.internal),
     ];
-    try {
-      await this.addPair(lines, state.hostIf);
-    } catch (error) {
-      await this.ports.release(endpoint.id);
-      throw error;
-    }
+    await this.addPair(lines, state.hostIf);
     return state;
   }
 
@@ -244,30 +236,48 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     await this.syncForwards(network);
   }
 
+  /** The sandbox's gateway endpoint: its -p list gets host ports, held on the host and forwarded. */
   async programExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
-    await this.publish(network, endpoint, endpoint.state.ports);
-    return { ...endpoint.state, published: true };
+    // An internal network publishes no ports, whatever it is sent.
+    const bindings = network.internal ? [] : endpoint.portBindings;
+    const field = (i: number) => `${PORTMAP}.${i}`;
+    const ports = await this.allocate(network, endpoint, bindings, endpoint.state.ports, field);
+    await this.holdPorts(endpoint.id, ports, endpoint.state.ports, field);
+    try {
+      await this.publish(network, endpoint, ports);
+    } catch (error) {
+      await this.ports.hold(endpoint.id, endpoint.state.ports);
+      throw error;
+    }
+    return { ...endpoint.state, ports, published: true };
   }
 
+  /** Another endpoint becomes the gateway, or the container stops: its host ports are free again. */
   async revokeExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
     await this.unpublish(network, endpoint);
-    return { ...endpoint.state, published: false };
+    await this.ports.release(endpoint.id);
+    return { ...endpoint.state, ports: [], published: false };
   }
 
   publishedPorts(endpoint: BridgeEndpoint): readonly PublishedPort[] {
     return endpoint.state.ports;
   }
 
-  /** `tsnet port add/rm`: the endpoint's bindings become `bindings`; unchanged ones keep their host ports. */
+  /**
+   * `tsnet port add/rm`: the endpoint's bindings become `bindings`; unchanged
+   * ones keep their host ports. An endpoint that is not its container's
+   * gateway publishes them once it becomes one.
+   */
   async changePorts(network: BridgeNetwork, endpoint: BridgeEndpoint, bindings: readonly PortBinding[]): Promise<BridgeEndpointState> {
     if (network.internal && bindings.length > 0) throw new RequestError('ports', `network ${network.id.slice(0, 12)} is internal: it publishes no ports`);
+    if (!endpoint.state.published) return endpoint.state;
     const field = (i: number) => `ports.${i}`;
     const ports = await this.allocate(network, endpoint, bindings, endpoint.state.ports, field);
     await this.holdPorts(endpoint.id, ports, endpoint.state.ports, field);
     const state = { ...endpoint.state, ports };
     try {
-      if (ports.length > 0 && endpoint.state.ports.length === 0) await this.ip.batch(this.portFlags(network, state));
-      if (state.published) await this.publish(network, endpoint, ports);
+      if (ports.length > 0 && endpoint.state.ports.length === 0) await this.ip.batch(this.portFlags(network, state, true));
+      await this.publish(network, endpoint, ports);
     } catch (error) {
       await this.ports.hold(endpoint.id, endpoint.state.ports);
       throw error;

@@ -98,6 +98,17 @@ describe('tsnet on a host that looks like a real one', () => {
     expect(await getFromHost('http://127.0.0.1:9100/')).toBe('hello-from-auto');
   });
 
+  it('connects a container with published ports to a second tsnet network; the ports stay with its gateway network', async () => {
+    // dockerd sends a remote driver the container's -p list on every network it joins.
+    await runWeb('twonets', '--network', 'web', '-p', '8087:80');
+    await host.dockerOk(['network', 'connect', 'own', 'twonets']);
+    expect(await waitUntil(() => getFromHost('http://127.0.0.1:8087/'), { timeoutMs: 15_000, what: 'port 8087' })).toBe('hello-from-twonets');
+    // The gateway network goes: the second network takes the ports over.
+    await host.dockerOk(['network', 'disconnect', 'web', 'twonets']);
+    expect(await waitUntil(() => getFromHost('http://127.0.0.1:8087/'), { timeoutMs: 15_000, what: 'port 8087 through the second network' })).toBe('hello-from-twonets');
+    await host.dockerOk(['rm', '-f', 'twonets']);
+  });
+
   describe('containers removed while tsnet is down', () => {
     // dockerd retries DeleteEndpoint and ReleaseAddress for 15 s each, then gives up and forgets
     // the endpoint: the three removals run at once so the file pays that only once.

@@ -32,7 +32,7 @@ export interface TsnetOptions {
   /** Plugin/driver name, default `tsnet`. */
   driver?: string;
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
-  /** Upper bound for the socket to accept connections (default 20 s). */
+  /** Upper bound for the socket to accept connections (default 60 s: a loaded CI machine, not a performance limit). */
   readyTimeoutMs?: number;
   /** Grace period after SIGTERM before stop() resorts to SIGKILL (default 15 s). */
   stopTimeoutMs?: number;
@@ -106,7 +106,7 @@ export class TsnetDaemon {
         }
         return socketAccepts(this.socketPath);
       },
-      { timeoutMs: this.opts.readyTimeoutMs ?? 20_000, what: `tsnet to accept connections on ${this.socketPath}`, diagnostics: () => this.logBlock() },
+      { timeoutMs: this.opts.readyTimeoutMs ?? 60_000, what: `tsnet to accept connections on ${this.socketPath}`, diagnostics: () => this.logBlock() },
     );
   }
 
