@@ -81,6 +81,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     await store.close();
     throw error;
   }
+  metrics?.watchDns(dns);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request

@@ -41,6 +41,15 @@ function mayAsk(askers: readonly Cidr[], from: string): boolean {
   return ip !== undefined && askers.some((cidr) => cidrContains(cidr, ip));
 }
 
+/** What the server answered, by `<transport> <RCODE>`, and how many queries got no answer at all; for the daemon's metrics. */
+export interface DnsCounts {
+  answers: Record<string, number>;
+  dropped: number;
+}
+
+/** RFC 1035/6895 names of the RCODEs the responder and upstreams give. */
+const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
+
 export interface DnsServerOptions {
   domain: string;
   /** undefined: nothing is forwarded (every listener refuses foreign names). */
@@ -62,6 +71,7 @@ export class DnsServer {
   private readonly listeners = new Map<string, OpenListener>();
   private readonly failed = new Map<string, ListenerStatus>();
   private reconciling: Promise<unknown> = Promise.resolve();
+  readonly counts: DnsCounts = { answers: {}, dropped: 0 };
 
   constructor(private readonly options: DnsServerOptions) {
     this.table = new RecordTable(options.domain, []);
@@ -122,8 +132,22 @@ export class DnsServer {
   }
 
   private answer(message: Buffer, transport: Transport, from: string, entry: Omit<OpenListener, 'listener'>): Buffer | undefined | Promise<Buffer | undefined> {
-    if (entry.askers && !mayAsk(entry.askers, from)) return undefined;
-    return this.responder.cached(message, transport, entry.scope) ?? this.respond(message, transport, entry.scope);
+    if (entry.askers && !mayAsk(entry.askers, from)) return this.count(transport, undefined);
+    const cached = this.responder.cached(message, transport, entry.scope);
+    if (cached) return this.count(transport, cached);
+    return this.respond(message, transport, entry.scope).then((answer) => this.count(transport, answer));
+  }
+
+  /** Counts an answer by its RCODE (the low bits of the header's fourth byte), or a query left unanswered. */
+  private count(transport: Transport, answer: Buffer | undefined): Buffer | undefined {
+    if (answer === undefined || answer.length < 4) {
+      this.counts.dropped++;
+      return answer;
+    }
+    const rcode = answer[3]! & 0x0f;
+    const key = `${transport} ${RCODES[rcode] ?? `RCODE${rcode}`}`;
+    this.counts.answers[key] = (this.counts.answers[key] ?? 0) + 1;
+    return answer;
   }
 
   private async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {

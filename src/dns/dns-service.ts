@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { type DnsAddress, dnsAddressKey } from './dns-address.js';
-import type { ListenerSpec, ListenerStatus } from './dns-server.js';
+import type { DnsCounts, ListenerSpec, ListenerStatus } from './dns-server.js';
 import type { FromWorker, ToWorker, WorkerSetup } from './dns-worker.js';
 import type { Topology } from './local-records.js';
 import type { RecordSource } from './name-entry.js';
@@ -51,6 +51,7 @@ function wantedListeners(options: DnsOptions, topology: Topology): ListenerSpec[
 export class DnsService {
   private worker: Worker | undefined;
   private statuses: ListenerStatus[] = [];
+  private latestCounts: DnsCounts = { answers: {}, dropped: 0 };
   private readonly waiting = new Map<number, (statuses: ListenerStatus[]) => void>();
   private seq = 0;
   private scheduled = false;
@@ -85,6 +86,11 @@ export class DnsService {
   /** Every wanted listener and whether it serves. */
   listeners(): ListenerStatus[] {
     return this.statuses;
+  }
+
+  /** What the server answered so far (as of its last report, at most a second old); a restarted worker counts from 0 again, which Prometheus reads as a counter reset. */
+  counts(): DnsCounts {
+    return this.latestCounts;
   }
 
   async stop(): Promise<void> {
@@ -129,6 +135,8 @@ export class DnsService {
     if (message.type === 'listeners') {
       this.waiting.get(message.seq)?.(message.statuses);
       this.waiting.delete(message.seq);
+    } else if (message.type === 'counts') {
+      this.latestCounts = message.counts;
     } else if (message.type === 'error') {
       this.log.error({ context: message.context, detail: message.message }, 'DNS server error');
     }

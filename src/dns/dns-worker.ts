@@ -7,7 +7,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { DnsAddress } from './dns-address.js';
-import { DnsServer, type ListenerSpec, type ListenerStatus } from './dns-server.js';
+import { type DnsCounts, DnsServer, type ListenerSpec, type ListenerStatus } from './dns-server.js';
 import type { NameEntry } from './name-entry.js';
 import { ResolvConfUpstreams, StaticUpstreams } from './upstreams.js';
 
@@ -28,7 +28,11 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'listeners'; seq: number; statuses: ListenerStatus[] }
   | { type: 'error'; context: string; message: string }
+  | { type: 'counts'; counts: DnsCounts }
   | { type: 'stopped' };
+
+/** How often the counts go to the main thread (for metrics), when they changed. */
+const COUNTS_EVERY_MS = 1_000;
 
 /** Nice value of this thread: when CPU is short, dockerd's plugin requests go first. */
 const DNS_NICENESS = 5;
@@ -58,3 +62,12 @@ port.on('message', (message: ToWorker) => {
   else if (message.type === 'listeners') void server.setListeners(message.listeners).then((statuses) => post({ type: 'listeners', seq: message.seq, statuses }));
   else void server.close().then(() => post({ type: 'stopped' }));
 });
+
+// The counts reach the main thread a second late at most, and never from the query path.
+let reported = -1;
+setInterval(() => {
+  const total = server.counts.dropped + Object.values(server.counts.answers).reduce((a, b) => a + b, 0);
+  if (total === reported) return;
+  reported = total;
+  post({ type: 'counts', counts: server.counts });
+}, COUNTS_EVERY_MS).unref();

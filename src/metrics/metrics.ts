@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { NetworkService } from '../core/network-service.js';
+import type { DnsCounts } from '../dns/dns-server.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { cidrSize, parseCidr } from '../net/address.js';
 import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
@@ -133,6 +134,33 @@ export class Metrics {
           const range = p.subPool ?? p.pool;
           this.set({ pool: p.pool, range }, Number(cidrSize(parseCidr(range)!.cidr)));
         }
+      },
+    });
+  }
+
+  /** The DNS server's answers by transport and RCODE, and the queries it left unanswered (refused askers, malformed packets). */
+  watchDns(dns: { counts(): DnsCounts }): void {
+    const registers = [this.registry];
+    new Counter({
+      name: 'tsnet_dns_answers_total',
+      help: 'DNS answers by transport (udp, tcp) and RCODE',
+      labelNames: ['transport', 'rcode'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [key, n] of Object.entries(dns.counts().answers)) {
+          const [transport, rcode] = key.split(' ');
+          this.inc({ transport: transport!, rcode: rcode! }, n);
+        }
+      },
+    });
+    new Counter({
+      name: 'tsnet_dns_dropped_total',
+      help: 'DNS queries left without an answer (an asker outside the listener\'s networks, a packet that is no query)',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(dns.counts().dropped);
       },
     });
   }

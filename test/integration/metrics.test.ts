@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, execInNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon } from '../harness/index.js';
+import { createNetns, deleteNetns, dig, execInNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}m`;
@@ -49,7 +49,7 @@ const post = (method: string, body: unknown) => httpPostUnix(tsnet.socketPath, `
 describe('tsnet daemon --metrics', () => {
   beforeAll(async () => {
     await createNetns(netns);
-    tsnet = await startTsnet({ ...options(), extraArgs: ['--metrics', '127.0.0.1:9464'] });
+    tsnet = await startTsnet({ ...options(), extraArgs: ['--metrics', '127.0.0.1:9464', '--dns-listen', '127.0.0.1:5399', '--dns-upstream', '127.0.0.1:9'] });
     const pool = JSON.parse((await post('IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.164.0.0/24', SubPool: '', Options: {}, V6: false })).body);
     await post('IpamDriver.RequestAddress', { PoolID: pool.PoolID, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
     const address = JSON.parse((await post('IpamDriver.RequestAddress', { PoolID: pool.PoolID, Address: '', Options: {} })).body).Address;
@@ -99,6 +99,21 @@ describe('tsnet daemon --metrics', () => {
     const after = await scrape('127.0.0.1:9464');
     expect(after.get('tsnet_endpoints{kind="bridge"}')).toBeUndefined();
     expect(after.get('tsnet_published_ports{proto="tcp"}')).toBeUndefined();
+  });
+
+  it('counts DNS answers by transport and RCODE', async () => {
+    expect((await dig('127.0.0.1', 5399, ['nosuch.x.tsnet'], netns)).status).toBe('NXDOMAIN');
+    expect((await dig('127.0.0.1', 5399, ['+tcp', 'nosuch.x.tsnet'], netns)).status).toBe('NXDOMAIN');
+    expect((await dig('127.0.0.1', 5399, ['-c', 'CH', 'version.bind', 'TXT'], netns)).status).toBe('REFUSED');
+    // The DNS thread reports its counts once a second.
+    const m = await waitUntil(async () => {
+      const scraped = await scrape('127.0.0.1:9464');
+      return (scraped.get('tsnet_dns_answers_total{transport="udp",rcode="REFUSED"}') ?? 0) >= 1 && scraped;
+    }, { timeoutMs: 5_000, what: 'the DNS counts in the metrics' });
+    // dig may ask again (REFUSED makes it try once more), so at least one each.
+    expect(m.get('tsnet_dns_answers_total{transport="udp",rcode="NXDOMAIN"}')).toBeGreaterThanOrEqual(1);
+    expect(m.get('tsnet_dns_answers_total{transport="tcp",rcode="NXDOMAIN"}')).toBeGreaterThanOrEqual(1);
+    expect(m.get('tsnet_dns_answers_total{transport="tcp",rcode="REFUSED"}')).toBeUndefined();
   });
 
   it("includes Node's process metrics", async () => {
