@@ -6,6 +6,7 @@ import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
 import { createLogger, type LogLevel } from './log.js';
+import { FIREWALL_KINDS, type FirewallKind } from './sys/index.js';
 
 const program = new Command('tsnet').description('Docker network plugin: bridge and macvlan networks with their own IPAM');
 
@@ -18,13 +19,14 @@ program
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']).default('info'))
   .option('--default-pools <list>', 'IPv4 pools for networks without --subnet, as base/len/size,… (default: Docker\'s)')
   .option('--default-pools-v6 <list>', 'IPv6 pools for networks without an IPv6 --subnet, as base/len/size,…')
+  .addOption(new Option('--firewall <backend>', 'packet filter for NAT, published ports and isolation (default: nftables where nft works, else iptables)').choices(FIREWALL_KINDS))
   .option('--cluster-store <url>', 'share pools with other hosts through etcd: etcd://HOST:PORT[,HOST:PORT…]')
   .option('--cluster-ca <file>', 'CA certificate (PEM) of the etcd cluster: talk TLS')
   .option('--cluster-cert <file>', 'client certificate (PEM) for etcd')
   .option('--cluster-key <file>', 'client key (PEM) for etcd')
   .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
   .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
-  .action(async (opts: { name: string; socketDir: string; stateDir: string; logLevel: LogLevel; defaultPools?: string; defaultPoolsV6?: string } & ClusterFlags) => {
+  .action(async (opts: { name: string; socketDir: string; stateDir: string; logLevel: LogLevel; firewall?: FirewallKind; defaultPools?: string; defaultPoolsV6?: string } & ClusterFlags) => {
     const log = createLogger(opts.logLevel);
     const cluster = clusterConfig(opts);
     const daemon = await startDaemon(
@@ -32,6 +34,7 @@ program
         name: opts.name,
         socketDir: opts.socketDir,
         stateDir: opts.stateDir,
+        ...(opts.firewall ? { firewall: opts.firewall } : {}),
         ...(opts.defaultPools ? { defaultPoolsV4: opts.defaultPools } : {}),
         ...(opts.defaultPoolsV6 ? { defaultPoolsV6: opts.defaultPoolsV6 } : {}),
         ...(cluster ? { cluster } : {}),

@@ -43,7 +43,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   const cluster = options.cluster && new Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
-  const { app, networks } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
+  const { app, networks, firewall } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
   const server = createServer(app);
   // Never close an idle keep-alive connection from our side: dockerd's Go
   // client may be sending on it at that moment, and it retries such a request
@@ -56,7 +56,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
-  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
+  log.info({ socket: socketPath, stateDir: options.stateDir, networks: networks.listNetworks().length, firewall, cluster: cluster?.etcd.url }, 'tsnet is serving');
 
   return {
     socketPath,

@@ -12,9 +12,11 @@ import { hostNetworks } from './host-networks.js';
 import { IpamService } from './ipam/ipam-service.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
-import { type HostPorts, Ip, IptablesFirewall, type Runner, Sysctl } from './sys/index.js';
+import { chooseFirewall, type FirewallKind, type HostPorts, Ip, type Runner, Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
+  /** --firewall; absent: nftables where it works, else iptables. */
+  firewall?: FirewallKind;
   defaultPoolsV4?: string;
   defaultPoolsV6?: string;
   /** The cluster's shared pools (--cluster-store); told which subnets have a network on this host. */
@@ -26,6 +28,8 @@ export interface Plugin {
   app: Express;
   networks: NetworkService;
   ipam: IpamService;
+  /** The firewall backend in use. */
+  firewall: FirewallKind;
 }
 
 /** What the plugin works on: its state, the door to programs, and the host's port space. */
@@ -40,8 +44,9 @@ export interface PluginParts {
 export async function createPlugin({ store, runner, hostPorts }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
+  const firewall = await chooseFirewall(options.firewall, runner, sysctl);
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, log) as Driver],
     ['macvlan', new MacvlanDriver(ip) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
@@ -56,5 +61,5 @@ export async function createPlugin({ store, runner, hostPorts }: PluginParts, op
   await ipam.load();
   await networks.load();
   await networks.restore();
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log), networks, ipam };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log), networks, ipam, firewall: firewall.kind };
 }

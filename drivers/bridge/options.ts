@@ -24,6 +24,8 @@ export interface AdoptedBridge {
   /** Its addresses (`address/prefix`): a gateway among them is the host's, never removed. */
   addresses: string[];
   routeLocalnet: boolean;
+  /** Its interface group (absent in records from before tsnet kept it: `default`). */
+  group?: string;
 }
 
 export interface BridgeConfig {
@@ -87,7 +89,7 @@ export function parseBridgeConfig(
   return {
     bridge,
     createdBridge: existing === undefined,
-    ...(existing ? { adopted: { addresses: existing.addresses, routeLocalnet: existing.routeLocalnet } } : {}),
+    ...(existing ? { adopted: { addresses: existing.addresses, routeLocalnet: existing.routeLocalnet, ...(existing.group ? { group: existing.group } : {}) } } : {}),
     mtu: spec.mtu ?? DEFAULT_MTU,
     icc: options.bool(BRIDGE_OPTIONS.icc, true),
     masquerade: options.bool(BRIDGE_OPTIONS.masquerade, true),

@@ -14,6 +14,7 @@ const network: FirewallNetwork = {
   isolate: true,
   outboundNat: { 4: { kind: 'masquerade' } },
   routeLocalnetBefore: false,
+  groupBefore: 'default',
 };
 const forward: PortForward = { family: 4, proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '10.1.0.2', containerPort: 53 };
 const rulesOf = (plan: ReturnType<typeof networkPlan>, name: string) => plan.chains.find((c) => c.name === name)!.rules.map((r) => r.join(' '));

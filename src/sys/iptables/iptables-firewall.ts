@@ -1,92 +1,104 @@
 import type { Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
+import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
-import { basePlan, dnatRules, networkChains, networkPlan } from './plan.js';
-import { hookText, parseSave, RestoreScript, type SavedTables } from './restore-script.js';
+import { basePlan, dnatRules, networkChains, networkPlan, type Rule } from './plan.js';
+import { hookText, iptablesRestore, iptablesSave, RestoreScript, type SavedTables } from './restore-script.js';
 
-/**
- * Seconds iptables-restore waits for the xtables lock (legacy backend) that
- * dockerd, kube-proxy or fail2ban may hold; older iptables fail at once
- * without --wait, and an unbounded wait would hang dockerd's request.
- */
-const LOCK_WAIT_SECONDS = '10';
-
-const TOOLS: Record<Family, { save: string; restore: string }> = {
-  4: { save: 'iptables-save', restore: 'iptables-restore' },
-  6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
-};
-
-const routeLocalnet = (network: FirewallNetwork) => `net/ipv4/conf/${network.bridge}/route_localnet`;
+/** The key of the shared chains' lock. */
+const SHARED = 'shared chains';
 
 function families(network: FirewallNetwork): Family[] {
   return ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
 }
 
+/** The key of a rule among a chain's rules. */
+const textOf = (rule: Rule) => rule.join(' ');
+
 /**
  * The firewall on iptables: plain `iptables*` from PATH, as dockerd calls
  * them, so tsnet lands in whichever backend (nft or legacy) dockerd uses.
  * Each call is one `iptables-restore --noflush` per family; reads (to add
- * hooks only once) use `iptables-save`.
+ * hooks only once) use `iptables-save`. For hosts without nftables; the cost
+ * of a restore grows with the host's whole rule set (see ../nftables/).
  */
 export class IptablesFirewall implements Firewall {
+  /** Setting up and tearing down read the shared chains, then write them: one network at a time. */
+  private readonly shared = new KeyedMutex();
+  /** Each network's DNAT rules per family as last written: a change of ports writes only the difference. */
+  private readonly dnat = new Map<string, Partial<Record<Family, Rule[]>>>();
+
   constructor(
     private readonly runner: Runner,
     private readonly sysctl: Sysctl,
   ) {}
 
-  private run(file: string, args: string[], input?: string) {
-    return this.runner.run(file, args, input === undefined ? {} : { input });
+  private save(family: Family): Promise<SavedTables> {
+    return iptablesSave(this.runner, family);
   }
 
-  private async save(family: Family): Promise<SavedTables> {
-    return parseSave((await this.run(TOOLS[family].save, [])).stdout);
-  }
-
-  private async restore(family: Family, script: RestoreScript): Promise<void> {
-    if (!script.empty) await this.run(TOOLS[family].restore, ['--wait', LOCK_WAIT_SECONDS, '--noflush'], script.text());
+  private restore(family: Family, script: RestoreScript): Promise<void> {
+    return iptablesRestore(this.runner, family, script);
   }
 
   async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
-    for (const family of families(network)) {
-      const saved = await this.save(family);
-      const script = new RestoreScript();
-      const base = basePlan(family);
-      for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
-      const own = networkPlan(network, family, forwards);
-      own.chains.forEach((chain) => script.replaceChain(chain));
-      for (const hook of [...base.hooks, ...own.hooks]) if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook);
-      await this.restore(family, script);
-    }
-    // Only now that the 127/8 guard rule is in place.
-    await this.enableForwarding(network);
+    await this.shared.run(SHARED, async () => {
+      for (const family of families(network)) {
+        const saved = await this.save(family);
+        const script = new RestoreScript();
+        const base = basePlan(family);
+        for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
+        const own = networkPlan(network, family, forwards);
+        own.chains.forEach((chain) => script.replaceChain(chain));
+        for (const hook of [...base.hooks, ...own.hooks]) if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook);
+        await this.restore(family, script);
+      }
+    });
+    this.dnat.set(network.id, Object.fromEntries(families(network).map((f) => [f, network.internal ? [] : dnatRules(f, forwards)])));
+    await enableForwarding(this.sysctl, network);
   }
 
+  /**
+   * Deletes the rules of forwards that went and appends those of new ones;
+   * the other forwards' rules stay as they are. When the chain is not what
+   * tsnet last wrote (someone changed it), it is written whole instead.
+   */
   async setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
     if (network.internal) return;
+    const chain = networkChains(network.id).dnat;
+    const written = this.dnat.get(network.id) ?? {};
     for (const family of families(network)) {
-      await this.restore(family, new RestoreScript().replaceChain({ table: 'nat', name: networkChains(network.id).dnat, rules: dnatRules(family, forwards) }));
+      const rules = dnatRules(family, forwards);
+      const before = written[family];
+      const whole = () => this.restore(family, new RestoreScript().replaceChain({ table: 'nat', name: chain, rules }));
+      if (!before) {
+        await whole();
+      } else {
+        const keep = new Set(rules.map(textOf));
+        const had = new Set(before.map(textOf));
+        const script = new RestoreScript();
+        before.filter((r) => !keep.has(textOf(r))).forEach((r) => script.deleteRule('nat', chain, r));
+        rules.filter((r) => !had.has(textOf(r))).forEach((r) => script.appendRule('nat', chain, r));
+        await this.restore(family, script).catch(whole);
+      }
+      written[family] = rules;
     }
+    this.dnat.set(network.id, written);
   }
 
   async teardownNetwork(network: FirewallNetwork): Promise<void> {
-    // Before the guard rule goes: route_localnet=1 without it would open the host's 127/8 services to the bridge.
-    if (network.subnets[4] && !network.internal) await this.sysctl.reset({ [routeLocalnet(network)]: network.routeLocalnetBefore ? '1' : '0' });
-    for (const family of families(network)) {
-      const saved = await this.save(family);
-      const script = new RestoreScript();
-      const own = networkPlan(network, family, []);
-      for (const hook of own.hooks) if (saved[hook.table].rules.has(hookText(hook))) script.deleteHook(hook);
-      for (const chain of own.chains) if (saved[chain.table].chains.has(chain.name)) script.deleteChain(chain.table, chain.name);
-      await this.restore(family, script);
-    }
-  }
-
-  /** Routing between the bridge and the rest, and the loopback-source traffic of ports published on 127.0.0.1. */
-  private async enableForwarding(network: FirewallNetwork): Promise<void> {
-    if (network.internal) return;
-    await this.sysctl.set({
-      ...(network.subnets[4] ? { 'net/ipv4/ip_forward': '1', [routeLocalnet(network)]: '1' } : {}),
-      ...(network.subnets[6] ? { 'net/ipv6/conf/all/forwarding': '1' } : {}),
+    await giveBackRouteLocalnet(this.sysctl, network);
+    await this.shared.run(SHARED, async () => {
+      for (const family of families(network)) {
+        const saved = await this.save(family);
+        const script = new RestoreScript();
+        const own = networkPlan(network, family, []);
+        for (const hook of own.hooks) if (saved[hook.table].rules.has(hookText(hook))) script.deleteHook(hook);
+        for (const chain of own.chains) if (saved[chain.table].chains.has(chain.name)) script.deleteChain(chain.table, chain.name);
+        await this.restore(family, script);
+      }
     });
+    this.dnat.delete(network.id);
   }
 }

@@ -1,4 +1,29 @@
+import type { Family } from '../firewall.js';
+import type { Runner } from '../runner.js';
 import type { ChainPlan, HookPlan, Rule, Table } from './plan.js';
+
+/**
+ * Seconds iptables-restore waits for the xtables lock (legacy backend) that
+ * dockerd, kube-proxy or fail2ban may hold; older iptables fail at once
+ * without --wait, and an unbounded wait would hang dockerd's request.
+ */
+const LOCK_WAIT_SECONDS = '10';
+
+/** Plain `iptables*` from PATH, as dockerd calls them, so tsnet lands in whichever backend (nft or legacy) dockerd uses. */
+const TOOLS: Record<Family, { save: string; restore: string }> = {
+  4: { save: 'iptables-save', restore: 'iptables-restore' },
+  6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
+};
+
+/** What iptables-save shows of the family's tables (or of one of them). */
+export async function iptablesSave(runner: Runner, family: Family, table?: Table): Promise<SavedTables> {
+  return parseSave((await runner.run(TOOLS[family].save, table ? ['-t', table] : [])).stdout);
+}
+
+/** Runs the script as one `iptables-restore --noflush` transaction; an empty script runs nothing. */
+export async function iptablesRestore(runner: Runner, family: Family, script: RestoreScript): Promise<void> {
+  if (!script.empty) await runner.run(TOOLS[family].restore, ['--wait', LOCK_WAIT_SECONDS, '--noflush'], { input: script.text() });
+}
 
 /** What iptables-save shows of one table: chain names and rules as text (`-A CHAIN …`). */
 export interface SavedTable {
@@ -52,6 +77,16 @@ export class RestoreScript {
 
   deleteHook(hook: HookPlan): this {
     this.lines[hook.table].push(hookText(hook).replace(/^-A /, '-D '));
+    return this;
+  }
+
+  appendRule(table: Table, chain: string, rule: Rule): this {
+    this.lines[table].push(ruleText(chain, rule));
+    return this;
+  }
+
+  deleteRule(table: Table, chain: string, rule: Rule): this {
+    this.lines[table].push(ruleText(chain, rule).replace(/^-A /, '-D '));
     return this;
   }
 

@@ -1,0 +1,202 @@
+import type { Family, FirewallNetwork, OutboundNat, PortForward } from '../firewall.js';
+
+/**
+ * tsnet's nftables rules, as `nft -f` lines: pure data, no I/O. Everything
+ * lives in one table of its own, `inet tsnet`; the base chains dispatch
+ * through verdict maps keyed by interface name, so a network is a few map
+ * elements and chains of its own, and a published port is one map element:
+ * no change ever touches another network's rules, and the cost of a change
+ * does not grow with the number of networks or ports.
+ *
+ *   forward     oifname vmap @forward_into ─▶ into-<net>  (replies, published ports, ICC, open networks; else drop)
+ *               iifname vmap @forward_from ─▶ accept (drop: internal)
+ *   input       iifname @localnet: no new connections to 127/8 (route_localnet guard)
+ *   prerouting, output (local destinations) ─▶ published: dnat through @ports4/@ports4_any/@ports6/@ports6_any
+ *   postrouting iifname vmap @nat_from ─▶ nat-from-<net>  (masquerade or SNAT out of the network)
+ *               oifname vmap @nat_into ─▶ nat-into-<net>  (hairpin, loopback sources of ports on 127.0.0.1)
+ *
+ * The golden files test/golden/nft-*.rules show the result for each scenario.
+ */
+
+export const TABLE = 'inet tsnet';
+
+/** Maps of published ports: with a host address in the key, or for every local address. */
+export const PORT_MAPS = {
+  4: { address: 'ports4', any: 'ports4_any' },
+  6: { address: 'ports6', any: 'ports6_any' },
+} as const;
+
+const ADDRESS_TYPE: Record<Family, string> = { 4: 'ipv4_addr', 6: 'ipv6_addr' };
+const FAMILY_WORD: Record<Family, string> = { 4: 'ip', 6: 'ip6' };
+
+/**
+ * Values written into rules: generated names, numbers and addresses only. A
+ * quote, blank or brace would end the word early, so anything else is a bug.
+ */
+function word(value: string): string {
+  if (value === '' || /[\s"'\\#;{}]/.test(value)) throw new Error(`unsafe word in an nft rule: ${JSON.stringify(value)}`);
+  return value;
+}
+
+const quoted = (name: string) => `"${word(name)}"`;
+
+/** Per-network names: the first 10 hex digits of the ID, as the bridge's default name. */
+export function networkTag(networkId: string): string {
+  return word(networkId.slice(0, 10));
+}
+
+export function networkChains(networkId: string) {
+  const tag = networkTag(networkId);
+  return { into: `into-${tag}`, natFrom: `nat-from-${tag}`, natInto: `nat-into-${tag}` };
+}
+
+/** The table, its maps and sets, and its base chains with their rules: idempotent, as often as wanted. */
+export function skeleton(): string[] {
+  const maps = ([4, 6] as const).flatMap((f) => [
+    `add map ${TABLE} ${PORT_MAPS[f].address} { type ${ADDRESS_TYPE[f]} . inet_proto . inet_service : ${ADDRESS_TYPE[f]} . inet_service; }`,
+    `add map ${TABLE} ${PORT_MAPS[f].any} { type inet_proto . inet_service : ${ADDRESS_TYPE[f]} . inet_service; }`,
+  ]);
+  const base = (name: string, spec: string, rules: string[]) => [
+    `add chain ${TABLE} ${name} { ${spec}; policy accept; }`,
+    `flush chain ${TABLE} ${name}`,
+    ...rules.map((r) => `add rule ${TABLE} ${name} ${r}`),
+  ];
+  return [
+    `add table ${TABLE}`,
+    ...['forward_into', 'forward_from', 'nat_from', 'nat_into'].map((m) => `add map ${TABLE} ${m} { type ifname : verdict; }`),
+    ...['open', 'localnet'].map((s) => `add set ${TABLE} ${s} { type ifname; }`),
+    ...maps,
+    `add chain ${TABLE} published`,
+    `flush chain ${TABLE} published`,
+    ...([4, 6] as const).flatMap((f) => [
+      `add rule ${TABLE} published dnat ${FAMILY_WORD[f]} to ${FAMILY_WORD[f]} daddr . meta l4proto . th dport map @${PORT_MAPS[f].address}`,
+      `add rule ${TABLE} published dnat ${FAMILY_WORD[f]} to meta l4proto . th dport map @${PORT_MAPS[f].any}`,
+    ]),
+    // Verdicts on traffic INTO a bridge come first, so a network's isolation
+    // cannot be bypassed by another network's accept of its outgoing traffic.
+    ...base('forward', 'type filter hook forward priority filter', ['oifname vmap @forward_into', 'iifname vmap @forward_from']),
+    // route_localnet lets ports published on 127.0.0.1 in; containers must not use it to reach the host's loopback services.
+    ...base('input', 'type filter hook input priority filter', ['iifname @localnet ip daddr 127.0.0.0/8 ct state { new, invalid, untracked } drop']),
+    ...base('prerouting', 'type nat hook prerouting priority dstnat', ['fib daddr type local jump published']),
+    ...base('output', 'type nat hook output priority -100', ['fib daddr type local jump published']),
+    ...base('postrouting', 'type nat hook postrouting priority srcnat', ['iifname vmap @nat_from', 'oifname vmap @nat_into']),
+  ];
+}
+
+const families = (network: FirewallNetwork) => ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
+
+function outboundNat(nat: OutboundNat): string {
+  return nat.kind === 'masquerade' ? 'masquerade' : `snat ip to ${word(nat.source)}`;
+}
+
+/** Verdicts on traffic into the bridge: every packet that gets here gets one. */
+function intoRules(network: FirewallNetwork): string[] {
+  const b = quoted(network.bridge);
+  return [
+    'ct state established,related accept',
+    // Published ports: only tsnet's DNAT sends new connections here.
+    ...(network.internal ? [] : ['ct status dnat accept']),
+    `iifname ${b} ${network.icc ? 'accept' : 'drop'}`,
+    ...(network.isolate || network.internal ? [] : ['iifname @open accept']),
+    // Anything else (other networks, unsolicited traffic from outside) is dropped.
+    'drop',
+  ];
+}
+
+/** Traffic leaving the network's subnet through another interface gets the host's address. */
+function natFromRules(network: FirewallNetwork): string[] {
+  const b = quoted(network.bridge);
+  return families(network).flatMap((f) => {
+    const nat = network.outboundNat[f];
+    return nat ? [`${FAMILY_WORD[f]} saddr ${word(network.subnets[f]!)} oifname != ${b} ${outboundNat(nat)}`] : [];
+  });
+}
+
+function natIntoRules(network: FirewallNetwork): string[] {
+  return [
+    // Hairpin: a container reaching a published port of its own network gets the gateway as source, so replies come back the same way.
+    ...families(network).map((f) => `${FAMILY_WORD[f]} saddr ${word(network.subnets[f]!)} ct status dnat masquerade`),
+    // Ports published on 127.0.0.1 are reached from the host with a loopback source, which must not enter the bridge.
+    ...(network.subnets[4] ? ['ip saddr 127.0.0.0/8 masquerade'] : []),
+  ];
+}
+
+/** One element of a map or set, with the chain its verdict jumps to (which must exist first). */
+interface Element {
+  container: string;
+  key: string;
+  value?: string;
+  chain?: { name: string; rules: string[] };
+}
+
+function networkElements(network: FirewallNetwork): Element[] {
+  const b = quoted(network.bridge);
+  const names = networkChains(network.id);
+  const out: Element[] = [
+    { container: 'forward_into', key: b, value: `jump ${names.into}`, chain: { name: names.into, rules: intoRules(network) } },
+    { container: 'forward_from', key: b, value: network.internal ? 'drop' : 'accept' },
+  ];
+  if (!network.isolate && !network.internal) out.push({ container: 'open', key: b });
+  if (network.internal) return out;
+  if (network.subnets[4]) out.push({ container: 'localnet', key: b });
+  return [
+    ...out,
+    { container: 'nat_from', key: b, value: `jump ${names.natFrom}`, chain: { name: names.natFrom, rules: natFromRules(network) } },
+    { container: 'nat_into', key: b, value: `jump ${names.natInto}`, chain: { name: names.natInto, rules: natIntoRules(network) } },
+  ];
+}
+
+const elementText = (e: { key: string; value?: string; comment?: string }) =>
+  `${e.key}${e.comment ? ` comment ${quoted(e.comment)}` : ''}${e.value ? ` : ${e.value}` : ''}`;
+
+/** The network's chains (replaced whole) and its elements in the shared maps and sets. */
+export function networkLines(network: FirewallNetwork): string[] {
+  return networkElements(network).flatMap((e) => [
+    ...(e.chain ? [`add chain ${TABLE} ${e.chain.name}`, `flush chain ${TABLE} ${e.chain.name}`, ...e.chain.rules.map((r) => `add rule ${TABLE} ${e.chain!.name} ${r}`)] : []),
+    `add element ${TABLE} ${e.container} { ${elementText(e)} }`,
+  ]);
+}
+
+/**
+ * Removes the network's elements and chains, whichever exist: nft has no
+ * "delete if present", so each one is added (a no-op when it is there)
+ * right before it is deleted, in the same transaction.
+ */
+export function networkRemovalLines(network: FirewallNetwork): string[] {
+  const elements = networkElements(network);
+  return [
+    ...elements.flatMap((e) => [
+      ...(e.chain ? [`add chain ${TABLE} ${e.chain.name}`] : []),
+      `add element ${TABLE} ${e.container} { ${elementText(e)} }`,
+      `delete element ${TABLE} ${e.container} { ${e.key} }`,
+    ]),
+    ...elements.flatMap((e) => (e.chain ? [`flush chain ${TABLE} ${e.chain.name}`, `delete chain ${TABLE} ${e.chain.name}`] : [])),
+  ];
+}
+
+/** A published port as an element of one of the port maps; `key` names it in its map. */
+export interface PortElement {
+  map: string;
+  key: string;
+  value: string;
+}
+
+export function portElement(forward: PortForward): PortElement {
+  const { family } = forward;
+  const port = `${forward.proto} . ${forward.hostPort}`;
+  return {
+    map: forward.hostIp ? PORT_MAPS[family].address : PORT_MAPS[family].any,
+    key: forward.hostIp ? `${word(forward.hostIp)} . ${port}` : port,
+    value: `${word(forward.containerIp)} . ${forward.containerPort}`,
+  };
+}
+
+/** `owner` (the network's tag) goes into the element's comment, so the kernel's copy tells whose it is. */
+export function addPortLine(element: PortElement, owner: string): string {
+  return `add element ${TABLE} ${element.map} { ${elementText({ key: element.key, value: element.value, comment: owner })} }`;
+}
+
+/** Removes a port element whether or not the kernel still has it (see networkRemovalLines). */
+export function removePortLines(element: PortElement, owner: string): string[] {
+  return [addPortLine(element, owner), `delete element ${TABLE} ${element.map} { ${element.key} }`];
+}
