@@ -1,6 +1,7 @@
 #!/bin/bash
 # install-test-deps.sh — install the Debian packages tsnet's integration/e2e
-# tests need (real dockerd, iptables, a static busybox for the test image,
+# tests need (real dockerd, iptables and nftables (both firewall backends),
+# a static busybox for the test image,
 # iproute2, kmod + user-mode-linux for the VLAN guest suite, curl, etcd-server
 # and etcd-client for the cluster-store tests, which start their own etcd).
 # Idempotent: when every package is already installed it only asks dpkg-query
@@ -8,7 +9,7 @@
 # and installs just what is missing. Needs root (CI machines run as root).
 set -euo pipefail
 
-packages=(docker.io iptables busybox-static kmod user-mode-linux iproute2 curl procps etcd-server etcd-client)
+packages=(docker.io iptables nftables busybox-static kmod user-mode-linux iproute2 curl procps etcd-server etcd-client)
 
 is_installed() {
   # "install ok installed" is dpkg's status for a fully configured package;

@@ -112,6 +112,30 @@ describe('IptablesFirewall command plan', () => {
     expect(runner.commands.filter((c) => c.file.startsWith('ip6tables'))).toEqual([]);
   });
 
+  it('hooks into FORWARD below Docker\'s jump to DOCKER-USER, at the top without one', async () => {
+    const docker = '*filter\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-ISOLATION-STAGE-1\nCOMMIT\n';
+    for (const [saved, position] of [[docker, 2], ['', 1]] as const) {
+      const runner = new RecordingRunner().reply('iptables-save', saved);
+      await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, []);
+      expect(runner.commands.find((c) => c.file === 'iptables-restore')!.input).toContain(`-I FORWARD ${position} -j TSNET-FORWARD`);
+    }
+  });
+
+  it('changes only the DNAT rules of forwards that came or went', async () => {
+    const runner = new RecordingRunner();
+    const firewall = new IptablesFirewall(runner, new Sysctl(runner));
+    const v4 = { ...network, subnets: { 4: '10.1.0.0/24' } };
+    const other: PortForward = { ...forward, hostPort: 5354, containerIp: '10.1.0.3' };
+    await firewall.setupNetwork(v4, [forward]);
+    runner.commands.length = 0;
+    await firewall.setPortForwards(v4, [forward, other]);
+    await firewall.setPortForwards(v4, [other]);
+    expect(runner.commands.map((c) => c.input!.split('\n').filter((l) => l.startsWith('-')))).toEqual([
+      ['-A TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp -m udp --dport 5354 -j DNAT --to-destination 10.1.0.3:53'],
+      ['-D TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53'],
+    ]);
+  });
+
   it('gives route_localnet back before the 127/8 guard goes', async () => {
     const runner = new RecordingRunner().reply('iptables-save', '*filter\n-A TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\nCOMMIT\n');
     await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' }, routeLocalnetBefore: true });

@@ -4,7 +4,7 @@ import type { Runner } from '../runner.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
 import { basePlan, dnatRules, networkChains, networkPlan, type Rule } from './plan.js';
-import { hookText, iptablesRestore, iptablesSave, RestoreScript, type SavedTables } from './restore-script.js';
+import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, RestoreScript, type SavedTables } from './restore-script.js';
 
 /** The key of the shared chains' lock. */
 const SHARED = 'shared chains';
@@ -51,7 +51,9 @@ export class IptablesFirewall implements Firewall {
         for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
         const own = networkPlan(network, family, forwards);
         own.chains.forEach((chain) => script.replaceChain(chain));
-        for (const hook of [...base.hooks, ...own.hooks]) if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook);
+        for (const hook of [...base.hooks, ...own.hooks]) {
+          if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook, hook.chain === 'FORWARD' ? forwardHookPosition(saved.filter) : 1);
+        }
         await this.restore(family, script);
       }
     });

@@ -56,6 +56,19 @@ function checkWord(word: string): string {
 export const ruleText = (chain: string, rule: Rule) => ['-A', chain, ...rule].map(checkWord).join(' ');
 export const hookText = (hook: HookPlan) => ruleText(hook.chain, hook.rule);
 
+const DOCKER_USER_HOOK = '-A FORWARD -j DOCKER-USER';
+
+/**
+ * Where tsnet's hook into FORWARD goes: the top, but below Docker's jump to
+ * DOCKER-USER when there is one, so the user's rules there see tsnet's
+ * traffic first, as they see Docker's (dockerd puts that jump back on top
+ * whenever it starts, so this is also the order after a reboot).
+ */
+export function forwardHookPosition(filter: SavedTable): number {
+  const forward = [...filter.rules].filter((rule) => rule.startsWith('-A FORWARD '));
+  return forward.indexOf(DOCKER_USER_HOOK) + 2;
+}
+
 /** Lines of one `iptables-restore --noflush` transaction, grouped per table. */
 export class RestoreScript {
   /** Chain declarations go before every rule of their table, whatever order callers use. */
@@ -69,9 +82,10 @@ export class RestoreScript {
     return this;
   }
 
-  addHook(hook: HookPlan): this {
+  /** Appends the hook, or inserts it at `position` (1: the top) when it must come first. */
+  addHook(hook: HookPlan, position = 1): this {
     const text = hookText(hook);
-    this.lines[hook.table].push(hook.first ? text.replace(/^-A (\S+)/, '-I $1 1') : text);
+    this.lines[hook.table].push(hook.first ? text.replace(/^-A (\S+)/, `-I $1 ${position}`) : text);
     return this;
   }
 

@@ -1,4 +1,4 @@
-import { iptablesRestore, iptablesSave, hookText, RestoreScript } from '../iptables/restore-script.js';
+import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, RestoreScript } from '../iptables/restore-script.js';
 import { type Runner, ProgramNotFound } from '../runner.js';
 
 /**
@@ -15,8 +15,8 @@ const GATE = 'TSNET-GATE';
 
 /**
  * Puts the gate into iptables, once per family: a chain TSNET-GATE hooked
- * first into FORWARD. Without iptables on the host there is no FORWARD chain
- * to pass: nothing to do.
+ * into FORWARD at the top (below DOCKER-USER). Without iptables on the host
+ * there is no FORWARD chain to pass: nothing to do.
  */
 export async function openIptablesGate(runner: Runner): Promise<void> {
   for (const family of [4, 6] as const) {
@@ -36,7 +36,7 @@ export async function openIptablesGate(runner: Runner): Promise<void> {
       ],
     });
     const hook = { table: 'filter' as const, chain: 'FORWARD', rule: ['-j', GATE], first: true };
-    if (!saved.filter.rules.has(hookText(hook))) script.addHook(hook);
+    if (!saved.filter.rules.has(hookText(hook))) script.addHook(hook, forwardHookPosition(saved.filter));
     await iptablesRestore(runner, family, script);
   }
 }

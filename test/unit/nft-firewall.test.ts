@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import type { FirewallNetwork, PortForward } from '../../src/sys/firewall.js';
+import { CommandError, NftablesFirewall, RecordingRunner, Sysctl } from '../../src/sys/index.js';
+import { networkLines, networkRemovalLines, portElement } from '../../src/sys/nftables/ruleset.js';
+
+const network: FirewallNetwork = {
+  id: '0123456789abcdef'.repeat(4),
+  bridge: 'tsbr-0123456789',
+  subnets: { 4: '10.1.0.0/24' },
+  internal: false,
+  icc: true,
+  isolate: true,
+  outboundNat: { 4: { kind: 'masquerade' } },
+  routeLocalnetBefore: false,
+  groupBefore: 'default',
+};
+const forward = (hostPort: number, containerIp = '10.1.0.2'): PortForward => ({ family: 4, proto: 'tcp', hostPort, containerIp, containerPort: 80 });
+const EMPTY_KERNEL = '{"nftables": []}';
+
+function fixture(kernel = EMPTY_KERNEL) {
+  const runner = new RecordingRunner().reply('nft -j list maps', kernel);
+  return { runner, firewall: new NftablesFirewall(runner, new Sysctl(runner)) };
+}
+
+/** The `nft -f -` transactions sent, as lists of lines. */
+const transactions = (runner: RecordingRunner) => runner.commands.filter((c) => c.file === 'nft' && c.args[0] === '-f').map((c) => c.input!.trimEnd().split('\n'));
+
+describe('nftables ruleset', () => {
+  it('sends a network only its own chains and elements, with verdicts for traffic into the bridge', () => {
+    const lines = networkLines(network);
+    expect(lines).toContain('add element inet tsnet forward_into { "tsbr-0123456789" : jump into-0123456789 }');
+    expect(lines).toContain('add rule inet tsnet into-0123456789 iifname "tsbr-0123456789" accept');
+    expect(lines.at(-1)).toBe('add element inet tsnet nat_into { "tsbr-0123456789" : jump nat-into-0123456789 }');
+    // Nothing of the shared base chains: every line is about this network.
+    expect(lines.every((l) => l.includes('0123456789'))).toBe(true);
+  });
+
+  it('removes whatever of a network exists: each element is added right before it is deleted', () => {
+    const lines = networkRemovalLines({ ...network, internal: true });
+    expect(lines.slice(0, 4)).toEqual([
+      'add chain inet tsnet into-0123456789',
+      'add element inet tsnet forward_into { "tsbr-0123456789" : jump into-0123456789 }',
+      'delete element inet tsnet forward_into { "tsbr-0123456789" }',
+      'add element inet tsnet forward_from { "tsbr-0123456789" : drop }',
+    ]);
+    expect(lines.slice(-2)).toEqual(['flush chain inet tsnet into-0123456789', 'delete chain inet tsnet into-0123456789']);
+  });
+
+  it('makes a published port one element, keyed by host address when there is one', () => {
+    expect(portElement(forward(8080))).toEqual({ map: 'ports4_any', key: 'tcp . 8080', value: '10.1.0.2 . 80' });
+    expect(portElement({ ...forward(53), proto: 'udp', hostIp: '127.0.0.1' })).toEqual({ map: 'ports4', key: '127.0.0.1 . udp . 53', value: '10.1.0.2 . 80' });
+    expect(portElement({ family: 6, proto: 'sctp', hostPort: 9, containerIp: 'fd01::2', containerPort: 9 })).toMatchObject({ map: 'ports6_any', value: 'fd01::2 . 9' });
+  });
+
+  it('refuses words that could break out of a rule', () => {
+    expect(() => networkLines({ ...network, bridge: 'x" accept #' })).toThrow(/unsafe word/);
+    expect(() => portElement(forward(1, '10.1.0.2 } ; flush ruleset'))).toThrow(/unsafe word/);
+  });
+});
+
+describe('NftablesFirewall command plan', () => {
+  it('sets a network up in one transaction, then lets it through iptables\' FORWARD, then turns forwarding on', async () => {
+    const { runner, firewall } = fixture();
+    await firewall.setupNetwork(network, [forward(8080)]);
+    const order = runner.lines().map((l) => l.split('\n')[0]!.split(' ').slice(0, 3).join(' '));
+    expect(order).toEqual(['nft -j list', 'iptables-save -t filter', 'iptables-restore --wait 10', 'ip6tables-save -t filter', 'ip6tables-restore --wait 10', 'nft -f -', 'ip -batch -', 'sysctl -q -w']);
+    expect(runner.lines()[6]).toBe('ip -batch -\nlink set dev tsbr-0123456789 group 0x7473');
+    const [setup] = transactions(runner);
+    expect(setup).toContain('add element inet tsnet ports4_any { tcp . 8080 comment "0123456789" : 10.1.0.2 . 80 }');
+  });
+
+  it('writes only the ports that changed: one endpoint\'s publish or revoke touches no other endpoint\'s elements', async () => {
+    const { runner, firewall } = fixture();
+    await firewall.setupNetwork(network, [forward(8080)]);
+    await firewall.setPortForwards(network, [forward(8080), forward(8081, '10.1.0.3')]);
+    await firewall.setPortForwards(network, [forward(8081, '10.1.0.3')]);
+    await firewall.setPortForwards(network, [forward(8081, '10.1.0.3')]);
+    const [, publish, revoke, ...none] = transactions(runner);
+    expect(publish).toEqual(['add element inet tsnet ports4_any { tcp . 8081 comment "0123456789" : 10.1.0.3 . 80 }']);
+    expect(revoke).toEqual(['add element inet tsnet ports4_any { tcp . 8080 comment "0123456789" : 10.1.0.2 . 80 }', 'delete element inet tsnet ports4_any { tcp . 8080 }']);
+    expect(none).toEqual([]);
+    // Nothing is read again after start-up.
+    expect(runner.commands.filter((c) => c.args.includes('list'))).toHaveLength(1);
+  });
+
+  it('reads the kernel\'s ports when a change fails (someone changed them) and writes the difference to those', async () => {
+    const kernel = JSON.stringify({ nftables: [{ map: { table: 'tsnet', name: 'ports4_any', elem: [[{ elem: { val: { concat: ['tcp', 9090] }, comment: '0123456789' } }, { concat: ['10.1.0.9', 80] }]] } }] });
+    const { runner, firewall } = fixture(kernel);
+    await firewall.setupNetwork(network, []);
+    // The restore of start-up already removed the stale 9090; a port someone else took meanwhile makes the next change fail once.
+    runner.reply('nft -f -', new CommandError('nft -f -', 1, 'Error: Could not process rule: File exists'));
+    await expect(firewall.setPortForwards(network, [forward(8080)])).rejects.toThrow(/File exists/);
+    expect(runner.commands.filter((c) => c.args.join(' ') === '-j list maps inet')).toHaveLength(2);
+    const [setup] = transactions(runner);
+    expect(setup).toContain('delete element inet tsnet ports4_any { tcp . 9090 }');
+  });
+
+  it('gives route_localnet and the interface group back before the rules go', async () => {
+    const { runner, firewall } = fixture();
+    await firewall.setupNetwork(network, []);
+    runner.commands.length = 0;
+    await firewall.teardownNetwork({ ...network, routeLocalnetBefore: true, groupBefore: '7' });
+    expect(runner.lines().map((l) => l.split('\n').slice(0, 2).join(' | '))).toEqual([
+      'sysctl -q -w net/ipv4/conf/tsbr-0123456789/route_localnet=1',
+      'ip -batch - | link set dev tsbr-0123456789 group 7',
+      expect.stringMatching(/^nft -f - \| add table inet tsnet/),
+    ]);
+  });
+});
