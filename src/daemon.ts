@@ -6,7 +6,6 @@ import { createAdminApp } from './admin/server.js';
 import { adminSocketPath } from './admin/socket-path.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
-import { Cluster } from './cluster/cluster.js';
 import type { ClusterConfig } from './cluster/cluster-config.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
@@ -41,7 +40,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   await claimSocketPath(adminPath, dirname(adminPath));
 
   const store: Store = new SqliteStore(options.stateDir);
-  const cluster = options.cluster && new Cluster(options.cluster, store, log);
+  // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
+  const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
   const { app, networks, firewall } = await createPlugin({ store, runner: new IpSessionRunner(new ExecaRunner()), hostPorts: new SocketHostPorts() }, pluginOptions, log);
   const server = createServer(app);

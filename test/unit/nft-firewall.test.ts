@@ -26,24 +26,36 @@ function fixture(kernel = EMPTY_KERNEL) {
 const transactions = (runner: RecordingRunner) => runner.commands.filter((c) => c.file === 'nft' && c.args[0] === '-f').map((c) => c.input!.trimEnd().split('\n'));
 
 describe('nftables ruleset', () => {
-  it('sends a network only its own chains and elements, with verdicts for traffic into the bridge', () => {
+  it('sends a network only its own elements and NAT chain', () => {
     const lines = networkLines(network);
-    expect(lines).toContain('add element inet tsnet forward_into { "tsbr-0123456789" : jump into-0123456789 }');
-    expect(lines).toContain('add rule inet tsnet into-0123456789 iifname "tsbr-0123456789" accept');
-    expect(lines.at(-1)).toBe('add element inet tsnet nat_into { "tsbr-0123456789" : jump nat-into-0123456789 }');
-    // Nothing of the shared base chains: every line is about this network.
-    expect(lines.every((l) => l.includes('0123456789'))).toBe(true);
+    expect(lines).toEqual([
+      'add element inet tsnet bridges { "tsbr-0123456789" }',
+      'add element inet tsnet publishing { "tsbr-0123456789" }',
+      'add element inet tsnet icc { "tsbr-0123456789" . "tsbr-0123456789" }',
+      'add element inet tsnet localnet { "tsbr-0123456789" }',
+      'add chain inet tsnet nat-0123456789',
+      'flush chain inet tsnet nat-0123456789',
+      'add rule inet tsnet nat-0123456789 oifname != "tsbr-0123456789" ip saddr 10.1.0.0/24 masquerade',
+      'add rule inet tsnet nat-0123456789 oifname "tsbr-0123456789" ip saddr 10.1.0.0/24 ct status dnat masquerade',
+      'add element inet tsnet nat_from { "tsbr-0123456789" : jump nat-0123456789 }',
+      'add element inet tsnet nat_into { "tsbr-0123456789" : jump nat-0123456789 }',
+    ]);
+    const internal = networkLines({ ...network, internal: true, icc: false, isolate: false });
+    expect(internal).toEqual(['add element inet tsnet bridges { "tsbr-0123456789" }', 'add element inet tsnet internal { "tsbr-0123456789" }']);
   });
 
-  it('removes whatever of a network exists: each element is added right before it is deleted', () => {
-    const lines = networkRemovalLines({ ...network, internal: true });
-    expect(lines.slice(0, 4)).toEqual([
-      'add chain inet tsnet into-0123456789',
-      'add element inet tsnet forward_into { "tsbr-0123456789" : jump into-0123456789 }',
-      'delete element inet tsnet forward_into { "tsbr-0123456789" }',
-      'add element inet tsnet forward_from { "tsbr-0123456789" : drop }',
+  it('removes whatever of a network exists: each element is added right before it is deleted, the chain last', () => {
+    const lines = networkRemovalLines(network);
+    expect(lines.slice(0, 2)).toEqual(['add element inet tsnet bridges { "tsbr-0123456789" }', 'delete element inet tsnet bridges { "tsbr-0123456789" }']);
+    expect(lines.slice(-7)).toEqual([
+      'add chain inet tsnet nat-0123456789',
+      'add element inet tsnet nat_from { "tsbr-0123456789" : jump nat-0123456789 }',
+      'delete element inet tsnet nat_from { "tsbr-0123456789" }',
+      'add element inet tsnet nat_into { "tsbr-0123456789" : jump nat-0123456789 }',
+      'delete element inet tsnet nat_into { "tsbr-0123456789" }',
+      'flush chain inet tsnet nat-0123456789',
+      'delete chain inet tsnet nat-0123456789',
     ]);
-    expect(lines.slice(-2)).toEqual(['flush chain inet tsnet into-0123456789', 'delete chain inet tsnet into-0123456789']);
   });
 
   it('makes a published port one element, keyed by host address when there is one', () => {
@@ -63,9 +75,10 @@ describe('NftablesFirewall command plan', () => {
     const { runner, firewall } = fixture();
     await firewall.setupNetwork(network, [forward(8080)]);
     const order = runner.lines().map((l) => l.split('\n')[0]!.split(' ').slice(0, 3).join(' '));
-    expect(order).toEqual(['nft -j list', 'iptables-save -t filter', 'iptables-restore --wait 10', 'ip6tables-save -t filter', 'ip6tables-restore --wait 10', 'nft -f -', 'ip -batch -', 'sysctl -q -w']);
-    expect(runner.lines()[6]).toBe('ip -batch -\nlink set dev tsbr-0123456789 group 0x7473');
-    const [setup] = transactions(runner);
+    expect(order).toEqual(['nft -f -', 'nft -j list', 'iptables-save -t filter', 'iptables-restore --wait 10', 'ip6tables-save -t filter', 'ip6tables-restore --wait 10', 'nft -f -', 'ip -batch -', 'sysctl -q -w']);
+    expect(runner.lines()[7]).toBe('ip -batch -\nlink set dev tsbr-0123456789 group 0x7473');
+    const [skeleton, setup] = transactions(runner);
+    expect(skeleton![0]).toBe('add table inet tsnet');
     expect(setup).toContain('add element inet tsnet ports4_any { tcp . 8080 comment "0123456789" : 10.1.0.2 . 80 }');
   });
 
@@ -75,7 +88,7 @@ describe('NftablesFirewall command plan', () => {
     await firewall.setPortForwards(network, [forward(8080), forward(8081, '10.1.0.3')]);
     await firewall.setPortForwards(network, [forward(8081, '10.1.0.3')]);
     await firewall.setPortForwards(network, [forward(8081, '10.1.0.3')]);
-    const [, publish, revoke, ...none] = transactions(runner);
+    const [, , publish, revoke, ...none] = transactions(runner);
     expect(publish).toEqual(['add element inet tsnet ports4_any { tcp . 8081 comment "0123456789" : 10.1.0.3 . 80 }']);
     expect(revoke).toEqual(['add element inet tsnet ports4_any { tcp . 8080 comment "0123456789" : 10.1.0.2 . 80 }', 'delete element inet tsnet ports4_any { tcp . 8080 }']);
     expect(none).toEqual([]);
@@ -91,7 +104,7 @@ describe('NftablesFirewall command plan', () => {
     runner.reply('nft -f -', new CommandError('nft -f -', 1, 'Error: Could not process rule: File exists'));
     await expect(firewall.setPortForwards(network, [forward(8080)])).rejects.toThrow(/File exists/);
     expect(runner.commands.filter((c) => c.args.join(' ') === '-j list maps inet')).toHaveLength(2);
-    const [setup] = transactions(runner);
+    const [, setup] = transactions(runner);
     expect(setup).toContain('delete element inet tsnet ports4_any { tcp . 9090 }');
   });
 
@@ -103,7 +116,7 @@ describe('NftablesFirewall command plan', () => {
     expect(runner.lines().map((l) => l.split('\n').slice(0, 2).join(' | '))).toEqual([
       'sysctl -q -w net/ipv4/conf/tsbr-0123456789/route_localnet=1',
       'ip -batch - | link set dev tsbr-0123456789 group 7',
-      expect.stringMatching(/^nft -f - \| add table inet tsnet/),
+      'nft -f - | add element inet tsnet bridges { "tsbr-0123456789" }',
     ]);
   });
 });

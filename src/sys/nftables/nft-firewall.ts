@@ -20,10 +20,10 @@ interface JsonMaps {
 /**
  * The firewall on nftables: tsnet's own table `inet tsnet` (see ./ruleset.ts),
  * every change one `nft -f -` transaction (all of it or nothing). Creating a
- * network adds its chains and map elements; publishing a port adds one map
- * element. Nothing is read per request: the daemon keeps the port elements
- * it wrote, and reads the kernel's once (at its first change, i.e. during
- * start-up) or when a change fails because someone else changed them.
+ * network adds its set elements and NAT chain; publishing a port adds one
+ * map element. Nothing is read per request: the daemon keeps the port
+ * elements it wrote, and reads the kernel's once (at its first change, i.e.
+ * during start-up) or when a change fails because someone else changed them.
  */
 export class NftablesFirewall implements Firewall {
   private readonly ip: Ip;
@@ -42,9 +42,10 @@ export class NftablesFirewall implements Firewall {
     await this.runner.run('nft', ['-f', '-'], { input: `${lines.join('\n')}\n` });
   }
 
-  /** Once per daemon: what the kernel already has (tsnet ran before), and the gate through iptables' FORWARD. */
+  /** Once per daemon: the table and its base chains, what ports the kernel already has (tsnet ran before), and the gate through iptables' FORWARD. */
   private start(): Promise<void> {
     this.started ??= (async () => {
+      await this.apply(skeleton());
       for (const [tag, ports] of await this.kernelPorts()) this.ports.set(tag, ports);
       await openIptablesGate(this.runner);
     })().catch((error: unknown) => {
@@ -82,28 +83,28 @@ export class NftablesFirewall implements Firewall {
   }
 
   /**
-   * Applies `lines` plus the port changes to `wanted`; when the kernel's
-   * ports were not what this daemon wrote (someone changed them), reads them
-   * and tries once more.
+   * One transaction: `lines` plus the changes that make the network's port
+   * elements those of `forwards`. When it fails because tsnet's table or its
+   * ports are not what this daemon wrote (someone changed them), it reads the
+   * kernel's ports and runs once more, with the table's skeleton first.
    */
-  private async applyWithPorts(network: FirewallNetwork, lines: readonly string[], forwards: readonly PortForward[]): Promise<void> {
+  private async transact(network: FirewallNetwork, lines: readonly string[], forwards: readonly PortForward[]): Promise<void> {
     const tag = networkTag(network.id);
     const wanted: Ports = new Map(forwards.map(portElement).map((e) => [slot(e), e]));
     const changes = this.portChanges(tag, wanted);
     if (lines.length + changes.length === 0) return;
     try {
       await this.apply([...lines, ...changes]);
-    } catch (error) {
-      if (changes.length === 0) throw error;
+    } catch {
       this.ports.set(tag, (await this.kernelPorts()).get(tag) ?? new Map());
-      await this.apply([...lines, ...this.portChanges(tag, wanted)]);
+      await this.apply([...skeleton(), ...lines, ...this.portChanges(tag, wanted)]);
     }
     this.ports.set(tag, wanted);
   }
 
   async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
     await this.start();
-    await this.applyWithPorts(network, [...skeleton(), ...networkLines(network)], network.internal ? [] : forwards);
+    await this.transact(network, networkLines(network), network.internal ? [] : forwards);
     // Only now that tsnet's chains decide for the bridge does iptables' FORWARD let it through.
     await this.ip.batch([['link', 'set', 'dev', network.bridge, 'group', BRIDGE_GROUP]]);
     await enableForwarding(this.sysctl, network);
@@ -112,14 +113,14 @@ export class NftablesFirewall implements Firewall {
   async setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
     if (network.internal) return;
     await this.start();
-    await this.applyWithPorts(network, [], forwards);
+    await this.transact(network, [], forwards);
   }
 
   async teardownNetwork(network: FirewallNetwork): Promise<void> {
     await this.start();
     await giveBackRouteLocalnet(this.sysctl, network);
     await this.ip.undo(['link', 'set', 'dev', network.bridge, 'group', network.groupBefore]);
-    await this.applyWithPorts(network, [...skeleton(), ...networkRemovalLines(network)], []);
+    await this.transact(network, networkRemovalLines(network), []);
     this.ports.delete(networkTag(network.id));
   }
 }

@@ -2,18 +2,20 @@ import type { Family, FirewallNetwork, OutboundNat, PortForward } from '../firew
 
 /**
  * tsnet's nftables rules, as `nft -f` lines: pure data, no I/O. Everything
- * lives in one table of its own, `inet tsnet`; the base chains dispatch
- * through verdict maps keyed by interface name, so a network is a few map
- * elements and chains of its own, and a published port is one map element:
- * no change ever touches another network's rules, and the cost of a change
- * does not grow with the number of networks or ports.
+ * lives in one table of its own, `inet tsnet`, whose base chains decide by
+ * looking interfaces and ports up in sets and maps. A network is a handful of
+ * set elements plus one NAT chain of its own; a published port is one map
+ * element. No change touches another network's rules, and nft's cost does not
+ * grow with the number of networks or ports (nft reads every chain of the
+ * table before each change, so chains are what must stay few).
  *
- *   forward     oifname vmap @forward_into ─▶ into-<net>  (replies, published ports, ICC, open networks; else drop)
- *               iifname vmap @forward_from ─▶ accept (drop: internal)
- *   input       iifname @localnet: no new connections to 127/8 (route_localnet guard)
+ *   forward     into a tsnet bridge: replies, published ports, the bridge itself (ICC),
+ *               another open bridge; everything else dropped. Out of one: accepted (internal: dropped)
+ *   input       no new connections from a bridge to 127/8 (the route_localnet guard)
  *   prerouting, output (local destinations) ─▶ published: dnat through @ports4/@ports4_any/@ports6/@ports6_any
- *   postrouting iifname vmap @nat_from ─▶ nat-from-<net>  (masquerade or SNAT out of the network)
- *               oifname vmap @nat_into ─▶ nat-into-<net>  (hairpin, loopback sources of ports on 127.0.0.1)
+ *   postrouting iifname vmap @nat_from ─▶ nat-<net>: masquerade or SNAT out of the network
+ *               oifname vmap @nat_into ─▶ nat-<net>: hairpin (the kernel gives no input interface there)
+ *               loopback sources of ports on 127.0.0.1 masqueraded into the bridge
  *
  * The golden files test/golden/nft-*.rules show the result for each scenario.
  */
@@ -28,6 +30,20 @@ export const PORT_MAPS = {
 
 const ADDRESS_TYPE: Record<Family, string> = { 4: 'ipv4_addr', 6: 'ipv6_addr' };
 const FAMILY_WORD: Record<Family, string> = { 4: 'ip', 6: 'ip6' };
+
+/** Sets of bridges, by what they say about a network. */
+const BRIDGE_SETS = {
+  /** Every tsnet bridge: what enters one gets a verdict here. */
+  bridges: 'bridges',
+  /** Not internal: published ports may enter, and what leaves is accepted. */
+  published: 'publishing',
+  /** Internal: nothing leaves. */
+  internal: 'internal',
+  /** tsnet.isolate=off: exchanges traffic with the other open bridges. */
+  open: 'open',
+  /** route_localnet is on: the 127/8 guard, and loopback sources masqueraded into it. */
+  localnet: 'localnet',
+} as const;
 
 /**
  * Values written into rules: generated names, numbers and addresses only. A
@@ -45,12 +61,9 @@ export function networkTag(networkId: string): string {
   return word(networkId.slice(0, 10));
 }
 
-export function networkChains(networkId: string) {
-  const tag = networkTag(networkId);
-  return { into: `into-${tag}`, natFrom: `nat-from-${tag}`, natInto: `nat-into-${tag}` };
-}
+export const natChain = (networkId: string) => `nat-${networkTag(networkId)}`;
 
-/** The table, its maps and sets, and its base chains with their rules: idempotent, as often as wanted. */
+/** The table, its sets and maps, and its base chains with their rules: idempotent, as often as wanted. */
 export function skeleton(): string[] {
   const maps = ([4, 6] as const).flatMap((f) => [
     `add map ${TABLE} ${PORT_MAPS[f].address} { type ${ADDRESS_TYPE[f]} . inet_proto . inet_service : ${ADDRESS_TYPE[f]} . inet_service; }`,
@@ -61,10 +74,13 @@ export function skeleton(): string[] {
     `flush chain ${TABLE} ${name}`,
     ...rules.map((r) => `add rule ${TABLE} ${name} ${r}`),
   ];
+  const { bridges, published, internal, open, localnet } = BRIDGE_SETS;
   return [
     `add table ${TABLE}`,
-    ...['forward_into', 'forward_from', 'nat_from', 'nat_into'].map((m) => `add map ${TABLE} ${m} { type ifname : verdict; }`),
-    ...['open', 'localnet'].map((s) => `add set ${TABLE} ${s} { type ifname; }`),
+    ...Object.values(BRIDGE_SETS).map((set) => `add set ${TABLE} ${set} { type ifname; }`),
+    // The bridges with inter-container traffic on (ICC), as `bridge . bridge`: one lookup of the packet's out and in interfaces.
+    `add set ${TABLE} icc { type ifname . ifname; }`,
+    ...['nat_from', 'nat_into'].map((m) => `add map ${TABLE} ${m} { type ifname : verdict; }`),
     ...maps,
     `add chain ${TABLE} published`,
     `flush chain ${TABLE} published`,
@@ -74,12 +90,27 @@ export function skeleton(): string[] {
     ]),
     // Verdicts on traffic INTO a bridge come first, so a network's isolation
     // cannot be bypassed by another network's accept of its outgoing traffic.
-    ...base('forward', 'type filter hook forward priority filter', ['oifname vmap @forward_into', 'iifname vmap @forward_from']),
+    ...base('forward', 'type filter hook forward priority filter', [
+      `oifname @${bridges} ct state established,related accept`,
+      // Published ports: only tsnet's DNAT sends new connections here.
+      `oifname @${published} ct status dnat accept`,
+      'oifname . iifname @icc accept',
+      `oifname @${open} iifname @${open} accept`,
+      // Anything else into a bridge (other networks, unsolicited traffic from outside) is dropped.
+      `oifname @${bridges} drop`,
+      `iifname @${internal} drop`,
+      `iifname @${published} accept`,
+    ]),
     // route_localnet lets ports published on 127.0.0.1 in; containers must not use it to reach the host's loopback services.
-    ...base('input', 'type filter hook input priority filter', ['iifname @localnet ip daddr 127.0.0.0/8 ct state { new, invalid, untracked } drop']),
+    ...base('input', 'type filter hook input priority filter', [`iifname @${localnet} ip daddr 127.0.0.0/8 ct state { new, invalid, untracked } drop`]),
     ...base('prerouting', 'type nat hook prerouting priority dstnat', ['fib daddr type local jump published']),
     ...base('output', 'type nat hook output priority -100', ['fib daddr type local jump published']),
-    ...base('postrouting', 'type nat hook postrouting priority srcnat', ['iifname vmap @nat_from', 'oifname vmap @nat_into']),
+    ...base('postrouting', 'type nat hook postrouting priority srcnat', [
+      'iifname vmap @nat_from',
+      'oifname vmap @nat_into',
+      // Ports published on 127.0.0.1 are reached from the host with a loopback source, which must not enter the bridge.
+      `oifname @${localnet} ip saddr 127.0.0.0/8 masquerade`,
+    ]),
   ];
 }
 
@@ -89,39 +120,21 @@ function outboundNat(nat: OutboundNat): string {
   return nat.kind === 'masquerade' ? 'masquerade' : `snat ip to ${word(nat.source)}`;
 }
 
-/** Verdicts on traffic into the bridge: every packet that gets here gets one. */
-function intoRules(network: FirewallNetwork): string[] {
-  const b = quoted(network.bridge);
-  return [
-    'ct state established,related accept',
-    // Published ports: only tsnet's DNAT sends new connections here.
-    ...(network.internal ? [] : ['ct status dnat accept']),
-    `iifname ${b} ${network.icc ? 'accept' : 'drop'}`,
-    ...(network.isolate || network.internal ? [] : ['iifname @open accept']),
-    // Anything else (other networks, unsolicited traffic from outside) is dropped.
-    'drop',
-  ];
-}
-
-/** Traffic leaving the network's subnet through another interface gets the host's address. */
-function natFromRules(network: FirewallNetwork): string[] {
+/** What leaves the network's bridge: out of the subnet to elsewhere with the host's address, and hairpin. */
+function natRules(network: FirewallNetwork): string[] {
   const b = quoted(network.bridge);
   return families(network).flatMap((f) => {
     const nat = network.outboundNat[f];
-    return nat ? [`${FAMILY_WORD[f]} saddr ${word(network.subnets[f]!)} oifname != ${b} ${outboundNat(nat)}`] : [];
+    const from = `${FAMILY_WORD[f]} saddr ${word(network.subnets[f]!)}`;
+    return [
+      ...(nat ? [`oifname != ${b} ${from} ${outboundNat(nat)}`] : []),
+      // Hairpin: a container reaching a published port of its own network gets the gateway as source, so replies come back the same way.
+      `oifname ${b} ${from} ct status dnat masquerade`,
+    ];
   });
 }
 
-function natIntoRules(network: FirewallNetwork): string[] {
-  return [
-    // Hairpin: a container reaching a published port of its own network gets the gateway as source, so replies come back the same way.
-    ...families(network).map((f) => `${FAMILY_WORD[f]} saddr ${word(network.subnets[f]!)} ct status dnat masquerade`),
-    // Ports published on 127.0.0.1 are reached from the host with a loopback source, which must not enter the bridge.
-    ...(network.subnets[4] ? ['ip saddr 127.0.0.0/8 masquerade'] : []),
-  ];
-}
-
-/** One element of a map or set, with the chain its verdict jumps to (which must exist first). */
+/** One element of a set or map, with the chain its verdict jumps to (which must exist first). */
 interface Element {
   container: string;
   key: string;
@@ -131,18 +144,21 @@ interface Element {
 
 function networkElements(network: FirewallNetwork): Element[] {
   const b = quoted(network.bridge);
-  const names = networkChains(network.id);
-  const out: Element[] = [
-    { container: 'forward_into', key: b, value: `jump ${names.into}`, chain: { name: names.into, rules: intoRules(network) } },
-    { container: 'forward_from', key: b, value: network.internal ? 'drop' : 'accept' },
-  ];
-  if (!network.isolate && !network.internal) out.push({ container: 'open', key: b });
-  if (network.internal) return out;
-  if (network.subnets[4]) out.push({ container: 'localnet', key: b });
+  const member = (set: string, wanted: boolean): Element[] => (wanted ? [{ container: set, key: b }] : []);
+  const { internal } = network;
   return [
-    ...out,
-    { container: 'nat_from', key: b, value: `jump ${names.natFrom}`, chain: { name: names.natFrom, rules: natFromRules(network) } },
-    { container: 'nat_into', key: b, value: `jump ${names.natInto}`, chain: { name: names.natInto, rules: natIntoRules(network) } },
+    ...member(BRIDGE_SETS.bridges, true),
+    ...member(BRIDGE_SETS.internal, internal),
+    ...member(BRIDGE_SETS.published, !internal),
+    ...member(BRIDGE_SETS.open, !network.isolate && !internal),
+    ...(network.icc ? [{ container: 'icc', key: `${b} . ${b}` }] : []),
+    ...member(BRIDGE_SETS.localnet, !internal && network.subnets[4] !== undefined),
+    ...(internal
+      ? []
+      : [
+          { container: 'nat_from', key: b, value: `jump ${natChain(network.id)}`, chain: { name: natChain(network.id), rules: natRules(network) } },
+          { container: 'nat_into', key: b, value: `jump ${natChain(network.id)}` },
+        ]),
   ];
 }
 
