@@ -12,7 +12,7 @@ import { hostNetworks } from './host-networks.js';
 import { IpamService } from './ipam/ipam-service.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
-import { chooseFirewall, type FirewallKind, type HostPorts, Ip, type Runner, Sysctl } from './sys/index.js';
+import { chooseFirewall, type FirewallKind, type HostPorts, Ip, removeOtherBackend, type Runner, Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   /** --firewall; absent: nftables where it works, else iptables. */
@@ -45,6 +45,8 @@ export async function createPlugin({ store, runner, hostPorts }: PluginParts, op
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
   const firewall = await chooseFirewall(options.firewall, runner, sysctl);
+  // Before anything is restored: what the other backend left must not act on tsnet's traffic.
+  await removeOtherBackend(firewall.kind, runner).catch((error: unknown) => log.warn({ err: error }, `could not remove the rules of the other firewall backend than ${firewall.kind}`));
   const drivers = new Map<DriverKind, Driver>([
     ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, log) as Driver],
     ['macvlan', new MacvlanDriver(ip) as Driver],

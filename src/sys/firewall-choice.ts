@@ -1,6 +1,6 @@
 import type { Firewall } from './firewall.js';
-import { IptablesFirewall } from './iptables/iptables-firewall.js';
-import { NftablesFirewall } from './nftables/nft-firewall.js';
+import { IptablesFirewall, removeIptablesBackend } from './iptables/iptables-firewall.js';
+import { NftablesFirewall, removeNftablesBackend } from './nftables/nft-firewall.js';
 import { skeleton } from './nftables/ruleset.js';
 import { CommandError, type Runner } from './runner.js';
 import type { Sysctl } from './sysctl.js';
@@ -30,4 +30,14 @@ export async function chooseFirewall(asked: FirewallKind | undefined, runner: Ru
     if (problem) throw new Error(`--firewall nftables: nft cannot set up tsnet's table on this host (${problem}); use --firewall iptables`);
   }
   return { kind, firewall: kind === 'nftables' ? new NftablesFirewall(runner, sysctl) : new IptablesFirewall(runner, sysctl) };
+}
+
+/**
+ * Removes the rules the other backend left (the host switched backends):
+ * the nftables table would otherwise keep dropping what iptables accepts, and
+ * iptables' chains would keep forwarding ports that are gone. One tsnet per
+ * host (network namespace).
+ */
+export function removeOtherBackend(kind: FirewallKind, runner: Runner): Promise<void> {
+  return kind === 'nftables' ? removeIptablesBackend(runner) : removeNftablesBackend(runner);
 }

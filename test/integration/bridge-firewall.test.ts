@@ -296,6 +296,26 @@ describe.each(BACKENDS)('rule lifecycle (%s)', (firewall) => {
   });
 });
 
+describe('switching backends', () => {
+  it('leaves none of the other backend\'s rules, whichever way', async () => {
+    const s = await scene('iptables');
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0'));
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 8080, Port: 80 }]));
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    const onIptables = await s.rules();
+
+    await s.tsnet.restart('nftables');
+    const iptables = (await s.save(4)) + (await s.save(6));
+    expect(iptables).not.toMatch(/TSNET-(?!GATE)/);
+    expect(iptables).toContain('-A FORWARD -j TSNET-GATE');
+    expect((await execInNetnsOk(s.netns, ['nft', 'list', 'map', 'inet', 'tsnet', 'ports4_any'])).stdout).toContain('tcp . 8080');
+
+    await s.tsnet.restart('iptables');
+    expect((await execInNetns(s.netns, ['nft', 'list', 'table', 'inet', 'tsnet'])).exitCode).not.toBe(0);
+    expect(await s.rules()).toBe(onIptables);
+  });
+});
+
 describe.each(BACKENDS)('refused requests change no rule and no state (%s)', (firewall) => {
   const cases: Array<[string, Record<string, string>, PortSpec[], RegExp]> = [
     ['icc not a boolean', { 'com.docker.network.bridge.enable_icc': 'maybe' }, [], /^com\.docker\.network\.bridge\.enable_icc: /],

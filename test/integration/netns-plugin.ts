@@ -27,7 +27,7 @@ export class NetnsPlugin {
   /** `firewall`: the backend, as --firewall; absent: the daemon's default choice. */
   constructor(
     private readonly netns: string,
-    private readonly firewall?: FirewallKind,
+    private firewall?: FirewallKind,
   ) {}
 
   async start(): Promise<this> {
@@ -37,8 +37,10 @@ export class NetnsPlugin {
     return this;
   }
 
-  async restart(): Promise<void> {
+  /** Reopens the same state; `firewall` switches the backend, as a daemon restarted with another --firewall. */
+  async restart(firewall?: FirewallKind): Promise<void> {
     await this.store.close();
+    if (firewall) this.firewall = firewall;
     await this.start();
   }
 

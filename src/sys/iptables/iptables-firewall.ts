@@ -1,10 +1,11 @@
 import type { Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
 import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
+import { GATE } from '../nftables/iptables-gate.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
 import { basePlan, dnatRules, networkChains, networkPlan, type Rule } from './plan.js';
-import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, RestoreScript, type SavedTables } from './restore-script.js';
+import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, removeIptablesChains, RestoreScript, type SavedTables } from './restore-script.js';
 
 /** The key of the shared chains' lock. */
 const SHARED = 'shared chains';
@@ -103,4 +104,9 @@ export class IptablesFirewall implements Firewall {
     });
     this.dnat.delete(network.id);
   }
+}
+
+/** Removes what the iptables backend made (a host switching to nftables): its TSNET-* chains and the hooks into them. */
+export function removeIptablesBackend(runner: Runner): Promise<void> {
+  return removeIptablesChains(runner, (chain) => chain.startsWith('TSNET-') && chain !== GATE);
 }

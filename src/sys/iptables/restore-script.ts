@@ -1,5 +1,5 @@
 import type { Family } from '../firewall.js';
-import type { Runner } from '../runner.js';
+import { ProgramNotFound, type Runner } from '../runner.js';
 import type { ChainPlan, HookPlan, Rule, Table } from './plan.js';
 
 /**
@@ -18,6 +18,35 @@ const TOOLS: Record<Family, { save: string; restore: string }> = {
 /** What iptables-save shows of the family's tables (or of one of them). */
 export async function iptablesSave(runner: Runner, family: Family, table?: Table): Promise<SavedTables> {
   return parseSave((await runner.run(TOOLS[family].save, table ? ['-t', table] : [])).stdout);
+}
+
+/**
+ * Removes tsnet's chains that `ours` picks, and the rules of other chains
+ * that jump to them, in one transaction per family. Without iptables on the
+ * host there is nothing to remove.
+ */
+export async function removeIptablesChains(runner: Runner, ours: (chain: string) => boolean): Promise<void> {
+  for (const family of [4, 6] as const) {
+    let saved: SavedTables;
+    try {
+      saved = await iptablesSave(runner, family);
+    } catch (error) {
+      if (error instanceof ProgramNotFound) return;
+      throw error;
+    }
+    const script = new RestoreScript();
+    for (const table of ['filter', 'nat'] as const) {
+      const chains = [...saved[table].chains].filter(ours);
+      const jumpsIn = [...saved[table].rules].filter((line) => {
+        const words = line.split(' ');
+        const target = words.indexOf('-j') >= 0 ? words[words.indexOf('-j') + 1]! : '';
+        return !chains.includes(words[1]!) && chains.includes(target);
+      });
+      jumpsIn.forEach((line) => script.deleteSaved(table, line));
+      if (chains.length > 0) script.deleteChains(table, chains);
+    }
+    await iptablesRestore(runner, family, script);
+  }
 }
 
 /** Runs the script as one `iptables-restore --noflush` transaction; an empty script runs nothing. */
@@ -101,6 +130,18 @@ export class RestoreScript {
 
   deleteRule(table: Table, chain: string, rule: Rule): this {
     this.lines[table].push(ruleText(chain, rule).replace(/^-A /, '-D '));
+    return this;
+  }
+
+  /** Deletes a rule as iptables-save shows it (`-A CHAIN …`). */
+  deleteSaved(table: Table, line: string): this {
+    this.lines[table].push(line.replace(/^-A /, '-D '));
+    return this;
+  }
+
+  /** Flushes all the chains first, then deletes them: they may jump to each other. */
+  deleteChains(table: Table, names: readonly string[]): this {
+    this.lines[table].push(...names.map((n) => `-F ${checkWord(n)}`), ...names.map((n) => `-X ${n}`));
     return this;
   }
 

@@ -11,7 +11,7 @@ import { type Runner, ProgramNotFound } from '../runner.js';
  */
 export const BRIDGE_GROUP = '0x7473';
 
-const GATE = 'TSNET-GATE';
+export const GATE = 'TSNET-GATE';
 
 /**
  * Puts the gate into iptables, once per family: a chain TSNET-GATE hooked

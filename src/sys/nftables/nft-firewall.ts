@@ -1,10 +1,11 @@
 import type { Firewall, FirewallNetwork, PortForward } from '../firewall.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import { Ip } from '../ip.js';
-import type { Runner } from '../runner.js';
+import { CommandError, type Runner } from '../runner.js';
+import { removeIptablesChains } from '../iptables/restore-script.js';
 import type { Sysctl } from '../sysctl.js';
-import { BRIDGE_GROUP, openIptablesGate } from './iptables-gate.js';
-import { addPortLine, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
+import { BRIDGE_GROUP, GATE, openIptablesGate } from './iptables-gate.js';
+import { addPortLine, TABLE, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
 
 /** A network's port elements by map and key. */
 type Ports = Map<string, PortElement>;
@@ -123,4 +124,19 @@ export class NftablesFirewall implements Firewall {
     await this.transact(network, networkRemovalLines(network), []);
     this.ports.delete(networkTag(network.id));
   }
+}
+
+/**
+ * Removes what the nftables backend made (a host switching to iptables):
+ * tsnet's table and the gate in iptables' FORWARD. Without a working nft
+ * there is no table to remove.
+ */
+export async function removeNftablesBackend(runner: Runner): Promise<void> {
+  try {
+    // nft has no "delete if present": an add first makes the delete succeed either way.
+    await runner.run('nft', ['-f', '-'], { input: `add table ${TABLE}\ndelete table ${TABLE}\n` });
+  } catch (error) {
+    if (!(error instanceof CommandError)) throw error;
+  }
+  await removeIptablesChains(runner, (chain) => chain === GATE);
 }
