@@ -1,7 +1,8 @@
 import { RequestError } from '../../src/errors.js';
-import { cidrOverlaps, parseCidr } from '../../src/net/address.js';
+import { parseCidr } from '../../src/net/address.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { bridgeName } from '../names.js';
+import { firstOverlap } from '../subnets.js';
 import { OptionReader } from '../option-values.js';
 
 /** Docker's bridge option keys; they mean the same with tsnet. */
@@ -69,20 +70,11 @@ export function parseBridgeConfig(
   if (!pool || pool.prefix === 0) throw new RequestError('IPv4Data.0.Pool', `"${subnet.pool}" cannot be a bridge subnet (the null IPAM is not supported)`);
   if (!subnet.gateway) throw new RequestError('IPv4Data.0.Gateway', 'a bridge network needs a gateway address');
 
-  for (const other of others) {
-    if (other.kind !== 'bridge') continue;
-    const otherConfig = other.config as BridgeConfig;
-    if (otherConfig.bridge === bridge) throw new RequestError(BRIDGE_OPTIONS.name, `bridge ${bridge} is already used by network ${other.id.slice(0, 12)}`);
-    for (const otherSubnet of [...other.ipv4, ...other.ipv6Subnets]) {
-      for (const mine of [...spec.ipv4, ...spec.ipv6Subnets]) {
-        const a = parseCidr(mine.pool)?.cidr;
-        const b = parseCidr(otherSubnet.pool)?.cidr;
-        if (a && b && cidrOverlaps(a, b)) {
-          throw new RequestError('Pool', `${mine.pool} overlaps with ${otherSubnet.pool} of bridge network ${other.id.slice(0, 12)}`);
-        }
-      }
-    }
-  }
+  const bridges = others.filter((other) => other.kind === 'bridge');
+  const sameBridge = bridges.find((other) => (other.config as BridgeConfig).bridge === bridge);
+  if (sameBridge) throw new RequestError(BRIDGE_OPTIONS.name, `bridge ${bridge} is already used by network ${sameBridge.id.slice(0, 12)}`);
+  const overlap = firstOverlap(spec, bridges);
+  if (overlap) throw new RequestError('Pool', `${overlap.mine} overlaps with ${overlap.theirs} of bridge network ${overlap.other.id.slice(0, 12)}`);
 
   const hostIpv4 = options.ipv4(BRIDGE_OPTIONS.hostIpv4);
   options.bool(BRIDGE_OPTIONS.defaultBridge, false);

@@ -1,9 +1,10 @@
 import { RequestError } from '../../src/errors.js';
-import { cidrContains, cidrOverlaps, parseCidr, parseIp } from '../../src/net/address.js';
+import { cidrContains, parseCidr, parseIp } from '../../src/net/address.js';
 import type { LinkInfo } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { shimName } from '../names.js';
 import { OptionReader } from '../option-values.js';
+import { firstOverlap } from '../subnets.js';
 import type { ParentName } from './parent.js';
 
 /** Docker's macvlan keys (`parent`, `macvlan_mode`) mean the same with tsnet; the rest are tsnet's own. */
@@ -95,16 +96,9 @@ function checkSubnets(spec: NetworkSpec, siblings: readonly NetworkRecord<Macvla
   for (const [index, subnet] of spec.ipv4.entries()) {
     if (parseCidr(subnet.pool)?.cidr.prefix === 0) throw new RequestError(`IPv4Data.${index}.Pool`, `"${subnet.pool}" cannot be a macvlan subnet`);
   }
-  for (const other of siblings.filter((n) => n.config.parent === parent)) {
-    for (const mine of [...spec.ipv4, ...spec.ipv6Subnets]) {
-      for (const theirs of [...other.ipv4, ...other.ipv6Subnets]) {
-        const a = parseCidr(mine.pool)?.cidr;
-        const b = parseCidr(theirs.pool)?.cidr;
-        if (a && b && cidrOverlaps(a, b)) {
-          throw new RequestError(MACVLAN_OPTIONS.parent, `${mine.pool} overlaps ${theirs.pool} of network ${other.id.slice(0, 12)} on the same parent ${parent}`);
-        }
-      }
-    }
+  const overlap = firstOverlap(spec, siblings.filter((n) => n.config.parent === parent));
+  if (overlap) {
+    throw new RequestError(MACVLAN_OPTIONS.parent, `${overlap.mine} overlaps ${overlap.theirs} of network ${overlap.other.id.slice(0, 12)} on the same parent ${parent}`);
   }
 }
 
