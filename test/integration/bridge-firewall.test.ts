@@ -296,6 +296,27 @@ describe.each(BACKENDS)('rule lifecycle (%s)', (firewall) => {
   });
 });
 
+describe('nftables transactions', () => {
+  it('apply all of a request\'s elements or none, and the daemon keeps serving', async () => {
+    const s = await scene('nftables');
+    await s.ok('NetworkDriver.CreateNetwork', networkBody(NET_A, '10.60.0'));
+    // Someone else's element on 7001/tcp: the publish of 7000 and 7001 cannot be applied whole.
+    await execInNetnsOk(s.netns, ['nft', 'add element inet tsnet ports4_any { tcp . 7001 : 10.99.0.9 . 80 }']);
+    await s.ok('NetworkDriver.CreateEndpoint', endpointBody(NET_A, EP_1, '10.60.0.2/24', [{ Proto: 6, HostPort: 7000, Port: 80 }, { Proto: 6, HostPort: 7001, Port: 81 }]));
+    const ports = async () => (await execInNetnsOk(s.netns, ['nft', 'list', 'map', 'inet', 'tsnet', 'ports4_any'])).stdout;
+    const refused = await s.tsnet.post('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    expect(refused.status).toBe(500);
+    expect(refused.body.Err).toMatch(/File exists/);
+    expect(await ports()).not.toContain('tcp . 7000');
+    expect(s.tsnet.plugin.networks.listEndpoints()[0]!.state).toMatchObject({ published: false });
+
+    await execInNetnsOk(s.netns, ['nft', 'delete element inet tsnet ports4_any { tcp . 7001 }']);
+    await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
+    const published = await ports();
+    for (const port of ['7000', '7001']) expect(published).toContain(`tcp . ${port} comment "${NET_A.slice(0, 10)}"`);
+  });
+});
+
 describe('switching backends', () => {
   it('leaves none of the other backend\'s rules, whichever way', async () => {
     const s = await scene('iptables');
