@@ -72,8 +72,6 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   private readonly ports: PortTable;
   /** Choosing and holding host ports is one step for one endpoint at a time, whatever its network: it is short (no firewall work). */
   private readonly portLock = new KeyedMutex();
-  /** Forwards of the published endpoints, per network then endpoint: a network's DNAT chain is rebuilt from it. */
-  private readonly forwards = new Map<string, Map<string, PortForward[]>>();
 
   constructor(
     private readonly ip: Ip,
@@ -96,7 +94,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   async createNetwork(network: BridgeNetwork): Promise<void> {
     await this.ensureBridge(network);
     try {
-      await this.firewall.setupNetwork(firewallNetwork(network), []);
+      await this.firewall.setupNetwork(firewallNetwork(network), new Map());
     } catch (error) {
       await this.deleteNetwork(network).catch(() => undefined);
       throw error;
@@ -120,7 +118,6 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
 
   async deleteNetwork(network: BridgeNetwork): Promise<void> {
     await this.firewall.teardownNetwork(firewallNetwork(network));
-    this.forwards.delete(network.id);
     if (network.config.createdBridge) {
       await this.ip.deleteLinks([network.config.bridge]);
       return;
@@ -228,36 +225,12 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     };
   }
 
-  private networkForwards(networkId: string): Map<string, PortForward[]> {
-    let forwards = this.forwards.get(networkId);
-    if (!forwards) this.forwards.set(networkId, (forwards = new Map()));
-    return forwards;
-  }
-
-  /**
-   * Makes `forwards` (none: undefined) the endpoint's forwards. The firewall
-   * writes only what changed; if it refuses, the endpoint keeps its old ones.
-   */
-  private async setForwards(network: BridgeNetwork, endpointId: string, forwards: PortForward[] | undefined): Promise<void> {
-    const mine = this.networkForwards(network.id);
-    const before = mine.get(endpointId);
-    if (!before && !forwards?.length) return;
-    const apply = (value: PortForward[] | undefined) => (value ? mine.set(endpointId, value) : mine.delete(endpointId));
-    apply(forwards);
-    try {
-      await this.firewall.setPortForwards(firewallNetwork(network), [...mine.values()].flat());
-    } catch (error) {
-      apply(before);
-      throw error;
-    }
-  }
-
   private publish(network: BridgeNetwork, endpoint: EndpointSpec, ports: readonly PublishedPort[]): Promise<void> {
-    return this.setForwards(network, endpoint.id, portForwards(ports, addressesOf(endpoint)));
+    return this.firewall.setPortForwards(firewallNetwork(network), endpoint.id, portForwards(ports, addressesOf(endpoint)));
   }
 
   private unpublish(network: BridgeNetwork, endpoint: EndpointSpec): Promise<void> {
-    return this.setForwards(network, endpoint.id, undefined);
+    return this.firewall.setPortForwards(firewallNetwork(network), endpoint.id, []);
   }
 
   async programExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
@@ -299,7 +272,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
 
   async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<void> {
     await this.ensureBridge(network);
-    const forwards = this.networkForwards(network.id);
+    const forwards = new Map<string, PortForward[]>();
     for (const endpoint of endpoints) {
       // A host service that took a port while tsnet was down keeps it: forwarding it would steal its traffic.
       const lost = await this.holdOnly(endpoint.id, endpoint.state.ports);
@@ -307,6 +280,6 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       const ports = endpoint.state.ports.filter((p) => !lost.includes(p));
       if (endpoint.state.published && ports.length > 0) forwards.set(endpoint.id, portForwards(ports, addressesOf(endpoint)));
     }
-    await this.firewall.setupNetwork(firewallNetwork(network), [...forwards.values()].flat());
+    await this.firewall.setupNetwork(firewallNetwork(network), forwards);
   }
 }

@@ -48,15 +48,18 @@ export interface PortForward {
   containerPort: number;
 }
 
+/** The port forwards of a network's endpoints, by endpoint ID. */
+export type EndpointForwards = ReadonlyMap<string, readonly PortForward[]>;
+
 export interface Firewall {
-  /** Creates or replaces everything of the network (isolation, NAT, forwards) in one transaction per family. */
-  setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void>;
+  /** Creates or replaces everything of the network (isolation, NAT, its endpoints' forwards) in one transaction per family. */
+  setupNetwork(network: FirewallNetwork, forwards: EndpointForwards): Promise<void>;
   /**
-   * Makes `forwards` the network's port forwards, in one transaction (per
-   * family with iptables). Only the forwards that changed since the last call
-   * are written: publishing one endpoint's ports touches no other endpoint's.
+   * Makes `forwards` the endpoint's port forwards (none: revoked), in one
+   * transaction (per family with iptables) that writes only what changed for
+   * this endpoint: the cost does not depend on the other endpoints' ports.
    */
-  setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void>;
+  setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void>;
   /** Removes whatever of the network's rules exists. */
   teardownNetwork(network: FirewallNetwork): Promise<void>;
 }

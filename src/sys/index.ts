@@ -1,4 +1,4 @@
-export type { Family, Firewall, FirewallNetwork, OutboundNat, PortForward, TransportProtocol } from './firewall.js';
+export type { EndpointForwards, Family, Firewall, FirewallNetwork, OutboundNat, PortForward, TransportProtocol } from './firewall.js';
 export { Ip, LINK_NAME, type AddressInfo, type LinkInfo, type RouteInfo } from './ip.js';
 export { IptablesFirewall } from './iptables/iptables-firewall.js';
 export { NftablesFirewall } from './nftables/nft-firewall.js';

@@ -313,7 +313,7 @@ describe('nftables transactions', () => {
     await execInNetnsOk(s.netns, ['nft', 'delete element inet tsnet ports4_any { tcp . 7001 }']);
     await s.ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET_A, EndpointID: EP_1, Options: {} });
     const published = await ports();
-    for (const port of ['7000', '7001']) expect(published).toContain(`tcp . ${port} comment "${NET_A.slice(0, 10)}"`);
+    for (const port of ['7000', '7001']) expect(published).toContain(`tcp . ${port} comment "${NET_A.slice(0, 10)}/${EP_1.slice(0, 12)}"`);
   });
 });
 

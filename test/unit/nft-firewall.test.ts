@@ -16,6 +16,8 @@ const network: FirewallNetwork = {
 };
 const forward = (hostPort: number, containerIp = '10.1.0.2'): PortForward => ({ family: 4, proto: 'tcp', hostPort, containerIp, containerPort: 80 });
 const EMPTY_KERNEL = '{"nftables": []}';
+const EP_1 = 'e1'.repeat(32);
+const EP_2 = 'e2'.repeat(32);
 
 function fixture(kernel = EMPTY_KERNEL) {
   const runner = new RecordingRunner().reply('nft -j list maps', kernel);
@@ -73,36 +75,36 @@ describe('nftables ruleset', () => {
 describe('NftablesFirewall command plan', () => {
   it('sets a network up in one transaction, then lets it through iptables\' FORWARD, then turns forwarding on', async () => {
     const { runner, firewall } = fixture();
-    await firewall.setupNetwork(network, [forward(8080)]);
+    await firewall.setupNetwork(network, new Map([[EP_1, [forward(8080)]]]));
     const order = runner.lines().map((l) => l.split('\n')[0]!.split(' ').slice(0, 3).join(' '));
     expect(order).toEqual(['nft -f -', 'nft -j list', 'iptables-save -t filter', 'iptables-restore --wait 10', 'ip6tables-save -t filter', 'ip6tables-restore --wait 10', 'nft -f -', 'ip -batch -', 'sysctl -q -w']);
     expect(runner.lines()[7]).toBe('ip -batch -\nlink set dev tsbr-0123456789 group 0x7473');
     const [skeleton, setup] = transactions(runner);
     expect(skeleton![0]).toBe('add table inet tsnet');
-    expect(setup).toContain('add element inet tsnet ports4_any { tcp . 8080 comment "0123456789" : 10.1.0.2 . 80 }');
+    expect(setup).toContain('add element inet tsnet ports4_any { tcp . 8080 comment "0123456789/e1e1e1e1e1e1" : 10.1.0.2 . 80 }');
   });
 
   it('writes only the ports that changed: one endpoint\'s publish or revoke touches no other endpoint\'s elements', async () => {
     const { runner, firewall } = fixture();
-    await firewall.setupNetwork(network, [forward(8080)]);
-    await firewall.setPortForwards(network, [forward(8080), forward(8081, '10.1.0.3')]);
-    await firewall.setPortForwards(network, [forward(8081, '10.1.0.3')]);
-    await firewall.setPortForwards(network, [forward(8081, '10.1.0.3')]);
+    await firewall.setupNetwork(network, new Map([[EP_1, [forward(8080)]]]));
+    await firewall.setPortForwards(network, EP_2, [forward(8081, '10.1.0.3')]);
+    await firewall.setPortForwards(network, EP_1, []);
+    await firewall.setPortForwards(network, EP_2, [forward(8081, '10.1.0.3')]);
     const [, , publish, revoke, ...none] = transactions(runner);
-    expect(publish).toEqual(['add element inet tsnet ports4_any { tcp . 8081 comment "0123456789" : 10.1.0.3 . 80 }']);
-    expect(revoke).toEqual(['add element inet tsnet ports4_any { tcp . 8080 comment "0123456789" : 10.1.0.2 . 80 }', 'delete element inet tsnet ports4_any { tcp . 8080 }']);
+    expect(publish).toEqual(['add element inet tsnet ports4_any { tcp . 8081 comment "0123456789/e2e2e2e2e2e2" : 10.1.0.3 . 80 }']);
+    expect(revoke).toEqual(['add element inet tsnet ports4_any { tcp . 8080 comment "0123456789/e1e1e1e1e1e1" : 10.1.0.2 . 80 }', 'delete element inet tsnet ports4_any { tcp . 8080 }']);
     expect(none).toEqual([]);
     // Nothing is read again after start-up.
     expect(runner.commands.filter((c) => c.args.includes('list'))).toHaveLength(1);
   });
 
   it('reads the kernel\'s ports when a change fails (someone changed them) and writes the difference to those', async () => {
-    const kernel = JSON.stringify({ nftables: [{ map: { table: 'tsnet', name: 'ports4_any', elem: [[{ elem: { val: { concat: ['tcp', 9090] }, comment: '0123456789' } }, { concat: ['10.1.0.9', 80] }]] } }] });
+    const kernel = JSON.stringify({ nftables: [{ map: { table: 'tsnet', name: 'ports4_any', elem: [[{ elem: { val: { concat: ['tcp', 9090] }, comment: '0123456789/e9e9e9e9e9e9' } }, { concat: ['10.1.0.9', 80] }]] } }] });
     const { runner, firewall } = fixture(kernel);
-    await firewall.setupNetwork(network, []);
+    await firewall.setupNetwork(network, new Map());
     // The restore of start-up already removed the stale 9090; a port someone else took meanwhile makes the next change fail once.
     runner.reply('nft -f -', new CommandError('nft -f -', 1, 'Error: Could not process rule: File exists'));
-    await expect(firewall.setPortForwards(network, [forward(8080)])).rejects.toThrow(/File exists/);
+    await expect(firewall.setPortForwards(network, EP_1, [forward(8080)])).rejects.toThrow(/File exists/);
     expect(runner.commands.filter((c) => c.args.join(' ') === '-j list maps inet')).toHaveLength(2);
     const [, setup] = transactions(runner);
     expect(setup).toContain('delete element inet tsnet ports4_any { tcp . 9090 }');
@@ -110,7 +112,7 @@ describe('NftablesFirewall command plan', () => {
 
   it('gives route_localnet and the interface group back before the rules go', async () => {
     const { runner, firewall } = fixture();
-    await firewall.setupNetwork(network, []);
+    await firewall.setupNetwork(network, new Map());
     runner.commands.length = 0;
     await firewall.teardownNetwork({ ...network, routeLocalnetBefore: true, groupBefore: '7' });
     expect(runner.lines().map((l) => l.split('\n').slice(0, 2).join(' | '))).toEqual([

@@ -1,4 +1,4 @@
-import type { Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import type { EndpointForwards, Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
 import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
 import { GATE } from '../nftables/iptables-gate.js';
@@ -27,8 +27,8 @@ const textOf = (rule: Rule) => rule.join(' ');
 export class IptablesFirewall implements Firewall {
   /** Setting up and tearing down read the shared chains, then write them: one network at a time. */
   private readonly shared = new KeyedMutex();
-  /** Each network's DNAT rules per family as last written: a change of ports writes only the difference. */
-  private readonly dnat = new Map<string, Partial<Record<Family, Rule[]>>>();
+  /** The DNAT rules written per network, endpoint and family: a change of an endpoint's ports writes only its difference. */
+  private readonly dnat = new Map<string, Map<string, Partial<Record<Family, Rule[]>>>>();
 
   constructor(
     private readonly runner: Runner,
@@ -43,14 +43,15 @@ export class IptablesFirewall implements Firewall {
     return iptablesRestore(this.runner, family, script);
   }
 
-  async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
+  async setupNetwork(network: FirewallNetwork, forwards: EndpointForwards): Promise<void> {
+    const all = [...forwards.values()].flat();
     await this.shared.run(SHARED, async () => {
       for (const family of families(network)) {
         const saved = await this.save(family);
         const script = new RestoreScript();
         const base = basePlan(family);
         for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
-        const own = networkPlan(network, family, forwards);
+        const own = networkPlan(network, family, all);
         own.chains.forEach((chain) => script.replaceChain(chain));
         for (const hook of [...base.hooks, ...own.hooks]) {
           if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook, hook.chain === 'FORWARD' ? forwardHookPosition(saved.filter) : 1);
@@ -58,36 +59,38 @@ export class IptablesFirewall implements Firewall {
         await this.restore(family, script);
       }
     });
-    this.dnat.set(network.id, Object.fromEntries(families(network).map((f) => [f, network.internal ? [] : dnatRules(f, forwards)])));
+    const written = new Map([...forwards].map(([endpointId, mine]) => [endpointId, this.dnatOf(network, mine)]));
+    this.dnat.set(network.id, network.internal ? new Map() : written);
     await enableForwarding(this.sysctl, network);
   }
 
+  private dnatOf(network: FirewallNetwork, forwards: readonly PortForward[]): Partial<Record<Family, Rule[]>> {
+    return Object.fromEntries(families(network).map((f) => [f, dnatRules(f, forwards)]));
+  }
+
   /**
-   * Deletes the rules of forwards that went and appends those of new ones;
-   * the other forwards' rules stay as they are. When the chain is not what
-   * tsnet last wrote (someone changed it), it is written whole instead.
+   * Deletes the endpoint's DNAT rules that went and appends its new ones;
+   * other endpoints' rules are not touched. When that fails (the chain is not
+   * what tsnet wrote: someone changed it), the chain is written whole.
    */
-  async setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
+  async setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void> {
     if (network.internal) return;
     const chain = networkChains(network.id).dnat;
-    const written = this.dnat.get(network.id) ?? {};
+    const written = this.dnat.get(network.id) ?? new Map<string, Partial<Record<Family, Rule[]>>>();
+    const before = written.get(endpointId) ?? {};
+    const next = new Map(written).set(endpointId, this.dnatOf(network, forwards));
+    if (forwards.length === 0) next.delete(endpointId);
     for (const family of families(network)) {
-      const rules = dnatRules(family, forwards);
-      const before = written[family];
-      const whole = () => this.restore(family, new RestoreScript().replaceChain({ table: 'nat', name: chain, rules }));
-      if (!before) {
-        await whole();
-      } else {
-        const keep = new Set(rules.map(textOf));
-        const had = new Set(before.map(textOf));
-        const script = new RestoreScript();
-        before.filter((r) => !keep.has(textOf(r))).forEach((r) => script.deleteRule('nat', chain, r));
-        rules.filter((r) => !had.has(textOf(r))).forEach((r) => script.appendRule('nat', chain, r));
-        await this.restore(family, script).catch(whole);
-      }
-      written[family] = rules;
+      const rules = next.get(endpointId)?.[family] ?? [];
+      const keep = new Set(rules.map(textOf));
+      const had = new Set((before[family] ?? []).map(textOf));
+      const script = new RestoreScript();
+      (before[family] ?? []).filter((r) => !keep.has(textOf(r))).forEach((r) => script.deleteRule('nat', chain, r));
+      rules.filter((r) => !had.has(textOf(r))).forEach((r) => script.appendRule('nat', chain, r));
+      const whole = new RestoreScript().replaceChain({ table: 'nat', name: chain, rules: [...next.values()].flatMap((r) => r[family] ?? []) });
+      await this.restore(family, script).catch(() => this.restore(family, whole));
     }
-    this.dnat.set(network.id, written);
+    this.dnat.set(network.id, next);
   }
 
   async teardownNetwork(network: FirewallNetwork): Promise<void> {

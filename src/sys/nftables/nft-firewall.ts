@@ -1,4 +1,4 @@
-import type { Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import type { EndpointForwards, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import { Ip } from '../ip.js';
 import { CommandError, type Runner } from '../runner.js';
@@ -7,9 +7,14 @@ import type { Sysctl } from '../sysctl.js';
 import { BRIDGE_GROUP, GATE, openIptablesGate } from './iptables-gate.js';
 import { addPortLine, TABLE, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
 
-/** A network's port elements by map and key. */
+/** An endpoint's port elements by map and key. */
 type Ports = Map<string, PortElement>;
 const slot = (e: PortElement) => `${e.map} ${e.key}`;
+const portsOf = (forwards: readonly PortForward[]): Ports => new Map(forwards.map(portElement).map((e) => [slot(e), e]));
+
+/** Whose a port element is, in its comment: `<network tag>/<endpoint tag>`. */
+const endpointTag = (endpointId: string) => endpointId.slice(0, 12);
+const ownerOf = (networkId: string, endpoint: string) => `${networkTag(networkId)}/${endpoint}`;
 
 /** The port maps' elements as `nft -j list maps` shows them: [key, value], the key with the owner's comment. */
 type Concat = { concat: Array<string | number> };
@@ -28,8 +33,8 @@ interface JsonMaps {
  */
 export class NftablesFirewall implements Firewall {
   private readonly ip: Ip;
-  /** Each network's port elements in the kernel, by network tag. */
-  private readonly ports = new Map<string, Ports>();
+  /** The port elements in the kernel: network tag → endpoint tag → elements. */
+  private readonly ports = new Map<string, Map<string, Ports>>();
   private started: Promise<void> | undefined;
 
   constructor(
@@ -56,72 +61,89 @@ export class NftablesFirewall implements Firewall {
     return this.started;
   }
 
-  /** The port elements in the kernel, by the network tag in their comment. */
-  private async kernelPorts(): Promise<Map<string, Ports>> {
+  /** The port elements in the kernel, by the network and endpoint in their comment. */
+  private async kernelPorts(): Promise<Map<string, Map<string, Ports>>> {
     const { stdout } = await this.runner.run('nft', ['-j', 'list', 'maps', 'inet']);
     const mapNames = new Set<string>(Object.values(PORT_MAPS).flatMap((m) => [m.address, m.any]));
-    const out = new Map<string, Ports>();
+    const out = new Map<string, Map<string, Ports>>();
     for (const { map } of (JSON.parse(stdout) as JsonMaps).nftables) {
       if (!map || map.table !== 'tsnet' || !mapNames.has(map.name)) continue;
       for (const [key, value] of map.elem ?? []) {
-        const owner = 'elem' in key ? key.elem.comment : undefined;
-        if (!owner) continue;
+        const [network, endpoint] = ('elem' in key ? key.elem.comment ?? '' : '').split('/');
+        if (!network || !endpoint) continue;
         const concat = 'elem' in key ? key.elem.val : key;
         const element = { map: map.name, key: concat.concat.join(' . '), value: value.concat.join(' . ') };
-        if (!out.has(owner)) out.set(owner, new Map());
-        out.get(owner)!.set(slot(element), element);
+        if (!out.has(network)) out.set(network, new Map());
+        const endpoints = out.get(network)!;
+        if (!endpoints.has(endpoint)) endpoints.set(endpoint, new Map());
+        endpoints.get(endpoint)!.set(slot(element), element);
       }
     }
     return out;
   }
 
-  /** Lines that turn the network's port elements into `wanted`. */
-  private portChanges(tag: string, wanted: Ports): string[] {
-    const current = this.ports.get(tag) ?? new Map<string, PortElement>();
-    const gone = [...current.values()].filter((e) => wanted.get(slot(e))?.value !== e.value);
-    const added = [...wanted.values()].filter((e) => current.get(slot(e))?.value !== e.value);
-    return [...gone.flatMap((e) => removePortLines(e, tag)), ...added.map((e) => addPortLine(e, tag))];
+  /** Lines that turn the elements of each endpoint in `wanted` into those given (the network's other endpoints stay). */
+  private portChanges(network: FirewallNetwork, wanted: ReadonlyMap<string, Ports>): string[] {
+    const current = this.ports.get(networkTag(network.id));
+    return [...wanted].flatMap(([endpoint, want]) => {
+      const have = current?.get(endpoint) ?? new Map<string, PortElement>();
+      const owner = ownerOf(network.id, endpoint);
+      const gone = [...have.values()].filter((e) => want.get(slot(e))?.value !== e.value);
+      const added = [...want.values()].filter((e) => have.get(slot(e))?.value !== e.value);
+      return [...gone.flatMap((e) => removePortLines(e, owner)), ...added.map((e) => addPortLine(e, owner))];
+    });
   }
 
   /**
-   * One transaction: `lines` plus the changes that make the network's port
-   * elements those of `forwards`. When it fails because tsnet's table or its
-   * ports are not what this daemon wrote (someone changed them), it reads the
-   * kernel's ports and runs once more, with the table's skeleton first.
+   * One transaction: `lines` plus the changes that make the port elements of
+   * each endpoint in `wanted` those given. When it fails because tsnet's
+   * table or ports are not what this daemon wrote (someone changed them), it
+   * reads the kernel's ports and runs once more, with the table's skeleton first.
    */
-  private async transact(network: FirewallNetwork, lines: readonly string[], forwards: readonly PortForward[]): Promise<void> {
+  private async transact(network: FirewallNetwork, lines: readonly string[], wanted: ReadonlyMap<string, Ports>): Promise<void> {
     const tag = networkTag(network.id);
-    const wanted: Ports = new Map(forwards.map(portElement).map((e) => [slot(e), e]));
-    const changes = this.portChanges(tag, wanted);
+    const changes = this.portChanges(network, wanted);
     if (lines.length + changes.length === 0) return;
     try {
       await this.apply([...lines, ...changes]);
     } catch {
       this.ports.set(tag, (await this.kernelPorts()).get(tag) ?? new Map());
-      await this.apply([...skeleton(), ...lines, ...this.portChanges(tag, wanted)]);
+      await this.apply([...skeleton(), ...lines, ...this.portChanges(network, wanted)]);
     }
-    this.ports.set(tag, wanted);
+    if (!this.ports.has(tag)) this.ports.set(tag, new Map());
+    for (const [endpoint, want] of wanted) {
+      if (want.size > 0) this.ports.get(tag)!.set(endpoint, want);
+      else this.ports.get(tag)!.delete(endpoint);
+    }
   }
 
-  async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
+  /** Every endpoint the kernel has ports of for this network, wanted with none: they go. */
+  private noPorts(network: FirewallNetwork): Map<string, Ports> {
+    return new Map([...(this.ports.get(networkTag(network.id))?.keys() ?? [])].map((endpoint) => [endpoint, new Map()]));
+  }
+
+  async setupNetwork(network: FirewallNetwork, forwards: EndpointForwards): Promise<void> {
     await this.start();
-    await this.transact(network, networkLines(network), network.internal ? [] : forwards);
+    // Exactly these endpoints' ports: any other this network had in the kernel (a crash) goes.
+    const wanted = this.noPorts(network);
+    if (!network.internal) for (const [endpointId, mine] of forwards) wanted.set(endpointTag(endpointId), portsOf(mine));
+    await this.transact(network, networkLines(network), wanted);
     // Only now that tsnet's chains decide for the bridge does iptables' FORWARD let it through.
     await this.ip.batch([['link', 'set', 'dev', network.bridge, 'group', BRIDGE_GROUP]]);
     await enableForwarding(this.sysctl, network);
   }
 
-  async setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
+  async setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void> {
     if (network.internal) return;
     await this.start();
-    await this.transact(network, [], forwards);
+    await this.transact(network, [], new Map([[endpointTag(endpointId), portsOf(forwards)]]));
   }
 
   async teardownNetwork(network: FirewallNetwork): Promise<void> {
     await this.start();
     await giveBackRouteLocalnet(this.sysctl, network);
     await this.ip.undo(['link', 'set', 'dev', network.bridge, 'group', network.groupBefore]);
-    await this.transact(network, networkRemovalLines(network), []);
+    await this.transact(network, networkRemovalLines(network), this.noPorts(network));
     this.ports.delete(networkTag(network.id));
   }
 }
