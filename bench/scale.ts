@@ -13,11 +13,12 @@
  * network or endpoint made and removed again): "against the empty daemon"
  * divides each time by that baseline's, which cancels the machine's drift.
  *
- *   npm run build && cd bench && node ../dist/bench/scale.js      (root; not part of CI)
+ *   npm run bench:scale      (root; not part of CI; = npm run build && cd bench && node ../dist/bench/scale.js)
  *
  * BENCH_FIREWALLS=nftables,iptables (default) picks the backends, `default`
  * runs without --firewall (a daemon from before that flag). BENCH_NETWORKS,
- * BENCH_ENDPOINTS, BENCH_ROUNDS scale the run down for a quick look.
+ * BENCH_ENDPOINTS, BENCH_ROUNDS scale the run down for a quick look;
+ * BENCH_LOG_LEVEL=info keeps the daemons' request logs (one line per call, in ms).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
