@@ -26,7 +26,7 @@ interface JsonMaps {
 /**
  * The firewall on nftables: tsnet's own table `inet tsnet` (see ./ruleset.ts),
  * every change one `nft -f -` transaction (all of it or nothing). Creating a
- * network adds its set elements and NAT chain; publishing a port adds one
+ * network adds its elements to the table's sets; publishing a port adds one
  * map element. Nothing is read per request: the daemon keeps the port
  * elements it wrote, and reads the kernel's once (at its first change, i.e.
  * during start-up) or when a change fails because someone else changed them.
@@ -98,7 +98,7 @@ export class NftablesFirewall implements Firewall {
    * One transaction: `lines` plus the changes that make the port elements of
    * each endpoint in `wanted` those given. When it fails because tsnet's
    * table or ports are not what this daemon wrote (someone changed them), it
-   * reads the kernel's ports and runs once more, with the table's skeleton first.
+   * puts the table's skeleton back, reads the kernel's ports and runs once more.
    */
   private async transact(network: FirewallNetwork, lines: readonly string[], wanted: ReadonlyMap<string, Ports>): Promise<void> {
     const tag = networkTag(network.id);
@@ -107,8 +107,10 @@ export class NftablesFirewall implements Firewall {
     try {
       await this.apply([...lines, ...changes]);
     } catch {
+      // nft 1.0 cannot add elements to an interval set it creates in the same transaction: the skeleton goes first, alone.
+      await this.apply(skeleton());
       this.ports.set(tag, (await this.kernelPorts()).get(tag) ?? new Map());
-      await this.apply([...skeleton(), ...lines, ...this.portChanges(network, wanted)]);
+      await this.apply([...lines, ...this.portChanges(network, wanted)]);
     }
     if (!this.ports.has(tag)) this.ports.set(tag, new Map());
     for (const [endpoint, want] of wanted) {

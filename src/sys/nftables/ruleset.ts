@@ -1,21 +1,23 @@
-import type { Family, FirewallNetwork, OutboundNat, PortForward } from '../firewall.js';
+import type { Family, FirewallNetwork, PortForward } from '../firewall.js';
 
 /**
  * tsnet's nftables rules, as `nft -f` lines: pure data, no I/O. Everything
  * lives in one table of its own, `inet tsnet`, whose base chains decide by
- * looking interfaces and ports up in sets and maps. A network is a handful of
- * set elements plus one NAT chain of its own; a published port is one map
- * element. No change touches another network's rules, and nft's cost does not
- * grow with the number of networks or ports (nft reads every chain of the
- * table before each change, so chains are what must stay few).
+ * looking interfaces, subnets and ports up in sets and maps. A network is a
+ * handful of set elements, a published port one map element: no change
+ * touches another network's rules, and a change costs the same with 5 or 500
+ * networks. (Chains of its own per network would not: nft reads every chain
+ * before each change, and the kernel checks every chain reachable from a
+ * verdict map whenever a jump into one is added.)
  *
  *   forward     into a tsnet bridge: replies, published ports, the bridge itself (ICC),
  *               another open bridge; everything else dropped. Out of one: accepted (internal: dropped)
  *   input       no new connections from a bridge to 127/8 (the route_localnet guard)
  *   prerouting, output (local destinations) ─▶ published: dnat through @ports4/@ports4_any/@ports6/@ports6_any
- *   postrouting iifname vmap @nat_from ─▶ nat-<net>: masquerade or SNAT out of the network
- *               oifname vmap @nat_into ─▶ nat-<net>: hairpin (the kernel gives no input interface there)
- *               loopback sources of ports on 127.0.0.1 masqueraded into the bridge
+ *   postrouting from a network's subnet out of its bridge to elsewhere: masquerade (@masq4,
+ *               @masq6) or SNAT (@snat4); hairpin (a container reaching its own network's
+ *               published port: @subnets4, @subnets6); loopback sources of ports on
+ *               127.0.0.1 masqueraded into the bridge
  *
  * The golden files test/golden/nft-*.rules show the result for each scenario.
  */
@@ -61,7 +63,13 @@ export function networkTag(networkId: string): string {
   return word(networkId.slice(0, 10));
 }
 
-export const natChain = (networkId: string) => `nat-${networkTag(networkId)}`;
+/** Per family: the network's bridge . subnet, for all networks with a way out, and for those that masquerade. */
+const SUBNET_SETS: Record<Family, { all: string; masquerade: string }> = {
+  4: { all: 'subnets4', masquerade: 'masq4' },
+  6: { all: 'subnets6', masquerade: 'masq6' },
+};
+/** bridge . subnet → the SNAT source of com.docker.network.host_ipv4. */
+const SNAT4 = 'snat4';
 
 /** The table, its sets and maps, and its base chains with their rules: idempotent, as often as wanted. */
 export function skeleton(): string[] {
@@ -80,7 +88,8 @@ export function skeleton(): string[] {
     ...Object.values(BRIDGE_SETS).map((set) => `add set ${TABLE} ${set} { type ifname; }`),
     // The bridges with inter-container traffic on (ICC), as `bridge . bridge`: one lookup of the packet's out and in interfaces.
     `add set ${TABLE} icc { type ifname . ifname; }`,
-    ...['nat_from', 'nat_into'].map((m) => `add map ${TABLE} ${m} { type ifname : verdict; }`),
+    ...([4, 6] as const).flatMap((f) => Object.values(SUBNET_SETS[f]).map((set) => `add set ${TABLE} ${set} { type ifname . ${ADDRESS_TYPE[f]}; flags interval; }`)),
+    `add map ${TABLE} ${SNAT4} { type ifname . ipv4_addr : ipv4_addr; flags interval; }`,
     ...maps,
     `add chain ${TABLE} published`,
     `flush chain ${TABLE} published`,
@@ -106,8 +115,11 @@ export function skeleton(): string[] {
     ...base('prerouting', 'type nat hook prerouting priority dstnat', ['fib daddr type local jump published']),
     ...base('output', 'type nat hook output priority -100', ['fib daddr type local jump published']),
     ...base('postrouting', 'type nat hook postrouting priority srcnat', [
-      'iifname vmap @nat_from',
-      'oifname vmap @nat_into',
+      // Out of a network's subnet through another interface than its bridge: the host's address.
+      ...([4, 6] as const).map((f) => `iifname . ${FAMILY_WORD[f]} saddr @${SUBNET_SETS[f].masquerade} oifname . ${FAMILY_WORD[f]} saddr != @${SUBNET_SETS[f].all} masquerade`),
+      `oifname . ip saddr != @${SUBNET_SETS[4].all} snat ip to iifname . ip saddr map @${SNAT4}`,
+      // Hairpin: a container reaching a published port of its own network gets the gateway as source, so replies come back the same way.
+      ...([4, 6] as const).map((f) => `oifname . ${FAMILY_WORD[f]} saddr @${SUBNET_SETS[f].all} ct status dnat masquerade`),
       // Ports published on 127.0.0.1 are reached from the host with a loopback source, which must not enter the bridge.
       `oifname @${localnet} ip saddr 127.0.0.0/8 masquerade`,
     ]),
@@ -116,30 +128,11 @@ export function skeleton(): string[] {
 
 const families = (network: FirewallNetwork) => ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
 
-function outboundNat(nat: OutboundNat): string {
-  return nat.kind === 'masquerade' ? 'masquerade' : `snat ip to ${word(nat.source)}`;
-}
-
-/** What leaves the network's bridge: out of the subnet to elsewhere with the host's address, and hairpin. */
-function natRules(network: FirewallNetwork): string[] {
-  const b = quoted(network.bridge);
-  return families(network).flatMap((f) => {
-    const nat = network.outboundNat[f];
-    const from = `${FAMILY_WORD[f]} saddr ${word(network.subnets[f]!)}`;
-    return [
-      ...(nat ? [`oifname != ${b} ${from} ${outboundNat(nat)}`] : []),
-      // Hairpin: a container reaching a published port of its own network gets the gateway as source, so replies come back the same way.
-      `oifname ${b} ${from} ct status dnat masquerade`,
-    ];
-  });
-}
-
-/** One element of a set or map, with the chain its verdict jumps to (which must exist first). */
+/** One element of a set or map. */
 interface Element {
   container: string;
   key: string;
   value?: string;
-  chain?: { name: string; rules: string[] };
 }
 
 function networkElements(network: FirewallNetwork): Element[] {
@@ -153,41 +146,34 @@ function networkElements(network: FirewallNetwork): Element[] {
     ...member(BRIDGE_SETS.open, !network.isolate && !internal),
     ...(network.icc ? [{ container: 'icc', key: `${b} . ${b}` }] : []),
     ...member(BRIDGE_SETS.localnet, !internal && network.subnets[4] !== undefined),
-    ...(internal
-      ? []
-      : [
-          { container: 'nat_from', key: b, value: `jump ${natChain(network.id)}`, chain: { name: natChain(network.id), rules: natRules(network) } },
-          { container: 'nat_into', key: b, value: `jump ${natChain(network.id)}` },
-        ]),
+    ...families(network).flatMap((f): Element[] => {
+      if (internal) return [];
+      const key = `${b} . ${word(network.subnets[f]!)}`;
+      const nat = network.outboundNat[f];
+      return [
+        { container: SUBNET_SETS[f].all, key },
+        ...(nat?.kind === 'masquerade' ? [{ container: SUBNET_SETS[f].masquerade, key }] : []),
+        ...(nat?.kind === 'snat' && f === 4 ? [{ container: SNAT4, key, value: word(nat.source) }] : []),
+      ];
+    }),
   ];
 }
 
 const elementText = (e: { key: string; value?: string; comment?: string }) =>
   `${e.key}${e.comment ? ` comment ${quoted(e.comment)}` : ''}${e.value ? ` : ${e.value}` : ''}`;
 
-/** The network's chains (replaced whole) and its elements in the shared maps and sets. */
+/** The network's elements in the shared sets and maps. */
 export function networkLines(network: FirewallNetwork): string[] {
-  return networkElements(network).flatMap((e) => [
-    ...(e.chain ? [`add chain ${TABLE} ${e.chain.name}`, `flush chain ${TABLE} ${e.chain.name}`, ...e.chain.rules.map((r) => `add rule ${TABLE} ${e.chain!.name} ${r}`)] : []),
-    `add element ${TABLE} ${e.container} { ${elementText(e)} }`,
-  ]);
+  return networkElements(network).map((e) => `add element ${TABLE} ${e.container} { ${elementText(e)} }`);
 }
 
 /**
- * Removes the network's elements and chains, whichever exist: nft has no
- * "delete if present", so each one is added (a no-op when it is there)
- * right before it is deleted, in the same transaction.
+ * Removes the network's elements, whichever exist: nft has no "delete if
+ * present", so each one is added (a no-op when it is there) right before it
+ * is deleted, in the same transaction.
  */
 export function networkRemovalLines(network: FirewallNetwork): string[] {
-  const elements = networkElements(network);
-  return [
-    ...elements.flatMap((e) => [
-      ...(e.chain ? [`add chain ${TABLE} ${e.chain.name}`] : []),
-      `add element ${TABLE} ${e.container} { ${elementText(e)} }`,
-      `delete element ${TABLE} ${e.container} { ${e.key} }`,
-    ]),
-    ...elements.flatMap((e) => (e.chain ? [`flush chain ${TABLE} ${e.chain.name}`, `delete chain ${TABLE} ${e.chain.name}`] : [])),
-  ];
+  return networkElements(network).flatMap((e) => [`add element ${TABLE} ${e.container} { ${elementText(e)} }`, `delete element ${TABLE} ${e.container} { ${e.key} }`]);
 }
 
 /** A published port as an element of one of the port maps; `key` names it in its map. */
