@@ -256,7 +256,7 @@ describe.each(BACKENDS)('bridge networks on %s: NAT, published ports, isolation,
     if (firewall === 'iptables') expect(rules).toMatch(/-A TSNET-FWD-\w+ -o tsbr-\w+ -j DROP/);
     else {
       expect(rules).toContain('oifname @bridges drop');
-      expect(rules).toContain('ip6 saddr fd46::/64 ct status dnat masquerade');
+      expect(rules).toMatch(/set subnets6 \{[^}]*"tsbr-\w+" \. fd46::\/64/);
     }
   });
 });
