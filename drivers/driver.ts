@@ -1,6 +1,14 @@
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, PublishedPort } from './model.js';
 
 /**
+ * The other networks (stored or being created), read when called: a driver
+ * that shares kernel objects between networks (a macvlan parent) reads it
+ * under its own lock for those objects, so it sees a network that came or
+ * went meanwhile.
+ */
+export type OtherNetworks = () => readonly NetworkRecord[];
+
+/**
  * What every network kind implements. Core validates the common fields,
  * then calls `prepareNetwork` (which refuses bad options and changes
  * nothing), and only then the methods that program the kernel.
@@ -10,11 +18,16 @@ export interface Driver<C = unknown, S = unknown> {
   /** The -o keys this driver understands (core refuses unknown tsnet.* keys). */
   readonly optionKeys: readonly string[];
 
-  /** Parses and checks the driver's options against the kernel and the other networks. */
+  /**
+   * Parses and checks the driver's options against the kernel and the other
+   * networks. Runs in core's short cross-network section: only reads of the
+   * network's own links here, no kernel writes.
+   */
   prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<C>;
-  createNetwork(network: NetworkRecord<C>, others: readonly NetworkRecord[]): Promise<void>;
+  /** Runs concurrently with work on other networks. */
+  createNetwork(network: NetworkRecord<C>, others: OtherNetworks): Promise<void>;
   /** Idempotent: what is already gone is success. */
-  deleteNetwork(network: NetworkRecord<C>, others: readonly NetworkRecord[]): Promise<void>;
+  deleteNetwork(network: NetworkRecord<C>, others: OtherNetworks): Promise<void>;
 
   createEndpoint(network: NetworkRecord<C>, endpoint: EndpointSpec): Promise<S>;
   deleteEndpoint(network: NetworkRecord<C>, endpoint: EndpointRecord<S>): Promise<void>;
@@ -31,9 +44,10 @@ export interface Driver<C = unknown, S = unknown> {
 
   /**
    * The endpoints whose container went away while tsnet was not there to
-   * hear DeleteEndpoint: their kernel side (veth, sandbox) is gone.
+   * hear DeleteEndpoint: their kernel side (veth, sandbox) is gone. One call
+   * may span the endpoints of many networks of the kind (start-up asks once).
    */
-  goneEndpoints(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<EndpointRecord<S>[]>;
+  goneEndpoints(endpoints: readonly EndpointRecord<S>[]): Promise<EndpointRecord<S>[]>;
 
   /** The links of the host netns with generated names (names.ts) that the network and its endpoints own. */
   ownedLinks(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): string[];

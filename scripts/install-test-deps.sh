@@ -1,6 +1,7 @@
 #!/bin/bash
 # install-test-deps.sh — install the Debian packages tsnet's integration/e2e
-# tests need (real dockerd, iptables, a static busybox for the test image,
+# tests need (real dockerd, iptables and nftables (both firewall backends),
+# a static busybox for the test image,
 # iproute2, kmod + user-mode-linux for the VLAN guest suite, curl, etcd-server
 # and etcd-client for the cluster-store tests, which start their own etcd; dig,
 # dnsmasq and dnsperf for the DNS tests and bench/dns; systemd for

@@ -11,6 +11,7 @@ import { dnsAddressFlag, dnsDomainFlag } from './dns/dns-address.js';
 import { installServiceCommand } from './service/install-service.js';
 import { createLogger, type LogFormat, type LogLevel } from './log.js';
 import { parseMetricsAddress } from './metrics/metrics-server.js';
+import { FIREWALL_KINDS, type FirewallKind } from './sys/index.js';
 
 interface DaemonFlags {
   name: string;
@@ -24,6 +25,7 @@ interface DaemonFlags {
   metricsPublic?: boolean;
   defaultPools?: string;
   defaultPoolsV6?: string;
+  firewall?: FirewallKind;
   dockerHost: string;
   dnsDomain: string;
   dnsListen: string[];
@@ -49,6 +51,7 @@ program
   .option('--metrics-public', 'allow --metrics on an address other hosts can reach')
   .option('--default-pools <list>', 'IPv4 pools for networks without --subnet, as base/len/size,… (default: Docker\'s)')
   .option('--default-pools-v6 <list>', 'IPv6 pools for networks without an IPv6 --subnet, as base/len/size,…')
+  .addOption(new Option('--firewall <backend>', 'packet filter for NAT, published ports and isolation (default: nftables where nft works, else iptables)').choices(FIREWALL_KINDS))
   .option('--cluster-store <url>', 'share pools with other hosts through etcd: etcd://HOST:PORT[,HOST:PORT…]')
   .option('--cluster-ca <file>', 'CA certificate (PEM) of the etcd cluster: talk TLS')
   .option('--cluster-cert <file>', 'client certificate (PEM) for etcd')
@@ -80,6 +83,7 @@ program
         ...(opts.adminSocket ? { adminSocket: opts.adminSocket } : {}),
         ...(opts.netnsDir ? { netnsDir: opts.netnsDir } : {}),
         ...(metrics ? { metrics } : {}),
+        ...(opts.firewall ? { firewall: opts.firewall } : {}),
         ...(opts.defaultPools ? { defaultPoolsV4: opts.defaultPools } : {}),
         ...(opts.defaultPoolsV6 ? { defaultPoolsV6: opts.defaultPoolsV6 } : {}),
         ...(cluster ? { cluster } : {}),

@@ -14,7 +14,6 @@ import { Metrics } from './metrics/metrics.js';
 import { type MetricsAddress, serveMetrics } from './metrics/metrics-server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
-import { Cluster } from './cluster/cluster.js';
 import type { ClusterConfig } from './cluster/cluster-config.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
@@ -61,11 +60,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const dockerAddress = parseDockerHost(options.dockerHost);
 
   const store: Store = new SqliteStore(options.stateDir);
-  const cluster = options.cluster && new Cluster(options.cluster, store, log);
+  // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
+  const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
   const runner = metrics?.runner() ?? new IpSessionRunner(new ExecaRunner());
   const parts = { store, runner, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest } : {}) };
-  const { app, networks, ipam, inFlight } = await createPlugin(parts, pluginOptions, log);
+  const { app, networks, ipam, inFlight, firewall } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
   const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }));
@@ -97,7 +97,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
-  log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, cluster: cluster?.etcd.url }, 'tsnet is serving');
+  log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, firewall, cluster: cluster?.etcd.url }, 'tsnet is serving');
 
   return {
     socketPath,

@@ -16,9 +16,11 @@ import { IpamService } from './ipam/ipam-service.js';
 import { removeLeftoverLinks } from './repair/leftover-links.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
-import { type HostPorts, Ip, IptablesFirewall, type Runner, Sysctl } from './sys/index.js';
+import { chooseFirewall, type FirewallKind, type HostPorts, Ip, removeOtherBackend, type Runner, Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
+  /** --firewall; absent: nftables where it works, else iptables. */
+  firewall?: FirewallKind;
   defaultPoolsV4?: string;
   defaultPoolsV6?: string;
   /** dockerd's <exec-root>/netns as this daemon sees it, when that is not where dockerd says (--netns-dir). */
@@ -34,6 +36,8 @@ export interface Plugin {
   ipam: IpamService;
   /** The requests being served; other servers on the same services count theirs here too. */
   inFlight: InFlight;
+  /** The firewall backend in use. */
+  firewall: FirewallKind;
 }
 
 /** What the plugin works on: its state, the door to programs, and the host's port space. */
@@ -50,12 +54,15 @@ export interface PluginParts {
 export async function createPlugin({ store, runner, hostPorts, observeRequest }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
+  const firewall = await chooseFirewall(options.firewall, runner, sysctl);
+  // Before anything is restored: what the other backend left must not act on tsnet's traffic.
+  await removeOtherBackend(firewall.kind, runner).catch((error: unknown) => log.warn({ err: error }, `could not remove the rules of the other firewall backend than ${firewall.kind}`));
   const sandboxes = new SandboxFiles(options.netnsDir);
   if (options.netnsDir && !existsSync(options.netnsDir)) {
     log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
   }
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, new IptablesFirewall(runner, sysctl), sysctl, hostPorts, log, sandboxes) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, log, sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(ip, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
@@ -72,5 +79,5 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest }:
   await networks.restore();
   await removeLeftoverLinks(ip, networks, log);
   const inFlight = new InFlight();
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight, firewall: firewall.kind };
 }

@@ -1,4 +1,5 @@
 import { RequestError } from '../../src/errors.js';
+import { KeyedMutex } from '../../src/mutex.js';
 import { parseCidr } from '../../src/net/address.js';
 import type { Logger } from 'pino';
 import { type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
@@ -13,7 +14,7 @@ import { allocatePorts, PortTable, portForwards, takenMessage } from './ports.js
 export interface BridgeEndpointState {
   hostIf: string;
   containerIf: string;
-  /** The -p bindings with their host ports, chosen at CreateEndpoint and kept for the endpoint's life. */
+  /** The -p bindings with their host ports while the endpoint is its container's gateway (published); empty otherwise. */
   ports: PublishedPort[];
   /** Between ProgramExternalConnectivity and Revoke: the ports are forwarded. */
   published: boolean;
@@ -21,6 +22,9 @@ export interface BridgeEndpointState {
 
 type BridgeNetwork = NetworkRecord<BridgeConfig>;
 type BridgeEndpoint = EndpointRecord<BridgeEndpointState>;
+
+/** The key of the host-port lock: port choices of all networks are checked against each other. */
+const HOST_PORTS = 'host ports';
 
 /** The gateways the bridge carries, as `address/prefix`, and the extra `ip address add` words (IPv6 without DAD: it is ours). */
 function gatewayAddresses(network: BridgeNetwork): Array<{ address: string; extra: string[] }> {
@@ -50,6 +54,7 @@ function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
       ...(config.masquerade6 ? { 6: { kind: 'masquerade' } } : {}),
     },
     routeLocalnetBefore: config.adopted?.routeLocalnet ?? false,
+    groupBefore: config.adopted?.group ?? 'default',
   };
 }
 
@@ -69,8 +74,8 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   readonly kind = 'bridge' as const;
   readonly optionKeys = Object.values(BRIDGE_OPTIONS);
   private readonly ports: PortTable;
-  /** Forwards of the published endpoints, per network then endpoint: a network's DNAT chain is rebuilt from it. */
-  private readonly forwards = new Map<string, Map<string, PortForward[]>>();
+  /** Choosing and holding host ports is one step for one endpoint at a time, whatever its network: it is short (no firewall work). */
+  private readonly portLock = new KeyedMutex();
 
   constructor(
     private readonly ip: Ip,
@@ -88,13 +93,13 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     const existing = name ? await this.ip.link(name) : undefined;
     if (!existing || existing.linkinfo?.info_kind !== 'bridge') return parseBridgeConfig(spec, others, existing && { isBridge: false, addresses: [], routeLocalnet: false });
     const [addresses, routeLocalnet] = await Promise.all([this.ip.addressesOf(existing.ifname), this.sysctl.get(`net/ipv4/conf/${existing.ifname}/route_localnet`)]);
-    return parseBridgeConfig(spec, others, { isBridge: true, addresses, routeLocalnet: routeLocalnet === '1' });
+    return parseBridgeConfig(spec, others, { isBridge: true, addresses, routeLocalnet: routeLocalnet === '1', ...(existing.group ? { group: existing.group } : {}) });
   }
 
   async createNetwork(network: BridgeNetwork): Promise<void> {
     await this.ensureBridge(network);
     try {
-      await this.firewall.setupNetwork(firewallNetwork(network), []);
+      await this.firewall.setupNetwork(firewallNetwork(network), new Map());
     } catch (error) {
       await this.deleteNetwork(network).catch(() => undefined);
       throw error;
@@ -118,7 +123,6 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
 
   async deleteNetwork(network: BridgeNetwork): Promise<void> {
     await this.firewall.teardownNetwork(firewallNetwork(network));
-    this.forwards.delete(network.id);
     if (network.config.createdBridge) {
       await this.ip.deleteLinks([network.config.bridge]);
       return;
@@ -135,7 +139,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       endpointId: endpoint.id,
       defaultHostIp: network.config.hostBindingIpv4,
       hasIPv6: endpoint.addressIPv6 !== undefined,
-      hostAddresses: async () => new Set((await this.ip.addresses()).flatMap((link) => link.addr_info.map((a) => a.local))),
+      isHostAddress: (address) => this.ip.hasAddress(address),
       ephemeralRange: async () => {
         const [low, high] = (await this.sysctl.get('net/ipv4/ip_local_port_range')).split(/\s+/).map(Number);
         return [low!, high!];
@@ -180,24 +184,31 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     }
   }
 
-  /** Holds the endpoint's host ports on the host; one a host process has meanwhile puts `previous` back and refuses the request. */
-  private async holdPorts(endpointId: string, ports: readonly PublishedPort[], previous: readonly PublishedPort[], field: (i: number) => string): Promise<void> {
-    const [lost] = await this.ports.hold(endpointId, ports);
-    if (!lost) return;
-    await this.ports.hold(endpointId, previous);
-    throw new RequestError(`${field(ports.indexOf(lost))}.HostPort`, takenMessage(lost));
+  /**
+   * Chooses the bindings' host ports and holds them on the host, as one step
+   * under the host-port lock, so two endpoints never get the same port. One
+   * a host process has meanwhile puts `previous` back and refuses the request.
+   */
+  private claimPorts(network: BridgeNetwork, endpoint: EndpointSpec, bindings: readonly PortBinding[], previous: readonly PublishedPort[], field: (i: number) => string): Promise<PublishedPort[]> {
+    return this.portLock.run(HOST_PORTS, async () => {
+      const ports = await this.allocate(network, endpoint, bindings, previous, field);
+      const [lost] = await this.ports.hold(endpoint.id, ports);
+      if (!lost) return ports;
+      await this.ports.hold(endpoint.id, previous);
+      throw new RequestError(`${field(ports.indexOf(lost))}.HostPort`, takenMessage(lost));
+    });
+  }
+
+  /** Makes `ports` what the endpoint holds; returns those a host process has. */
+  private holdOnly(endpointId: string, ports: readonly PublishedPort[]): Promise<PublishedPort[]> {
+    return this.portLock.run(HOST_PORTS, () => this.ports.hold(endpointId, ports));
   }
 
   async deleteEndpoint(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<void> {
     await this.unpublish(network, endpoint);
-    await this.ports.release(endpoint.id);
+    await this.holdOnly(endpoint.id, []);
     // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still.
     await this.ip.deleteLinks([endpoint.state.hostIf]);
-  }
-
-  hostAddresses(network: BridgeNetwork): string[] {
-    const gateway = bridgeGateway(network);
-    return gateway ? [gateway] : [];
   }
 
   join(network: BridgeNetwork, endpoint: BridgeEndpoint): JoinInfo {
@@ -212,41 +223,23 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     };
   }
 
-  private networkForwards(networkId: string): Map<string, PortForward[]> {
-    let forwards = this.forwards.get(networkId);
-    if (!forwards) this.forwards.set(networkId, (forwards = new Map()));
-    return forwards;
+  private publish(network: BridgeNetwork, endpoint: EndpointSpec, ports: readonly PublishedPort[]): Promise<void> {
+    return this.firewall.setPortForwards(firewallNetwork(network), endpoint.id, portForwards(ports, addressesOf(endpoint)));
   }
 
-  /** Rewrites the network's DNAT rules from the forwards of its published endpoints. */
-  private async syncForwards(network: BridgeNetwork): Promise<void> {
-    await this.firewall.setPortForwards(firewallNetwork(network), [...this.networkForwards(network.id).values()].flat());
-  }
-
-  private async publish(network: BridgeNetwork, endpoint: EndpointSpec, ports: readonly PublishedPort[]): Promise<void> {
-    const forwards = this.networkForwards(network.id);
-    const before = forwards.get(endpoint.id);
-    if (ports.length === 0 && !before) return;
-    forwards.set(endpoint.id, portForwards(ports, addressesOf(endpoint)));
-    await this.syncForwards(network);
-  }
-
-  private async unpublish(network: BridgeNetwork, endpoint: EndpointSpec): Promise<void> {
-    if (!this.networkForwards(network.id).delete(endpoint.id)) return;
-    await this.syncForwards(network);
+  private unpublish(network: BridgeNetwork, endpoint: EndpointSpec): Promise<void> {
+    return this.firewall.setPortForwards(firewallNetwork(network), endpoint.id, []);
   }
 
   /** The sandbox's gateway endpoint: its -p list gets host ports, held on the host and forwarded. */
   async programExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
     // An internal network publishes no ports, whatever it is sent.
     const bindings = network.internal ? [] : endpoint.portBindings;
-    const field = (i: number) => `${PORTMAP}.${i}`;
-    const ports = await this.allocate(network, endpoint, bindings, endpoint.state.ports, field);
-    await this.holdPorts(endpoint.id, ports, endpoint.state.ports, field);
+    const ports = await this.claimPorts(network, endpoint, bindings, endpoint.state.ports, (i) => `${PORTMAP}.${i}`);
     try {
       await this.publish(network, endpoint, ports);
     } catch (error) {
-      await this.ports.hold(endpoint.id, endpoint.state.ports);
+      await this.holdOnly(endpoint.id, endpoint.state.ports);
       throw error;
     }
     return { ...endpoint.state, ports, published: true };
@@ -255,7 +248,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   /** Another endpoint becomes the gateway, or the container stops: its host ports are free again. */
   async revokeExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
     await this.unpublish(network, endpoint);
-    await this.ports.release(endpoint.id);
+    await this.holdOnly(endpoint.id, []);
     return { ...endpoint.state, ports: [], published: false };
   }
 
@@ -272,40 +265,44 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     if (network.internal && bindings.length > 0) throw new RequestError('ports', `network ${network.id.slice(0, 12)} is internal: it publishes no ports`);
     if (!endpoint.state.published) return endpoint.state;
     const field = (i: number) => `ports.${i}`;
-    const ports = await this.allocate(network, endpoint, bindings, endpoint.state.ports, field);
-    await this.holdPorts(endpoint.id, ports, endpoint.state.ports, field);
+    const ports = await this.claimPorts(network, endpoint, bindings, endpoint.state.ports, field);
     const state = { ...endpoint.state, ports };
     try {
       if (ports.length > 0 && endpoint.state.ports.length === 0) await this.ip.batch(this.portFlags(network, state, true));
       await this.publish(network, endpoint, ports);
     } catch (error) {
-      await this.ports.hold(endpoint.id, endpoint.state.ports);
+      await this.holdOnly(endpoint.id, endpoint.state.ports);
       throw error;
     }
     return state;
+  }
+
+  /** Gone: its sandbox let go of the container end, or the whole pair vanished with it. */
+  async goneEndpoints(endpoints: readonly BridgeEndpoint[]): Promise<BridgeEndpoint[]> {
+    if (endpoints.length === 0) return [];
+    const links = await this.ip.linkNames();
+    return endpoints.filter((e) => !links.has(e.state.hostIf) || lostSandbox(e, e.state.containerIf, links, this.sandboxes));
   }
 
   ownedLinks(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): string[] {
     return [network.config.bridge, ...endpoints.flatMap((e) => [e.state.hostIf, e.state.containerIf])];
   }
 
-  /** Gone: its sandbox let go of the container end, or the whole pair vanished with it. */
-  async goneEndpoints(_network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<BridgeEndpoint[]> {
-    if (endpoints.length === 0) return [];
-    const links = await this.ip.linkNames();
-    return endpoints.filter((e) => !links.has(e.state.hostIf) || lostSandbox(e, e.state.containerIf, links, this.sandboxes));
+  hostAddresses(network: BridgeNetwork): string[] {
+    const gateway = bridgeGateway(network);
+    return gateway ? [gateway] : [];
   }
 
   async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<void> {
     await this.ensureBridge(network);
-    const forwards = this.networkForwards(network.id);
+    const forwards = new Map<string, PortForward[]>();
     for (const endpoint of endpoints) {
       // A host service that took a port while tsnet was down keeps it: forwarding it would steal its traffic.
-      const lost = await this.ports.hold(endpoint.id, endpoint.state.ports);
+      const lost = await this.holdOnly(endpoint.id, endpoint.state.ports);
       for (const port of lost) this.log.error({ endpoint: endpoint.id, network: network.id }, `not forwarding ${takenMessage(port)} since tsnet was down`);
       const ports = endpoint.state.ports.filter((p) => !lost.includes(p));
       if (endpoint.state.published && ports.length > 0) forwards.set(endpoint.id, portForwards(ports, addressesOf(endpoint)));
     }
-    await this.firewall.setupNetwork(firewallNetwork(network), [...forwards.values()].flat());
+    await this.firewall.setupNetwork(firewallNetwork(network), forwards);
   }
 }

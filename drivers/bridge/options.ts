@@ -2,8 +2,8 @@ import { RequestError } from '../../src/errors.js';
 import { parseCidr } from '../../src/net/address.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { bridgeName } from '../names.js';
+import { firstOverlap } from '../subnets.js';
 import { OptionReader } from '../option-values.js';
-import { overlappingSubnets } from '../subnets.js';
 
 /** Docker's bridge option keys; they mean the same with tsnet. */
 export const BRIDGE_OPTIONS = {
@@ -25,6 +25,8 @@ export interface AdoptedBridge {
   /** Its addresses (`address/prefix`): a gateway among them is the host's, never removed. */
   addresses: string[];
   routeLocalnet: boolean;
+  /** Its interface group (absent in records from before tsnet kept it: `default`). */
+  group?: string;
 }
 
 export interface BridgeConfig {
@@ -68,20 +70,18 @@ export function parseBridgeConfig(
   if (!pool || pool.prefix === 0) throw new RequestError('IPv4Data.0.Pool', `"${subnet.pool}" cannot be a bridge subnet (the null IPAM is not supported)`);
   if (!subnet.gateway) throw new RequestError('IPv4Data.0.Gateway', 'a bridge network needs a gateway address');
 
-  for (const other of others) {
-    if (other.kind !== 'bridge') continue;
-    const otherConfig = other.config as BridgeConfig;
-    if (otherConfig.bridge === bridge) throw new RequestError(BRIDGE_OPTIONS.name, `bridge ${bridge} is already used by network ${other.id.slice(0, 12)}`);
-    const overlap = overlappingSubnets(spec, other);
-    if (overlap) throw new RequestError('Pool', `${overlap[0]} overlaps with ${overlap[1]} of bridge network ${other.id.slice(0, 12)}`);
-  }
+  const bridges = others.filter((other) => other.kind === 'bridge');
+  const sameBridge = bridges.find((other) => (other.config as BridgeConfig).bridge === bridge);
+  if (sameBridge) throw new RequestError(BRIDGE_OPTIONS.name, `bridge ${bridge} is already used by network ${sameBridge.id.slice(0, 12)}`);
+  const overlap = firstOverlap(spec, bridges);
+  if (overlap) throw new RequestError('Pool', `${overlap.mine} overlaps with ${overlap.theirs} of bridge network ${overlap.other.id.slice(0, 12)}`);
 
   const hostIpv4 = options.ipv4(BRIDGE_OPTIONS.hostIpv4);
   options.bool(BRIDGE_OPTIONS.defaultBridge, false);
   return {
     bridge,
     createdBridge: existing === undefined,
-    ...(existing ? { adopted: { addresses: existing.addresses, routeLocalnet: existing.routeLocalnet } } : {}),
+    ...(existing ? { adopted: { addresses: existing.addresses, routeLocalnet: existing.routeLocalnet, ...(existing.group ? { group: existing.group } : {}) } } : {}),
     mtu: spec.mtu ?? DEFAULT_MTU,
     icc: options.bool(BRIDGE_OPTIONS.icc, true),
     masquerade: options.bool(BRIDGE_OPTIONS.masquerade, true),

@@ -27,13 +27,21 @@ const sameBinding = (a: PortBinding, b: PortBinding) =>
 const hostPortOf = (p: PublishedPort): HostPort => ({ proto: p.binding.proto, hostIp: p.hostIp, hostPort: p.hostPort });
 const sameHostPort = (a: PublishedPort, b: PublishedPort) => a.binding.proto === b.binding.proto && a.hostIp === b.hostIp && a.hostPort === b.hostPort;
 
+/** Where a port sits in the table's index: protocol and number, whatever the address. */
+const slotOf = (p: PublishedPort) => `${p.binding.proto}/${p.hostPort}`;
+
 /**
  * Host ports held by tsnet's endpoints: in memory (rebuilt from state by
  * restore), and on the host, where a socket holds each one so that no host
- * service can take it.
+ * service can take it. Indexed by protocol and port number, so a clash check
+ * is one lookup however many ports are held.
  */
 export class PortTable {
   private readonly held = new Map<string, PublishedPort[]>();
+  /** protocol/port → endpoint → its ports there (one per address it publishes the port on). */
+  private readonly slots = new Map<string, Map<string, PublishedPort[]>>();
+  /** Where the next search for a free ephemeral port starts, per protocol: after the last one given. */
+  private readonly nextEphemeral = new Map<string, number>();
 
   constructor(private readonly host: HostPorts) {}
 
@@ -50,9 +58,20 @@ export class PortTable {
     }
     for (const port of before) if (!ports.some((p) => sameHostPort(p, port))) await this.host.release(hostPortOf(port));
     const kept = ports.filter((p) => !lost.includes(p));
+    this.index(endpointId, before, kept);
     if (kept.length === 0) this.held.delete(endpointId);
     else this.held.set(endpointId, kept);
     return lost;
+  }
+
+  private index(endpointId: string, before: readonly PublishedPort[], after: readonly PublishedPort[]): void {
+    for (const port of before) this.slots.get(slotOf(port))?.delete(endpointId);
+    for (const port of before) if (this.slots.get(slotOf(port))?.size === 0) this.slots.delete(slotOf(port));
+    for (const port of after) {
+      let slot = this.slots.get(slotOf(port));
+      if (!slot) this.slots.set(slotOf(port), (slot = new Map()));
+      slot.set(endpointId, [...(slot.get(endpointId) ?? []), port]);
+    }
   }
 
   async release(endpointId: string): Promise<void> {
@@ -61,7 +80,7 @@ export class PortTable {
 
   /** The endpoint that holds a clashing port, other than `except`. */
   holder(port: PublishedPort, except: string): string | undefined {
-    for (const [endpointId, ports] of this.held) {
+    for (const [endpointId, ports] of this.slots.get(slotOf(port)) ?? []) {
       if (endpointId !== except && ports.some((p) => clash(p, port))) return endpointId;
     }
     return undefined;
@@ -70,6 +89,18 @@ export class PortTable {
   /** Whether a socket other than tsnet's holds the port on the host. */
   hostInUse(port: PublishedPort): Promise<boolean> {
     return this.host.inUse(hostPortOf(port));
+  }
+
+  /** The ephemeral ports of [low, high] in the order to try them: round robin, so a port just given back is not the next one handed out. */
+  *ephemeralOrder(proto: string, low: number, high: number): Generator<number> {
+    const size = high - low + 1;
+    const start = Math.min(Math.max(this.nextEphemeral.get(proto) ?? low, low), high);
+    for (let n = 0; n < size; n++) yield low + ((start - low + n) % size);
+  }
+
+  /** Remembers the ephemeral port just chosen, so the next search starts after it. */
+  gaveEphemeral(proto: string, port: number): void {
+    this.nextEphemeral.set(proto, port + 1);
   }
 }
 
@@ -84,8 +115,8 @@ export interface AllocationContext {
   /** com.docker.network.bridge.host_binding_ipv4: where a binding without HostIP goes. */
   defaultHostIp: string;
   hasIPv6: boolean;
-  /** The host's own addresses; only asked when a binding names one. */
-  hostAddresses: () => Promise<Set<string>>;
+  /** Whether an address is one of the host's; only asked when a binding names one. */
+  isHostAddress: (ip: string) => Promise<boolean>;
   /** ip_local_port_range, for HostPort 0. */
   ephemeralRange: () => Promise<[number, number]>;
   /** Earlier allocations of the same endpoint: an unchanged binding keeps its port. */
@@ -94,33 +125,43 @@ export interface AllocationContext {
   field: (index: number) => string;
 }
 
+function* portRange(low: number, high: number): Generator<number> {
+  for (let port = low; port <= high; port++) yield port;
+}
+
 /**
  * Chooses the host port of every binding, or refuses the whole list with an
- * error naming the binding at fault. Changes nothing.
+ * error naming the binding at fault. Changes nothing but where the next
+ * search for an ephemeral port starts.
  */
 export async function allocatePorts(bindings: readonly PortBinding[], ctx: AllocationContext): Promise<PublishedPort[]> {
   const hostIps = bindings.map((b) => b.hostIp || (ctx.defaultHostIp === '0.0.0.0' ? '' : ctx.defaultHostIp));
-  const specific = hostIps.filter((ip) => coverage(ip)[4] !== '*' && coverage(ip)[6] !== '*');
-  const local = specific.length > 0 ? await ctx.hostAddresses() : new Set<string>();
-  hostIps.forEach((hostIp, i) => {
+  for (const [i, hostIp] of hostIps.entries()) {
     const family = hostIp === '' ? undefined : parseIp(hostIp)!.family;
     if (family === 6 && !ctx.hasIPv6) throw new RequestError(`${ctx.field(i)}.HostIP`, `${hostIp} is IPv6 but the endpoint has no IPv6 address`);
     if (hostIp === '::1') throw new RequestError(`${ctx.field(i)}.HostIP`, 'the IPv6 loopback address cannot be forwarded to a container');
-    if (specific.includes(hostIp) && !local.has(hostIp) && !isLoopback(hostIp)) throw new RequestError(`${ctx.field(i)}.HostIP`, `${hostIp} is not an address of this host`);
-  });
+    const specific = coverage(hostIp)[4] !== '*' && coverage(hostIp)[6] !== '*';
+    if (specific && !isLoopback(hostIp) && !(await ctx.isHostAddress(hostIp))) throw new RequestError(`${ctx.field(i)}.HostIP`, `${hostIp} is not an address of this host`);
+  }
 
   const out: PublishedPort[] = [];
   for (const [i, binding] of bindings.entries()) {
     const hostIp = hostIps[i]!;
     const kept = ctx.previous.find((p) => sameBinding(p.binding, binding));
-    const [low, high] = binding.hostPort === 0 ? await ctx.ephemeralRange() : [binding.hostPort, binding.hostPortEnd];
     const candidate = (hostPort: number): PublishedPort => ({ binding, hostIp, hostPort });
     const tsnetFree = (port: PublishedPort) => !out.some((p) => clash(p, port)) && ctx.table.holder(port, ctx.endpointId) === undefined;
+    const free = async (port: PublishedPort) => tsnetFree(port) && !(await ctx.table.hostInUse(port));
     // A port the endpoint kept is its own on the host already.
     let chosen = kept && tsnetFree(candidate(kept.hostPort)) ? candidate(kept.hostPort) : undefined;
-    for (let port = low; chosen === undefined && port <= high; port++) {
-      const c = candidate(port);
-      if (tsnetFree(c) && !(await ctx.table.hostInUse(c))) chosen = c;
+    const ephemeral = binding.hostPort === 0;
+    const [low, high] = ephemeral ? await ctx.ephemeralRange() : [binding.hostPort, binding.hostPortEnd];
+    if (chosen === undefined) {
+      for (const port of ephemeral ? ctx.table.ephemeralOrder(binding.proto, low, high) : portRange(low, high)) {
+        if (!(await free(candidate(port)))) continue;
+        chosen = candidate(port);
+        if (ephemeral) ctx.table.gaveEphemeral(binding.proto, port);
+        break;
+      }
     }
     if (chosen === undefined) throw new RequestError(`${ctx.field(i)}.HostPort`, unavailable(candidate(low), high, ctx, out));
     out.push(chosen);

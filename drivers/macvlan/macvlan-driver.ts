@@ -1,6 +1,6 @@
 import { RequestError } from '../../src/errors.js';
 import { CommandError, type Ip } from '../../src/sys/index.js';
-import type { Driver } from '../driver.js';
+import type { Driver, OtherNetworks } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
 import { macvlanName } from '../names.js';
 import { lostSandbox, SandboxFiles } from '../sandbox.js';
@@ -44,7 +44,7 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     return parseMacvlanConfig(spec, others, parent, { parent: parentLink, base: baseLink });
   }
 
-  async createNetwork(network: MacvlanNetwork, others: readonly NetworkRecord[]): Promise<void> {
+  async createNetwork(network: MacvlanNetwork, others: OtherNetworks): Promise<void> {
     try {
       await this.shared.acquire(network);
       await this.shim.ensure(network, []);
@@ -54,9 +54,9 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     }
   }
 
-  async deleteNetwork(network: MacvlanNetwork, others: readonly NetworkRecord[]): Promise<void> {
+  async deleteNetwork(network: MacvlanNetwork, others: OtherNetworks): Promise<void> {
     await this.shim.remove(network);
-    await this.shared.release(network, macvlanNetworks(others));
+    await this.shared.release(network, () => macvlanNetworks(others()));
   }
 
   async createEndpoint(network: MacvlanNetwork, endpoint: EndpointSpec): Promise<MacvlanEndpointState> {
@@ -130,7 +130,7 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
   }
 
   /** Gone: its sandbox is gone (the link came back to the host netns, or died with it); not joined yet, its link vanished. */
-  async goneEndpoints(_network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[]): Promise<MacvlanEndpoint[]> {
+  async goneEndpoints(endpoints: readonly MacvlanEndpoint[]): Promise<MacvlanEndpoint[]> {
     if (endpoints.length === 0) return [];
     const links = await this.ip.linkNames();
     return endpoints.filter((e) => (e.sandboxKey ? lostSandbox(e, e.state.link, links, this.sandboxes) : !links.has(e.state.link)));

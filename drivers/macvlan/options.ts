@@ -4,7 +4,7 @@ import type { LinkInfo } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { shimName } from '../names.js';
 import { OptionReader } from '../option-values.js';
-import { overlappingSubnets } from '../subnets.js';
+import { firstOverlap } from '../subnets.js';
 import type { ParentName } from './parent.js';
 
 /** Docker's macvlan keys (`parent`, `macvlan_mode`) mean the same with tsnet; the rest are tsnet's own. */
@@ -96,9 +96,9 @@ function checkSubnets(spec: NetworkSpec, siblings: readonly NetworkRecord<Macvla
   for (const [index, subnet] of spec.ipv4.entries()) {
     if (parseCidr(subnet.pool)?.cidr.prefix === 0) throw new RequestError(`IPv4Data.${index}.Pool`, `"${subnet.pool}" cannot be a macvlan subnet`);
   }
-  for (const other of siblings.filter((n) => n.config.parent === parent)) {
-    const overlap = overlappingSubnets(spec, other);
-    if (overlap) throw new RequestError(MACVLAN_OPTIONS.parent, `${overlap[0]} overlaps ${overlap[1]} of network ${other.id.slice(0, 12)} on the same parent ${parent}`);
+  const overlap = firstOverlap(spec, siblings.filter((n) => n.config.parent === parent));
+  if (overlap) {
+    throw new RequestError(MACVLAN_OPTIONS.parent, `${overlap.mine} overlaps ${overlap.theirs} of network ${overlap.other.id.slice(0, 12)} on the same parent ${parent}`);
   }
 }
 

@@ -1,9 +1,13 @@
 import { RequestError } from '../../src/errors.js';
+import { KeyedMutex } from '../../src/mutex.js';
 import { CommandError, type Ip } from '../../src/sys/index.js';
 import type { NetworkRecord } from '../model.js';
 import { type MacvlanConfig, MACVLAN_OPTIONS } from './options.js';
 
 type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
+
+/** The physical link under a parent: networks on eth1, eth1.10 and eth1.20 all share eth1's pieces. */
+const baseOf = (network: MacvlanNetwork) => network.config.vlan?.base ?? network.config.parent;
 
 /**
  * The parent's shared pieces: the 802.1Q subinterface tsnet creates and the
@@ -12,10 +16,17 @@ type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
  * counter that a crash could leave wrong.
  */
 export class SharedParent {
+  /** Networks on one base link take and give back its pieces one at a time. */
+  private readonly locks = new KeyedMutex();
+
   constructor(private readonly ip: Ip) {}
 
   /** Creates the VLAN subinterface if tsnet owns it and it is missing, then sets the held PROMISC flags. */
-  async acquire(network: MacvlanNetwork): Promise<void> {
+  acquire(network: MacvlanNetwork): Promise<void> {
+    return this.locks.run(baseOf(network), () => this.acquireNow(network));
+  }
+
+  private async acquireNow(network: MacvlanNetwork): Promise<void> {
     const { parent, vlan, promisc } = network.config;
     if (vlan?.created && !(await this.ip.link(parent))) {
       try {
@@ -32,8 +43,16 @@ export class SharedParent {
     await this.ip.batch(promisc.map((hold) => ['link', 'set', 'dev', hold.iface, 'promisc', 'on']));
   }
 
-  /** Gives back what no remaining network needs: PROMISC to its original setting, then the subinterface. */
-  async release(network: MacvlanNetwork, remaining: readonly MacvlanNetwork[]): Promise<void> {
+  /**
+   * Gives back what no remaining network needs: PROMISC to its original
+   * setting, then the subinterface. `others` is read under the base link's
+   * lock, so a network created meanwhile on the same parent keeps its pieces.
+   */
+  release(network: MacvlanNetwork, others: () => readonly MacvlanNetwork[]): Promise<void> {
+    return this.locks.run(baseOf(network), () => this.releaseNow(network, others()));
+  }
+
+  private async releaseNow(network: MacvlanNetwork, remaining: readonly MacvlanNetwork[]): Promise<void> {
     const { parent, vlan, promisc } = network.config;
     for (const hold of promisc) {
       if (remaining.some((n) => n.config.promisc.some((h) => h.iface === hold.iface))) continue;

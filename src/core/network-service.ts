@@ -38,17 +38,28 @@ export type TopologyChange =
 
 export type TopologyListener = (change: TopologyChange) => void;
 
-/** Network and endpoint creation and deletion serialise on this key: they check each other for conflicts. */
+/**
+ * The short cross-network section: a new network is checked against all the
+ * others (subnets, bridge names, parents) and claims its own under it. No
+ * kernel work of another network ever runs under it.
+ */
 const TOPOLOGY = 'topology';
+/** Everything done to one network and its endpoints runs under the network's key, one at a time. */
+const networkKey = (networkId: string) => `network ${networkId}`;
 
 /**
  * Networks and endpoints: their lifecycle, persisted in the Store, with the
- * kernel work delegated to the driver of each network's kind.
+ * kernel work delegated to the driver of each network's kind. Requests for
+ * different networks run concurrently.
  */
 export class NetworkService {
   private readonly networks = new Map<string, NetworkRecord>();
+  /** Networks being created: claimed, not yet committed. Others are checked against them as against stored ones. */
+  private readonly creating = new Map<string, NetworkRecord>();
   private readonly endpoints = new Map<string, EndpointRecord>();
-  private readonly mutex = new KeyedMutex();
+  /** The same endpoints per network, so a network's requests never scan the others'. */
+  private readonly endpointsByNetwork = new Map<string, Map<string, EndpointRecord>>();
+  private readonly locks = new KeyedMutex();
   private readonly listeners = new Set<TopologyListener>();
 
   constructor(
@@ -82,7 +93,21 @@ export class NetworkService {
   async load(): Promise<void> {
     // Records written before tsnet.dns existed have no dns field: the default, on.
     for (const network of (await this.store.readAll<NetworkRecord>('networks')).values()) this.networks.set(network.id, { ...network, dns: network.dns ?? true });
-    for (const endpoint of (await this.store.readAll<EndpointRecord>('endpoints')).values()) this.endpoints.set(endpoint.id, endpoint);
+    for (const endpoint of (await this.store.readAll<EndpointRecord>('endpoints')).values()) this.remember(endpoint);
+  }
+
+  private remember(endpoint: EndpointRecord): void {
+    this.endpoints.set(endpoint.id, endpoint);
+    let mine = this.endpointsByNetwork.get(endpoint.networkId);
+    if (!mine) this.endpointsByNetwork.set(endpoint.networkId, (mine = new Map()));
+    mine.set(endpoint.id, endpoint);
+  }
+
+  private forget(endpoint: EndpointRecord): void {
+    this.endpoints.delete(endpoint.id);
+    const mine = this.endpointsByNetwork.get(endpoint.networkId);
+    mine?.delete(endpoint.id);
+    if (mine?.size === 0) this.endpointsByNetwork.delete(endpoint.networkId);
   }
 
   /**
@@ -91,14 +116,31 @@ export class NetworkService {
    * their ports or rules comes back. A failing network is logged, not fatal.
    */
   async restore(): Promise<void> {
+    const gone = await this.goneAtStart();
     for (const network of this.networks.values()) {
       try {
-        const live = await this.dropGone(network, this.endpointsOf(network.id));
-        await this.driverOf(network).restore(network, live);
+        const endpoints = this.endpointsOf(network.id);
+        await this.forgetGone(network, endpoints.filter((e) => gone.has(e.id)));
+        await this.driverOf(network).restore(network, endpoints.filter((e) => !gone.has(e.id)));
       } catch (error) {
         this.log.error({ err: error, network: network.id }, 'could not restore network');
       }
     }
+  }
+
+  /** The IDs of the stored endpoints whose container is gone: one question per driver, not per network. */
+  private async goneAtStart(): Promise<Set<string>> {
+    const gone = new Set<string>();
+    for (const [kind, driver] of this.drivers) {
+      const candidates = [...this.endpoints.values()].filter((e) => this.networks.get(e.networkId)?.kind === kind);
+      if (candidates.length === 0) continue;
+      try {
+        for (const endpoint of await driver.goneEndpoints(candidates)) gone.add(endpoint.id);
+      } catch (error) {
+        this.log.error({ err: error, kind }, 'could not tell which endpoints are gone; keeping them all');
+      }
+    }
+    return gone;
   }
 
   /**
@@ -108,17 +150,21 @@ export class NetworkService {
    * back, and returns the live ones.
    */
   private async dropGone(network: NetworkRecord, candidates: readonly EndpointRecord[]): Promise<EndpointRecord[]> {
+    const gone = await this.driverOf(network).goneEndpoints(candidates);
+    await this.forgetGone(network, gone);
+    return candidates.filter((e) => !gone.includes(e));
+  }
+
+  private async forgetGone(network: NetworkRecord, gone: readonly EndpointRecord[]): Promise<void> {
     const driver = this.driverOf(network);
-    const gone = await driver.goneEndpoints(network, candidates);
     for (const endpoint of gone) {
       await driver.deleteEndpoint(network, endpoint);
       await this.store.commit([del('endpoints', endpoint.id)]);
-      this.endpoints.delete(endpoint.id);
+      this.forget(endpoint);
       for (const address of [endpoint.address, endpoint.addressIPv6]) if (address) await this.addresses.releaseStale(address);
       this.emit({ kind: 'endpoint', action: 'deleted', networkId: network.id, endpointId: endpoint.id });
       this.log.warn({ network: network.id, endpoint: endpoint.id, address: endpoint.address }, 'dropped an endpoint whose container went away while tsnet was down');
     }
-    return candidates.filter((e) => !gone.includes(e));
   }
 
   /** The links the stored networks and endpoints own (with generated names), whatever their kind. */
@@ -156,7 +202,12 @@ export class NetworkService {
   }
 
   private endpointsOf(networkId: string): EndpointRecord[] {
-    return [...this.endpoints.values()].filter((e) => e.networkId === networkId);
+    return [...(this.endpointsByNetwork.get(networkId)?.values() ?? [])];
+  }
+
+  /** Every network but this one, stored or being created: what a network must not clash with. */
+  private othersThan(networkId: string): NetworkRecord[] {
+    return [...this.networks.values(), ...this.creating.values()].filter((n) => n.id !== networkId);
   }
 
   private network(networkId: string): NetworkRecord {
@@ -185,32 +236,40 @@ export class NetworkService {
   }
 
   createNetwork(input: CreateNetworkInput): Promise<void> {
-    return this.mutex.run(TOPOLOGY, async () => {
+    return this.locks.run(networkKey(input.networkId), async () => {
       if (this.networks.has(input.networkId)) return; // a retried request: already done
       const { kind, spec } = networkSpec(input);
       const driver = this.driverOf({ kind });
       this.checkOptionKeys(spec.options, driver);
-      const others = [...this.networks.values()];
-      const network: NetworkRecord = { ...spec, kind, config: await driver.prepareNetwork(spec, others) };
-      await driver.createNetwork(network, others);
-      await this.commitOrUndo([put('networks', network.id, network)], () => driver.deleteNetwork(network, others));
-      this.networks.set(network.id, network);
-      this.emit({ kind: 'network', action: 'created', networkId: network.id });
+      const network = await this.locks.run(TOPOLOGY, async () => {
+        const claimed: NetworkRecord = { ...spec, kind, config: await driver.prepareNetwork(spec, this.othersThan(spec.id)) };
+        this.creating.set(claimed.id, claimed);
+        return claimed;
+      });
+      try {
+        const others = () => this.othersThan(network.id);
+        await driver.createNetwork(network, others);
+        await this.commitOrUndo([put('networks', network.id, network)], () => driver.deleteNetwork(network, others));
+        this.networks.set(network.id, network);
+        this.emit({ kind: 'network', action: 'created', networkId: network.id });
+      } finally {
+        this.creating.delete(network.id);
+      }
     });
   }
 
   deleteNetwork(networkId: string): Promise<void> {
-    return this.mutex.run(TOPOLOGY, async () => {
+    return this.locks.run(networkKey(networkId), async () => {
       const network = this.networks.get(networkId);
       if (!network) return;
       const driver = this.driverOf(network);
       // dockerd deletes endpoints first; any left are stale records of a crash.
       const stale = this.endpointsOf(networkId);
       for (const endpoint of stale) await driver.deleteEndpoint(network, endpoint);
-      const others = [...this.networks.values()].filter((n) => n.id !== networkId);
-      await driver.deleteNetwork(network, others);
+      // Its claims (subnets, bridge, parent) hold until it is gone from the kernel.
+      await driver.deleteNetwork(network, () => this.othersThan(networkId));
       await this.store.commit([...stale.map((e) => del('endpoints', e.id)), del('networks', networkId)]);
-      stale.forEach((e) => this.endpoints.delete(e.id));
+      stale.forEach((e) => this.forget(e));
       this.networks.delete(networkId);
       for (const e of stale) this.emit({ kind: 'endpoint', action: 'deleted', networkId, endpointId: e.id });
       this.emit({ kind: 'network', action: 'deleted', networkId });
@@ -219,7 +278,7 @@ export class NetworkService {
 
   /** Returns the MAC tsnet chose, only when dockerd had none: dockerd refuses fields echoed back. */
   createEndpoint(input: CreateEndpointInput): Promise<{ macAddress?: string }> {
-    return this.mutex.run(TOPOLOGY, async () => {
+    return this.locks.run(networkKey(input.networkId), async () => {
       const network = this.network(input.networkId);
       const existing = this.endpoints.get(input.endpointId);
       if (existing) return input.macAddress === '' ? { macAddress: existing.mac } : {};
@@ -239,7 +298,7 @@ export class NetworkService {
       const driver = this.driverOf(network);
       const endpoint: EndpointRecord = { ...spec, state: await driver.createEndpoint(network, spec) };
       await this.commitOrUndo([put('endpoints', endpoint.id, endpoint)], () => driver.deleteEndpoint(network, endpoint));
-      this.endpoints.set(endpoint.id, endpoint);
+      this.remember(endpoint);
       this.emit({ kind: 'endpoint', action: 'created', networkId: network.id, endpointId: endpoint.id });
       return input.macAddress === '' ? { macAddress: endpoint.mac } : {};
     });
@@ -263,26 +322,26 @@ export class NetworkService {
   }
 
   deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
-    return this.mutex.run(TOPOLOGY, async () => {
+    return this.locks.run(networkKey(networkId), async () => {
       const endpoint = this.endpoints.get(endpointId);
       const network = this.networks.get(networkId);
       if (!endpoint || !network || endpoint.networkId !== networkId) return;
       await this.driverOf(network).deleteEndpoint(network, endpoint);
       await this.store.commit([del('endpoints', endpointId)]);
-      this.endpoints.delete(endpointId);
+      this.forget(endpoint);
       this.emit({ kind: 'endpoint', action: 'deleted', networkId, endpointId });
     });
   }
 
   /** Answers with the interface to move into the sandbox; remembers the sandbox, which tells later whether the endpoint still lives. */
   join(networkId: string, endpointId: string, sandboxKey: string): Promise<JoinResult> {
-    return this.mutex.run(TOPOLOGY, async () => {
+    return this.locks.run(networkKey(networkId), async () => {
       const network = this.network(networkId);
       let endpoint = this.endpoint(networkId, endpointId);
       if (sandboxKey !== '' && endpoint.sandboxKey !== sandboxKey) {
         endpoint = { ...endpoint, sandboxKey };
         await this.store.commit([put('endpoints', endpointId, endpoint)]);
-        this.endpoints.set(endpointId, endpoint);
+        this.remember(endpoint);
       }
       return { ...this.driverOf(network).join(network, endpoint), dstPrefix: network.ifacePrefix };
     });
@@ -308,28 +367,35 @@ export class NetworkService {
    * Persisted, so the ports survive restarts; they go with the endpoint.
    */
   changePorts(address: string, change: (current: readonly PublishedPort[]) => PortBinding[]): Promise<EndpointRecord> {
-    return this.mutex.run(TOPOLOGY, async () => {
-      const endpoint = await this.liveEndpointWith(address);
-      if (!endpoint) throw new RequestError('address', `no tsnet endpoint has the address ${address}`);
-      const network = this.network(endpoint.networkId);
+    return this.withLiveEndpoint(address, async (endpoint, network) => {
       const driver = this.driverOf(network);
       if (!driver.changePorts) throw new RequestError('address', `${network.kind} networks publish no ports`);
       const portBindings = change(this.publishedPorts(endpoint));
       const updated: EndpointRecord = { ...endpoint, portBindings, state: await driver.changePorts(network, endpoint, portBindings) };
       await this.commitOrUndo([put('endpoints', endpoint.id, updated)], () => driver.changePorts!(network, updated, endpoint.portBindings));
-      this.endpoints.set(endpoint.id, updated);
+      this.remember(updated);
       return updated;
     });
   }
 
-  /** The endpoint holding `address` whose container still lives; stale records met on the way are dropped. */
-  private async liveEndpointWith(address: string): Promise<EndpointRecord | undefined> {
+  /**
+   * Runs `work` under its network's lock on the endpoint holding `address`
+   * whose container still lives; stale records met on the way are dropped.
+   */
+  private async withLiveEndpoint<T>(address: string, work: (endpoint: EndpointRecord, network: NetworkRecord) => Promise<T>): Promise<T> {
+    // Looked up by address from outside the plugin API (`tsnet port`), not per plugin request.
     const holders = [...this.endpoints.values()].filter((e) => [e.address, e.addressIPv6].some((a) => a?.slice(0, a.indexOf('/')) === address));
     for (const holder of holders) {
-      const [live] = await this.dropGone(this.network(holder.networkId), [holder]);
-      if (live) return live;
+      const done = await this.locks.run(networkKey(holder.networkId), async () => {
+        const current = this.endpoints.get(holder.id);
+        const network = this.networks.get(holder.networkId);
+        if (!current || !network) return undefined;
+        const [live] = await this.dropGone(network, [current]);
+        return live ? { result: await work(live, network) } : undefined;
+      });
+      if (done) return done.result;
     }
-    return undefined;
+    throw new RequestError('address', `no tsnet endpoint has the address ${address}`);
   }
 
   private updateEndpointState(
@@ -338,13 +404,16 @@ export class NetworkService {
     change: (driver: Driver, network: NetworkRecord, endpoint: EndpointRecord) => Promise<unknown>,
     mustExist: boolean,
   ): Promise<void> {
-    return this.mutex.run(TOPOLOGY, async () => {
+    return this.locks.run(networkKey(networkId), async () => {
       if (!mustExist && (!this.endpoints.has(endpointId) || !this.networks.has(networkId))) return;
       const network = this.network(networkId);
       const endpoint = this.endpoint(networkId, endpointId);
-      const updated: EndpointRecord = { ...endpoint, state: await change(this.driverOf(network), network, endpoint) };
+      const state = await change(this.driverOf(network), network, endpoint);
+      // A repeated call (dockerd retries) changes nothing: no commit.
+      if (JSON.stringify(state) === JSON.stringify(endpoint.state)) return;
+      const updated: EndpointRecord = { ...endpoint, state };
       await this.store.commit([put('endpoints', endpointId, updated)]);
-      this.endpoints.set(endpointId, updated);
+      this.remember(updated);
     });
   }
 }

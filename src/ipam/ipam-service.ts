@@ -62,10 +62,20 @@ interface LivePool {
 
 const addressKey = (poolId: string, address: string) => `${poolId} ${address}`;
 
+/**
+ * Lock keys. POOLS is the cross-pool section: a new pool is checked against
+ * the others (and an automatic one chosen) under it, and pools come and go
+ * under it. Addresses are taken and given back under their pool's own key,
+ * so the address requests of one pool never wait for another pool, nor for
+ * an automatic pool choice (which reads the host's routes).
+ */
+const POOLS = 'pools';
+const poolKey = (poolId: string) => `pool ${poolId}`;
+
 /** tsnet's IPAM: pools, gateways, aux and container addresses, persisted in the Store. */
 export class IpamService {
   private readonly pools = new Map<string, LivePool>();
-  private readonly mutex = new KeyedMutex();
+  private readonly locks = new KeyedMutex();
   private readonly defaults: Record<4 | 6, DefaultPool[]>;
   private readonly hostNetworks: () => Promise<Cidr[]>;
   private readonly shared: SharedPools | undefined;
@@ -115,7 +125,7 @@ export class IpamService {
     const sharedName = request.options[POOL_OPTION];
     // Shared pools wait on the cluster store, not on this host's IPAM lock.
     if (sharedName !== undefined) return this.requestSharedPool(request, sharedName);
-    return this.mutex.run('ipam', async () => {
+    return this.locks.run(POOLS, async () => {
       this.checkPoolRequest(request);
       const family = request.v6 ? 6 : 4;
       const pool = request.pool === '' ? await this.choosePool(request.addressSpace, family, request.subPool) : this.parsePool(request.pool, family);
@@ -125,10 +135,12 @@ export class IpamService {
       const existing = this.pools.get(id);
       if (existing) {
         // Same space, pool and range: the spec asks for the same PoolID, counted once more.
-        const record = { ...existing.record, refs: existing.record.refs + 1 };
-        await this.store.commit([put('pools', id, record)]);
-        existing.record = record;
-        return { poolId: id, pool: record.pool, data: {} };
+        return this.locks.run(poolKey(id), async () => {
+          const record = { ...existing.record, refs: existing.record.refs + 1 };
+          await this.store.commit([put('pools', id, record)]);
+          existing.record = record;
+          return { poolId: id, pool: record.pool, data: {} };
+        });
       }
       for (const other of this.pools.values()) {
         const otherPool = other.allocator.pool;
@@ -211,7 +223,7 @@ export class IpamService {
 
   releasePool(poolId: string): Promise<void> {
     if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releasePool(poolId);
-    return this.mutex.run('ipam', async () => {
+    return this.locks.run(POOLS, () => this.locks.run(poolKey(poolId), async () => {
       const live = this.pools.get(poolId);
       if (!live) return;
       if (live.record.refs > 1) {
@@ -223,12 +235,12 @@ export class IpamService {
       const writes: Write[] = [del('pools', poolId), ...[...live.addresses.keys()].map((a) => del('addresses', addressKey(poolId, a)))];
       await this.store.commit(writes);
       this.pools.delete(poolId);
-    });
+    }));
   }
 
   requestAddress(request: AddressRequest): Promise<{ address: string }> {
     if (isSharedPoolId(request.poolId)) return this.sharedPools('PoolID').requestAddress(request.poolId, request.address, request.options);
-    return this.mutex.run('ipam', async () => {
+    return this.locks.run(poolKey(request.poolId), async () => {
       const live = this.pools.get(request.poolId);
       if (!live) throw new RequestError('PoolID', `unknown pool "${request.poolId}"`);
       const isGateway = request.options.RequestAddressType === GATEWAY_REQUEST;
@@ -280,7 +292,7 @@ export class IpamService {
 
   releaseAddress(poolId: string, address: string): Promise<void> {
     if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releaseAddress(poolId, address);
-    return this.mutex.run('ipam', () => this.release(this.pools.get(poolId), address));
+    return this.locks.run(poolKey(poolId), () => this.release(this.pools.get(poolId), address));
   }
 
   /**
@@ -289,14 +301,17 @@ export class IpamService {
    * forgot it. Only a pool of exactly that subnet holding it as a container
    * address qualifies; an address of Docker's own IPAM is found nowhere.
    */
-  releaseStale(address: string): Promise<void> {
-    return this.mutex.run('ipam', async () => {
-      const parsed = parseCidrWithIp(address);
-      if (!parsed) return;
-      const live = [...this.pools.values()].find(
-        (p) => p.allocator.pool.network === parsed.cidr.network && p.allocator.pool.prefix === parsed.cidr.prefix && p.addresses.get(formatIp(parsed.ip))?.gateway === false,
-      );
-      await this.release(live, address);
+  async releaseStale(address: string): Promise<void> {
+    const parsed = parseCidrWithIp(address);
+    if (!parsed) return;
+    const holds = (p: LivePool) =>
+      p.allocator.pool.network === parsed.cidr.network && p.allocator.pool.prefix === parsed.cidr.prefix && p.addresses.get(formatIp(parsed.ip))?.gateway === false;
+    const candidate = [...this.pools.values()].find(holds);
+    if (!candidate) return;
+    const poolId = candidate.record.id;
+    await this.locks.run(poolKey(poolId), async () => {
+      const live = this.pools.get(poolId);
+      if (live && holds(live)) await this.release(live, address);
     });
   }
 

@@ -1,7 +1,7 @@
 /**
  * What drivers ask of the packet filter, in their own terms: a network with
  * its isolation and NAT wishes, and its port forwards. The backend that turns
- * this into rules is chosen by the daemon (today: iptables, see
+ * this into rules is chosen by the daemon (--firewall: ./nftables/ or
  * ./iptables/); drivers never see rules, tables or commands.
  */
 
@@ -35,6 +35,12 @@ export interface FirewallNetwork {
    * on 127.0.0.1 need it): an adopted bridge gets it back at teardown.
    */
   routeLocalnetBefore: boolean;
+  /**
+   * The bridge's interface group before tsnet (the nftables backend puts its
+   * bridges into a group of its own, see ./nftables/): an adopted bridge gets
+   * it back at teardown.
+   */
+  groupBefore: string;
 }
 
 /** One published port: hostIp:hostPort on the host reaches containerIp:containerPort. */
@@ -48,11 +54,18 @@ export interface PortForward {
   containerPort: number;
 }
 
+/** The port forwards of a network's endpoints, by endpoint ID. */
+export type EndpointForwards = ReadonlyMap<string, readonly PortForward[]>;
+
 export interface Firewall {
-  /** Creates or replaces everything of the network (isolation, NAT, forwards) in one transaction per family. */
-  setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void>;
-  /** Replaces the network's port forwards, in one transaction per family. */
-  setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void>;
+  /** Creates or replaces everything of the network (isolation, NAT, its endpoints' forwards) in one transaction per family. */
+  setupNetwork(network: FirewallNetwork, forwards: EndpointForwards): Promise<void>;
+  /**
+   * Makes `forwards` the endpoint's port forwards (none: revoked), in one
+   * transaction (per family with iptables) that writes only what changed for
+   * this endpoint: the cost does not depend on the other endpoints' ports.
+   */
+  setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void>;
   /** Removes whatever of the network's rules exists. */
   teardownNetwork(network: FirewallNetwork): Promise<void>;
 }

@@ -93,14 +93,24 @@ class IpProcess {
 }
 
 /**
- * The long-lived ip process of one netns prefix, replaced when it dies or
- * may be stale. Requests queue behind each other: the process runs one line
+ * How many ip processes one netns gets at most. A request's lines run in
+ * order on one process; requests of different networks run on different
+ * processes when one is busy, so an attach never waits behind the slow
+ * deletion of another network's bridge (the kernel still orders what must be).
+ */
+const LANES = 4;
+
+/**
+ * One long-lived ip process of a netns prefix, replaced when it dies or may
+ * be stale. Its requests queue behind each other: the process runs one line
  * at a time, and the first failing line stops its request, as a plain
  * `ip -batch -` would.
  */
-class IpSession {
+class IpLane {
   private process: IpProcess | undefined;
   private tail: Promise<unknown> = Promise.resolve();
+  /** Requests queued or running here. */
+  pending = 0;
 
   constructor(
     private readonly prefix: readonly string[],
@@ -108,6 +118,7 @@ class IpSession {
   ) {}
 
   run(lines: readonly string[], command: string): Promise<void> {
+    this.pending++;
     const result = this.tail.then(async () => {
       for (const line of lines) {
         const stderr = await this.runLine(line);
@@ -115,7 +126,7 @@ class IpSession {
       }
     });
     this.tail = result.catch(() => undefined);
-    return result;
+    return result.finally(() => this.pending--);
   }
 
   private current(): IpProcess {
@@ -142,6 +153,20 @@ class IpSession {
     this.process?.kill();
     this.process = undefined;
     return this.current().runLine(line);
+  }
+}
+
+/** The lanes of one netns prefix: a request goes to the least busy, so an idle daemon runs a single ip process. */
+class IpSession {
+  private readonly lanes: IpLane[];
+
+  constructor(prefix: readonly string[], onStart: () => void) {
+    this.lanes = Array.from({ length: LANES }, () => new IpLane(prefix, onStart));
+  }
+
+  run(lines: readonly string[], command: string): Promise<void> {
+    const lane = this.lanes.reduce((best, lane) => (lane.pending < best.pending ? lane : best));
+    return lane.run(lines, command);
   }
 }
 

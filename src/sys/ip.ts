@@ -11,6 +11,8 @@ export interface LinkInfo {
   /** `link` is the parent's name for vlan/macvlan links in the same netns. */
   link?: string;
   promiscuity?: number;
+  /** The interface group: `default`, a number, or a name of /etc/iproute2/group. */
+  group?: string;
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
 }
 
@@ -71,6 +73,12 @@ export class Ip {
   async addresses(): Promise<AddressInfo[]> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show']);
     return JSON.parse(stdout) as AddressInfo[];
+  }
+
+  /** Whether `address` (a plain IP of either family) is on one of the netns' links; ip reads only the matching addresses. */
+  async hasAddress(address: string): Promise<boolean> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show', 'to', `${address}/${address.includes(':') ? 128 : 32}`]);
+    return (JSON.parse(stdout) as AddressInfo[]).some((link) => link.addr_info.length > 0);
   }
 
   /** The names of every link of the netns. */

@@ -31,6 +31,14 @@ export class CommandError extends Error {
   }
 }
 
+/** The program is not installed (not in PATH): nothing ran. */
+export class ProgramNotFound extends CommandError {
+  constructor(command: string) {
+    super(command, undefined, `${command.split(' ')[0]} is not installed (not found in PATH)`);
+    this.name = 'ProgramNotFound';
+  }
+}
+
 export class ExecaRunner implements Runner {
   /** Counts programs started, for metrics and benchmarks. */
   spawned = 0;
@@ -43,6 +51,7 @@ export class ExecaRunner implements Runner {
       stripFinalNewline: false,
       env: { LC_ALL: 'C' },
     });
+    if ((result as { code?: string }).code === 'ENOENT') throw new ProgramNotFound([file, ...args].join(' '));
     if (result.exitCode !== 0) {
       throw new CommandError([file, ...args].join(' '), result.exitCode, String(result.stderr));
     }

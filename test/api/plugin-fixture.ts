@@ -11,12 +11,13 @@ export const EP_2 = '2'.repeat(64);
 
 /**
  * The plugin over a memory store and a recording runner that answers like
- * an empty host: no links yet, no routes, no addresses.
+ * an empty host: no links yet, no routes, no addresses, no nft rules.
  */
 export async function pluginFixture(): Promise<{ plugin: Plugin; runner: RecordingRunner; post: (method: string, body?: unknown) => supertest.Test }> {
   const runner = new RecordingRunner()
     .reply('ip -json -details link show dev', new CommandError('ip link show', 1, 'Device "x" does not exist.'))
-    .reply('ip -json', '[]');
+    .reply('ip -json', '[]')
+    .reply('nft -j', '{"nftables": []}');
   const plugin = await createPlugin({ store: new MemoryStore(), runner, hostPorts: new UncheckedHostPorts() }, {}, pino({ level: 'silent' }));
   const agent = supertest(plugin.app);
   // dockerd sends no Content-Type and raw JSON text followed by a newline.

@@ -4,9 +4,12 @@
  * address, hairpin), ports gone after stop, restored after a tsnet restart
  * that lost the rules, `tsnet port add/rm` on a running container, internal
  * networks, isolation between networks, ICC off and IPv6. The host's FORWARD
- * policy is DROP throughout, as on a machine where Docker enabled forwarding.
+ * policy is DROP throughout, as on a machine where Docker enabled forwarding
+ * (and dockerd keeps its DOCKER-USER and isolation chains in FORWARD). Once
+ * per firewall backend: nftables, then iptables.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FirewallKind } from '../../src/sys/index.js';
 import {
   CleanupStack,
   createDockerHost,
@@ -21,12 +24,28 @@ import {
   udpAsk,
   udpEchoServer,
   UPLINK_HOST,
+  UPLINK_OUTSIDE,
   waitUntil,
 } from '../harness/index.js';
 
 let host: DockerHost;
 let outside: string;
+let firewall: FirewallKind;
 const cleanup = new CleanupStack();
+const BACKENDS: FirewallKind[] = ['nftables', 'iptables'];
+
+/** tsnet's rules as the backend's tools show them. */
+async function firewallRules(): Promise<string> {
+  const listings = firewall === 'nftables' ? [['nft', 'list', 'table', 'inet', 'tsnet']] : [['iptables-save'], ['ip6tables-save']];
+  return (await Promise.all(listings.map((argv) => host.execInHost(argv)))).map((r) => r.stdout).join('\n');
+}
+
+/** What a reboot or a firewall reload does: every rule of the backend (and every NAT rule of iptables) gone. */
+async function loseFirewallRules(): Promise<void> {
+  await host.execInHost(['iptables', '-t', 'nat', '-F']);
+  await host.execInHost(['iptables', '-t', 'nat', '-X']);
+  if (firewall === 'nftables') await host.execInHost(['nft', 'delete', 'table', 'inet', 'tsnet']);
+}
 
 const WEB = `mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && httpd -p 80 -h /www && httpd -p 91 -h /www && httpd -p 92 -h /www && exec sleep 3600`;
 
@@ -71,9 +90,10 @@ async function pings(container: string, address: string, ping = 'ping'): Promise
 
 const tsnetCli = (...args: string[]) => run(process.execPath, [TSNET_CLI, ...args, '--name', host.driver, '--socket-dir', host.dockerd.pluginDir]);
 
-describe('bridge networks: NAT, published ports, isolation, IPv6 with a real dockerd', () => {
+describe.each(BACKENDS)('bridge networks on %s: NAT, published ports, isolation, IPv6 with a real dockerd', (backend) => {
   beforeAll(async () => {
-    host = await createDockerHost({ dockerdArgs: ['--bridge=none'] });
+    firewall = backend;
+    host = await createDockerHost({ dockerdArgs: ['--bridge=none'], tsnetArgs: ['--firewall', backend] });
     cleanup.defer('destroy docker host', () => host.destroy());
     outside = `${host.id}o`;
     await createOutside(host.netns, outside, cleanup);
@@ -162,19 +182,25 @@ describe('bridge networks: NAT, published ports, isolation, IPv6 with a real doc
 
     it('restores the forwards from state after a restart that lost every NAT rule', async () => {
       await host.tsnet.stop();
-      await host.execInHost(['iptables', '-t', 'nat', '-F']);
-      await host.execInHost(['iptables', '-t', 'nat', '-X']);
+      await loseFirewallRules();
       expect(await getFrom(outside, `http://${UPLINK_HOST}:8080/`)).toBeUndefined();
       await host.tsnet.start();
       expect(await answers(outside, `http://${UPLINK_HOST}:8080/`)).toBe('hello-from-web');
+    });
+
+    it('lets the user\'s DOCKER-USER rules see tsnet\'s traffic first, as they see Docker\'s', async () => {
+      const rule = ['DOCKER-USER', '-s', UPLINK_OUTSIDE, '-d', webIp, '-p', 'tcp', '--dport', '80', '-j', 'DROP'];
+      expect((await host.execInHost(['iptables', '-I', ...rule])).exitCode).toBe(0);
+      expect(await getFrom(outside, `http://${UPLINK_HOST}:8080/`)).toBeUndefined();
+      await host.execInHost(['iptables', '-D', ...rule]);
+      expect(await getFrom(outside, `http://${UPLINK_HOST}:8080/`)).toBe('hello-from-web');
     });
 
     it('closes the ports when the container stops', async () => {
       await host.dockerOk(['stop', '-t', '1', 'web']);
       expect(await getFrom(outside, `http://${UPLINK_HOST}:8080/`)).toBeUndefined();
       expect(await getFrom(host.netns, 'http://127.0.0.1:8090/')).toBeUndefined();
-      const nat = (await host.execInHost(['iptables-save', '-t', 'nat'])).stdout;
-      expect(nat).not.toContain(`${webIp}:`);
+      expect(await firewallRules()).not.toMatch(new RegExp(`${webIp.replaceAll('.', '\\.')}(:| \\. )`));
     });
   });
 
@@ -225,7 +251,12 @@ describe('bridge networks: NAT, published ports, isolation, IPv6 with a real doc
     expect((await host.execIn('s2', ['ip', '-6', 'route'])).stdout).toMatch(/default via fd46::1 dev eth0/);
     expect(await pings('s2', s1, 'ping6')).toBe(true);
     expect(await pings('s2', 'fd46::1', 'ping6')).toBe(true);
-    const rules = (await host.execInHost(['ip6tables-save'])).stdout;
-    expect(rules).toMatch(/-A TSNET-FWD-\w+ -o tsbr-\w+ -j DROP/);
+    // The isolation of the bridge holds for IPv6 too: ip6tables rules, or the inet table's (which serves both families).
+    const rules = await firewallRules();
+    if (firewall === 'iptables') expect(rules).toMatch(/-A TSNET-FWD-\w+ -o tsbr-\w+ -j DROP/);
+    else {
+      expect(rules).toContain('oifname @bridges drop');
+      expect(rules).toMatch(/set subnets6 \{[^}]*"tsbr-\w+" \. fd46::\/64/);
+    }
   });
 });

@@ -49,7 +49,7 @@ const post = (method: string, body: unknown) => httpPostUnix(tsnet.socketPath, `
 describe('tsnet daemon --metrics', () => {
   beforeAll(async () => {
     await createNetns(netns);
-    tsnet = await startTsnet({ ...options(), extraArgs: ['--metrics', '127.0.0.1:9464', '--dns-listen', '127.0.0.1:5399', '--dns-upstream', '127.0.0.1:9'] });
+    tsnet = await startTsnet({ ...options(), extraArgs: ['--metrics', '127.0.0.1:9464', '--firewall', 'nftables', '--dns-listen', '127.0.0.1:5399', '--dns-upstream', '127.0.0.1:9'] });
     const pool = JSON.parse((await post('IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.164.0.0/24', SubPool: '', Options: {}, V6: false })).body);
     await post('IpamDriver.RequestAddress', { PoolID: pool.PoolID, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
     const address = JSON.parse((await post('IpamDriver.RequestAddress', { PoolID: pool.PoolID, Address: '', Options: {} })).body).Address;
@@ -80,12 +80,13 @@ describe('tsnet daemon --metrics', () => {
   it('counts and times kernel commands, ip lines and program starts', async () => {
     const m = await scrape('127.0.0.1:9464');
     expect(m.get('tsnet_kernel_commands_total{command="ip-batch",outcome="ok"}')).toBeGreaterThanOrEqual(2);
-    expect(m.get('tsnet_kernel_commands_total{command="iptables-restore",outcome="ok"}')).toBeGreaterThanOrEqual(2);
-    expect(m.get('tsnet_kernel_command_duration_seconds_count{command="iptables-restore"}')).toBe(m.get('tsnet_kernel_commands_total{command="iptables-restore",outcome="ok"}'));
+    // The network and the published port, each one nft transaction.
+    expect(m.get('tsnet_kernel_commands_total{command="nft",outcome="ok"}')).toBeGreaterThanOrEqual(2);
+    expect(m.get('tsnet_kernel_command_duration_seconds_count{command="nft"}')).toBe(m.get('tsnet_kernel_commands_total{command="nft",outcome="ok"}'));
     // The bridge, its gateway address, the veth pair: several netlink changes.
     expect(m.get('tsnet_ip_batch_lines_total')).toBeGreaterThanOrEqual(4);
     expect(m.get('tsnet_program_starts_total{program="ip"}')).toBeGreaterThanOrEqual(1);
-    expect(m.get('tsnet_program_starts_total{program="iptables-restore"}')).toBeGreaterThanOrEqual(2);
+    expect(m.get('tsnet_program_starts_total{program="nft"}')).toBeGreaterThanOrEqual(2);
   });
 
   it('shows networks and endpoints by kind, published ports and pool usage', async () => {

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import supertest from 'supertest';
 import { createPlugin, type Plugin } from '../../src/plugin.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
-import { ExecaRunner, type RunOptions, type RunResult, type Runner, UncheckedHostPorts } from '../../src/sys/index.js';
+import { ExecaRunner, type FirewallKind, type RunOptions, type RunResult, type Runner, UncheckedHostPorts } from '../../src/sys/index.js';
 
 /** Runs every program of the plugin inside one test netns, so the real kernel is used but the host is untouched. */
 export class NetnsRunner implements Runner {
@@ -25,17 +25,23 @@ export class NetnsPlugin {
   plugin!: Plugin;
   readonly stateDir = mkdtempSync(join(tmpdir(), 'tsnet-it-'));
 
-  constructor(private readonly netns: string) {}
+  /** `firewall`: the backend, as --firewall; absent: the daemon's default choice. */
+  constructor(
+    private readonly netns: string,
+    private firewall?: FirewallKind,
+  ) {}
 
   async start(): Promise<this> {
     this.store = new SqliteStore(this.stateDir);
     // Its sockets would hold ports of the test process's netns, not the plugin's: host ports are left to the e2e tests.
-    this.plugin = await createPlugin({ store: this.store, runner: new NetnsRunner(this.netns), hostPorts: new UncheckedHostPorts() }, {}, pino({ level: 'silent' }));
+    this.plugin = await createPlugin({ store: this.store, runner: new NetnsRunner(this.netns), hostPorts: new UncheckedHostPorts() }, this.firewall ? { firewall: this.firewall } : {}, pino({ level: 'silent' }));
     return this;
   }
 
-  async restart(): Promise<void> {
+  /** Reopens the same state; `firewall` switches the backend, as a daemon restarted with another --firewall. */
+  async restart(firewall?: FirewallKind): Promise<void> {
     await this.store.close();
+    if (firewall) this.firewall = firewall;
     await this.start();
   }
 

@@ -18,7 +18,7 @@ function context(table = new PortTable(hostWith()), extra: Partial<AllocationCon
     endpointId: 'ep-new',
     defaultHostIp: '0.0.0.0',
     hasIPv6: false,
-    hostAddresses: async () => new Set(['198.51.100.1']),
+    isHostAddress: async (ip) => ip === '198.51.100.1',
     ephemeralRange: async () => [40000, 40002],
     previous: [],
     field: (i) => `portmap.${i}`,

@@ -14,6 +14,7 @@ const network: FirewallNetwork = {
   isolate: true,
   outboundNat: { 4: { kind: 'masquerade' } },
   routeLocalnetBefore: false,
+  groupBefore: 'default',
 };
 const forward: PortForward = { family: 4, proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '10.1.0.2', containerPort: 53 };
 const rulesOf = (plan: ReturnType<typeof networkPlan>, name: string) => plan.chains.find((c) => c.name === name)!.rules.map((r) => r.join(' '));
@@ -102,16 +103,16 @@ describe('restore scripts', () => {
 });
 
 describe('IptablesFirewall command plan', () => {
-  it('changes a network\'s forwards with one iptables-restore per family and no read, waiting a while for the xtables lock', async () => {
+  it('changes an endpoint\'s forwards with one iptables-restore per family that changes and no read, waiting a while for the xtables lock', async () => {
     const runner = new RecordingRunner();
-    await new IptablesFirewall(runner, new Sysctl(runner)).setPortForwards(network, [forward]);
-    expect(runner.commands.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-restore --wait 10 --noflush', 'ip6tables-restore --wait 10 --noflush']);
+    await new IptablesFirewall(runner, new Sysctl(runner)).setPortForwards(network, 'e1', [forward]);
+    expect(runner.commands.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-restore --wait 10 --noflush']);
     expect(runner.commands[0]!.input).toContain('-A TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp');
   });
 
   it('adds only the hooks iptables-save does not show, and enables forwarding in one sysctl once the 127/8 guard is in', async () => {
     const runner = new RecordingRunner().reply('iptables-save', '*filter\n:TSNET-FORWARD - [0:0]\n-A FORWARD -j TSNET-FORWARD\nCOMMIT\n');
-    await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, []);
+    await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, new Map());
     expect(runner.lines().map((l) => l.split('\n')[0])).toEqual([
       'iptables-save',
       'iptables-restore --wait 10 --noflush',
@@ -123,6 +124,30 @@ describe('IptablesFirewall command plan', () => {
     expect(restore).toContain('-I INPUT 1 -j TSNET-INPUT');
     expect(restore).toContain('-I TSNET-FORWARD 1 -o tsbr-0123456789 -j TSNET-FWD-0123456789');
     expect(runner.commands.filter((c) => c.file.startsWith('ip6tables'))).toEqual([]);
+  });
+
+  it('hooks into FORWARD below Docker\'s jump to DOCKER-USER, at the top without one', async () => {
+    const docker = '*filter\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-ISOLATION-STAGE-1\nCOMMIT\n';
+    for (const [saved, position] of [[docker, 2], ['', 1]] as const) {
+      const runner = new RecordingRunner().reply('iptables-save', saved);
+      await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, new Map());
+      expect(runner.commands.find((c) => c.file === 'iptables-restore')!.input).toContain(`-I FORWARD ${position} -j TSNET-FORWARD`);
+    }
+  });
+
+  it('changes only the DNAT rules of the endpoint whose forwards changed', async () => {
+    const runner = new RecordingRunner();
+    const firewall = new IptablesFirewall(runner, new Sysctl(runner));
+    const v4 = { ...network, subnets: { 4: '10.1.0.0/24' } };
+    const other: PortForward = { ...forward, hostPort: 5354, containerIp: '10.1.0.3' };
+    await firewall.setupNetwork(v4, new Map([['e1', [forward]]]));
+    runner.commands.length = 0;
+    await firewall.setPortForwards(v4, 'e2', [other]);
+    await firewall.setPortForwards(v4, 'e1', []);
+    expect(runner.commands.map((c) => c.input!.split('\n').filter((l) => l.startsWith('-')))).toEqual([
+      ['-A TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp -m udp --dport 5354 -j DNAT --to-destination 10.1.0.3:53'],
+      ['-D TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53'],
+    ]);
   });
 
   it('gives route_localnet back before the 127/8 guard goes', async () => {

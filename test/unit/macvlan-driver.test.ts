@@ -57,7 +57,7 @@ describe('macvlan driver command plans', () => {
     const { runner, driver } = fixture();
     const net = await network(driver, { parent: 'wire', 'tsnet.vlan': '10', 'tsnet.promisc': 'on' });
     expect(net.config).toMatchObject({ parent: 'wire.10', vlan: { base: 'wire', id: 10, created: true }, promisc: [{ iface: 'wire.10', wasOn: false }, { iface: 'wire', wasOn: false }] });
-    await driver.createNetwork(net, []);
+    await driver.createNetwork(net, () => []);
     expect(writes(runner)).toEqual([
       'ip -batch -\nlink add link wire name wire.10 type vlan id 10\nlink set dev wire.10 up',
       'ip -batch -\nlink set dev wire.10 promisc on\nlink set dev wire promisc on',
@@ -68,7 +68,7 @@ describe('macvlan driver command plans', () => {
     const failing = hostWithWire(new RecordingRunner().reply('ip -batch -', new CommandError('ip -batch -', 1, 'Error: Unknown device type.')));
     const noVlanDriver = new MacvlanDriver(new Ip(failing));
     const net = await network(noVlanDriver, { parent: 'wire.10' });
-    await expect(noVlanDriver.createNetwork(net, [])).rejects.toThrow(/^parent: cannot create VLAN interface wire\.10 on wire \(does the kernel have 8021q\?\): Error: Unknown device type\.$/);
+    await expect(noVlanDriver.createNetwork(net, () => [])).rejects.toThrow(/^parent: cannot create VLAN interface wire\.10 on wire \(does the kernel have 8021q\?\): Error: Unknown device type\.$/);
     // The rollback deletes only what tsnet would have owned: the subinterface.
     expect(writes(failing)).toEqual(['ip -batch -\nlink add link wire name wire.10 type vlan id 10\nlink set dev wire.10 up', 'ip -batch -\nlink del dev wire.10']);
   });

@@ -1,102 +1,125 @@
-import type { Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import type { EndpointForwards, Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
+import { GATE } from '../nftables/iptables-gate.js';
+import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
-import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, networkChains, networkPlan } from './plan.js';
-import { hookText, parseSave, RestoreScript, type SavedTables } from './restore-script.js';
+import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, networkChains, networkPlan, type Rule } from './plan.js';
+import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, removeIptablesChains, RestoreScript, type SavedTables } from './restore-script.js';
 
-/**
- * Seconds iptables-restore waits for the xtables lock (legacy backend) that
- * dockerd, kube-proxy or fail2ban may hold; older iptables fail at once
- * without --wait, and an unbounded wait would hang dockerd's request.
- */
-const LOCK_WAIT_SECONDS = '10';
-
-const TOOLS: Record<Family, { save: string; restore: string }> = {
-  4: { save: 'iptables-save', restore: 'iptables-restore' },
-  6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
-};
-
-const routeLocalnet = (network: FirewallNetwork) => `net/ipv4/conf/${network.bridge}/route_localnet`;
+/** The key of the shared chains' lock. */
+const SHARED = 'shared chains';
 
 function families(network: FirewallNetwork): Family[] {
   return ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
 }
 
+/** The key of a rule among a chain's rules. */
+const textOf = (rule: Rule) => rule.join(' ');
+
 /**
  * The firewall on iptables: plain `iptables*` from PATH, as dockerd calls
  * them, so tsnet lands in whichever backend (nft or legacy) dockerd uses.
  * Each call is one `iptables-restore --noflush` per family; reads (to add
- * hooks only once) use `iptables-save`.
+ * hooks only once) use `iptables-save`. For hosts without nftables; the cost
+ * of a restore grows with the host's whole rule set (see ../nftables/).
  */
 export class IptablesFirewall implements Firewall {
+  /** Setting up and tearing down read the shared chains, then write them: one network at a time. */
+  private readonly shared = new KeyedMutex();
+  /** The DNAT rules written per network, endpoint and family: a change of an endpoint's ports writes only its difference. */
+  private readonly dnat = new Map<string, Map<string, Partial<Record<Family, Rule[]>>>>();
+
   constructor(
     private readonly runner: Runner,
     private readonly sysctl: Sysctl,
   ) {}
 
-  private run(file: string, args: string[], input?: string) {
-    return this.runner.run(file, args, input === undefined ? {} : { input });
+  private save(family: Family): Promise<SavedTables> {
+    return iptablesSave(this.runner, family);
   }
 
-  private async save(family: Family): Promise<SavedTables> {
-    return parseSave((await this.run(TOOLS[family].save, [])).stdout);
+  private restore(family: Family, script: RestoreScript): Promise<void> {
+    return iptablesRestore(this.runner, family, script);
   }
 
-  private async restore(family: Family, script: RestoreScript): Promise<void> {
-    if (!script.empty) await this.run(TOOLS[family].restore, ['--wait', LOCK_WAIT_SECONDS, '--noflush'], script.text());
+  async setupNetwork(network: FirewallNetwork, forwards: EndpointForwards): Promise<void> {
+    const all = [...forwards.values()].flat();
+    await this.shared.run(SHARED, async () => {
+      for (const family of families(network)) {
+        const saved = await this.save(family);
+        const script = new RestoreScript();
+        const base = basePlan(family);
+        for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
+        const own = networkPlan(network, family, all);
+        own.chains.forEach((chain) => script.replaceChain(chain));
+        for (const hook of [...base.hooks, ...own.hooks]) {
+          if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook, hook.chain === 'FORWARD' ? forwardHookPosition(saved.filter) : 1);
+        }
+        await this.restore(family, script);
+      }
+    });
+    const written = new Map([...forwards].map(([endpointId, mine]) => [endpointId, this.dnatOf(network, mine)]));
+    this.dnat.set(network.id, network.internal ? new Map() : written);
+    await enableForwarding(this.sysctl, network);
   }
 
-  async setupNetwork(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
-    for (const family of families(network)) {
-      const saved = await this.save(family);
-      const script = new RestoreScript();
-      const base = basePlan(family);
-      for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
-      const own = networkPlan(network, family, forwards);
-      own.chains.forEach((chain) => script.replaceChain(chain));
-      for (const hook of [...base.hooks, ...own.hooks]) if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook);
-      await this.restore(family, script);
-    }
-    // Only now that the 127/8 guard rule is in place.
-    await this.enableForwarding(network);
+  private dnatOf(network: FirewallNetwork, forwards: readonly PortForward[]): Partial<Record<Family, Rule[]>> {
+    return Object.fromEntries(families(network).map((f) => [f, dnatRules(f, forwards)]));
   }
 
-  async setPortForwards(network: FirewallNetwork, forwards: readonly PortForward[]): Promise<void> {
+  /**
+   * Deletes the endpoint's DNAT rules that went and appends its new ones;
+   * other endpoints' rules are not touched. When that fails (the chain is not
+   * what tsnet wrote: someone changed it), the chain is written whole.
+   */
+  async setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void> {
     if (network.internal) return;
+    const chain = networkChains(network.id).dnat;
+    const written = this.dnat.get(network.id) ?? new Map<string, Partial<Record<Family, Rule[]>>>();
+    const before = written.get(endpointId) ?? {};
+    const next = new Map(written).set(endpointId, this.dnatOf(network, forwards));
+    if (forwards.length === 0) next.delete(endpointId);
     for (const family of families(network)) {
-      await this.restore(family, new RestoreScript().replaceChain({ table: 'nat', name: networkChains(network.id).dnat, rules: dnatRules(family, forwards) }));
+      const rules = next.get(endpointId)?.[family] ?? [];
+      const keep = new Set(rules.map(textOf));
+      const had = new Set((before[family] ?? []).map(textOf));
+      const script = new RestoreScript();
+      (before[family] ?? []).filter((r) => !keep.has(textOf(r))).forEach((r) => script.deleteRule('nat', chain, r));
+      rules.filter((r) => !had.has(textOf(r))).forEach((r) => script.appendRule('nat', chain, r));
+      const whole = new RestoreScript().replaceChain({ table: 'nat', name: chain, rules: [...next.values()].flatMap((r) => r[family] ?? []) });
+      await this.restore(family, script).catch(() => this.restore(family, whole));
     }
+    this.dnat.set(network.id, next);
   }
 
   async teardownNetwork(network: FirewallNetwork): Promise<void> {
-    // Before the guard rule goes: route_localnet=1 without it would open the host's 127/8 services to the bridge.
-    if (network.subnets[4] && !network.internal) await this.sysctl.reset({ [routeLocalnet(network)]: network.routeLocalnetBefore ? '1' : '0' });
-    for (const family of families(network)) {
-      const saved = await this.save(family);
-      const script = new RestoreScript();
-      const own = networkPlan(network, family, []);
-      const exists = (chain: { table: 'filter' | 'nat'; name: string }) => saved[chain.table].chains.has(chain.name);
-      const hooked = (hook: HookPlan) => saved[hook.table].rules.has(hookText(hook));
-      // The last network takes the shared chains along (flushed first, which drops its hooks): a removed plugin leaves no TSNET chain.
-      const last = ![...saved.filter.chains].some((c) => c.startsWith(NETWORK_CHAIN_PREFIX) && c !== networkChains(network.id).forward);
-      const base = basePlan(family);
-      if (last) base.chains.filter(exists).forEach((chain) => script.replaceChain(chain));
-      else own.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
-      own.chains.filter(exists).forEach((chain) => script.deleteChain(chain.table, chain.name));
-      if (last) {
-        base.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
-        base.chains.filter(exists).forEach((chain) => script.deleteChain(chain.table, chain.name));
+    await giveBackRouteLocalnet(this.sysctl, network);
+    await this.shared.run(SHARED, async () => {
+      for (const family of families(network)) {
+        const saved = await this.save(family);
+        const script = new RestoreScript();
+        const own = networkPlan(network, family, []);
+        const exists = (chain: { table: 'filter' | 'nat'; name: string }) => saved[chain.table].chains.has(chain.name);
+        const hooked = (hook: HookPlan) => saved[hook.table].rules.has(hookText(hook));
+        // The last network takes the shared chains along (flushed first, which drops its hooks): a removed plugin leaves no TSNET chain.
+        const last = ![...saved.filter.chains].some((c) => c.startsWith(NETWORK_CHAIN_PREFIX) && c !== networkChains(network.id).forward);
+        const base = basePlan(family);
+        if (last) base.chains.filter(exists).forEach((chain) => script.replaceChain(chain));
+        else own.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
+        own.chains.filter(exists).forEach((chain) => script.deleteChain(chain.table, chain.name));
+        if (last) {
+          base.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
+          base.chains.filter(exists).forEach((chain) => script.deleteChain(chain.table, chain.name));
+        }
+        await this.restore(family, script);
       }
-      await this.restore(family, script);
-    }
-  }
-
-  /** Routing between the bridge and the rest, and the loopback-source traffic of ports published on 127.0.0.1. */
-  private async enableForwarding(network: FirewallNetwork): Promise<void> {
-    if (network.internal) return;
-    await this.sysctl.set({
-      ...(network.subnets[4] ? { 'net/ipv4/ip_forward': '1', [routeLocalnet(network)]: '1' } : {}),
-      ...(network.subnets[6] ? { 'net/ipv6/conf/all/forwarding': '1' } : {}),
     });
+    this.dnat.delete(network.id);
   }
+}
+
+/** Removes what the iptables backend made (a host switching to nftables): its TSNET-* chains and the hooks into them. */
+export function removeIptablesBackend(runner: Runner): Promise<void> {
+  return removeIptablesChains(runner, (chain) => chain.startsWith('TSNET-') && chain !== GATE);
 }

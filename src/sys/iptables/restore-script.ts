@@ -1,4 +1,58 @@
+import type { Family } from '../firewall.js';
+import { ProgramNotFound, type Runner } from '../runner.js';
 import type { ChainPlan, HookPlan, Rule, Table } from './plan.js';
+
+/**
+ * Seconds iptables-restore waits for the xtables lock (legacy backend) that
+ * dockerd, kube-proxy or fail2ban may hold; older iptables fail at once
+ * without --wait, and an unbounded wait would hang dockerd's request.
+ */
+const LOCK_WAIT_SECONDS = '10';
+
+/** Plain `iptables*` from PATH, as dockerd calls them, so tsnet lands in whichever backend (nft or legacy) dockerd uses. */
+const TOOLS: Record<Family, { save: string; restore: string }> = {
+  4: { save: 'iptables-save', restore: 'iptables-restore' },
+  6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
+};
+
+/** What iptables-save shows of the family's tables (or of one of them). */
+export async function iptablesSave(runner: Runner, family: Family, table?: Table): Promise<SavedTables> {
+  return parseSave((await runner.run(TOOLS[family].save, table ? ['-t', table] : [])).stdout);
+}
+
+/**
+ * Removes tsnet's chains that `ours` picks, and the rules of other chains
+ * that jump to them, in one transaction per family. Without iptables on the
+ * host there is nothing to remove.
+ */
+export async function removeIptablesChains(runner: Runner, ours: (chain: string) => boolean): Promise<void> {
+  for (const family of [4, 6] as const) {
+    let saved: SavedTables;
+    try {
+      saved = await iptablesSave(runner, family);
+    } catch (error) {
+      if (error instanceof ProgramNotFound) return;
+      throw error;
+    }
+    const script = new RestoreScript();
+    for (const table of ['filter', 'nat'] as const) {
+      const chains = [...saved[table].chains].filter(ours);
+      const jumpsIn = [...saved[table].rules].filter((line) => {
+        const words = line.split(' ');
+        const target = words.indexOf('-j') >= 0 ? words[words.indexOf('-j') + 1]! : '';
+        return !chains.includes(words[1]!) && chains.includes(target);
+      });
+      jumpsIn.forEach((line) => script.deleteSaved(table, line));
+      if (chains.length > 0) script.deleteChains(table, chains);
+    }
+    await iptablesRestore(runner, family, script);
+  }
+}
+
+/** Runs the script as one `iptables-restore --noflush` transaction; an empty script runs nothing. */
+export async function iptablesRestore(runner: Runner, family: Family, script: RestoreScript): Promise<void> {
+  if (!script.empty) await runner.run(TOOLS[family].restore, ['--wait', LOCK_WAIT_SECONDS, '--noflush'], { input: script.text() });
+}
 
 /** What iptables-save shows of one table: chain names and rules as text (`-A CHAIN …`). */
 export interface SavedTable {
@@ -31,6 +85,19 @@ function checkWord(word: string): string {
 export const ruleText = (chain: string, rule: Rule) => ['-A', chain, ...rule].map(checkWord).join(' ');
 export const hookText = (hook: HookPlan) => ruleText(hook.chain, hook.rule);
 
+const DOCKER_USER_HOOK = '-A FORWARD -j DOCKER-USER';
+
+/**
+ * Where tsnet's hook into FORWARD goes: the top, but below Docker's jump to
+ * DOCKER-USER when there is one, so the user's rules there see tsnet's
+ * traffic first, as they see Docker's (dockerd puts that jump back on top
+ * whenever it starts, so this is also the order after a reboot).
+ */
+export function forwardHookPosition(filter: SavedTable): number {
+  const forward = [...filter.rules].filter((rule) => rule.startsWith('-A FORWARD '));
+  return forward.indexOf(DOCKER_USER_HOOK) + 2;
+}
+
 /** Lines of one `iptables-restore --noflush` transaction, grouped per table. */
 export class RestoreScript {
   /** Chain declarations go before every rule of their table, whatever order callers use. */
@@ -44,14 +111,37 @@ export class RestoreScript {
     return this;
   }
 
-  addHook(hook: HookPlan): this {
+  /** Appends the hook, or inserts it at `position` (1: the top) when it must come first. */
+  addHook(hook: HookPlan, position = 1): this {
     const text = hookText(hook);
-    this.lines[hook.table].push(hook.first ? text.replace(/^-A (\S+)/, '-I $1 1') : text);
+    this.lines[hook.table].push(hook.first ? text.replace(/^-A (\S+)/, `-I $1 ${position}`) : text);
     return this;
   }
 
   deleteHook(hook: HookPlan): this {
     this.lines[hook.table].push(hookText(hook).replace(/^-A /, '-D '));
+    return this;
+  }
+
+  appendRule(table: Table, chain: string, rule: Rule): this {
+    this.lines[table].push(ruleText(chain, rule));
+    return this;
+  }
+
+  deleteRule(table: Table, chain: string, rule: Rule): this {
+    this.lines[table].push(ruleText(chain, rule).replace(/^-A /, '-D '));
+    return this;
+  }
+
+  /** Deletes a rule as iptables-save shows it (`-A CHAIN …`). */
+  deleteSaved(table: Table, line: string): this {
+    this.lines[table].push(line.replace(/^-A /, '-D '));
+    return this;
+  }
+
+  /** Flushes all the chains first, then deletes them: they may jump to each other. */
+  deleteChains(table: Table, names: readonly string[]): this {
+    this.lines[table].push(...names.map((n) => `-F ${checkWord(n)}`), ...names.map((n) => `-X ${n}`));
     return this;
   }
 

@@ -1,0 +1,177 @@
+import type { EndpointForwards, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
+import { Ip } from '../ip.js';
+import { KeyedMutex } from '../../mutex.js';
+import { CommandError, type Runner } from '../runner.js';
+import { removeIptablesChains } from '../iptables/restore-script.js';
+import type { Sysctl } from '../sysctl.js';
+import { BRIDGE_GROUP, GATE, openIptablesGate } from './iptables-gate.js';
+import { addPortLine, TABLE, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
+
+/** An endpoint's port elements by map and key. */
+type Ports = Map<string, PortElement>;
+const slot = (e: PortElement) => `${e.map} ${e.key}`;
+const portsOf = (forwards: readonly PortForward[]): Ports => new Map(forwards.map(portElement).map((e) => [slot(e), e]));
+
+/** Whose a port element is, in its comment: `<network tag>/<endpoint tag>`. */
+const endpointTag = (endpointId: string) => endpointId.slice(0, 12);
+const ownerOf = (networkId: string, endpoint: string) => `${networkTag(networkId)}/${endpoint}`;
+
+/** The port maps' elements as `nft -j list maps` shows them: [key, value], the key with the owner's comment. */
+type Concat = { concat: Array<string | number> };
+type JsonElement = [Concat | { elem: { val: Concat; comment?: string } }, Concat];
+interface JsonMaps {
+  nftables: Array<{ map?: { table: string; name: string; elem?: JsonElement[] } }>;
+}
+
+/**
+ * The firewall on nftables: tsnet's own table `inet tsnet` (see ./ruleset.ts),
+ * every change one `nft -f -` transaction (all of it or nothing). Creating a
+ * network adds its elements to the table's sets; publishing a port adds one
+ * map element. Nothing is read per request: the daemon keeps the port
+ * elements it wrote, and reads the kernel's once (at its first change, i.e.
+ * during start-up) or when a change fails because someone else changed them.
+ */
+export class NftablesFirewall implements Firewall {
+  private readonly ip: Ip;
+  /** The port elements in the kernel: network tag → endpoint tag → elements. */
+  private readonly ports = new Map<string, Map<string, Ports>>();
+  private started: Promise<void> | undefined;
+  /** Setting a network up and tearing one down: the last teardown takes the table along, which no setup may overlap. */
+  private readonly networks = new KeyedMutex();
+
+  constructor(
+    private readonly runner: Runner,
+    private readonly sysctl: Sysctl,
+  ) {
+    this.ip = new Ip(runner);
+  }
+
+  private async apply(lines: readonly string[]): Promise<void> {
+    await this.runner.run('nft', ['-f', '-'], { input: `${lines.join('\n')}\n` });
+  }
+
+  /** Once per daemon: the table and its base chains, what ports the kernel already has (tsnet ran before), and the gate through iptables' FORWARD. */
+  private start(): Promise<void> {
+    this.started ??= (async () => {
+      await this.apply(skeleton());
+      for (const [tag, ports] of await this.kernelPorts()) this.ports.set(tag, ports);
+      await openIptablesGate(this.runner);
+    })().catch((error: unknown) => {
+      this.started = undefined;
+      throw error;
+    });
+    return this.started;
+  }
+
+  /** The port elements in the kernel, by the network and endpoint in their comment. */
+  private async kernelPorts(): Promise<Map<string, Map<string, Ports>>> {
+    const { stdout } = await this.runner.run('nft', ['-j', 'list', 'maps', 'inet']);
+    const mapNames = new Set<string>(Object.values(PORT_MAPS).flatMap((m) => [m.address, m.any]));
+    const out = new Map<string, Map<string, Ports>>();
+    for (const { map } of (JSON.parse(stdout) as JsonMaps).nftables) {
+      if (!map || map.table !== 'tsnet' || !mapNames.has(map.name)) continue;
+      for (const [key, value] of map.elem ?? []) {
+        const [network, endpoint] = ('elem' in key ? key.elem.comment ?? '' : '').split('/');
+        if (!network || !endpoint) continue;
+        const concat = 'elem' in key ? key.elem.val : key;
+        const element = { map: map.name, key: concat.concat.join(' . '), value: value.concat.join(' . ') };
+        if (!out.has(network)) out.set(network, new Map());
+        const endpoints = out.get(network)!;
+        if (!endpoints.has(endpoint)) endpoints.set(endpoint, new Map());
+        endpoints.get(endpoint)!.set(slot(element), element);
+      }
+    }
+    return out;
+  }
+
+  /** Lines that turn the elements of each endpoint in `wanted` into those given (the network's other endpoints stay). */
+  private portChanges(network: FirewallNetwork, wanted: ReadonlyMap<string, Ports>): string[] {
+    const current = this.ports.get(networkTag(network.id));
+    return [...wanted].flatMap(([endpoint, want]) => {
+      const have = current?.get(endpoint) ?? new Map<string, PortElement>();
+      const owner = ownerOf(network.id, endpoint);
+      const gone = [...have.values()].filter((e) => want.get(slot(e))?.value !== e.value);
+      const added = [...want.values()].filter((e) => have.get(slot(e))?.value !== e.value);
+      return [...gone.flatMap((e) => removePortLines(e, owner)), ...added.map((e) => addPortLine(e, owner))];
+    });
+  }
+
+  /**
+   * One transaction: `lines` plus the changes that make the port elements of
+   * each endpoint in `wanted` those given. When it fails because tsnet's
+   * table or ports are not what this daemon wrote (someone changed them), it
+   * puts the table's skeleton back, reads the kernel's ports and runs once more.
+   */
+  private async transact(network: FirewallNetwork, lines: readonly string[], wanted: ReadonlyMap<string, Ports>): Promise<void> {
+    const tag = networkTag(network.id);
+    const changes = this.portChanges(network, wanted);
+    if (lines.length + changes.length === 0) return;
+    try {
+      await this.apply([...lines, ...changes]);
+    } catch {
+      // nft 1.0 cannot add elements to an interval set it creates in the same transaction: the skeleton goes first, alone.
+      await this.apply(skeleton());
+      this.ports.set(tag, (await this.kernelPorts()).get(tag) ?? new Map());
+      await this.apply([...lines, ...this.portChanges(network, wanted)]);
+    }
+    if (!this.ports.has(tag)) this.ports.set(tag, new Map());
+    for (const [endpoint, want] of wanted) {
+      if (want.size > 0) this.ports.get(tag)!.set(endpoint, want);
+      else this.ports.get(tag)!.delete(endpoint);
+    }
+  }
+
+  /** Every endpoint the kernel has ports of for this network, wanted with none: they go. */
+  private noPorts(network: FirewallNetwork): Map<string, Ports> {
+    return new Map([...(this.ports.get(networkTag(network.id))?.keys() ?? [])].map((endpoint) => [endpoint, new Map()]));
+  }
+
+  async setupNetwork(network: FirewallNetwork, forwards: EndpointForwards): Promise<void> {
+    await this.networks.run(TABLE, async () => {
+      await this.start();
+      // Exactly these endpoints' ports: any other this network had in the kernel (a crash) goes.
+      const wanted = this.noPorts(network);
+      if (!network.internal) for (const [endpointId, mine] of forwards) wanted.set(endpointTag(endpointId), portsOf(mine));
+      await this.transact(network, networkLines(network), wanted);
+    });
+    // Only now that tsnet's chains decide for the bridge does iptables' FORWARD let it through.
+    await this.ip.batch([['link', 'set', 'dev', network.bridge, 'group', BRIDGE_GROUP]]);
+    await enableForwarding(this.sysctl, network);
+  }
+
+  async setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void> {
+    if (network.internal) return;
+    await this.start();
+    await this.transact(network, [], new Map([[endpointTag(endpointId), portsOf(forwards)]]));
+  }
+
+  async teardownNetwork(network: FirewallNetwork): Promise<void> {
+    await this.networks.run(TABLE, async () => {
+      await this.start();
+      await giveBackRouteLocalnet(this.sysctl, network);
+      await this.ip.undo(['link', 'set', 'dev', network.bridge, 'group', network.groupBefore]);
+      await this.transact(network, networkRemovalLines(network), this.noPorts(network));
+      this.ports.delete(networkTag(network.id));
+      // The last network takes the table and the iptables gate along: a removed plugin leaves nothing.
+      if (this.ports.size > 0) return;
+      await removeNftablesBackend(this.runner);
+      this.started = undefined;
+    });
+  }
+}
+
+/**
+ * Removes what the nftables backend made (a host switching to iptables):
+ * tsnet's table and the gate in iptables' FORWARD. Without a working nft
+ * there is no table to remove.
+ */
+export async function removeNftablesBackend(runner: Runner): Promise<void> {
+  try {
+    // nft has no "delete if present": an add first makes the delete succeed either way.
+    await runner.run('nft', ['-f', '-'], { input: `add table ${TABLE}\ndelete table ${TABLE}\n` });
+  } catch (error) {
+    if (!(error instanceof CommandError)) throw error;
+  }
+  await removeIptablesChains(runner, (chain) => chain === GATE);
+}
