@@ -1,7 +1,7 @@
 import type { EndpointForwards, Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
 import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
-import { GATE } from '../nftables/iptables-gate.js';
+import { GATE, INPUT_GATE } from '../nftables/iptables-gate.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
 import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, networkChains, networkPlan, type Rule } from './plan.js';
@@ -121,5 +121,5 @@ export class IptablesFirewall implements Firewall {
 
 /** Removes what the iptables backend made (a host switching to nftables): its TSNET-* chains and the hooks into them. */
 export function removeIptablesBackend(runner: Runner): Promise<void> {
-  return removeIptablesChains(runner, (chain) => chain.startsWith('TSNET-') && chain !== GATE);
+  return removeIptablesChains(runner, (chain) => chain.startsWith('TSNET-') && chain !== GATE && chain !== INPUT_GATE);
 }

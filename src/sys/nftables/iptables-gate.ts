@@ -12,6 +12,8 @@ import { type Runner, ProgramNotFound } from '../runner.js';
 export const BRIDGE_GROUP = '0x7473';
 
 export const GATE = 'TSNET-GATE';
+/** The same for iptables' INPUT chain: DNS from a bridge to its own address (the gateway's listener), past an INPUT policy of DROP. */
+export const INPUT_GATE = 'TSNET-GATE-IN';
 
 /**
  * Puts the gate into iptables, once per family: a chain TSNET-GATE hooked
@@ -37,6 +39,17 @@ export async function openIptablesGate(runner: Runner): Promise<void> {
     });
     const hook = { table: 'filter' as const, chain: 'FORWARD', rule: ['-j', GATE], first: true };
     if (!saved.filter.rules.has(hookText(hook))) script.addHook(hook, forwardHookPosition(saved.filter));
+    if (family === 4) {
+      // --limit-iface-in: an address of the bridge the query came in on, i.e. its gateway; tsnet's nft input chain drops the rest.
+      const local = ['-m', 'addrtype', '--dst-type', 'LOCAL', '--limit-iface-in'];
+      script.replaceChain({
+        table: 'filter',
+        name: INPUT_GATE,
+        rules: (['udp', 'tcp'] as const).map((p) => ['-p', p, '-m', 'devgroup', '--src-group', BRIDGE_GROUP, '-m', p, '--dport', '53', ...local, '-j', 'ACCEPT']),
+      });
+      const inputHook = { table: 'filter' as const, chain: 'INPUT', rule: ['-j', INPUT_GATE], first: true };
+      if (!saved.filter.rules.has(hookText(inputHook))) script.addHook(inputHook, 1);
+    }
     await iptablesRestore(runner, family, script);
   }
 }

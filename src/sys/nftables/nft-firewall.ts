@@ -5,7 +5,7 @@ import { KeyedMutex } from '../../mutex.js';
 import { CommandError, type Runner } from '../runner.js';
 import { removeIptablesChains } from '../iptables/restore-script.js';
 import type { Sysctl } from '../sysctl.js';
-import { BRIDGE_GROUP, GATE, openIptablesGate } from './iptables-gate.js';
+import { BRIDGE_GROUP, GATE, INPUT_GATE, openIptablesGate } from './iptables-gate.js';
 import { addPortLine, TABLE, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
 
 /** An endpoint's port elements by map and key. */
@@ -173,5 +173,5 @@ export async function removeNftablesBackend(runner: Runner): Promise<void> {
   } catch (error) {
     if (!(error instanceof CommandError)) throw error;
   }
-  await removeIptablesChains(runner, (chain) => chain === GATE);
+  await removeIptablesChains(runner, (chain) => chain === GATE || chain === INPUT_GATE);
 }

@@ -12,7 +12,8 @@ import type { Family, FirewallNetwork, PortForward } from '../firewall.js';
  *
  *   forward     into a tsnet bridge: replies, published ports, the bridge itself (ICC),
  *               another open bridge; everything else dropped. Out of one: accepted (internal: dropped)
- *   input       no new connections from a bridge to 127/8 (the route_localnet guard)
+ *   input       no new connections from a bridge to 127/8 (the route_localnet guard); DNS to a
+ *               network's gateway listener only from its own bridge or the host (@dns4, @dnsgw4)
  *   prerouting, output (local destinations) ─▶ published: dnat through @ports4/@ports4_any/@ports6/@ports6_any
  *   postrouting from a network's subnet out of its bridge to elsewhere: masquerade (@masq4,
  *               @masq6) or SNAT (@snat4); hairpin (a container reaching its own network's
@@ -70,6 +71,8 @@ const SUBNET_SETS: Record<Family, { all: string; masquerade: string }> = {
 };
 /** bridge . subnet → the SNAT source of com.docker.network.host_ipv4. */
 const SNAT4 = 'snat4';
+/** bridge . gateway of each network whose gateway answers DNS, and the gateways alone. */
+const DNS_SETS = { byBridge: 'dns4', gateways: 'dnsgw4' } as const;
 
 /** The table, its sets and maps, and its base chains with their rules: idempotent, as often as wanted. */
 export function skeleton(): string[] {
@@ -90,6 +93,8 @@ export function skeleton(): string[] {
     `add set ${TABLE} icc { type ifname . ifname; }`,
     ...([4, 6] as const).flatMap((f) => Object.values(SUBNET_SETS[f]).map((set) => `add set ${TABLE} ${set} { type ifname . ${ADDRESS_TYPE[f]}; flags interval; }`)),
     `add map ${TABLE} ${SNAT4} { type ifname . ipv4_addr : ipv4_addr; flags interval; }`,
+    `add set ${TABLE} ${DNS_SETS.byBridge} { type ifname . ipv4_addr; }`,
+    `add set ${TABLE} ${DNS_SETS.gateways} { type ipv4_addr; }`,
     ...maps,
     `add chain ${TABLE} published`,
     `flush chain ${TABLE} published`,
@@ -111,7 +116,11 @@ export function skeleton(): string[] {
       `iifname @${published} accept`,
     ]),
     // route_localnet lets ports published on 127.0.0.1 in; containers must not use it to reach the host's loopback services.
-    ...base('input', 'type filter hook input priority filter', [`iifname @${localnet} ip daddr 127.0.0.0/8 ct state { new, invalid, untracked } drop`]),
+    ...base('input', 'type filter hook input priority filter', [
+      `iifname @${localnet} ip daddr 127.0.0.0/8 ct state { new, invalid, untracked } drop`,
+      // A network's DNS listener serves that network (its bridge) and the host: other networks and the LAN learn nothing of it.
+      `ip daddr @${DNS_SETS.gateways} meta l4proto { tcp, udp } th dport 53 iifname . ip daddr != @${DNS_SETS.byBridge} fib saddr type != local drop`,
+    ]),
     ...base('prerouting', 'type nat hook prerouting priority dstnat', ['fib daddr type local jump published']),
     ...base('output', 'type nat hook output priority -100', ['fib daddr type local jump published']),
     ...base('postrouting', 'type nat hook postrouting priority srcnat', [
@@ -146,6 +155,9 @@ function networkElements(network: FirewallNetwork): Element[] {
     ...member(BRIDGE_SETS.open, !network.isolate && !internal),
     ...(network.icc ? [{ container: 'icc', key: `${b} . ${b}` }] : []),
     ...member(BRIDGE_SETS.localnet, !internal && network.subnets[4] !== undefined),
+    ...(network.dnsServer
+      ? [{ container: DNS_SETS.byBridge, key: `${b} . ${word(network.dnsServer)}` }, { container: DNS_SETS.gateways, key: word(network.dnsServer) }]
+      : []),
     ...families(network).flatMap((f): Element[] => {
       if (internal) return [];
       const key = `${b} . ${word(network.subnets[f]!)}`;
