@@ -102,6 +102,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   return {
     socketPath,
     async stop() {
+      networks.stop();
       await Promise.all([close(server), close(admin), ...(metricsServer ? [close(metricsServer)] : [])]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });

@@ -27,6 +27,8 @@ export interface PluginOptions {
   netnsDir?: string;
   /** The cluster's shared pools (--cluster-store); told which subnets have a network on this host. */
   sharedPools?: (subnetInUse: (subnet: string) => boolean) => Promise<SharedPools>;
+  /** How long an endpoint that looks gone at start-up is kept before it is dropped (default 10 s; tests shorten it). */
+  staleGraceMs?: number;
 }
 
 /** The plugin without its socket: what the daemon serves and what API tests drive. */
@@ -66,7 +68,7 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest }:
     ['macvlan', new MacvlanDriver(ip, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
-  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) });
+  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) }, options.staleGraceMs);
   const shared = await options.sharedPools?.((subnet) => networks.hasNetworkOn(subnet));
   const ipam: IpamService = new IpamService(store, {
     ...(options.defaultPoolsV4 ? { defaultPoolsV4: options.defaultPoolsV4 } : {}),

@@ -62,12 +62,28 @@ export class NetworkService {
   private readonly locks = new KeyedMutex();
   private readonly listeners = new Set<TopologyListener>();
 
+  /** The second look at endpoints that seemed gone at start-up. */
+  private recheck: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly store: Store,
     private readonly drivers: ReadonlyMap<DriverKind, Driver>,
     private readonly log: Logger,
     private readonly addresses: StaleAddressRelease,
+    /**
+     * How long an endpoint that looks gone at start-up is kept before it is
+     * dropped. dockerd joins a starting container's endpoint before it makes
+     * the container's netns: a container that was starting when tsnet went
+     * down looks gone for a moment (no sandbox file, its interface still in
+     * the host netns), exactly like one removed meanwhile.
+     */
+    private readonly staleGraceMs = 10_000,
   ) {}
+
+  /** Stops the pending second look (daemon shutdown). */
+  stop(): void {
+    clearTimeout(this.recheck);
+  }
 
   /**
    * Calls `listener` after every network or endpoint creation and deletion;
@@ -116,15 +132,28 @@ export class NetworkService {
    * their ports or rules comes back. A failing network is logged, not fatal.
    */
   async restore(): Promise<void> {
-    const gone = await this.goneAtStart();
+    const suspects = await this.goneAtStart();
     for (const network of this.networks.values()) {
       try {
-        const endpoints = this.endpointsOf(network.id);
-        await this.forgetGone(network, endpoints.filter((e) => gone.has(e.id)));
-        await this.driverOf(network).restore(network, endpoints.filter((e) => !gone.has(e.id)));
+        await this.driverOf(network).restore(network, this.endpointsOf(network.id));
       } catch (error) {
         this.log.error({ err: error, network: network.id }, 'could not restore network');
       }
+    }
+    if (suspects.size === 0) return;
+    this.log.info({ endpoints: suspects.size, inMs: this.staleGraceMs }, 'endpoints whose container looks gone: dropping those that still look so in a moment');
+    this.recheck = setTimeout(() => void this.dropStillGone(suspects), this.staleGraceMs);
+    this.recheck.unref();
+  }
+
+  /** The start-up suspects that still look gone now are dropped, each under its network's lock. */
+  private async dropStillGone(suspects: ReadonlySet<string>): Promise<void> {
+    for (const network of this.networks.values()) {
+      const mine = () => this.endpointsOf(network.id).filter((e) => suspects.has(e.id));
+      if (mine().length === 0) continue;
+      await this.locks.run(networkKey(network.id), () => this.dropGone(network, mine())).catch((error: unknown) => {
+        this.log.error({ err: error, network: network.id }, 'could not drop the endpoints whose container is gone');
+      });
     }
   }
 
@@ -380,7 +409,8 @@ export class NetworkService {
 
   /**
    * Runs `work` under its network's lock on the endpoint holding `address`
-   * whose container still lives; stale records met on the way are dropped.
+   * whose container still lives; a record whose container looks gone is
+   * passed over (start-up's second look drops it, not a port change).
    */
   private async withLiveEndpoint<T>(address: string, work: (endpoint: EndpointRecord, network: NetworkRecord) => Promise<T>): Promise<T> {
     // Looked up by address from outside the plugin API (`tsnet port`), not per plugin request.
@@ -390,8 +420,8 @@ export class NetworkService {
         const current = this.endpoints.get(holder.id);
         const network = this.networks.get(holder.networkId);
         if (!current || !network) return undefined;
-        const [live] = await this.dropGone(network, [current]);
-        return live ? { result: await work(live, network) } : undefined;
+        const gone = await this.driverOf(network).goneEndpoints([current]);
+        return gone.length === 0 ? { result: await work(current, network) } : undefined;
       });
       if (done) return done.result;
     }

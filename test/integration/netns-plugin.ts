@@ -29,17 +29,20 @@ export class NetnsPlugin {
   constructor(
     private readonly netns: string,
     private firewall?: FirewallKind,
+    /** How long endpoints that look gone at start-up are kept (the daemon's 10 s would only slow the tests). */
+    private readonly staleGraceMs = 300,
   ) {}
 
   async start(): Promise<this> {
     this.store = new SqliteStore(this.stateDir);
     // Its sockets would hold ports of the test process's netns, not the plugin's: host ports are left to the e2e tests.
-    this.plugin = await createPlugin({ store: this.store, runner: new NetnsRunner(this.netns), hostPorts: new UncheckedHostPorts() }, this.firewall ? { firewall: this.firewall } : {}, pino({ level: 'silent' }));
+    this.plugin = await createPlugin({ store: this.store, runner: new NetnsRunner(this.netns), hostPorts: new UncheckedHostPorts() }, { staleGraceMs: this.staleGraceMs, ...(this.firewall ? { firewall: this.firewall } : {}) }, pino({ level: 'silent' }));
     return this;
   }
 
   /** Reopens the same state; `firewall` switches the backend, as a daemon restarted with another --firewall. */
   async restart(firewall?: FirewallKind): Promise<void> {
+    this.plugin.networks.stop();
     await this.store.close();
     if (firewall) this.firewall = firewall;
     await this.start();
@@ -50,6 +53,7 @@ export class NetnsPlugin {
   }
 
   async close(): Promise<void> {
+    this.plugin?.networks.stop();
     await this.store.close();
     rmSync(this.stateDir, { recursive: true, force: true });
   }
