@@ -1,3 +1,4 @@
+import type { Drift, KernelView, RuleSnapshot } from '../src/sys/index.js';
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, PublishedPort } from './model.js';
 
 /**
@@ -7,6 +8,12 @@ import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord,
  * went meanwhile.
  */
 export type OtherNetworks = () => readonly NetworkRecord[];
+
+/** The kernel as one check of every network saw it: links, addresses, routes, and tsnet's rules. */
+export interface DriftView {
+  kernel: KernelView;
+  rules: RuleSnapshot;
+}
 
 /**
  * What every network kind implements. Core validates the common fields,
@@ -58,6 +65,24 @@ export interface Driver<C = unknown, S = unknown> {
    */
   hostAddresses(network: NetworkRecord<C>): string[];
 
-  /** Start-up: makes the kernel match the stored network again (after a reboot or a crash). */
+  /**
+   * Makes the kernel match the stored network again: at start-up (after a
+   * reboot or a crash) and whenever drift() finds a difference. Idempotent.
+   */
   restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;
+
+  /**
+   * How `view` differs from what the network and its live endpoints need in
+   * the kernel; none when in sync. Pure. An endpoint whose kernel side is
+   * gone with its container is not drift (its DeleteEndpoint is coming, or
+   * start-up drops it).
+   */
+  drift(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[], view: DriftView): Drift[];
+
+  /**
+   * Start-up, once for all networks of the kind: removes what a crash left
+   * of networks without a record beyond their links (rules, set elements);
+   * returns what went, in words for the log.
+   */
+  removeLeftovers(networks: readonly NetworkRecord<C>[]): Promise<string[]>;
 }

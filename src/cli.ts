@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { clusterCommand } from './admin/cluster-command.js';
 import { dnsCommand } from './admin/dns-command.js';
+import { doctorCommand } from './admin/doctor-command.js';
 import { inventoryCommands } from './admin/inventory-command.js';
 import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
@@ -31,6 +32,7 @@ interface DaemonFlags {
   dnsListen: string[];
   dnsUpstream: string[];
   dnsResolvConf: string;
+  driftWatch: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -58,6 +60,7 @@ program
   .option('--cluster-key <file>', 'client key (PEM) for etcd')
   .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
   .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
+  .option('--no-drift-watch', 'do not repair what others change of tsnet\'s links and rules while it runs (tsnet doctor --fix still does)')
   .option('--docker-host <url>', 'Docker API for container names (unix:///path or tcp://host:port)', 'unix:///var/run/docker.sock')
   .option('--dns-domain <domain>', 'DNS names are <container>.<network>.<domain>', 'tsnet')
   .option('--dns-listen <ip:port>', 'serve every network\'s names here too (repeatable; none by default)', collect, [])
@@ -74,6 +77,7 @@ program
         socketDir: opts.socketDir,
         stateDir: opts.stateDir,
         dockerHost: opts.dockerHost,
+        watchDrift: opts.driftWatch,
         dns: {
           domain: dnsDomainFlag(opts.dnsDomain),
           listen: opts.dnsListen.map((text) => dnsAddressFlag('--dns-listen', text)),
@@ -111,6 +115,7 @@ for (const command of inventoryCommands()) program.addCommand(command);
 program.addCommand(portCommand());
 program.addCommand(clusterCommand());
 program.addCommand(dnsCommand());
+program.addCommand(doctorCommand());
 program.addCommand(installServiceCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {

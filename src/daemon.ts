@@ -19,6 +19,7 @@ import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 import { ExecaRunner, SocketHostPorts } from './sys/index.js';
 import { IpSessionRunner } from './sys/ip-session.js';
+import { DriftWatcher, iptablesIsLegacy } from './repair/drift-watcher.js';
 
 export interface DaemonOptions extends PluginOptions {
   name: string;
@@ -33,6 +34,8 @@ export interface DaemonOptions extends PluginOptions {
   dns: DnsOptions;
   /** --metrics: where to serve Prometheus metrics; absent = no metrics. */
   metrics?: MetricsAddress;
+  /** --no-drift-watch: false leaves repairs to `tsnet doctor --fix` and restarts. */
+  watchDrift: boolean;
 }
 
 export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -64,8 +67,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
   const runner = metrics?.runner() ?? new IpSessionRunner(new ExecaRunner());
-  const parts = { store, runner, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest } : {}) };
-  const { app, networks, ipam, inFlight, firewall } = await createPlugin(parts, pluginOptions, log);
+  const parts = { store, runner, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest, observeRepairs: metrics.observeRepairs } : {}) };
+  const { app, networks, ipam, inFlight, firewall, reconciler } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
   const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }));
@@ -92,17 +95,22 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // tsnet ls/inspect show Docker's names as far as the watcher knows them.
   const dockerNames: DockerNames = { networkName: (id) => names.networkName(id), containerOfEndpoint: (id) => names.endpoints().get(id)?.containerName };
   const inventory = new Inventory(networks, ipam, dockerNames);
-  const admin = createServer(createAdminApp({ networks, dns, inFlight, inventory, ...(cluster ? { cluster } : {}) }, log));
+  const admin = createServer(createAdminApp({ networks, dns, inFlight, inventory, reconciler, ...(cluster ? { cluster } : {}) }, log));
   await listen(admin, adminPath);
   chmodSync(adminPath, 0o600);
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
-  log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, firewall, cluster: cluster?.etcd.url }, 'tsnet is serving');
+  const watcher = options.watchDrift
+    ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), { pollRules: await iptablesIsLegacy(runner) })
+    : undefined;
+  watcher?.start();
+  log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, firewall, driftWatch: options.watchDrift, cluster: cluster?.etcd.url }, 'tsnet is serving');
 
   return {
     socketPath,
     async stop() {
       networks.stop();
+      await watcher?.stop();
       await Promise.all([close(server), close(admin), ...(metricsServer ? [close(metricsServer)] : [])]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });

@@ -14,9 +14,10 @@ import { hostNetworks } from './host-networks.js';
 import { InFlight } from './in-flight.js';
 import { IpamService } from './ipam/ipam-service.js';
 import { removeLeftoverLinks } from './repair/leftover-links.js';
+import { Reconciler } from './repair/reconciler.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
-import { chooseFirewall, type FirewallKind, type HostPorts, Ip, removeOtherBackend, type Runner, Sysctl } from './sys/index.js';
+import { chooseFirewall, type Drift, type FirewallKind, type HostPorts, Ip, removeOtherBackend, type Runner, Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   /** --firewall; absent: nftables where it works, else iptables. */
@@ -40,6 +41,8 @@ export interface Plugin {
   inFlight: InFlight;
   /** The firewall backend in use. */
   firewall: FirewallKind;
+  /** Compares the records with the kernel and repairs the differences (tsnet doctor, the drift watcher). */
+  reconciler: Reconciler;
 }
 
 /** What the plugin works on: its state, the door to programs, and the host's port space. */
@@ -50,10 +53,12 @@ export interface PluginParts {
   hostPorts: HostPorts;
   /** Told of every answered request (--metrics). */
   observeRequest?: RequestObserver;
+  /** Told of every difference between records and kernel that was repaired (--metrics). */
+  observeRepairs?: (found: readonly Drift[]) => void;
 }
 
 /** Builds drivers, IPAM and network service on its parts, loads the state and restores the kernel. */
-export async function createPlugin({ store, runner, hostPorts, observeRequest }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
+export async function createPlugin({ store, runner, hostPorts, observeRequest, observeRepairs }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
   const firewall = await chooseFirewall(options.firewall, runner, sysctl);
@@ -80,6 +85,8 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest }:
   await networks.load();
   await networks.restore();
   await removeLeftoverLinks(ip, networks, log);
+  await networks.removeLeftovers();
   const inFlight = new InFlight();
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight, firewall: firewall.kind };
+  const reconciler = new Reconciler(networks, ip, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight, firewall: firewall.kind, reconciler };
 }

@@ -2,8 +2,8 @@ import { RequestError } from '../../src/errors.js';
 import { KeyedMutex } from '../../src/mutex.js';
 import { parseCidr } from '../../src/net/address.js';
 import type { Logger } from 'pino';
-import { type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
-import type { Driver } from '../driver.js';
+import { type Drift, drift, type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
+import type { Driver, DriftView } from '../driver.js';
 import { type EndpointRecord, type EndpointSpec, type JoinInfo, type NetworkRecord, type NetworkSpec, PORTMAP, type PortBinding, type PublishedPort, type SubnetRecord } from '../model.js';
 import { bridgeMac, vethContainerName, vethHostName } from '../names.js';
 import { lostSandbox, SandboxFiles } from '../sandbox.js';
@@ -76,6 +76,8 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   private readonly ports: PortTable;
   /** Choosing and holding host ports is one step for one endpoint at a time, whatever its network: it is short (no firewall work). */
   private readonly portLock = new KeyedMutex();
+  /** Published ports a host service took while tsnet was down: kept in the record, never forwarded (see restore). */
+  private readonly notForwarded = new Map<string, readonly PublishedPort[]>();
 
   constructor(
     private readonly ip: Ip,
@@ -149,6 +151,11 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     });
   }
 
+  /** Whether the endpoint's bridge port has hairpin on: it has (or had) ports to publish, and may publish them. */
+  private hairpin(network: BridgeNetwork, endpoint: BridgeEndpoint): boolean {
+    return !network.internal && (endpoint.portBindings.length > 0 || endpoint.state.ports.length > 0);
+  }
+
   /** Bridge port flags: hairpin lets a container reach its own published port, isolation enforces ICC off on the bridge itself. */
   private portFlags(network: BridgeNetwork, state: BridgeEndpointState, hairpin: boolean): string[][] {
     const flags = [...(hairpin ? ['hairpin', 'on'] : []), ...(network.config.icc ? [] : ['isolated', 'on'])];
@@ -205,6 +212,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   async deleteEndpoint(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<void> {
+    this.notForwarded.delete(endpoint.id);
     await this.unpublish(network, endpoint);
     await this.holdOnly(endpoint.id, []);
     // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still.
@@ -236,6 +244,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     // An internal network publishes no ports, whatever it is sent.
     const bindings = network.internal ? [] : endpoint.portBindings;
     const ports = await this.claimPorts(network, endpoint, bindings, endpoint.state.ports, (i) => `${PORTMAP}.${i}`);
+    this.notForwarded.delete(endpoint.id);
     try {
       await this.publish(network, endpoint, ports);
     } catch (error) {
@@ -247,6 +256,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
 
   /** Another endpoint becomes the gateway, or the container stops: its host ports are free again. */
   async revokeExternalConnectivity(network: BridgeNetwork, endpoint: BridgeEndpoint): Promise<BridgeEndpointState> {
+    this.notForwarded.delete(endpoint.id);
     await this.unpublish(network, endpoint);
     await this.holdOnly(endpoint.id, []);
     return { ...endpoint.state, ports: [], published: false };
@@ -293,16 +303,66 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     return gateway ? [gateway] : [];
   }
 
+  /** The forwards of the endpoints that publish: their ports but those a host service holds (notForwarded). */
+  private forwardsOf(endpoints: readonly BridgeEndpoint[]): Map<string, PortForward[]> {
+    const forwards = new Map<string, PortForward[]>();
+    for (const endpoint of endpoints) {
+      const lost = this.notForwarded.get(endpoint.id) ?? [];
+      const ports = endpoint.state.ports.filter((p) => !lost.includes(p));
+      if (endpoint.state.published && ports.length > 0) forwards.set(endpoint.id, portForwards(ports, addressesOf(endpoint)));
+    }
+    return forwards;
+  }
+
+  /**
+   * The bridge with its gateways, the host ends of the endpoints on it with
+   * their port flags (a bridge deleted and made again has no ports), the
+   * published ports held on the host, and the network's rules.
+   */
   async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<void> {
     await this.ensureBridge(network);
-    const forwards = new Map<string, PortForward[]>();
+    const links = endpoints.length > 0 ? await this.ip.linkNames() : new Set<string>();
+    const present = endpoints.filter((e) => links.has(e.state.hostIf));
+    await this.ip.batch(
+      present.flatMap((e) => [['link', 'set', 'dev', e.state.hostIf, 'master', network.config.bridge, 'up'], ...this.portFlags(network, e.state, this.hairpin(network, e))]),
+    );
     for (const endpoint of endpoints) {
       // A host service that took a port while tsnet was down keeps it: forwarding it would steal its traffic.
       const lost = await this.holdOnly(endpoint.id, endpoint.state.ports);
       for (const port of lost) this.log.error({ endpoint: endpoint.id, network: network.id }, `not forwarding ${takenMessage(port)} since tsnet was down`);
-      const ports = endpoint.state.ports.filter((p) => !lost.includes(p));
-      if (endpoint.state.published && ports.length > 0) forwards.set(endpoint.id, portForwards(ports, addressesOf(endpoint)));
+      if (lost.length > 0) this.notForwarded.set(endpoint.id, lost);
     }
-    await this.firewall.setupNetwork(firewallNetwork(network), forwards);
+    await this.firewall.setupNetwork(firewallNetwork(network), this.forwardsOf(endpoints));
+  }
+
+  drift(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[], { kernel, rules }: DriftView): Drift[] {
+    const { bridge } = network.config;
+    const link = kernel.links.get(bridge);
+    if (!link) return [drift(network.id, 'link', 'missing', bridge), ...this.firewall.drift(rules, firewallNetwork(network), this.forwardsOf(endpoints))];
+    const ports = endpoints.flatMap((endpoint): Drift[] => {
+      const { hostIf } = endpoint.state;
+      const port = kernel.links.get(hostIf);
+      if (!port) return []; // gone with its container
+      if (port.master !== bridge) return [drift(network.id, 'link', 'changed', `${hostIf} is not a port of ${bridge}${port.master ? ` (of ${port.master})` : ''}`)];
+      const flags = port.linkinfo?.info_slave_data ?? {};
+      return [
+        ...(port.flags.includes('UP') ? [] : [drift(network.id, 'link', 'changed', `${hostIf} is down`)]),
+        ...(this.hairpin(network, endpoint) && !flags.hairpin ? [drift(network.id, 'port-flag', 'missing', `hairpin on ${hostIf}`)] : []),
+        ...(!network.config.icc && !flags.isolated ? [drift(network.id, 'port-flag', 'missing', `isolated on ${hostIf}`)] : []),
+      ];
+    });
+    return [
+      ...(link.flags.includes('UP') ? [] : [drift(network.id, 'link', 'changed', `${bridge} is down`)]),
+      ...gatewayAddresses(network)
+        .filter((g) => !link.addresses.includes(g.address))
+        .map((g) => drift(network.id, 'address', 'missing', `${g.address} on ${bridge}`)),
+      ...ports,
+      ...this.firewall.drift(rules, firewallNetwork(network), this.forwardsOf(endpoints)),
+    ];
+  }
+
+  /** Rules and set elements of bridge networks that have no record (the links go with removeLeftoverLinks). */
+  removeLeftovers(networks: readonly BridgeNetwork[]): Promise<string[]> {
+    return this.firewall.removeUnknown(networks.map(firewallNetwork));
   }
 }

@@ -1,4 +1,4 @@
-import type { Ip } from '../../src/sys/index.js';
+import { type Drift, drift, type Ip, type KernelView } from '../../src/sys/index.js';
 import type { EndpointSpec, NetworkRecord } from '../model.js';
 import type { MacvlanConfig } from './options.js';
 
@@ -44,6 +44,20 @@ export class HostShim {
     const shim = network.config.hostShim;
     if (!shim || !endpoint.address) return undefined;
     return ['route', 'replace', hostRoute(endpoint), 'dev', shim.name];
+  }
+
+  /** The shim missing or down, its address gone, routes to local containers gone. */
+  drift(network: MacvlanNetwork, endpoints: readonly EndpointSpec[], kernel: KernelView): Drift[] {
+    const shim = network.config.hostShim;
+    if (!shim) return [];
+    const link = kernel.links.get(shim.name);
+    if (!link) return [drift(network.id, 'link', 'missing', `${shim.name} (host shim)`)];
+    const routes = endpoints.filter((e) => e.address).map((e) => `${hostRoute(e).replace(/\/32$/, '')} dev ${shim.name}`);
+    return [
+      ...(link.flags.includes('UP') ? [] : [drift(network.id, 'link', 'changed', `${shim.name} (host shim) is down`)]),
+      ...(link.addresses.includes(`${shim.address}/32`) ? [] : [drift(network.id, 'address', 'missing', `${shim.address}/32 on ${shim.name}`)]),
+      ...routes.filter((r) => !kernel.routes.has(r)).map((r) => drift(network.id, 'route', 'missing', r)),
+    ];
   }
 
   async removeRoute(network: MacvlanNetwork, endpoint: EndpointSpec): Promise<void> {

@@ -1,6 +1,6 @@
 import { RequestError } from '../../src/errors.js';
-import { CommandError, type Ip } from '../../src/sys/index.js';
-import type { Driver, OtherNetworks } from '../driver.js';
+import { CommandError, type Drift, drift, type Ip } from '../../src/sys/index.js';
+import type { Driver, DriftView, OtherNetworks } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
 import { macvlanName } from '../names.js';
 import { lostSandbox, SandboxFiles } from '../sandbox.js';
@@ -136,9 +136,23 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     return endpoints.filter((e) => (e.sandboxKey ? lostSandbox(e, e.state.link, links, this.sandboxes) : !links.has(e.state.link)));
   }
 
-  /** After a reboot or crash: the subinterface, the PROMISC holds, the shim and its routes. */
+  /** After a reboot, a crash, or someone else's change: the subinterface, the PROMISC holds, the shim and its routes. */
   async restore(network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[]): Promise<void> {
     await this.shared.acquire(network);
     await this.shim.ensure(network, endpoints);
+  }
+
+  drift(network: MacvlanNetwork, endpoints: readonly MacvlanEndpoint[], { kernel }: DriftView): Drift[] {
+    const { parent, vlan, promisc } = network.config;
+    return [
+      ...(vlan?.created && !kernel.links.has(parent) ? [drift(network.id, 'link', 'missing', `${parent} (VLAN ${vlan.id} on ${vlan.base})`)] : []),
+      ...promisc.filter((hold) => kernel.links.get(hold.iface)?.flags.includes('PROMISC') === false).map((hold) => drift(network.id, 'promisc', 'missing', `promisc on ${hold.iface}`)),
+      ...this.shim.drift(network, endpoints, kernel),
+    ];
+  }
+
+  /** macvlan networks have no rules; their links go with removeLeftoverLinks. */
+  async removeLeftovers(): Promise<string[]> {
+    return [];
   }
 }

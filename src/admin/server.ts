@@ -6,6 +6,7 @@ import type { NetworkService } from '../core/network-service.js';
 import type { ListenerStatus } from '../dns/dns-server.js';
 import { RequestError } from '../errors.js';
 import type { InFlight } from '../in-flight.js';
+import type { Reconciler } from '../repair/reconciler.js';
 import type { Inventory } from './inventory.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
 
@@ -24,6 +25,8 @@ export interface AdminParts {
   inFlight: InFlight;
   inventory: Inventory;
   dns: { listeners(): ListenerStatus[] };
+  /** `tsnet doctor`: compares the records with the kernel, and repairs. */
+  reconciler: Reconciler;
   /** Present with --cluster-store. */
   cluster?: Cluster;
 }
@@ -53,8 +56,10 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   GET  /dns                           the DNS listeners and their states
  *   GET  /networks                      the networks (`tsnet ls`)
  *   GET  /inspect?q=NETWORK|ENDPOINT|ADDRESS   one of them in detail (`tsnet inspect`)
+ *   GET  /doctor                        the differences between the records and the kernel
+ *   POST /doctor/fix                    repair them (`tsnet doctor --fix`)
  */
-export function createAdminApp({ networks, dns, inFlight, inventory, cluster }: AdminParts, log: Logger): express.Express {
+export function createAdminApp({ networks, dns, inFlight, inventory, reconciler, cluster }: AdminParts, log: Logger): express.Express {
   // What is open, not what was asked: `-p 80` shows the host port it got.
   const view = (e: EndpointRecord): EndpointPorts => ({
     endpoint: e.id,
@@ -91,6 +96,12 @@ export function createAdminApp({ networks, dns, inFlight, inventory, cluster }: 
   app.get('/inspect', (req, res) => {
     res.json(inventory.inspect(typeof req.query.q === 'string' ? req.query.q : ''));
   });
+  app.get('/doctor', async (_req, res) => {
+    res.json({ drift: await reconciler.check() });
+  });
+  app.post('/doctor/fix', changing(async (_req, res) => {
+    res.json(await reconciler.fix('tsnet doctor --fix'));
+  }));
   const clusterOf = (): Cluster => {
     if (!cluster) throw new RequestError('cluster', 'this tsnet daemon runs without --cluster-store');
     return cluster;

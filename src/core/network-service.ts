@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
-import type { Driver } from '../../drivers/driver.js';
+import type { Driver, DriftView } from '../../drivers/driver.js';
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
 import { formatCidr, parseCidr, parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
 import { type Store, type Write, del, put } from '../store/store.js';
+import type { Drift } from '../sys/index.js';
 import { portBindings } from './endpoint-options.js';
 import { COMMON_OPTIONS, type CreateNetworkInput, networkSpec } from './network-options.js';
 
@@ -60,6 +61,8 @@ export class NetworkService {
   /** The same endpoints per network, so a network's requests never scan the others'. */
   private readonly endpointsByNetwork = new Map<string, Map<string, EndpointRecord>>();
   private readonly locks = new KeyedMutex();
+  /** Per network, how many locked operations have ended: a view read after no new one is still right for it (repair). */
+  private readonly generations = new Map<string, number>();
   private readonly listeners = new Set<TopologyListener>();
 
   /** The second look at endpoints that seemed gone at start-up. */
@@ -79,6 +82,59 @@ export class NetworkService {
      */
     private readonly staleGraceMs = 10_000,
   ) {}
+
+  /** Runs `work` under the network's lock; its generation moves on when it ends, whatever it did. */
+  private exclusive<T>(networkId: string, work: () => Promise<T>): Promise<T> {
+    return this.locks.run(networkKey(networkId), async () => {
+      try {
+        return await work();
+      } finally {
+        if (this.networks.has(networkId)) this.generations.set(networkId, (this.generations.get(networkId) ?? 0) + 1);
+        else this.generations.delete(networkId);
+      }
+    });
+  }
+
+  /** Every network's generation now: taken before a view is read, so repair knows whether the view may be stale. */
+  generationsNow(): ReadonlyMap<string, number> {
+    return new Map(this.generations);
+  }
+
+  /** How the kernel in `view` differs from every network's record (tsnet doctor, the drift watcher's look). */
+  drift(view: DriftView): Drift[] {
+    return this.listNetworks().flatMap((network) => this.driverOf(network).drift(network, this.endpointsOf(network.id), view));
+  }
+
+  /**
+   * Repairs one network under its lock: if the network changed since `view`
+   * was read (`generations`), the kernel is read again; if it still differs
+   * from the record, the driver restores the network. Returns what differed.
+   */
+  repair(networkId: string, view: DriftView, generations: ReadonlyMap<string, number>, read: () => Promise<DriftView>): Promise<Drift[]> {
+    return this.exclusive(networkId, async () => {
+      const network = this.networks.get(networkId);
+      if (!network) return [];
+      const driver = this.driverOf(network);
+      const current = this.generations.get(networkId) === generations.get(networkId) ? view : await read();
+      const found = driver.drift(network, this.endpointsOf(networkId), current);
+      if (found.length > 0) await driver.restore(network, this.endpointsOf(networkId));
+      return found;
+    });
+  }
+
+  /** Start-up, after restore: what a crash left of networks without a record, per kind (rules, set elements). */
+  async removeLeftovers(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const [kind, driver] of this.drivers) {
+      try {
+        removed.push(...(await driver.removeLeftovers(this.listNetworks().filter((n) => n.kind === kind))));
+      } catch (error) {
+        this.log.error({ err: error, kind }, 'could not remove what networks without a record left');
+      }
+    }
+    for (const what of removed) this.log.warn({ what }, 'removed what no stored network owns (left by a crash)');
+    return removed;
+  }
 
   /** Stops the pending second look (daemon shutdown). */
   stop(): void {
@@ -151,7 +207,7 @@ export class NetworkService {
     for (const network of this.networks.values()) {
       const mine = () => this.endpointsOf(network.id).filter((e) => suspects.has(e.id));
       if (mine().length === 0) continue;
-      await this.locks.run(networkKey(network.id), () => this.dropGone(network, mine())).catch((error: unknown) => {
+      await this.exclusive(network.id, () => this.dropGone(network, mine())).catch((error: unknown) => {
         this.log.error({ err: error, network: network.id }, 'could not drop the endpoints whose container is gone');
       });
     }
@@ -265,7 +321,7 @@ export class NetworkService {
   }
 
   createNetwork(input: CreateNetworkInput): Promise<void> {
-    return this.locks.run(networkKey(input.networkId), async () => {
+    return this.exclusive(input.networkId, async () => {
       if (this.networks.has(input.networkId)) return; // a retried request: already done
       const { kind, spec } = networkSpec(input);
       const driver = this.driverOf({ kind });
@@ -288,7 +344,7 @@ export class NetworkService {
   }
 
   deleteNetwork(networkId: string): Promise<void> {
-    return this.locks.run(networkKey(networkId), async () => {
+    return this.exclusive(networkId, async () => {
       const network = this.networks.get(networkId);
       if (!network) return;
       const driver = this.driverOf(network);
@@ -307,7 +363,7 @@ export class NetworkService {
 
   /** Returns the MAC tsnet chose, only when dockerd had none: dockerd refuses fields echoed back. */
   createEndpoint(input: CreateEndpointInput): Promise<{ macAddress?: string }> {
-    return this.locks.run(networkKey(input.networkId), async () => {
+    return this.exclusive(input.networkId, async () => {
       const network = this.network(input.networkId);
       const existing = this.endpoints.get(input.endpointId);
       if (existing) return input.macAddress === '' ? { macAddress: existing.mac } : {};
@@ -351,7 +407,7 @@ export class NetworkService {
   }
 
   deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
-    return this.locks.run(networkKey(networkId), async () => {
+    return this.exclusive(networkId, async () => {
       const endpoint = this.endpoints.get(endpointId);
       const network = this.networks.get(networkId);
       if (!endpoint || !network || endpoint.networkId !== networkId) return;
@@ -364,7 +420,7 @@ export class NetworkService {
 
   /** Answers with the interface to move into the sandbox; remembers the sandbox, which tells later whether the endpoint still lives. */
   join(networkId: string, endpointId: string, sandboxKey: string): Promise<JoinResult> {
-    return this.locks.run(networkKey(networkId), async () => {
+    return this.exclusive(networkId, async () => {
       const network = this.network(networkId);
       let endpoint = this.endpoint(networkId, endpointId);
       if (sandboxKey !== '' && endpoint.sandboxKey !== sandboxKey) {
@@ -416,7 +472,7 @@ export class NetworkService {
     // Looked up by address from outside the plugin API (`tsnet port`), not per plugin request.
     const holders = [...this.endpoints.values()].filter((e) => [e.address, e.addressIPv6].some((a) => a?.slice(0, a.indexOf('/')) === address));
     for (const holder of holders) {
-      const done = await this.locks.run(networkKey(holder.networkId), async () => {
+      const done = await this.exclusive(holder.networkId, async () => {
         const current = this.endpoints.get(holder.id);
         const network = this.networks.get(holder.networkId);
         if (!current || !network) return undefined;
@@ -434,7 +490,7 @@ export class NetworkService {
     change: (driver: Driver, network: NetworkRecord, endpoint: EndpointRecord) => Promise<unknown>,
     mustExist: boolean,
   ): Promise<void> {
-    return this.locks.run(networkKey(networkId), async () => {
+    return this.exclusive(networkId, async () => {
       if (!mustExist && (!this.endpoints.has(endpointId) || !this.networks.has(networkId))) return;
       const network = this.network(networkId);
       const endpoint = this.endpoint(networkId, endpointId);

@@ -3,7 +3,7 @@ import type { NetworkService } from '../core/network-service.js';
 import type { DnsCounts } from '../dns/dns-server.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { cidrSize, parseCidr } from '../net/address.js';
-import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
+import { type Drift, ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
 import { IpSessionRunner } from '../sys/ip-session.js';
 
 /** How a plugin request ended: answered, refused for bad input (RequestError), or failed. */
@@ -32,6 +32,8 @@ export class Metrics {
   private readonly ipLines = new Counter({ name: 'tsnet_ip_batch_lines_total', help: 'Lines (one netlink change each) written through ip -batch', registers: [this.registry] });
   private readonly programStarts = new Counter({ name: 'tsnet_program_starts_total', help: 'Programs started (iptables-restore, sysctl, ip reads, ip -batch sessions)', labelNames: ['program'], registers: [this.registry] });
 
+  private readonly repairs = new Counter({ name: 'tsnet_repairs_total', help: 'Differences between the records and the kernel that tsnet repaired (drift watcher, doctor --fix), by object (link, address, route, port-flag, promisc, table, chain, rule, hook, element)', labelNames: ['object'], registers: [this.registry] });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }
@@ -40,6 +42,11 @@ export class Metrics {
   readonly observeRequest = (method: string, outcome: RequestOutcome, elapsedSeconds: number): void => {
     this.requests.inc({ method, outcome });
     this.requestSeconds.observe({ method }, elapsedSeconds);
+  };
+
+  /** For the reconciler: the differences it repaired. */
+  readonly observeRepairs = (found: readonly Drift[]): void => {
+    for (const d of found) this.repairs.inc({ object: d.object });
   };
 
   /** The daemon's door to programs, counted: each program start, each command with its latency, each ip batch line. */

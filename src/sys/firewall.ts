@@ -1,3 +1,5 @@
+import type { Drift } from './drift.js';
+
 /**
  * What drivers ask of the packet filter, in their own terms: a network with
  * its isolation and NAT wishes, and its port forwards. The backend that turns
@@ -68,4 +70,29 @@ export interface Firewall {
   setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void>;
   /** Removes whatever of the network's rules exists. */
   teardownNetwork(network: FirewallNetwork): Promise<void>;
+
+  /** Reads what the kernel holds of tsnet's rules: once for a check of every network. */
+  snapshot(): Promise<RuleSnapshot>;
+  /**
+   * How `snapshot` differs from what the network needs with these forwards,
+   * the shared pieces it relies on included (so each network that needs a
+   * flushed hook reports it). Pure: no I/O.
+   */
+  drift(snapshot: RuleSnapshot, network: FirewallNetwork, forwards: EndpointForwards): Drift[];
+  /**
+   * Forgets what the backend believes the kernel holds (someone else changed
+   * it): the next setupNetwork reads the kernel again and writes it whole.
+   */
+  forgetKernel(): void;
+  /**
+   * Start-up: removes the rules of networks tsnet has no record of (left by a
+   * crash between a rule change and its commit); returns what went. Only what
+   * tsnet's own names and comments mark as its own is touched.
+   */
+  removeUnknown(known: readonly FirewallNetwork[]): Promise<string[]>;
+}
+
+/** What a backend read of the kernel's rules; only that backend looks inside. */
+export interface RuleSnapshot {
+  readonly backend: 'iptables' | 'nftables';
 }

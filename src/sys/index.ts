@@ -1,4 +1,6 @@
-export type { EndpointForwards, Family, Firewall, FirewallNetwork, OutboundNat, PortForward, TransportProtocol } from './firewall.js';
+export type { EndpointForwards, Family, Firewall, FirewallNetwork, OutboundNat, PortForward, RuleSnapshot, TransportProtocol } from './firewall.js';
+export { type Drift, type DriftObject, describeDrift, drift } from './drift.js';
+export { type KernelView, type LinkView, readKernelView } from './kernel-view.js';
 export { Ip, LINK_NAME, type AddressInfo, type LinkInfo, type RouteInfo } from './ip.js';
 export { IptablesFirewall } from './iptables/iptables-firewall.js';
 export { NftablesFirewall } from './nftables/nft-firewall.js';

@@ -13,7 +13,7 @@ export interface LinkInfo {
   promiscuity?: number;
   /** The interface group: `default`, a number, or a name of /etc/iproute2/group. */
   group?: string;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown>; info_slave_kind?: string; info_slave_data?: { hairpin?: boolean; isolated?: boolean } };
 }
 
 export interface AddressInfo {
@@ -73,6 +73,12 @@ export class Ip {
   async addresses(): Promise<AddressInfo[]> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show']);
     return JSON.parse(stdout) as AddressInfo[];
+  }
+
+  /** Every link with its details and its addresses, in one read (see kernel-view.ts). */
+  async detailedAddresses(): Promise<Array<LinkInfo & { addr_info: AddressInfo['addr_info'] }>> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'address', 'show']);
+    return JSON.parse(stdout) as Array<LinkInfo & { addr_info: AddressInfo['addr_info'] }>;
   }
 
   /** Whether `address` (a plain IP of either family) is on one of the netns' links; ip reads only the matching addresses. */

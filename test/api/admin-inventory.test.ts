@@ -53,7 +53,7 @@ describe('admin API: networks and inspect', () => {
     });
     await ok('NetworkDriver.CreateEndpoint', { NetworkID: NET_B, EndpointID: EP_2, Interface: { Address: '10.163.0.2/24', AddressIPv6: '', MacAddress: '' }, Options: {} });
     const inventory = new Inventory(plugin.networks, plugin.ipam, names);
-    admin = supertest.agent(createAdminApp({ networks: plugin.networks, inFlight: plugin.inFlight, inventory, dns: { listeners: () => [] } }, pino({ level: 'silent' })));
+    admin = supertest.agent(createAdminApp({ networks: plugin.networks, inFlight: plugin.inFlight, inventory, dns: { listeners: () => [] }, reconciler: plugin.reconciler }, pino({ level: 'silent' })));
   });
 
   it('lists every network with its name when known, subnets, gateway, bridge and endpoint count', async () => {

@@ -62,6 +62,12 @@ class GatedDriver implements Driver {
     return [];
   }
   async restore(): Promise<void> {}
+  drift(): [] {
+    return [];
+  }
+  async removeLeftovers(): Promise<string[]> {
+    return [];
+  }
 }
 
 const NET_A = 'a'.repeat(64);

@@ -1,11 +1,13 @@
-import type { EndpointForwards, Family, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import type { Drift } from '../drift.js';
+import type { EndpointForwards, Family, Firewall, FirewallNetwork, PortForward, RuleSnapshot } from '../firewall.js';
 import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
 import { GATE, INPUT_GATE } from '../nftables/iptables-gate.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
-import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, networkChains, networkPlan, type Rule } from './plan.js';
+import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, NETWORK_CHAIN, networkChains, networkPlan, type Rule } from './plan.js';
 import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, removeIptablesChains, RestoreScript, type SavedTables } from './restore-script.js';
+import { iptablesDrift, type IptablesSnapshot } from './rule-drift.js';
 
 /** The key of the shared chains' lock. */
 const SHARED = 'shared chains';
@@ -116,6 +118,32 @@ export class IptablesFirewall implements Firewall {
       }
     });
     this.dnat.delete(network.id);
+  }
+
+  async snapshot(): Promise<IptablesSnapshot> {
+    const [v4, v6] = await Promise.all([this.save(4), this.save(6)]);
+    return { backend: 'iptables', saved: { 4: v4, 6: v6 } };
+  }
+
+  drift(snapshot: RuleSnapshot, network: FirewallNetwork, forwards: EndpointForwards): Drift[] {
+    return iptablesDrift(snapshot as IptablesSnapshot, network, network.internal ? [] : [...forwards.values()].flat());
+  }
+
+  /** setupNetwork reads the kernel each time and replaces the network's chains whole: nothing cached to forget. */
+  forgetKernel(): void {}
+
+  /** The per-network chains (TSNET-FWD-, -DNAT-, -SNAT- with 10 hex digits) of no known network, and the hooks into them. */
+  async removeUnknown(known: readonly FirewallNetwork[]): Promise<string[]> {
+    const mine = new Set(known.flatMap((n) => Object.values(networkChains(n.id))));
+    const removed: string[] = [];
+    await this.shared.run(SHARED, () =>
+      removeIptablesChains(this.runner, (chain) => {
+        const unknown = NETWORK_CHAIN.test(chain) && !mine.has(chain);
+        if (unknown && !removed.includes(chain)) removed.push(chain);
+        return unknown;
+      }),
+    );
+    return removed;
   }
 }
 

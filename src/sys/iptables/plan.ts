@@ -64,6 +64,9 @@ export function basePlan(family: Family): { chains: ChainPlan[]; hooks: HookPlan
 /** Every network has a filter chain named so. */
 export const NETWORK_CHAIN_PREFIX = 'TSNET-FWD-';
 
+/** The name of any network's chain (networkChains): what start-up may remove when no network owns it. */
+export const NETWORK_CHAIN = /^TSNET-(FWD|DNAT|SNAT)-[0-9a-f]{10}$/;
+
 /** Per-network chain names: ≤ 28 characters, stable for the network ID. */
 export function networkChains(networkId: string) {
   const tag = networkId.slice(0, 10);

@@ -1,12 +1,15 @@
-import type { EndpointForwards, Firewall, FirewallNetwork, PortForward } from '../firewall.js';
+import { isIP } from 'node:net';
+import type { Drift } from '../drift.js';
+import type { EndpointForwards, Firewall, FirewallNetwork, PortForward, RuleSnapshot } from '../firewall.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import { Ip } from '../ip.js';
 import { KeyedMutex } from '../../mutex.js';
-import { CommandError, type Runner } from '../runner.js';
-import { removeIptablesChains } from '../iptables/restore-script.js';
+import { CommandError, ProgramNotFound, type Runner } from '../runner.js';
+import { iptablesSave, removeIptablesChains } from '../iptables/restore-script.js';
 import type { Sysctl } from '../sysctl.js';
 import { BRIDGE_GROUP, GATE, INPUT_GATE, openIptablesGate } from './iptables-gate.js';
-import { addPortLine, TABLE, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
+import { addPortLine, TABLE, networkElements, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
+import { nftDrift, type NftSnapshot, parseTable } from './table-drift.js';
 
 /** An endpoint's port elements by map and key. */
 type Ports = Map<string, PortElement>;
@@ -51,11 +54,17 @@ export class NftablesFirewall implements Firewall {
     await this.runner.run('nft', ['-f', '-'], { input: `${lines.join('\n')}\n` });
   }
 
-  /** Once per daemon: the table and its base chains, what ports the kernel already has (tsnet ran before), and the gate through iptables' FORWARD. */
+  /**
+   * Once per daemon, and again after forgetKernel: the table and its base
+   * chains, what ports the kernel has (tsnet ran before, or someone removed
+   * some), and the gate through iptables' FORWARD. Networks known without
+   * ports in the kernel stay known, with none.
+   */
   private start(): Promise<void> {
     this.started ??= (async () => {
       await this.apply(skeleton());
-      for (const [tag, ports] of await this.kernelPorts()) this.ports.set(tag, ports);
+      const kernel = await this.kernelPorts();
+      for (const tag of new Set([...this.ports.keys(), ...kernel.keys()])) this.ports.set(tag, kernel.get(tag) ?? new Map());
       await openIptablesGate(this.runner);
     })().catch((error: unknown) => {
       this.started = undefined;
@@ -159,6 +168,76 @@ export class NftablesFirewall implements Firewall {
       this.started = undefined;
     });
   }
+
+  async snapshot(): Promise<NftSnapshot> {
+    const table = this.runner.run('nft', ['-j', 'list', 'table', ...TABLE.split(' ')]).then(
+      ({ stdout }) => parseTable(stdout),
+      (error: unknown) => {
+        if (error instanceof CommandError && /No such file or directory/.test(error.stderr)) return undefined;
+        throw error;
+      },
+    );
+    const gate = Promise.all([iptablesSave(this.runner, 4, 'filter'), iptablesSave(this.runner, 6, 'filter')]).then(
+      ([v4, v6]) => ({ 4: v4, 6: v6 }),
+      (error: unknown) => {
+        if (error instanceof ProgramNotFound) return undefined;
+        throw error;
+      },
+    );
+    return { backend: 'nftables', table: await table, gate: await gate };
+  }
+
+  drift(snapshot: RuleSnapshot, network: FirewallNetwork, forwards: EndpointForwards): Drift[] {
+    return nftDrift(snapshot as NftSnapshot, network, [...forwards.values()].flat());
+  }
+
+  forgetKernel(): void {
+    this.started = undefined;
+  }
+
+  /**
+   * Elements of tsnet's table that no known network wants: set elements by
+   * their text, port elements by the network tag in their comment. Only
+   * tsnet's own table changes.
+   */
+  async removeUnknown(known: readonly FirewallNetwork[]): Promise<string[]> {
+    const snapshot = await this.snapshot();
+    if (!snapshot.table) return [];
+    const wanted = new Set(known.flatMap((n) => networkElements(n).map((e) => `${e.container} ${e.key.replaceAll('"', '')}${e.value ? ` : ${e.value}` : ''}`)));
+    const portMaps = new Set<string>(Object.values(PORT_MAPS).flatMap((m) => [m.address, m.any]));
+    const lines: string[] = [];
+    const removed: string[] = [];
+    for (const [container, elements] of snapshot.table.elements) {
+      if (portMaps.has(container)) continue;
+      for (const element of elements) {
+        if (wanted.has(`${container} ${element}`)) continue;
+        lines.push(`delete element ${TABLE} ${container} { ${nftWords(element.split(' : ')[0]!)} }`);
+        removed.push(`${element} in ${container}`);
+      }
+    }
+    const tags = new Set(known.map((n) => networkTag(n.id)));
+    for (const [tag, endpoints] of await this.kernelPorts()) {
+      if (tags.has(tag)) continue;
+      for (const [endpoint, ports] of endpoints) {
+        for (const port of ports.values()) {
+          lines.push(`delete element ${TABLE} ${port.map} { ${port.key} }`);
+          removed.push(`${port.key} : ${port.value} in ${port.map} (network ${tag}, endpoint ${endpoint})`);
+        }
+      }
+      this.ports.delete(tag);
+    }
+    if (lines.length > 0) await this.networks.run(TABLE, () => this.apply(lines));
+    return removed;
+  }
+}
+
+/** An element's text (`tsbr-0123456789 . 10.1.0.0/24`) in nft's syntax: interface names quoted, addresses, prefixes and numbers as they are. */
+function nftWords(text: string): string {
+  const plain = (part: string) => /^\d+$/.test(part) || ['tcp', 'udp', 'sctp'].includes(part) || isIP(part.split('/')[0]!) !== 0;
+  return text
+    .split(' . ')
+    .map((part) => (plain(part) ? part : `"${part}"`))
+    .join(' . ');
 }
 
 /**

@@ -138,13 +138,14 @@ export function skeleton(): string[] {
 const families = (network: FirewallNetwork) => ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
 
 /** One element of a set or map. */
-interface Element {
+export interface Element {
   container: string;
   key: string;
   value?: string;
 }
 
-function networkElements(network: FirewallNetwork): Element[] {
+/** The network's elements in the shared sets and maps. */
+export function networkElements(network: FirewallNetwork): Element[] {
   const b = quoted(network.bridge);
   const member = (set: string, wanted: boolean): Element[] => (wanted ? [{ container: set, key: b }] : []);
   const { internal } = network;

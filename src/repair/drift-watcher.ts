@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Logger } from 'pino';
+import type { Runner } from '../sys/index.js';
+import type { RepairReport } from './reconciler.js';
+
+/** Where the watcher learns that someone changed the kernel. */
+export interface DriftWatcherOptions {
+  /** How a monitor program is started (a test's netns wraps it in `ip netns exec`); default as it is. */
+  wrap?: (file: string, args: string[]) => [string, string[]];
+  /**
+   * iptables-legacy tells nobody of changes: its rules are read every
+   * `pollMs` instead (one family a time: one program start per poll).
+   * Everything else (links, nftables, iptables-nft) sends events.
+   */
+  pollRules: boolean;
+  /** Events come in bursts (a bridge deleted takes its addresses and routes along): one look after the burst. */
+  settleMs?: number;
+  pollMs?: number;
+}
+
+/** A failing repair is tried again after 1 s, 2 s, 4 s … up to a minute, not at every event its own writes cause. */
+const MAX_BACKOFF_MS = 60_000;
+
+/**
+ * Watches the kernel for changes tsnet did not make and has them repaired:
+ * one long-lived `ip -o monitor` for links, addresses and routes, one `nft
+ * monitor` for rules (or a poll of iptables-save on iptables-legacy). Any
+ * event schedules one look at every network; a look that finds nothing costs
+ * a few reads and changes nothing, so tsnet's own changes may trigger it too.
+ * At idle nothing runs: no event, no look.
+ */
+export class DriftWatcher {
+  private readonly monitors = new Set<ChildProcess>();
+  private timer: NodeJS.Timeout | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private pending: string | undefined;
+  private backoffMs = 0;
+  private stopped = false;
+  private readonly saved: Partial<Record<4 | 6, string>> = {};
+
+  constructor(
+    private readonly repair: (reason: string) => Promise<RepairReport>,
+    private readonly runner: Runner,
+    private readonly log: Logger,
+    private readonly options: DriftWatcherOptions,
+  ) {}
+
+  start(): void {
+    this.follow('ip', ['-o', 'monitor', 'link', 'address', 'route'], 'a link, address or route changed');
+    if (this.options.pollRules) this.pollRules(4);
+    else this.follow('nft', ['monitor'], 'a rule changed');
+  }
+
+  /** Stops the monitors and waits for a repair in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.poller);
+    for (const child of this.monitors) child.kill();
+    await this.running;
+  }
+
+  private follow(file: string, args: string[], reason: string): void {
+    const [command, words] = this.options.wrap?.(file, args) ?? [file, args];
+    const child = spawn(command, words, { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.monitors.add(child);
+    child.stdout.on('data', () => this.soon(reason));
+    child.on('error', (error) => this.log.error({ err: error, command: file }, 'cannot watch the kernel for changes'));
+    child.on('exit', (code, signal) => {
+      this.monitors.delete(child);
+      if (this.stopped) return;
+      // A monitor killed by someone else: start another, and look at once for what it missed.
+      this.log.warn({ command: file, code, signal }, 'kernel monitor ended; starting it again');
+      setTimeout(() => !this.stopped && this.follow(file, args, reason), 1000).unref();
+      this.soon(`${file} monitor restarted`);
+    });
+  }
+
+  /** Reads one family's rules per poll and looks at every network when they changed since the last read of that family. */
+  private pollRules(family: 4 | 6): void {
+    this.poller = setTimeout(async () => {
+      try {
+        const { stdout } = await this.runner.run(family === 4 ? 'iptables-save' : 'ip6tables-save', []);
+        // Counters change with every packet; the rules are what matter.
+        const rules = stdout.replace(/\[\d+:\d+\]/g, '').replace(/^#.*$/gm, '');
+        if (this.saved[family] !== undefined && this.saved[family] !== rules) this.soon('iptables rules changed');
+        this.saved[family] = rules;
+      } catch (error) {
+        this.log.debug({ err: error }, 'could not read iptables rules');
+      }
+      if (!this.stopped) this.pollRules(family === 4 ? 6 : 4);
+    }, this.options.pollMs ?? 1000);
+    this.poller.unref();
+  }
+
+  /** One look after the burst settles (or after the backoff of a failing repair); events meanwhile join it. */
+  private soon(reason: string): void {
+    if (this.stopped) return;
+    this.pending ??= reason;
+    if (this.timer || this.running) return;
+    this.timer = setTimeout(() => void this.look(), Math.max(this.options.settleMs ?? 100, this.backoffMs));
+    this.timer.unref();
+  }
+
+  private async look(): Promise<void> {
+    this.timer = undefined;
+    const reason = this.pending ?? 'kernel changed';
+    this.pending = undefined;
+    this.running = this.repair(reason).then(
+      (report) => {
+        if (report.remaining.length === 0) this.backoffMs = 0;
+        else {
+          this.backoffMs = Math.min(Math.max(1000, this.backoffMs * 2), MAX_BACKOFF_MS);
+          this.log.error({ remaining: report.remaining, retryInMs: this.backoffMs }, 'drift that repair did not remove');
+          this.pending ??= 'repair left drift';
+        }
+      },
+      (error: unknown) => this.log.error({ err: error }, 'could not check the kernel for drift'),
+    );
+    await this.running;
+    this.running = undefined;
+    // Events during the look (its own repairs among them) get one more.
+    if (this.pending !== undefined) this.soon(this.pending);
+  }
+}
+
+/** Whether iptables is the legacy backend, which sends no events: its rules must be polled. */
+export async function iptablesIsLegacy(runner: Runner): Promise<boolean> {
+  try {
+    return /legacy/.test((await runner.run('iptables', ['-V'])).stdout);
+  } catch {
+    return false; // no iptables at all: nothing of it to watch
+  }
+}
