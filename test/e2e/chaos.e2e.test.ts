@@ -7,6 +7,7 @@
  * tsnet link, no per-network chain and no pool or address left.
  */
 import Database from 'better-sqlite3';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENERATED_LINK } from '../../drivers/names.js';
@@ -122,13 +123,15 @@ describe('chaos: churn while tsnet is killed at random moments', () => {
     expect(stats.kills).toBeGreaterThan(3);
     expect(stats.ok).toBeGreaterThan(OPERATIONS / 2);
 
+    // What tsnet warned of during the run (drops, repairs, failures): the first thing to read when a container does not answer.
+    const warnings = () => readFileSync(host.tsnet.logFile, 'utf8').split('\n').filter((l) => /"level":[456]0/.test(l)).slice(-40).join('\n');
     // No address twice on any network, and every running container answers from the host.
     const byNetwork = await addressesByNetwork();
     for (const [network, addresses] of byNetwork) {
       expect(new Set(addresses).size, `${network}: ${addresses.join(' ')}`).toBe(addresses.length);
       for (const address of addresses) {
         const ping = await host.execInHost(['busybox', 'ping', '-c', '1', '-W', '2', address]);
-        expect(ping.exitCode, `${address} on ${network}\n${host.tsnet.logTail(20)}`).toBe(0);
+        expect(ping.exitCode, `${address} on ${network}\n${warnings()}\n${host.tsnet.logTail(20)}`).toBe(0);
       }
     }
 

@@ -2,10 +2,9 @@ import type { Drift } from '../drift.js';
 import type { EndpointForwards, Family, Firewall, FirewallNetwork, PortForward, RuleSnapshot } from '../firewall.js';
 import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
-import { GATE, INPUT_GATE } from '../nftables/iptables-gate.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
-import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, NETWORK_CHAIN, networkChains, networkPlan, type Rule } from './plan.js';
+import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, NETWORK_CHAIN, networkChains, networkPlan, type Rule, SHARED_CHAINS } from './plan.js';
 import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, removeIptablesChains, RestoreScript, type SavedTables } from './restore-script.js';
 import { iptablesDrift, type IptablesSnapshot } from './rule-drift.js';
 
@@ -132,22 +131,48 @@ export class IptablesFirewall implements Firewall {
   /** setupNetwork reads the kernel each time and replaces the network's chains whole: nothing cached to forget. */
   forgetKernel(): void {}
 
-  /** The per-network chains (TSNET-FWD-, -DNAT-, -SNAT- with 10 hex digits) of no known network, and the hooks into them. */
+  /**
+   * The per-network chains (TSNET-FWD-, -DNAT-, -SNAT- with 10 hex digits) of
+   * no known network, with the jumps into them, and the rules in tsnet's
+   * shared chains that no known network has (e.g. a lost network's DNS
+   * rules in TSNET-INPUT).
+   */
   async removeUnknown(known: readonly FirewallNetwork[]): Promise<string[]> {
     const mine = new Set(known.flatMap((n) => Object.values(networkChains(n.id))));
+    const shared = new Set<string>(Object.values(SHARED_CHAINS));
     const removed: string[] = [];
-    await this.shared.run(SHARED, () =>
-      removeIptablesChains(this.runner, (chain) => {
-        const unknown = NETWORK_CHAIN.test(chain) && !mine.has(chain);
-        if (unknown && !removed.includes(chain)) removed.push(chain);
-        return unknown;
-      }),
-    );
+    await this.shared.run(SHARED, async () => {
+      for (const family of [4, 6] as const) {
+        const saved = await this.save(family);
+        const wanted = new Set(known.flatMap((n) => networkPlan(n, family, []).hooks.map(hookText)));
+        const script = new RestoreScript();
+        for (const table of ['filter', 'nat'] as const) {
+          const unknown = [...saved[table].chains].filter((c) => NETWORK_CHAIN.test(c) && !mine.has(c));
+          for (const line of saved[table].rules) {
+            const [, chain, ...words] = line.split(' ');
+            const target = words[words.indexOf('-j') + 1];
+            if (unknown.includes(chain!)) continue; // goes with its chain
+            if ((shared.has(chain!) && !wanted.has(line)) || (target !== undefined && unknown.includes(target))) {
+              script.deleteSaved(table, line);
+              removed.push(`${line} (${table}, IPv${family})`);
+            }
+          }
+          if (unknown.length > 0) script.deleteChains(table, unknown);
+          removed.push(...unknown.map((c) => `chain ${c} (${table}, IPv${family})`));
+        }
+        await this.restore(family, script);
+      }
+    });
     return removed;
   }
 }
 
-/** Removes what the iptables backend made (a host switching to nftables): its TSNET-* chains and the hooks into them. */
+/**
+ * Removes what the iptables backend made (a host switching to nftables): its
+ * shared and per-network chains, by their exact names (a user's TSNET-mine
+ * stays), and the hooks into them.
+ */
 export function removeIptablesBackend(runner: Runner): Promise<void> {
-  return removeIptablesChains(runner, (chain) => chain.startsWith('TSNET-') && chain !== GATE && chain !== INPUT_GATE);
+  const shared = new Set<string>(Object.values(SHARED_CHAINS));
+  return removeIptablesChains(runner, (chain) => shared.has(chain) || NETWORK_CHAIN.test(chain));
 }
