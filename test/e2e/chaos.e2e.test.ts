@@ -34,16 +34,29 @@ interface Running {
 }
 
 /** Addresses of running containers, per network, from dockerd. */
-async function addressesByNetwork(): Promise<Map<string, string[]>> {
+/** Each running container's addresses per network, as dockerd lists them. */
+async function addressesByNetwork(): Promise<Map<string, Array<{ container: string; address: string }>>> {
   const ids = (await host.dockerOk(['ps', '-q'])).stdout.split('\n').filter(Boolean);
-  const out = new Map<string, string[]>();
+  const out = new Map<string, Array<{ container: string; address: string }>>();
   if (ids.length === 0) return out;
-  const inspect = JSON.parse((await host.dockerOk(['inspect', ...ids])).stdout) as Array<{ NetworkSettings: { Networks: Record<string, { IPAddress: string }> } }>;
+  const inspect = JSON.parse((await host.dockerOk(['inspect', ...ids])).stdout) as Array<{ Id: string; NetworkSettings: { Networks: Record<string, { IPAddress: string }> } }>;
   for (const c of inspect) {
     // A connect that failed while tsnet was down can leave the network listed with no address: not attached.
-    for (const [network, settings] of Object.entries(c.NetworkSettings.Networks)) if (settings.IPAddress) out.set(network, [...(out.get(network) ?? []), settings.IPAddress]);
+    for (const [network, settings] of Object.entries(c.NetworkSettings.Networks)) if (settings.IPAddress) out.set(network, [...(out.get(network) ?? []), { container: c.Id, address: settings.IPAddress }]);
   }
   return out;
+}
+
+/**
+ * Whether the container has the address on one of its interfaces. A connect
+ * whose Join or ProgramExternalConnectivity dockerd could not deliver (tsnet
+ * down, or dockerd's retry with an empty body after tsnet's restart) may stay
+ * listed with its address while dockerd's rollback never reached tsnet: the
+ * container has no such interface, and no plugin could make it answer.
+ */
+async function holds(container: string, address: string): Promise<boolean> {
+  const r = await host.docker(['exec', container, 'ip', '-o', '-4', 'address', 'show']);
+  return r.exitCode === 0 && r.stdout.includes(` ${address}/`);
 }
 
 const tsnetLinks = async () =>
@@ -124,14 +137,23 @@ describe('chaos: churn while tsnet is killed at random moments', () => {
     expect(stats.ok).toBeGreaterThan(OPERATIONS / 2);
 
     // What tsnet warned of during the run (drops, repairs, failures): the first thing to read when a container does not answer.
-    const warnings = () => readFileSync(host.tsnet.logFile, 'utf8').split('\n').filter((l) => /"level":[456]0/.test(l)).slice(-40).join('\n');
+    const warnings = () => readFileSync(host.tsnet.logFile, 'utf8').split('\n').filter((l) => /"level":[456]0/.test(l) && !l.includes('"msg":"refused"')).slice(-40).join('\n');
     // No address twice on any network, and every running container answers from the host.
     const byNetwork = await addressesByNetwork();
-    for (const [network, addresses] of byNetwork) {
+    let listedOnly = 0;
+    for (const [network, attached] of byNetwork) {
+      const addresses = attached.map((a) => a.address);
       expect(new Set(addresses).size, `${network}: ${addresses.join(' ')}`).toBe(addresses.length);
-      for (const address of addresses) {
+      for (const { container, address } of attached) {
+        if (!(await holds(container, address))) {
+          // Not one tsnet took away: its start-up drop of endpoints that look gone names each address it drops.
+          const dropped = readFileSync(host.tsnet.logFile, 'utf8').split('\n').filter((l) => l.includes('dropped an endpoint') && l.includes(`"${address}/`));
+          expect(dropped, `${address} on ${network}: tsnet dropped a running container's endpoint`).toEqual([]);
+          listedOnly++;
+          continue;
+        }
         const ping = await host.execInHost(['busybox', 'ping', '-c', '1', '-W', '2', address]);
-        expect(ping.exitCode, `${address} on ${network}\n${warnings()}\n${host.tsnet.logTail(20)}`).toBe(0);
+        expect(ping.exitCode, `${address} on ${network} (container ${container.slice(0, 12)})\n${warnings()}\n${host.tsnet.logTail(20)}`).toBe(0);
       }
     }
 
@@ -149,6 +171,6 @@ describe('chaos: churn while tsnet is killed at random moments', () => {
       db.close();
     }
     await host.tsnet.start();
-    console.log(`chaos: ${stats.ok} operations succeeded, ${stats.failed} failed while tsnet was down, ${stats.kills} SIGKILLs`);
+    console.log(`chaos: ${stats.ok} operations succeeded, ${stats.failed} failed while tsnet was down, ${stats.kills} SIGKILLs; ${listedOnly} addresses dockerd listed for an interface the container did not have`);
   }, 900_000);
 });
