@@ -3,6 +3,9 @@ import type { DriftView } from '../../drivers/driver.js';
 import type { NetworkService } from '../core/network-service.js';
 import { describeDrift, type Drift, type Firewall, type Ip, readKernelView } from '../sys/index.js';
 
+/** Enough to keep both cores busy with programs (ip, nft, iptables-restore) while one waits on the kernel. */
+const REPAIRS_AT_ONCE = 4;
+
 /** What one repair pass found and did. */
 export interface RepairReport {
   /** The differences found, per network, that its restore repaired. */
@@ -47,15 +50,20 @@ export class Reconciler {
     // Someone changed tsnet's rules: the backend must not trust what it believes they are.
     if (found.some((d) => ['table', 'chain', 'rule', 'hook', 'element'].includes(d.object))) this.firewall.forgetKernel();
     const repaired: Drift[] = [];
-    for (const networkId of new Set(found.map((d) => d.network))) {
-      try {
-        const mine = await this.networks.repair(networkId, view, generations, this.read);
-        for (const d of mine) this.log.warn({ network: networkId, object: d.object, problem: d.problem, detail: d.detail, reason }, `repaired: ${describeDrift(d)}`);
-        repaired.push(...mine);
-      } catch (error) {
-        this.log.error({ err: error, network: networkId, reason }, 'could not repair the network');
+    // Networks repair independently (each under its own lock); a few at a time, as a flushed ruleset touches them all.
+    const queue = [...new Set(found.map((d) => d.network))];
+    const worker = async () => {
+      for (let networkId = queue.shift(); networkId !== undefined; networkId = queue.shift()) {
+        try {
+          const mine = await this.networks.repair(networkId, view, generations, this.read);
+          for (const d of mine) this.log.warn({ network: networkId, object: d.object, problem: d.problem, detail: d.detail, reason }, `repaired: ${describeDrift(d)}`);
+          repaired.push(...mine);
+        } catch (error) {
+          this.log.error({ err: error, network: networkId, reason }, 'could not repair the network');
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: REPAIRS_AT_ONCE }, worker));
     this.onRepaired(repaired);
     return { repaired, remaining: await this.check() };
   }
