@@ -63,7 +63,7 @@ async function startSide(name: Side['name'], id: string): Promise<Side> {
   const dir = join(runDir(id), netns);
   mkdirSync(dir, { recursive: true });
   await createNetns(netns);
-  const tsnet = await startTsnet({ netns, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tsb${netns}`, logLevel: 'warn', cli: CLI, extraArgs: name === 'watcher' ? [] : ['--no-drift-watch'] });
+  const tsnet = await startTsnet({ netns, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tsb${netns}`, logLevel: 'info', cli: CLI, extraArgs: name === 'watcher' ? [] : ['--no-drift-watch'] });
   const side: Side = { name, netns, tsnet };
   for (let i = 0; i < NETWORKS; i++) {
     await post(side, 'NetworkDriver.CreateNetwork', { NetworkID: networkId(i), Options: { 'com.docker.network.generic': {} }, IPv4Data: [{ AddressSpace: 'x', Pool: `10.190.${i}.0/24`, Gateway: `10.190.${i}.1/24` }], IPv6Data: [] });
@@ -180,7 +180,9 @@ async function main(): Promise<void> {
       await side.tsnet.stop().catch(() => undefined);
       await deleteNetns(side.netns);
     }
-    await run('rm', ['-rf', runDir(id)]);
+    // BENCH_KEEP_LOGS=1: the daemons' logs stay (their directory is printed) to see what each repair did.
+    if (process.env.BENCH_KEEP_LOGS === '1') console.log(`logs kept in ${runDir(id)}`);
+    else await run('rm', ['-rf', runDir(id)]);
   }
 }
 

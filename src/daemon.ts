@@ -101,7 +101,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
   const watcher = options.watchDrift
-    ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), { pollRules: await iptablesIsLegacy(runner) })
+    ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), { pollRules: await iptablesIsLegacy(runner), quietForMs: () => inFlight.quietForMs() })
     : undefined;
   watcher?.start();
   log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, firewall, driftWatch: options.watchDrift, cluster: cluster?.etcd.url }, 'tsnet is serving');

@@ -6,14 +6,23 @@
  */
 export class InFlight {
   private readonly running = new Set<Promise<unknown>>();
+  private lastSettled = 0;
 
   /** Runs `work`, counted until it settles. */
   track<T>(work: () => Promise<T>): Promise<T> {
     const promise = work();
     this.running.add(promise);
-    const forget = () => this.running.delete(promise);
+    const forget = () => {
+      this.running.delete(promise);
+      this.lastSettled = Date.now();
+    };
     promise.then(forget, forget);
     return promise;
+  }
+
+  /** How long nothing has been running, in ms (0 while something is). */
+  quietForMs(): number {
+    return this.running.size > 0 ? 0 : Date.now() - this.lastSettled;
   }
 
   /** Resolves once nothing is running, including work that started while waiting. */

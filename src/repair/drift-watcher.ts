@@ -16,7 +16,19 @@ export interface DriftWatcherOptions {
   /** Events come in bursts (a bridge deleted takes its addresses and routes along): one look after the burst. */
   settleMs?: number;
   pollMs?: number;
+  /**
+   * How long the plugin has served no request, in ms: a look waits for a
+   * quiet moment, so it never competes with dockerd's requests (whose own
+   * link and rule changes are what most events are), but no longer than
+   * MAX_POSTPONE_MS after the first event.
+   */
+  quietForMs?: () => number;
 }
+
+/** A look waits for this much quiet … */
+const QUIET_MS = 200;
+/** … but never longer than this after the event that asked for it. */
+const MAX_POSTPONE_MS = 1000;
 
 /** A failing repair is tried again after 1 s, 2 s, 4 s … up to a minute, not at every event its own writes cause. */
 const MAX_BACKOFF_MS = 60_000;
@@ -35,7 +47,11 @@ export class DriftWatcher {
   private poller: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private pending: string | undefined;
+  /** When the first event the next look answers came. */
+  private pendingSince = 0;
   private backoffMs = 0;
+  /** What the last look left unrepaired, to tell drift that stays from drift that is new. */
+  private lastRemaining: string | undefined;
   private stopped = false;
   private readonly saved: Partial<Record<4 | 6, string>> = {};
 
@@ -97,24 +113,41 @@ export class DriftWatcher {
   /** One look after the burst settles (or after the backoff of a failing repair); events meanwhile join it. */
   private soon(reason: string): void {
     if (this.stopped) return;
-    this.pending ??= reason;
+    this.note(reason);
     if (this.timer || this.running) return;
     this.timer = setTimeout(() => void this.look(), Math.max(this.options.settleMs ?? 100, this.backoffMs));
     this.timer.unref();
   }
 
+  /** Remembers why the next look is due, and since when. */
+  private note(reason: string): void {
+    if (this.pending !== undefined) return;
+    this.pending = reason;
+    this.pendingSince = Date.now();
+  }
+
   private async look(): Promise<void> {
     this.timer = undefined;
+    const quiet = this.options.quietForMs?.() ?? Infinity;
+    if (quiet < QUIET_MS && Date.now() - this.pendingSince < MAX_POSTPONE_MS) {
+      this.timer = setTimeout(() => void this.look(), QUIET_MS - quiet);
+      this.timer.unref();
+      return;
+    }
     const reason = this.pending ?? 'kernel changed';
     this.pending = undefined;
     this.running = this.repair(reason).then(
       (report) => {
-        if (report.remaining.length === 0) this.backoffMs = 0;
+        // Drift right after a repair is usually new (someone is still at work): look again soon.
+        // The same drift again means the repair cannot remove it: back off rather than loop on it.
+        const remaining = JSON.stringify(report.remaining);
+        if (report.remaining.length === 0 || remaining !== this.lastRemaining) this.backoffMs = 0;
         else {
           this.backoffMs = Math.min(Math.max(1000, this.backoffMs * 2), MAX_BACKOFF_MS);
           this.log.error({ remaining: report.remaining, retryInMs: this.backoffMs }, 'drift that repair did not remove');
-          this.pending ??= 'repair left drift';
         }
+        this.lastRemaining = report.remaining.length === 0 ? undefined : remaining;
+        if (report.remaining.length > 0) this.note('drift left after a repair');
       },
       (error: unknown) => this.log.error({ err: error }, 'could not check the kernel for drift'),
     );
