@@ -5,8 +5,6 @@ import type { RepairReport } from './reconciler.js';
 
 /** Where the watcher learns that someone changed the kernel. */
 export interface DriftWatcherOptions {
-  /** How a monitor program is started (a test's netns wraps it in `ip netns exec`); default as it is. */
-  wrap?: (file: string, args: string[]) => [string, string[]];
   /**
    * iptables-legacy tells nobody of changes: its rules are read every
    * `pollMs` instead (one family a time: one program start per poll).
@@ -29,6 +27,9 @@ export interface DriftWatcherOptions {
 const QUIET_MS = 200;
 /** … but never longer than this after the event that asked for it. */
 const MAX_POSTPONE_MS = 1000;
+
+/** Runs "$@" (the monitor) until it ends or stdin closes; a background job's stdin is /dev/null, so the reader gets it as fd 3. */
+const MONITOR_SCRIPT = 'exec 3<&0; "$@" 3<&- & pid=$!; { read -r _ <&3; kill $pid 2>/dev/null; } & exec 3<&-; wait $pid';
 
 /** A failing repair is tried again after 1 s, 2 s, 4 s … up to a minute, not at every event its own writes cause. */
 const MAX_BACKOFF_MS = 60_000;
@@ -73,18 +74,22 @@ export class DriftWatcher {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.poller);
-    for (const child of this.monitors) child.kill();
+    for (const child of this.monitors) child.stdin?.end();
     await this.running;
   }
 
   private follow(file: string, args: string[], reason: string): void {
-    const [command, words] = this.options.wrap?.(file, args) ?? [file, args];
-    const child = spawn(command, words, { stdio: ['ignore', 'pipe', 'ignore'] });
+    // A monitor only notices a dead reader when it next writes, which in a quiet netns is never: a
+    // shell runs it, kills it once its stdin (this daemon's end of a pipe) closes, on stop() or when
+    // the daemon dies, even by SIGKILL, and exits when it does.
+    const child = spawn('sh', ['-c', MONITOR_SCRIPT, 'sh', file, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
     this.monitors.add(child);
+    child.stdin.on('error', () => undefined);
     child.stdout.on('data', () => this.soon(reason));
     child.on('error', (error) => this.log.error({ err: error, command: file }, 'cannot watch the kernel for changes'));
     child.on('exit', (code, signal) => {
       this.monitors.delete(child);
+      child.stdin.end(); // lets the shell's waiting reader go
       if (this.stopped) return;
       // A monitor killed by someone else: start another, and look at once for what it missed.
       this.log.warn({ command: file, code, signal }, 'kernel monitor ended; starting it again');

@@ -220,6 +220,12 @@ for (const firewall of ['nftables', 'iptables'] as const) {
     it('logged and counted each repair', async () => {
       expect(host.tsnet.logTail()).toMatch(/"msg":"repaired: /);
     });
+
+    it('leaves no monitor behind when it is SIGKILLed', async () => {
+      await host.tsnet.kill9();
+      // The monitors' shells see their stdin close and take the monitors along: nothing stays in the host's netns.
+      await waitUntil(async () => (await run('ip', ['netns', 'pids', host.netns])).stdout.trim() === '', { timeoutMs: 10_000, what: 'no process left in the netns' });
+    });
   });
 
   describe(`tsnet doctor without the watcher (${firewall})`, () => {
