@@ -17,9 +17,9 @@ import { claimSocketPath } from './plugin-socket.js';
 import type { ClusterConfig } from './cluster/cluster-config.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
-import { ExecaRunner, SocketHostPorts } from './sys/index.js';
+import { ExecaRunner, iptablesIsLegacy, SocketHostPorts } from './sys/index.js';
 import { IpSessionRunner } from './sys/ip-session.js';
-import { DriftWatcher, iptablesIsLegacy } from './repair/drift-watcher.js';
+import { DriftWatcher } from './repair/drift-watcher.js';
 
 export interface DaemonOptions extends PluginOptions {
   name: string;

@@ -1,6 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import type { Logger } from 'pino';
-import type { Runner } from '../sys/index.js';
+import { KernelMonitor, type Runner } from '../sys/index.js';
 import type { RepairReport } from './reconciler.js';
 
 /** Where the watcher learns that someone changed the kernel. */
@@ -28,8 +27,8 @@ const QUIET_MS = 200;
 /** … but never longer than this after the event that asked for it. */
 const MAX_POSTPONE_MS = 1000;
 
-/** Runs "$@" (the monitor) until it ends or stdin closes; a background job's stdin is /dev/null, so the reader gets it as fd 3. */
-const MONITOR_SCRIPT = 'exec 3<&0; "$@" 3<&- & pid=$!; { read -r _ <&3; kill $pid 2>/dev/null; } & exec 3<&-; wait $pid';
+/** The shell's exit status when the monitor program does not exist. */
+const COMMAND_NOT_FOUND = 127;
 
 /** A failing repair is tried again after 1 s, 2 s, 4 s … up to a minute, not at every event its own writes cause. */
 const MAX_BACKOFF_MS = 60_000;
@@ -43,7 +42,7 @@ const MAX_BACKOFF_MS = 60_000;
  * At idle nothing runs: no event, no look.
  */
 export class DriftWatcher {
-  private readonly monitors = new Set<ChildProcess>();
+  private readonly monitors = new Set<KernelMonitor>();
   private timer: NodeJS.Timeout | undefined;
   private poller: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -74,28 +73,30 @@ export class DriftWatcher {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.poller);
-    for (const child of this.monitors) child.stdin?.end();
+    for (const monitor of this.monitors) monitor.stop();
     await this.running;
   }
 
   private follow(file: string, args: string[], reason: string): void {
-    // A monitor only notices a dead reader when it next writes, which in a quiet netns is never: a
-    // shell runs it, kills it once its stdin (this daemon's end of a pipe) closes, on stop() or when
-    // the daemon dies, even by SIGKILL, and exits when it does.
-    const child = spawn('sh', ['-c', MONITOR_SCRIPT, 'sh', file, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
-    this.monitors.add(child);
-    child.stdin.on('error', () => undefined);
-    child.stdout.on('data', () => this.soon(reason));
-    child.on('error', (error) => this.log.error({ err: error, command: file }, 'cannot watch the kernel for changes'));
-    child.on('exit', (code, signal) => {
-      this.monitors.delete(child);
-      child.stdin.end(); // lets the shell's waiting reader go
-      if (this.stopped) return;
-      // A monitor killed by someone else: start another, and look at once for what it missed.
-      this.log.warn({ command: file, code, signal }, 'kernel monitor ended; starting it again');
-      setTimeout(() => !this.stopped && this.follow(file, args, reason), 1000).unref();
-      this.soon(`${file} monitor restarted`);
+    const monitor = new KernelMonitor(file, args, {
+      onEvent: () => this.soon(reason),
+      onError: (error) => this.log.error({ err: error, command: file }, 'cannot watch the kernel for changes'),
+      onExit: (code, signal) => {
+        this.monitors.delete(monitor);
+        if (this.stopped) return;
+        if (code === COMMAND_NOT_FOUND) {
+          // No nft on this host (iptables-legacy only): its rules are polled instead.
+          this.log.warn({ command: file }, `${file} is not installed: ${file === 'nft' ? 'polling iptables rules instead' : 'not watching links'}`);
+          if (file === 'nft') this.pollRules(4);
+          return;
+        }
+        // A monitor killed by someone else: start another, and look at once for what it missed.
+        this.log.warn({ command: file, code, signal }, 'kernel monitor ended; starting it again');
+        setTimeout(() => !this.stopped && this.follow(file, args, reason), 1000).unref();
+        this.soon(`${file} monitor restarted`);
+      },
     });
+    this.monitors.add(monitor);
   }
 
   /** Reads one family's rules per poll and looks at every network when they changed since the last read of that family. */
@@ -160,14 +161,5 @@ export class DriftWatcher {
     this.running = undefined;
     // Events during the look (its own repairs among them) get one more.
     if (this.pending !== undefined) this.soon(this.pending);
-  }
-}
-
-/** Whether iptables is the legacy backend, which sends no events: its rules must be polled. */
-export async function iptablesIsLegacy(runner: Runner): Promise<boolean> {
-  try {
-    return /legacy/.test((await runner.run('iptables', ['-V'])).stdout);
-  } catch {
-    return false; // no iptables at all: nothing of it to watch
   }
 }

@@ -41,3 +41,12 @@ export async function chooseFirewall(asked: FirewallKind | undefined, runner: Ru
 export function removeOtherBackend(kind: FirewallKind, runner: Runner): Promise<void> {
   return kind === 'nftables' ? removeIptablesBackend(runner) : removeNftablesBackend(runner);
 }
+
+/** Whether iptables is the legacy backend, which sends no events: its rules must be polled. */
+export async function iptablesIsLegacy(runner: Runner): Promise<boolean> {
+  try {
+    return /legacy/.test((await runner.run('iptables', ['-V'])).stdout);
+  } catch {
+    return false; // no iptables at all: nothing of it to watch
+  }
+}

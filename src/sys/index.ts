@@ -4,7 +4,8 @@ export { type KernelView, type LinkView, readKernelView } from './kernel-view.js
 export { Ip, LINK_NAME, type AddressInfo, type LinkInfo, type RouteInfo } from './ip.js';
 export { IptablesFirewall } from './iptables/iptables-firewall.js';
 export { NftablesFirewall } from './nftables/nft-firewall.js';
-export { chooseFirewall, FIREWALL_KINDS, type FirewallKind, removeOtherBackend } from './firewall-choice.js';
+export { chooseFirewall, FIREWALL_KINDS, type FirewallKind, iptablesIsLegacy, removeOtherBackend } from './firewall-choice.js';
+export { KernelMonitor, type MonitorHandlers } from './kernel-monitor.js';
 export { CommandError, ExecaRunner, ProgramNotFound, RecordingRunner, type RecordedCommand, type RunOptions, type RunResult, type Runner } from './runner.js';
 export { type HostPort, type HostPorts, SocketHostPorts, UncheckedHostPorts } from './host-ports.js';
 export { Sysctl } from './sysctl.js';
