@@ -63,8 +63,22 @@ async function startSide(name: Side['name'], id: string): Promise<Side> {
   const dir = join(runDir(id), netns);
   mkdirSync(dir, { recursive: true });
   await createNetns(netns);
-  const tsnet = await startTsnet({ netns, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tsb${netns}`, logLevel: 'info', cli: CLI, extraArgs: name === 'watcher' ? [] : ['--no-drift-watch'] });
+  const tsnet = await startTsnet({ netns, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tsb${netns}`, logLevel: 'info', cli: CLI, extraArgs: name === 'watcher' ? [] : ['--no-drift-watch'] }).catch(async (error: unknown) => {
+    await deleteNetns(netns);
+    throw error;
+  });
   const side: Side = { name, netns, tsnet };
+  try {
+    await populate(side);
+  } catch (error) {
+    await tsnet.stop().catch(() => undefined);
+    await deleteNetns(netns);
+    throw error;
+  }
+  return side;
+}
+
+async function populate(side: Side): Promise<void> {
   for (let i = 0; i < NETWORKS; i++) {
     await post(side, 'NetworkDriver.CreateNetwork', { NetworkID: networkId(i), Options: { 'com.docker.network.generic': {} }, IPv4Data: [{ AddressSpace: 'x', Pool: `10.190.${i}.0/24`, Gateway: `10.190.${i}.1/24` }], IPv6Data: [] });
     for (let j = 0; j < 2; j++) {
@@ -72,7 +86,6 @@ async function startSide(name: Side['name'], id: string): Promise<Side> {
       await post(side, 'NetworkDriver.ProgramExternalConnectivity', { NetworkID: networkId(i), EndpointID: endpointId(i, j), Options: {} });
     }
   }
-  return side;
 }
 
 /** utime + stime of the process, in seconds. */
