@@ -66,10 +66,17 @@ export interface Driver<C = unknown, S = unknown> {
   hostAddresses(network: NetworkRecord<C>): string[];
 
   /**
-   * Makes the kernel match the stored network again: at start-up (after a
-   * reboot or a crash) and whenever drift() finds a difference. Idempotent.
+   * Whether a device outside tsnet already answers for `address` (a plain
+   * IP) on the network's wire; absent, or false: the kind does not look.
    */
-  restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): Promise<void>;
+  addressInUse?(network: NetworkRecord<C>, address: string): Promise<boolean>;
+
+  /**
+   * Makes the kernel match the stored network again: at start-up (after a
+   * reboot or a crash) and whenever drift() finds a difference, given as
+   * `found` (a driver may then restore only what it touches). Idempotent.
+   */
+  restore(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[], found?: readonly Drift[]): Promise<void>;
 
   /**
    * How `view` differs from what the network and its live endpoints need in

@@ -70,7 +70,7 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest, o
   }
   const drivers = new Map<DriverKind, Driver>([
     ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, log, sandboxes) as Driver],
-    ['macvlan', new MacvlanDriver(ip, sandboxes) as Driver],
+    ['macvlan', new MacvlanDriver(ip, runner, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
   const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) }, options.staleGraceMs);
@@ -80,6 +80,7 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest, o
     ...(options.defaultPoolsV6 ? { defaultPoolsV6: options.defaultPoolsV6 } : {}),
     hostNetworks: () => hostNetworks(ip),
     ...(shared ? { shared } : {}),
+    inUse: (address) => networks.addressInUse(address),
   });
   await ipam.load();
   await networks.load();

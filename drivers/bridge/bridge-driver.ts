@@ -2,7 +2,7 @@ import { RequestError } from '../../src/errors.js';
 import { KeyedMutex } from '../../src/mutex.js';
 import { parseCidr } from '../../src/net/address.js';
 import type { Logger } from 'pino';
-import { type Drift, drift, type Firewall, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
+import { type Drift, drift, type Firewall, isRuleDrift, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver, DriftView } from '../driver.js';
 import { type EndpointRecord, type EndpointSpec, type JoinInfo, type NetworkRecord, type NetworkSpec, PORTMAP, type PortBinding, type PublishedPort, type SubnetRecord } from '../model.js';
 import { bridgeMac, vethContainerName, vethHostName } from '../names.js';
@@ -319,7 +319,12 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
    * their port flags (a bridge deleted and made again has no ports), the
    * published ports held on the host, and the network's rules.
    */
-  async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): Promise<void> {
+  async restore(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[], found?: readonly Drift[]): Promise<void> {
+    // Only rules lost (a flushed ruleset touches every network): the links and held ports are as they were.
+    if (found && found.length > 0 && found.every(isRuleDrift)) {
+      await this.firewall.setupNetwork(firewallNetwork(network), this.forwardsOf(endpoints));
+      return;
+    }
     await this.ensureBridge(network);
     const links = endpoints.length > 0 ? await this.ip.linkNames() : new Set<string>();
     const present = endpoints.filter((e) => links.has(e.state.hostIf));

@@ -1,5 +1,5 @@
 import { RequestError } from '../../src/errors.js';
-import { CommandError, type Drift, drift, type Ip } from '../../src/sys/index.js';
+import { addressAnswers, CommandError, type Drift, drift, type Ip, type Runner } from '../../src/sys/index.js';
 import type { Driver, DriftView, OtherNetworks } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
 import { macvlanName } from '../names.js';
@@ -31,6 +31,8 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
 
   constructor(
     private readonly ip: Ip,
+    /** For the ARP probe (tsnet.arp_probe), which `ip` cannot do. */
+    private readonly runner: Runner,
     private readonly sandboxes = new SandboxFiles(),
   ) {
     this.shared = new SharedParent(ip);
@@ -93,6 +95,11 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
       if (!(error instanceof CommandError)) throw error;
       throw new RequestError(MACVLAN_OPTIONS.hostShim, `cannot route ${route[2]} through the host shim ${network.config.hostShim!.name}: ${error.stderr.trim()}`);
     }
+  }
+
+  /** With tsnet.arp_probe=on: a printer or DHCP client on the LAN that holds the address answers the probe on the parent. */
+  async addressInUse(network: MacvlanNetwork, address: string): Promise<boolean> {
+    return network.config.arpProbe === true && addressAnswers(this.runner, network.config.parent, address);
   }
 
   hostAddresses(network: MacvlanNetwork): string[] {

@@ -14,6 +14,7 @@ export const MACVLAN_OPTIONS = {
   vlan: 'tsnet.vlan',
   promisc: 'tsnet.promisc',
   hostShim: 'tsnet.host_shim',
+  arpProbe: 'tsnet.arp_probe',
 } as const;
 
 export const MACVLAN_MODES = ['bridge', 'vepa', 'private', 'passthru'] as const;
@@ -37,6 +38,8 @@ export interface MacvlanConfig {
   promisc: PromiscHold[];
   /** The host's own macvlan on the parent, so the host reaches its containers. */
   hostShim?: { name: string; address: string };
+  /** -o tsnet.arp_probe=on: an address a device on the LAN answers for is never handed out (tsnet's IPAM). */
+  arpProbe?: boolean;
 }
 
 /** What the kernel says about the parent (and the base of a VLAN parent) at network creation. */
@@ -56,6 +59,7 @@ export function parseMacvlanConfig(spec: NetworkSpec, others: readonly NetworkRe
   const options = new OptionReader(spec.options);
   const mode = options.oneOf(MACVLAN_OPTIONS.mode, MACVLAN_MODES, 'bridge');
   const wantPromisc = options.onOff(MACVLAN_OPTIONS.promisc, false);
+  const arpProbe = options.onOff(MACVLAN_OPTIONS.arpProbe, false);
   const siblings = macvlanNetworks(others);
 
   const parentLinks = [parent.name, ...(parent.vlan ? [parent.vlan.base] : [])];
@@ -87,6 +91,7 @@ export function parseMacvlanConfig(spec: NetworkSpec, others: readonly NetworkRe
     ...(spec.mtu !== undefined ? { mtu: spec.mtu } : {}),
     promisc: promiscIfaces.map((iface) => ({ iface, wasOn: originalPromisc(iface, siblings, iface === parent.name ? links.parent : links.base) })),
     ...(hostShim ? { hostShim: { name: shimName(spec.id), address: hostShim } } : {}),
+    ...(arpProbe ? { arpProbe } : {}),
   };
 }
 

@@ -3,7 +3,7 @@ import type { Driver, DriftView } from '../../drivers/driver.js';
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
-import { formatCidr, parseCidr, parseCidrWithIp } from '../net/address.js';
+import { formatCidr, formatIp, parseCidr, parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import type { Drift } from '../sys/index.js';
@@ -117,7 +117,7 @@ export class NetworkService {
       const driver = this.driverOf(network);
       const current = this.generations.get(networkId) === generations.get(networkId) ? view : await read();
       const found = driver.drift(network, this.endpointsOf(networkId), current);
-      if (found.length > 0) await driver.restore(network, this.endpointsOf(networkId));
+      if (found.length > 0) await driver.restore(network, this.endpointsOf(networkId), found);
       return found;
     });
   }
@@ -263,11 +263,30 @@ export class NetworkService {
 
   /** Whether a network on this subnet (canonical CIDR) exists on this host. */
   hasNetworkOn(subnet: string): boolean {
+    return this.networkOn(subnet) !== undefined;
+  }
+
+  /** The network with this subnet (canonical CIDR) among its subnets, of either family. */
+  private networkOn(subnet: string): NetworkRecord | undefined {
     const canonical = (pool: string) => {
       const parsed = parseCidr(pool);
       return parsed ? formatCidr(parsed.cidr) : pool;
     };
-    return this.listNetworks().some((n) => [...n.ipv4, ...n.ipv6Subnets].some((s) => canonical(s.pool) === subnet));
+    return this.listNetworks().find((n) => [...n.ipv4, ...n.ipv6Subnets].some((s) => canonical(s.pool) === subnet));
+  }
+
+  /**
+   * Whether a device outside tsnet answers for `address` (`a.b.c.d/len`) on
+   * the wire of the network on its subnet (a macvlan network with
+   * tsnet.arp_probe=on); false when no network of this host looks.
+   */
+  async addressInUse(address: string): Promise<boolean> {
+    const parsed = parseCidrWithIp(address);
+    if (!parsed) return false;
+    const network = this.networkOn(formatCidr(parsed.cidr));
+    if (!network || !(await this.driverOf(network).addressInUse?.(network, formatIp(parsed.ip)))) return false;
+    this.log.warn({ network: network.id, address }, 'a device outside tsnet answers ARP for the address: it stays reserved, never handed out');
+    return true;
   }
 
   listEndpoints(): EndpointRecord[] {

@@ -52,7 +52,16 @@ export interface IpamConfig {
   hostNetworks?: () => Promise<Cidr[]>;
   /** Pools shared through the cluster store (`--ipam-opt tsnet.pool=NAME`); absent without --cluster-store. */
   shared?: SharedPools;
+  /**
+   * Whether a device outside tsnet answers for an address (`a.b.c.d/len`)
+   * on its network's wire (macvlan with tsnet.arp_probe=on). Such an address
+   * stays allocated, so it is never handed out, and the next one is tried.
+   */
+  inUse?: (address: string) => Promise<boolean>;
 }
+
+/** Addresses probed for one automatic request before it gives up: each probe may wait ~1 s. */
+const MAX_PROBES = 4;
 
 interface LivePool {
   record: PoolRecord;
@@ -79,6 +88,7 @@ export class IpamService {
   private readonly defaults: Record<4 | 6, DefaultPool[]>;
   private readonly hostNetworks: () => Promise<Cidr[]>;
   private readonly shared: SharedPools | undefined;
+  private readonly inUse: ((address: string) => Promise<boolean>) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -90,6 +100,7 @@ export class IpamService {
     };
     this.hostNetworks = config.hostNetworks ?? (async () => []);
     this.shared = config.shared;
+    this.inUse = config.inUse;
   }
 
   async load(): Promise<void> {
@@ -238,7 +249,24 @@ export class IpamService {
     }));
   }
 
-  requestAddress(request: AddressRequest): Promise<{ address: string }> {
+  /**
+   * An address of the pool: the one asked for, or the next free one. An
+   * automatic container address that a device outside tsnet answers for
+   * (tsnet.arp_probe) stays allocated to that device, and the next is tried.
+   */
+  async requestAddress(request: AddressRequest): Promise<{ address: string }> {
+    const automatic = request.address === '' && request.options.RequestAddressType !== GATEWAY_REQUEST;
+    if (!automatic || !this.inUse) return this.allocate(request);
+    const foreign: string[] = [];
+    while (foreign.length < MAX_PROBES) {
+      const allocated = await this.allocate(request);
+      if (!(await this.inUse(allocated.address))) return allocated;
+      foreign.push(allocated.address.split('/')[0]!);
+    }
+    throw new RequestError('Address', `devices outside tsnet answer ARP for ${foreign.join(', ')} on the network's LAN: those stay reserved; ask again for the next addresses, or give --ip`);
+  }
+
+  private allocate(request: AddressRequest): Promise<{ address: string }> {
     if (isSharedPoolId(request.poolId)) return this.sharedPools('PoolID').requestAddress(request.poolId, request.address, request.options);
     return this.locks.run(poolKey(request.poolId), async () => {
       const live = this.pools.get(request.poolId);

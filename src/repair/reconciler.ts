@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { DriftView } from '../../drivers/driver.js';
 import type { NetworkService } from '../core/network-service.js';
-import { describeDrift, type Drift, type Firewall, type Ip, readKernelView } from '../sys/index.js';
+import { describeDrift, type Drift, type Firewall, type Ip, isRuleDrift, readKernelView } from '../sys/index.js';
 
 /** Enough to keep both cores busy with programs (ip, nft, iptables-restore) while one waits on the kernel. */
 const REPAIRS_AT_ONCE = 4;
@@ -48,7 +48,7 @@ export class Reconciler {
     const found = this.networks.drift(view);
     if (found.length === 0) return { repaired: [], remaining: [] };
     // Someone changed tsnet's rules: the backend must not trust what it believes they are.
-    if (found.some((d) => ['table', 'chain', 'rule', 'hook', 'element'].includes(d.object))) this.firewall.forgetKernel();
+    if (found.some(isRuleDrift)) this.firewall.forgetKernel();
     const repaired: Drift[] = [];
     // Networks repair independently (each under its own lock); a few at a time, as a flushed ruleset touches them all.
     const queue = [...new Set(found.map((d) => d.network))];

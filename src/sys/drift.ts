@@ -13,6 +13,10 @@ export interface Drift {
 
 export type DriftObject = 'link' | 'address' | 'route' | 'port-flag' | 'promisc' | 'table' | 'chain' | 'rule' | 'hook' | 'element';
 
+/** Whether the difference is in the packet filter's rules (as opposed to links, addresses, routes, flags). */
+export const isRuleDrift = (d: Drift) => RULE_OBJECTS.has(d.object);
+const RULE_OBJECTS: ReadonlySet<DriftObject> = new Set(['table', 'chain', 'rule', 'hook', 'element']);
+
 export const drift = (network: string, object: DriftObject, problem: Drift['problem'], detail: string): Drift => ({ network, object, problem, detail });
 
 /** One line for a person: `missing link tsbr-0123456789 (network 0123456789ab)`. */

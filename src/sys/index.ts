@@ -1,5 +1,5 @@
 export type { EndpointForwards, Family, Firewall, FirewallNetwork, OutboundNat, PortForward, RuleSnapshot, TransportProtocol } from './firewall.js';
-export { type Drift, type DriftObject, describeDrift, drift } from './drift.js';
+export { type Drift, type DriftObject, describeDrift, drift, isRuleDrift } from './drift.js';
 export { type KernelView, type LinkView, readKernelView } from './kernel-view.js';
 export { Ip, LINK_NAME, type AddressInfo, type LinkInfo, type RouteInfo } from './ip.js';
 export { IptablesFirewall } from './iptables/iptables-firewall.js';
@@ -9,3 +9,4 @@ export { KernelMonitor, type MonitorHandlers } from './kernel-monitor.js';
 export { CommandError, ExecaRunner, ProgramNotFound, RecordingRunner, type RecordedCommand, type RunOptions, type RunResult, type Runner } from './runner.js';
 export { type HostPort, type HostPorts, SocketHostPorts, UncheckedHostPorts } from './host-ports.js';
 export { Sysctl } from './sysctl.js';
+export { addressAnswers } from './arp-probe.js';

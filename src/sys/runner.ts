@@ -25,6 +25,8 @@ export class CommandError extends Error {
     readonly command: string,
     readonly exitCode: number | undefined,
     readonly stderr: string,
+    /** What it printed before failing: some programs report their result by exit status and output together (arping). */
+    readonly stdout = '',
   ) {
     super(`${command} failed (exit ${exitCode ?? 'signal'}): ${stderr.trim() || 'no output'}`);
     this.name = 'CommandError';
@@ -53,7 +55,7 @@ export class ExecaRunner implements Runner {
     });
     if ((result as { code?: string }).code === 'ENOENT') throw new ProgramNotFound([file, ...args].join(' '));
     if (result.exitCode !== 0) {
-      throw new CommandError([file, ...args].join(' '), result.exitCode, String(result.stderr));
+      throw new CommandError([file, ...args].join(' '), result.exitCode, String(result.stderr), String(result.stdout));
     }
     return { stdout: String(result.stdout), stderr: String(result.stderr) };
   }

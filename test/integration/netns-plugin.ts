@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import supertest from 'supertest';
 import { createPlugin, type Plugin } from '../../src/plugin.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
-import { ExecaRunner, type FirewallKind, type RunOptions, type RunResult, type Runner, UncheckedHostPorts } from '../../src/sys/index.js';
+import { CommandError, ExecaRunner, type FirewallKind, ProgramNotFound, type RunOptions, type RunResult, type Runner, UncheckedHostPorts } from '../../src/sys/index.js';
 
 /** Runs every program of the plugin inside one test netns, so the real kernel is used but the host is untouched. */
 export class NetnsRunner implements Runner {
@@ -13,8 +13,14 @@ export class NetnsRunner implements Runner {
 
   constructor(private readonly netns: string) {}
 
-  run(file: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
-    return this.inner.run('ip', ['netns', 'exec', this.netns, file, ...args], options);
+  async run(file: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+    try {
+      return await this.inner.run('ip', ['netns', 'exec', this.netns, file, ...args], options);
+    } catch (error) {
+      // `ip netns exec` of a program that is not installed: as ExecaRunner says it.
+      if (error instanceof CommandError && error.stderr.includes(`exec of "${file}" failed: No such file or directory`)) throw new ProgramNotFound(file);
+      throw error;
+    }
   }
 }
 

@@ -29,7 +29,7 @@ function hostWithWire(runner = new RecordingRunner()): RecordingRunner {
 
 function fixture() {
   const runner = hostWithWire();
-  return { runner, driver: new MacvlanDriver(new Ip(runner)) };
+  return { runner, driver: new MacvlanDriver(new Ip(runner), runner) };
 }
 
 async function network(driver: MacvlanDriver, options: Record<string, string>, mtu?: number): Promise<NetworkRecord<MacvlanConfig>> {
@@ -66,7 +66,7 @@ describe('macvlan driver command plans', () => {
 
   it('names the option when the kernel cannot make the VLAN, and leaves nothing behind', async () => {
     const failing = hostWithWire(new RecordingRunner().reply('ip -batch -', new CommandError('ip -batch -', 1, 'Error: Unknown device type.')));
-    const noVlanDriver = new MacvlanDriver(new Ip(failing));
+    const noVlanDriver = new MacvlanDriver(new Ip(failing), failing);
     const net = await network(noVlanDriver, { parent: 'wire.10' });
     await expect(noVlanDriver.createNetwork(net, () => [])).rejects.toThrow(/^parent: cannot create VLAN interface wire\.10 on wire \(does the kernel have 8021q\?\): Error: Unknown device type\.$/);
     // The rollback deletes only what tsnet would have owned: the subinterface.
