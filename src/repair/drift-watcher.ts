@@ -6,13 +6,10 @@ import type { RepairReport } from './reconciler.js';
 export interface DriftWatcherOptions {
   /**
    * iptables-legacy tells nobody of changes: its rules are read every
-   * `pollMs` instead (one family a time: one program start per poll).
+   * POLL_MS instead (one family a time: one program start per poll).
    * Everything else (links, nftables, iptables-nft) sends events.
    */
   pollRules: boolean;
-  /** Events come in bursts (a bridge deleted takes its addresses and routes along): one look after the burst. */
-  settleMs?: number;
-  pollMs?: number;
   /**
    * How long the plugin has served no request, in ms: a look waits for a
    * quiet moment, so it never competes with dockerd's requests (whose own
@@ -22,6 +19,10 @@ export interface DriftWatcherOptions {
   quietForMs?: () => number;
 }
 
+/** Events come in bursts (a bridge deleted takes its addresses and routes along): one look after the burst. */
+const SETTLE_MS = 100;
+/** iptables-legacy's rules are read this often (one family a time). */
+const POLL_MS = 1000;
 /** A look waits for this much quiet … */
 const QUIET_MS = 200;
 /** … but never longer than this after the event that asked for it. */
@@ -112,7 +113,7 @@ export class DriftWatcher {
         this.log.debug({ err: error }, 'could not read iptables rules');
       }
       if (!this.stopped) this.pollRules(family === 4 ? 6 : 4);
-    }, this.options.pollMs ?? 1000);
+    }, POLL_MS);
     this.poller.unref();
   }
 
@@ -121,7 +122,7 @@ export class DriftWatcher {
     if (this.stopped) return;
     this.note(reason);
     if (this.timer || this.running) return;
-    this.timer = setTimeout(() => void this.look(), Math.max(this.options.settleMs ?? 100, this.backoffMs));
+    this.timer = setTimeout(() => void this.look(), Math.max(SETTLE_MS, this.backoffMs));
     this.timer.unref();
   }
 
