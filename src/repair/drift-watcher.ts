@@ -6,7 +6,7 @@ import type { RepairReport } from './reconciler.js';
 export interface DriftWatcherOptions {
   /**
    * iptables-legacy tells nobody of changes: its rules are read every
-   * POLL_MS instead (one family a time: one program start per poll).
+   * POLL_MS as well (one family a time: one program start per poll).
    * Everything else (links, nftables, iptables-nft) sends events.
    */
   pollRules: boolean;
@@ -65,8 +65,9 @@ export class DriftWatcher {
 
   start(): void {
     this.follow('ip', ['-o', 'monitor', 'link', 'address', 'route'], 'a link, address or route changed');
+    // nftables (tsnet's table, and iptables-nft's) sends events; iptables-legacy does not.
+    this.follow('nft', ['monitor'], 'a rule changed');
     if (this.options.pollRules) this.pollRules(4);
-    else this.follow('nft', ['monitor'], 'a rule changed');
   }
 
   /** Stops the monitors and waits for a repair in progress. */
@@ -88,7 +89,7 @@ export class DriftWatcher {
         if (code === COMMAND_NOT_FOUND) {
           // No nft on this host (iptables-legacy only): its rules are polled instead.
           this.log.warn({ command: file }, `${file} is not installed: ${file === 'nft' ? 'polling iptables rules instead' : 'not watching links'}`);
-          if (file === 'nft') this.pollRules(4);
+          if (file === 'nft' && this.poller === undefined) this.pollRules(4);
           return;
         }
         // A monitor killed by someone else: start another, and look at once for what it missed.
