@@ -37,7 +37,7 @@ const MAX_BACKOFF_MS = 60_000;
 /**
  * Watches the kernel for changes tsnet did not make and has them repaired:
  * one long-lived `ip -o monitor` for links, addresses and routes, one `nft
- * monitor` for rules (or a poll of iptables-save on iptables-legacy). Any
+ * monitor` for rules (and a poll of iptables-save on iptables-legacy). Any
  * event schedules one look at every network; a look that finds nothing costs
  * a few reads and changes nothing, so tsnet's own changes may trigger it too.
  * At idle nothing runs: no event, no look.
