@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { KernelMonitor, type Runner } from '../sys/index.js';
+import { iptablesSave, KernelMonitor, type Runner } from '../sys/index.js';
 import type { RepairReport } from './reconciler.js';
 
 /** Where the watcher learns that someone changed the kernel. */
@@ -105,9 +105,9 @@ export class DriftWatcher {
   private pollRules(family: 4 | 6): void {
     this.poller = setTimeout(async () => {
       try {
-        const { stdout } = await this.runner.run(family === 4 ? 'iptables-save' : 'ip6tables-save', []);
-        // Counters change with every packet; the rules are what matter.
-        const rules = stdout.replace(/\[\d+:\d+\]/g, '').replace(/^#.*$/gm, '');
+        // The chains and rules, not the counters, which change with every packet.
+        const saved = await iptablesSave(this.runner, family);
+        const rules = JSON.stringify([saved.filter.chains, saved.filter.rules, saved.nat.chains, saved.nat.rules].map((set) => [...set]));
         if (this.saved[family] !== undefined && this.saved[family] !== rules) this.soon('iptables rules changed');
         this.saved[family] = rules;
       } catch (error) {

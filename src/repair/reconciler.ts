@@ -32,7 +32,7 @@ export class Reconciler {
   ) {}
 
   private readonly read = async (): Promise<DriftView> => {
-    const [kernel, rules] = await Promise.all([readKernelView(this.ip, true), this.firewall.snapshot()]);
+    const [kernel, rules] = await Promise.all([readKernelView(this.ip), this.firewall.snapshot()]);
     return { kernel, rules };
   };
 
@@ -41,7 +41,7 @@ export class Reconciler {
     return this.networks.drift(await this.read());
   }
 
-  /** Repairs every network that differs, one at a time, each under its lock; then looks again. */
+  /** Repairs every network that differs, each under its lock, a few at a time; then looks again. */
   async fix(reason: string): Promise<RepairReport> {
     const generations = this.networks.generationsNow();
     const view = await this.read();

@@ -3,6 +3,7 @@ export { type Drift, type DriftObject, describeDrift, drift, isRuleDrift } from 
 export { type KernelView, type LinkView, readKernelView } from './kernel-view.js';
 export { Ip, LINK_NAME, type AddressInfo, type LinkInfo, type RouteInfo } from './ip.js';
 export { IptablesFirewall } from './iptables/iptables-firewall.js';
+export { iptablesSave } from './iptables/restore-script.js';
 export { NftablesFirewall } from './nftables/nft-firewall.js';
 export { chooseFirewall, FIREWALL_KINDS, type FirewallKind, iptablesIsLegacy, removeOtherBackend } from './firewall-choice.js';
 export { KernelMonitor, type MonitorHandlers } from './kernel-monitor.js';

@@ -12,17 +12,13 @@ export interface LinkView extends LinkInfo {
  */
 export interface KernelView {
   links: ReadonlyMap<string, LinkView>;
-  /** IPv4 routes of the main table as `dst dev`, e.g. `10.1.2.3 dev tss0123456789ab` (read only when asked). */
+  /** IPv4 routes of the main table as `dst dev`, e.g. `10.1.2.3 dev tss0123456789ab`. */
   routes: ReadonlySet<string>;
 }
 
-interface AddressShow extends LinkInfo {
-  addr_info: Array<{ local: string; prefixlen: number }>;
-}
-
-/** One program for links and addresses, one more for routes when a network has some to check. */
-export async function readKernelView(ip: Ip, withRoutes: boolean): Promise<KernelView> {
-  const [shown, routes] = await Promise.all([ip.detailedAddresses() as Promise<AddressShow[]>, withRoutes ? ip.routes(4) : Promise.resolve([])]);
+/** One program for links and addresses, one for routes. */
+export async function readKernelView(ip: Ip): Promise<KernelView> {
+  const [shown, routes] = await Promise.all([ip.detailedAddresses(), ip.routes(4)]);
   const links = new Map(shown.map(({ addr_info, ...link }) => [link.ifname, { ...link, addresses: addr_info.map((a) => `${a.local}/${a.prefixlen}`) }]));
   return { links, routes: new Set(routes.filter((r) => r.dev).map((r) => `${r.dst} dev ${r.dev}`)) };
 }

@@ -12,9 +12,10 @@
  * and its published port. The time each repair took is printed (bench/drift
  * gives the median). Without it (--no-drift-watch), `tsnet doctor` exits 0
  * before, 1 naming the difference after, and `doctor --fix` repairs it.
- * Both firewall backends.
+ * Both firewall backends, and the iptables one on iptables-legacy (which
+ * sends no events: the watcher polls its rules).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Drift } from '../../src/sys/index.js';
@@ -31,6 +32,25 @@ const SHIM = `tss${MACVLAN_NET.slice(0, 12)}`;
 const UPLINK = '198.51.100.1';
 const PUBLISHED = 18467;
 
+/** A firewall backend, and for iptables which of its kernels. */
+interface Setup {
+  label: 'nftables' | 'iptables' | 'iptables-legacy';
+  firewall: FirewallKind;
+  /** iptables* on the daemon's PATH (and in the test's own commands) are the -legacy ones. */
+  legacy: boolean;
+}
+
+const SETUPS: Setup[] = [
+  { label: 'nftables', firewall: 'nftables', legacy: false },
+  { label: 'iptables', firewall: 'iptables', legacy: false },
+  { label: 'iptables-legacy', firewall: 'iptables', legacy: true },
+];
+
+const IPTABLES_TOOLS = ['iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore'];
+
+/** The program a command names, on this setup: iptables-legacy for iptables with legacy. */
+const tool = (setup: Setup, program: string) => (setup.legacy && IPTABLES_TOOLS.includes(program) ? program.replace(/^(ip6?tables)/, '$1-legacy') : program);
+
 /** A simulated host: tsnet, the two networks, a container on each. */
 class DriftHost {
   readonly id = newRunId();
@@ -41,9 +61,18 @@ class DriftHost {
   tsnet!: TsnetDaemon;
 
   constructor(
-    readonly firewall: FirewallKind,
+    readonly setup: Setup,
     readonly watch: boolean,
   ) {}
+
+  /** A directory whose iptables* are the legacy ones, first on the daemon's PATH. */
+  private legacyPath(): Record<string, string> {
+    if (!this.setup.legacy) return {};
+    const bin = join(this.dir, 'legacy-bin');
+    mkdirSync(bin, { recursive: true });
+    for (const program of IPTABLES_TOOLS) symlinkSync(`/usr/sbin/${tool(this.setup, program)}`, join(bin, program));
+    return { PATH: `${bin}:${process.env.PATH ?? ''}` };
+  }
 
   get adminSocket(): string {
     return join(this.dir, 'tsnet', `tsd${this.id}.admin.sock`);
@@ -70,7 +99,8 @@ class DriftHost {
       stateDir: join(this.dir, 'state'),
       logFile: join(this.dir, 'tsnet.log'),
       driver: `tsd${this.id}`,
-      extraArgs: ['--firewall', this.firewall, ...(this.watch ? [] : ['--no-drift-watch'])],
+      extraArgs: ['--firewall', this.setup.firewall, ...(this.watch ? [] : ['--no-drift-watch'])],
+      env: this.legacyPath(),
     });
     await this.ok('NetworkDriver.CreateNetwork', {
       NetworkID: BRIDGE_NET,
@@ -145,7 +175,7 @@ class DriftHost {
   async rules(): Promise<string[]> {
     const lines: string[] = [];
     for (const save of ['iptables-save', 'ip6tables-save']) {
-      const { stdout } = await execInNetnsOk(this.netns, [save]);
+      const { stdout } = await execInNetnsOk(this.netns, [tool(this.setup, save)]);
       lines.push(...stdout.split('\n').filter((l) => l.includes('TSNET')).map((l) => l.replace(/\[\d+:\d+\]/, '')));
     }
     const table = await execInNetns(this.netns, ['nft', '-j', 'list', 'table', 'inet', 'tsnet']);
@@ -164,14 +194,14 @@ interface DriftCase {
   name: string;
   /** What someone else does, in the host's netns. */
   act: string[][];
-  /** Only for this backend (the other keeps nothing there). */
-  only?: FirewallKind;
+  /** Only on these setups (the others keep nothing there, so it would change nothing of tsnet's). */
+  on?: ReadonlyArray<Setup['label']>;
 }
 
 const CASES: DriftCase[] = [
   { name: 'iptables -F (filter flushed)', act: [['iptables', '-F'], ['ip6tables', '-F']] },
-  { name: 'iptables -t nat -F', act: [['iptables', '-t', 'nat', '-F']], only: 'iptables' },
-  { name: 'nft flush ruleset (a firewalld or nftables.service reload)', act: [['nft', 'flush', 'ruleset']] },
+  { name: 'iptables -t nat -F', act: [['iptables', '-t', 'nat', '-F']], on: ['iptables', 'iptables-legacy'] },
+  { name: 'nft flush ruleset (a firewalld or nftables.service reload)', act: [['nft', 'flush', 'ruleset']], on: ['nftables', 'iptables'] },
   { name: 'ip link del of the bridge', act: [['ip', 'link', 'del', BRIDGE]] },
   { name: 'the bridge put down', act: [['ip', 'link', 'set', BRIDGE, 'down']] },
   { name: 'a veth host end losing its master', act: [['ip', 'link', 'set', HOST_VETH, 'nomaster']] },
@@ -183,14 +213,15 @@ const CASES: DriftCase[] = [
 ];
 
 const act = async (host: DriftHost, c: DriftCase) => {
-  for (const argv of c.act) await execInNetnsOk(host.netns, argv);
+  for (const [program, ...args] of c.act) await execInNetnsOk(host.netns, [tool(host.setup, program!), ...args]);
 };
 
-for (const firewall of ['nftables', 'iptables'] as const) {
-  const cases = CASES.filter((c) => !c.only || c.only === firewall);
+for (const setup of SETUPS) {
+  const cases = CASES.filter((c) => !c.on || c.on.includes(setup.label));
+  const label = setup.label;
 
-  describe(`drift repaired by the watcher (${firewall})`, () => {
-    const host = new DriftHost(firewall, true);
+  describe(`drift repaired by the watcher (${label})`, () => {
+    const host = new DriftHost(setup, true);
     const times: Array<[string, number]> = [];
     let rulesInSync: string[];
 
@@ -198,10 +229,12 @@ for (const firewall of ['nftables', 'iptables'] as const) {
       await host.start();
       await waitUntil(async () => (await host.drift()).length === 0 && (await host.traffic()).length === 0, { timeoutMs: 20_000, what: 'a host in sync, its containers reachable' });
       rulesInSync = await host.rules();
+      // tsnet's rules are where this setup's tools look (on iptables-legacy: in the legacy tables).
+      expect(rulesInSync.filter((l) => l.includes('TSNET-')).length).toBeGreaterThan(3);
     }, 90_000);
     afterAll(async () => {
       // eslint-disable-next-line no-console
-      console.log(`drift repair times (${firewall}, watcher): ${times.map(([n, ms]) => `${n}: ${ms} ms`).join('; ')}`);
+      console.log(`drift repair times (${label}, watcher): ${times.map(([n, ms]) => `${n}: ${ms} ms`).join('; ')}`);
       await host.stop();
     });
 
@@ -228,8 +261,9 @@ for (const firewall of ['nftables', 'iptables'] as const) {
     });
   });
 
-  describe(`tsnet doctor without the watcher (${firewall})`, () => {
-    const host = new DriftHost(firewall, false);
+  // doctor compares the same way whichever iptables kernel: the two backends suffice.
+  if (!setup.legacy) describe(`tsnet doctor without the watcher (${label})`, () => {
+    const host = new DriftHost(setup, false);
 
     beforeAll(async () => {
       await host.start();

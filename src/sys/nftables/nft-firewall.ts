@@ -9,7 +9,7 @@ import { iptablesSave, removeIptablesChains } from '../iptables/restore-script.j
 import type { Sysctl } from '../sysctl.js';
 import { BRIDGE_GROUP, GATE, INPUT_GATE, openIptablesGate } from './iptables-gate.js';
 import { addPortLine, TABLE, networkElements, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
-import { nftDrift, type NftSnapshot, parseTable } from './table-drift.js';
+import { nftDrift, type NftSnapshot, parseTable, shownAs } from './table-drift.js';
 
 /** An endpoint's port elements by map and key. */
 type Ports = Map<string, PortElement>;
@@ -203,7 +203,7 @@ export class NftablesFirewall implements Firewall {
   async removeUnknown(known: readonly FirewallNetwork[]): Promise<string[]> {
     const snapshot = await this.snapshot();
     if (!snapshot.table) return [];
-    const wanted = new Set(known.flatMap((n) => networkElements(n).map((e) => `${e.container} ${e.key.replaceAll('"', '')}${e.value ? ` : ${e.value}` : ''}`)));
+    const wanted = new Set(known.flatMap((n) => networkElements(n).map((e) => `${e.container} ${shownAs(e)}`)));
     const portMaps = new Set<string>(Object.values(PORT_MAPS).flatMap((m) => [m.address, m.any]));
     const lines: string[] = [];
     const removed: string[] = [];

@@ -62,7 +62,8 @@ const SKELETON = (() => {
   return { rules, containers };
 })();
 
-const elementKey = (e: Pick<Element, 'key' | 'value'>) => `${e.key.replaceAll('"', '')}${e.value ? ` : ${e.value}` : ''}`;
+/** An element as parseTable shows the kernel's: `key` or `key : value`, without quotes. */
+export const shownAs = (e: Pick<Element, 'key' | 'value'>) => `${e.key.replaceAll('"', '')}${e.value ? ` : ${e.value}` : ''}`;
 
 /** The gate's chains and hooks in iptables' filter table (see iptables-gate.ts). */
 function gateDrift(networkId: string, gate: NftSnapshot['gate']): Drift[] {
@@ -97,8 +98,8 @@ export function nftDrift(snapshot: NftSnapshot, network: FirewallNetwork, forwar
   });
   const containers = SKELETON.containers.filter((c) => !table.elements.has(c)).map((c) => drift(network.id, 'chain', 'missing', `set ${c} (${TABLE})`));
   const wanted: Array<{ container: string; key: string }> = [
-    ...networkElements(network).map((e) => ({ container: e.container, key: elementKey(e) })),
-    ...(network.internal ? [] : forwards.map(portElement).map((e) => ({ container: e.map, key: elementKey(e) }))),
+    ...networkElements(network).map((e) => ({ container: e.container, key: shownAs(e) })),
+    ...(network.internal ? [] : forwards.map(portElement).map((e) => ({ container: e.map, key: shownAs(e) }))),
   ];
   const elements = wanted
     .filter((e) => table.elements.has(e.container) && !table.elements.get(e.container)!.has(e.key))
