@@ -62,7 +62,8 @@ export interface DnsServerOptions {
  * The DNS server: the record table, the forwarder and the listeners, each
  * listener with its scope. Listeners are reconciled against a wanted list;
  * one that could not bind stays failed (and reported) until it is no longer
- * wanted, so a port held by a host service is not retried on every change.
+ * wanted or forgetFailures() is called, so a port held by a host service is
+ * not retried on every change.
  */
 export class DnsServer {
   private table: RecordTable;
@@ -84,6 +85,11 @@ export class DnsServer {
   }
 
   /** Opens what is wanted and not open, closes what is open and not wanted; resolves with every wanted listener's state. */
+  /** The next setListeners tries to bind the listeners that failed again (the host service may have gone). */
+  forgetFailures(): void {
+    this.failed.clear();
+  }
+
   setListeners(wanted: readonly ListenerSpec[]): Promise<ListenerStatus[]> {
     const run = this.reconciling.then(() => this.reconcile(wanted));
     this.reconciling = run.catch(() => undefined);

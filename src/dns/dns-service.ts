@@ -20,6 +20,8 @@ export interface DnsOptions {
 const NETWORK_PORT = 53;
 /** A worker that died is started again after this long. */
 const RESTART_MS = 1_000;
+/** How often a listener that could not bind (a host service holds its port) is tried again. */
+const RETRY_FAILED_MS = 10_000;
 
 /**
  * The listeners wanted now: the --dns-listen ones (anyone may ask), and one
@@ -56,6 +58,7 @@ export class DnsService {
   private seq = 0;
   private scheduled = false;
   private stopping = false;
+  private retry: NodeJS.Timeout | undefined;
   private readonly unsubscribe: Array<() => void> = [];
 
   private constructor(
@@ -95,6 +98,7 @@ export class DnsService {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.retry);
     this.unsubscribe.forEach((off) => off());
     const worker = this.worker;
     if (!worker) return;
@@ -163,7 +167,24 @@ export class DnsService {
     const seq = ++this.seq;
     const statuses = new Promise<ListenerStatus[]>((resolve) => this.waiting.set(seq, resolve));
     this.post({ type: 'listeners', seq, listeners: wantedListeners(this.options, this.topology) });
-    this.report(await statuses);
+    const answered = await statuses;
+    this.report(answered);
+    this.retryFailedLater(answered);
+  }
+
+  /**
+   * A listener whose port a host service holds is tried again every
+   * RETRY_FAILED_MS while it fails: once the service is gone, the network's
+   * names are served without a tsnet restart.
+   */
+  private retryFailedLater(statuses: readonly ListenerStatus[]): void {
+    if (this.retry || this.stopping || !statuses.some((s) => s.state === 'failed')) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.post({ type: 'retry-failed' });
+      this.sync().catch((error: unknown) => this.log.error({ err: error }, 'cannot update the DNS server'));
+    }, RETRY_FAILED_MS);
+    this.retry.unref();
   }
 
   /** Logs listeners that start serving or fail, once each. */

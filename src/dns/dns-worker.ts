@@ -23,6 +23,8 @@ export interface WorkerSetup {
 export type ToWorker =
   | { type: 'entries'; entries: NameEntry[] }
   | { type: 'listeners'; seq: number; listeners: ListenerSpec[] }
+  /** The next `listeners` tries to bind the failed ones again. */
+  | { type: 'retry-failed' }
   | { type: 'stop' };
 
 export type FromWorker =
@@ -60,6 +62,7 @@ const server = new DnsServer({
 port.on('message', (message: ToWorker) => {
   if (message.type === 'entries') server.setEntries(message.entries);
   else if (message.type === 'listeners') void server.setListeners(message.listeners).then((statuses) => post({ type: 'listeners', seq: message.seq, statuses }));
+  else if (message.type === 'retry-failed') server.forgetFailures();
   else void server.close().then(() => post({ type: 'stopped' }));
 });
 

@@ -50,6 +50,8 @@ const resolvConf = join(dir, 'resolv.conf');
 const cleanup = new CleanupStack();
 let tsnet: TsnetDaemon;
 let docker: FakeDockerApi;
+/** Stops the host service holding port 53 (started in beforeAll). */
+let stopPort53Holder: () => Promise<void>;
 
 /** Holds UDP port 53 on every address, as a host's own resolver (dnsmasq, systemd-resolved) may. */
 const PORT_53_HOLDER = `require('dgram').createSocket('udp4').bind(53, '0.0.0.0', () => console.log('ready'));`;
@@ -82,7 +84,7 @@ describe('the daemon\'s DNS with a stand-in Docker API', () => {
     await startDnsmasq({ dir: join(dir, 'up1'), netns: `${id}o`, address: REMOTE_SERVER, port: 53, hosts: [['a.example', '192.0.2.1']], localDomains: ['example'] }, cleanup);
     await startDnsmasq({ dir: join(dir, 'up2'), netns: `${id}o`, address: SECOND_UPSTREAM, port: 53, hosts: [['c.example', '192.0.2.3']], localDomains: ['example'] }, cleanup);
     writeFileSync(resolvConf, `# first\nnameserver ${REMOTE_SERVER}\n`);
-    await nodeInNetns(netnsPath(netns), PORT_53_HOLDER, cleanup);
+    stopPort53Holder = await nodeInNetns(netnsPath(netns), PORT_53_HOLDER, cleanup);
 
     docker = await FakeDockerApi.start(join(dir, 'docker.sock'));
     cleanup.defer('close the fake Docker API', () => docker.close());
@@ -130,6 +132,14 @@ describe('the daemon\'s DNS with a stand-in Docker API', () => {
     expect(tsnet.logTail(200)).toMatch(/cannot serve DNS for the network on this address/);
     expect((await execInNetns(netns, ['ip', '-4', 'address', 'show', 'dev', `tsbr-${NET.slice(0, 10)}`])).stdout).toContain('10.153.20.1/24');
   });
+
+  it('serves the gateway listener once the host service lets go of port 53, without a restart', async () => {
+    await stopPort53Holder();
+    // Tried again every 10 s while it fails.
+    await waitUntil(async () => (await tsnetCli('dns')).stdout.includes(`10.153.20.1:53\t${NET.slice(0, 12)}\tforwards\tserving`), { timeoutMs: 25_000, what: 'the gateway listener serving' });
+    expect((await dig('10.153.20.1', 53, ['ep-e7e7e7e7e7e7.a7a7a7a7a7a7.tsnet'], netns)).answers).toEqual(['A 10.153.20.2']);
+    expect(tsnet.logTail(200)).toMatch(/"address":"10\.153\.20\.1:53".*"msg":"serving DNS"/);
+  }, 40_000);
 
   it('takes the names once Docker answers, follows its events, and resyncs after the stream broke', async () => {
     docker.networks.set(NET, 'blue');
