@@ -4,18 +4,9 @@ import { IptablesFirewall } from '../../src/sys/iptables/iptables-firewall.js';
 import { networkChains, networkPlan } from '../../src/sys/iptables/plan.js';
 import { parseSave, RestoreScript } from '../../src/sys/iptables/restore-script.js';
 import { RecordingRunner, Sysctl } from '../../src/sys/index.js';
+import { SAMPLE_NETWORK } from './sample-network.js';
 
-const network: FirewallNetwork = {
-  id: '0123456789abcdef'.repeat(4),
-  bridge: 'tsbr-0123456789',
-  subnets: { 4: '10.1.0.0/24', 6: 'fd01::/64' },
-  internal: false,
-  icc: true,
-  isolate: true,
-  outboundNat: { 4: { kind: 'masquerade' } },
-  routeLocalnetBefore: false,
-  groupBefore: 'default',
-};
+const network: FirewallNetwork = { ...SAMPLE_NETWORK, subnets: { 4: '10.1.0.0/24', 6: 'fd01::/64' } };
 const forward: PortForward = { family: 4, proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '10.1.0.2', containerPort: 53 };
 const rulesOf = (plan: ReturnType<typeof networkPlan>, name: string) => plan.chains.find((c) => c.name === name)!.rules.map((r) => r.join(' '));
 

@@ -2,18 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { FirewallNetwork, PortForward } from '../../src/sys/firewall.js';
 import { CommandError, NftablesFirewall, RecordingRunner, Sysctl } from '../../src/sys/index.js';
 import { networkLines, networkRemovalLines, portElement } from '../../src/sys/nftables/ruleset.js';
+import { SAMPLE_NETWORK } from './sample-network.js';
 
-const network: FirewallNetwork = {
-  id: '0123456789abcdef'.repeat(4),
-  bridge: 'tsbr-0123456789',
-  subnets: { 4: '10.1.0.0/24' },
-  internal: false,
-  icc: true,
-  isolate: true,
-  outboundNat: { 4: { kind: 'masquerade' } },
-  routeLocalnetBefore: false,
-  groupBefore: 'default',
-};
+const network: FirewallNetwork = SAMPLE_NETWORK;
 const other: FirewallNetwork = { ...network, id: 'fedcba9876543210'.repeat(4), bridge: 'tsbr-fedcba9876', subnets: { 4: '10.2.0.0/24' } };
 const forward = (hostPort: number, containerIp = '10.1.0.2'): PortForward => ({ family: 4, proto: 'tcp', hostPort, containerIp, containerPort: 80 });
 const EMPTY_KERNEL = '{"nftables": []}';

@@ -7,19 +7,9 @@ import { basePlan, networkPlan } from '../../src/sys/iptables/plan.js';
 import { hookText, parseSave, ruleText } from '../../src/sys/iptables/restore-script.js';
 import { iptablesDrift, type IptablesSnapshot } from '../../src/sys/iptables/rule-drift.js';
 import { type NftSnapshot, nftDrift, parseTable } from '../../src/sys/nftables/table-drift.js';
+import { SAMPLE_NETWORK } from './sample-network.js';
 
-const network: FirewallNetwork = {
-  id: '0123456789abcdef'.repeat(4),
-  bridge: 'tsbr-0123456789',
-  subnets: { 4: '10.1.0.0/24' },
-  internal: false,
-  icc: true,
-  isolate: true,
-  dnsServer: '10.1.0.1',
-  outboundNat: { 4: { kind: 'masquerade' } },
-  routeLocalnetBefore: false,
-  groupBefore: 'default',
-};
+const network: FirewallNetwork = { ...SAMPLE_NETWORK, dnsServer: '10.1.0.1' };
 const forwards: PortForward[] = [{ family: 4, proto: 'tcp', hostPort: 8080, containerIp: '10.1.0.2', containerPort: 80 }];
 
 /** iptables-save as the kernel would show tsnet's rules for the network (hooks first in their chains). */
