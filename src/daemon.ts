@@ -68,10 +68,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
   const runner = metrics?.runner() ?? new IpSessionRunner(new ExecaRunner());
   const parts = { store, runner, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest, observeRepairs: metrics.observeRepairs } : {}) };
-  const { app, networks, ipam, inFlight, firewall, reconciler } = await createPlugin(parts, pluginOptions, log);
+  const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
   const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }));
+  // Docker's bridge networks come and go with its events: tsnet's networks stay out of each.
+  names.onChange(() => void dockerBridges.update(names.dockerBridges()));
   names.start();
   let dns: DnsService;
   try {

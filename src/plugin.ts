@@ -7,6 +7,7 @@ import { MacvlanDriver } from '../drivers/macvlan/macvlan-driver.js';
 import type { DriverKind } from '../drivers/model.js';
 import { SandboxFiles } from '../drivers/sandbox.js';
 import { ipamRoutes } from './api/ipam-routes.js';
+import { DockerBridges } from './docker/docker-bridges.js';
 import { networkRoutes } from './api/network-routes.js';
 import { createApp, type RequestObserver } from './api/server.js';
 import { NetworkService } from './core/network-service.js';
@@ -43,6 +44,8 @@ export interface Plugin {
   firewall: FirewallKind;
   /** Compares the records with the kernel and repairs the differences (tsnet doctor, the drift watcher). */
   reconciler: Reconciler;
+  /** Docker's own bridges, which tsnet's networks are kept out of: told what Docker's API says. */
+  dockerBridges: DockerBridges;
 }
 
 /** What the plugin works on: its state, the door to programs, and the host's port space. */
@@ -84,10 +87,13 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest, o
   });
   await ipam.load();
   await networks.load();
+  // Before any network's rules are back: they must not let its containers into a Docker bridge for a moment.
+  const dockerBridges = new DockerBridges({ linkNames: () => ip.linkNames(), apply: (names) => firewall.firewall.setDockerBridges(names) }, log.child({ room: 'docker' }));
+  await dockerBridges.update();
   await networks.restore();
   await removeLeftoverLinks(ip, networks, log);
   await networks.removeLeftovers();
   const inFlight = new InFlight();
   const reconciler = new Reconciler(networks, ip, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight, firewall: firewall.kind, reconciler };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges };
 }

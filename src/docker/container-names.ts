@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DockerApi } from './docker-api.js';
-import type { ContainerDetails, DockerEvent } from './messages.js';
+import { bridgeOf } from './docker-bridges.js';
+import type { ContainerDetails, DockerEvent, NetworkSummary } from './messages.js';
 
 /** One container's attachment to one network, as Docker names it. */
 export interface NamedEndpoint {
@@ -50,6 +51,8 @@ function endpointsOf(details: ContainerDetails): NamedEndpoint[] {
 export class ContainerNames {
   private readonly containers = new Map<string, NamedEndpoint[]>();
   private readonly networks = new Map<string, string>();
+  /** The Linux bridges of Docker's own bridge networks, by network ID. */
+  private readonly bridges = new Map<string, string>();
   private readonly listeners = new Set<() => void>();
   /** Per container: a refresh is running; `true` = another was asked for meanwhile. */
   private readonly refreshing = new Map<string, boolean>();
@@ -76,6 +79,11 @@ export class ContainerNames {
 
   networkName(networkId: string): string | undefined {
     return this.networks.get(networkId);
+  }
+
+  /** The Linux bridges of Docker's own bridge networks (its built-in driver's, not a plugin's). */
+  dockerBridges(): string[] {
+    return [...this.bridges.values()].sort();
   }
 
   /** `listener` runs after the names changed; returns the unsubscribe. */
@@ -133,16 +141,18 @@ export class ContainerNames {
     } else if (event.Type === 'network' && event.Action === 'create' && attributes.name) {
       this.networks.set(event.Actor.ID, attributes.name);
       this.changed();
+      // The event does not carry the options that may name the bridge: the listing does.
+      if (attributes.type === 'bridge') void this.listNetworks().catch((error: unknown) => this.log.debug({ err: error }, 'cannot list networks'));
     } else if (event.Type === 'network' && event.Action === 'destroy') {
-      if (this.networks.delete(event.Actor.ID)) this.changed();
+      const known = this.networks.delete(event.Actor.ID);
+      if (this.bridges.delete(event.Actor.ID) || known) this.changed();
     }
   }
 
   /** Networks and every running container again; containers gone meanwhile are dropped. */
   private async resync(): Promise<void> {
     const [networks, containers] = await Promise.all([this.api.listNetworks(), this.api.listContainers()]);
-    this.networks.clear();
-    for (const n of networks) this.networks.set(n.Id, n.Name);
+    this.takeNetworks(networks);
     const running = new Set(containers.map((c) => c.Id));
     for (const id of [...this.containers.keys()]) if (!running.has(id)) this.containers.delete(id);
     this.changed();
@@ -151,6 +161,21 @@ export class ContainerNames {
       await Promise.all(ids.slice(i, i + RESYNC_CONCURRENCY).map((id) => this.refresh(id)));
     }
     this.log.info({ containers: running.size, networks: networks.length }, 'container names resynced with Docker');
+  }
+
+  private async listNetworks(): Promise<void> {
+    this.takeNetworks(await this.api.listNetworks());
+    this.changed();
+  }
+
+  private takeNetworks(networks: readonly NetworkSummary[]): void {
+    this.networks.clear();
+    this.bridges.clear();
+    for (const n of networks) {
+      this.networks.set(n.Id, n.Name);
+      const bridge = bridgeOf(n);
+      if (bridge) this.bridges.set(n.Id, bridge);
+    }
   }
 
   /**

@@ -40,6 +40,8 @@ export const NetworkSummary = z.object({
   Id: z.string(),
   Name: z.string(),
   Driver: z.string().optional(),
+  /** Driver options: com.docker.network.bridge.name names a bridge network's bridge. */
+  Options: z.record(z.string(), z.string()).nullish(),
 });
 export type NetworkSummary = z.infer<typeof NetworkSummary>;
 

@@ -68,6 +68,13 @@ export interface Firewall {
    * this endpoint: the cost does not depend on the other endpoints' ports.
    */
   setPortForwards(network: FirewallNetwork, endpointId: string, forwards: readonly PortForward[]): Promise<void>;
+  /**
+   * The bridges of Docker's own networks (another manager's): no tsnet
+   * network opens a connection into them, as Docker's networks open none
+   * into each other; replies to connections they opened pass. Replaces the
+   * list it had; kept for networks set up later.
+   */
+  setDockerBridges(names: readonly string[]): Promise<void>;
   /** Removes whatever of the network's rules exists. */
   teardownNetwork(network: FirewallNetwork): Promise<void>;
 

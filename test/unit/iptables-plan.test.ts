@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FirewallNetwork, PortForward } from '../../src/sys/firewall.js';
 import { IptablesFirewall } from '../../src/sys/iptables/iptables-firewall.js';
-import { networkChains, networkPlan } from '../../src/sys/iptables/plan.js';
+import { dockerChain, networkChains, networkPlan } from '../../src/sys/iptables/plan.js';
 import { parseSave, RestoreScript } from '../../src/sys/iptables/restore-script.js';
 import { RecordingRunner, Sysctl } from '../../src/sys/index.js';
 import { SAMPLE_NETWORK } from './sample-network.js';
@@ -20,11 +20,21 @@ describe('iptables rule plans', () => {
   it('drops everything into the bridge that is not a reply, a published port or the bridge itself', () => {
     const fwd = rulesOf(networkPlan(network, 4, []), 'TSNET-FWD-0123456789');
     expect(fwd).toEqual([
+      '-j TSNET-INTERNAL',
       '-o tsbr-0123456789 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
       '-o tsbr-0123456789 -m conntrack --ctstate DNAT -j ACCEPT',
       '-i tsbr-0123456789 -o tsbr-0123456789 -j ACCEPT',
       '-o tsbr-0123456789 -j DROP',
+      '-i tsbr-0123456789 -j TSNET-DOCKER',
       '-i tsbr-0123456789 -j ACCEPT',
+    ]);
+  });
+
+  it("keeps every network out of Docker's bridges but for replies, in one shared chain", () => {
+    expect(dockerChain(['br-0123456789ab', 'docker0']).rules.map((r) => r.join(' '))).toEqual([
+      '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+      '-o br-0123456789ab -j DROP',
+      '-o docker0 -j DROP',
     ]);
   });
 
@@ -33,7 +43,27 @@ describe('iptables rule plans', () => {
     expect(rulesOf(plan, 'TSNET-FWD-0123456789').at(-1)).toBe('-i tsbr-0123456789 -j DROP');
     expect(rulesOf(plan, 'TSNET-DNAT-0123456789')).toEqual([]);
     expect(rulesOf(plan, 'TSNET-SNAT-0123456789')).toEqual([]);
-    expect(plan.hooks.map((h) => h.chain)).not.toContain('TSNET-INPUT');
+    // What leaves it is dropped before any other network's chain could accept it (a published port through its gateway).
+    expect(plan.hooks).toContainEqual({ table: 'filter', chain: 'TSNET-INTERNAL', rule: ['-i', 'tsbr-0123456789', '!', '-o', 'tsbr-0123456789', '-j', 'DROP'], first: false });
+    expect(rulesOf(networkPlan(network, 4, []), 'TSNET-FWD-0123456789')[0]).toBe('-j TSNET-INTERNAL');
+  });
+
+  it('lets an internal network reach the host only for its DNS, replies and IPv6 neighbour discovery', () => {
+    const input = (family: 4 | 6) => networkPlan({ ...network, internal: true, dnsServer: '10.1.0.1' }, family, []).hooks.filter((h) => h.chain === 'TSNET-INPUT').map((h) => h.rule.join(' '));
+    expect(input(4)).toEqual([
+      '-d 10.1.0.1/32 -i tsbr-0123456789 -p udp -m udp --dport 53 -j ACCEPT',
+      '-d 10.1.0.1/32 ! -i tsbr-0123456789 -p udp -m addrtype ! --src-type LOCAL -m udp --dport 53 -j DROP',
+      '-d 10.1.0.1/32 -i tsbr-0123456789 -p tcp -m tcp --dport 53 -j ACCEPT',
+      '-d 10.1.0.1/32 ! -i tsbr-0123456789 -p tcp -m addrtype ! --src-type LOCAL -m tcp --dport 53 -j DROP',
+      '-i tsbr-0123456789 -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+      '-i tsbr-0123456789 -j DROP',
+    ]);
+    expect(input(6)).toEqual([
+      '-i tsbr-0123456789 -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+      '-i tsbr-0123456789 -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN',
+      '-i tsbr-0123456789 -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j RETURN',
+      '-i tsbr-0123456789 -j DROP',
+    ]);
   });
 
   it('lets DNS to the gateway in from the bridge only (and the host), and only when the network has a DNS server', () => {
@@ -45,7 +75,6 @@ describe('iptables rule plans', () => {
       '-d 10.1.0.1/32 -i tsbr-0123456789 -p tcp -m tcp --dport 53 -j ACCEPT',
       '-d 10.1.0.1/32 ! -i tsbr-0123456789 -p tcp -m addrtype ! --src-type LOCAL -m tcp --dport 53 -j DROP',
     ]);
-    expect(input({ ...network, internal: true, dnsServer: '10.1.0.1' }, 4)).toHaveLength(4);
     expect(input(network, 4).some((r) => r.includes('--dport 53'))).toBe(false);
     expect(input({ ...network, dnsServer: '10.1.0.1' }, 6)).toEqual([]);
   });

@@ -4,7 +4,7 @@ import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
-import { basePlan, dnatRules, type HookPlan, NETWORK_CHAIN_PREFIX, NETWORK_CHAIN, networkChains, networkPlan, type Rule, SHARED_CHAINS } from './plan.js';
+import { basePlan, dnatRules, dockerChain, type HookPlan, NETWORK_CHAIN_PREFIX, NETWORK_CHAIN, networkChains, networkPlan, type Rule, SHARED_CHAINS } from './plan.js';
 import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, removeIptablesChains, RestoreScript, type SavedTables } from './restore-script.js';
 import { iptablesDrift, type IptablesSnapshot } from './rule-drift.js';
 
@@ -30,6 +30,8 @@ export class IptablesFirewall implements Firewall {
   private readonly shared = new KeyedMutex();
   /** The DNAT rules written per network, endpoint and family: a change of an endpoint's ports writes only its difference. */
   private readonly dnat = new Map<string, Map<string, Partial<Record<Family, Rule[]>>>>();
+  /** Docker's bridges: TSNET-DOCKER's drops, written whole whenever a network is set up. */
+  private dockerBridges: readonly string[] = [];
 
   constructor(
     private readonly runner: Runner,
@@ -50,8 +52,8 @@ export class IptablesFirewall implements Firewall {
       for (const family of families(network)) {
         const saved = await this.save(family);
         const script = new RestoreScript();
-        const base = basePlan(family);
-        for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name)) script.replaceChain(chain);
+        const base = basePlan(this.dockerBridges);
+        for (const chain of base.chains) if (!saved[chain.table].chains.has(chain.name) || chain.name === SHARED_CHAINS.docker) script.replaceChain(chain);
         const own = networkPlan(network, family, all);
         own.chains.forEach((chain) => script.replaceChain(chain));
         for (const hook of [...base.hooks, ...own.hooks]) {
@@ -94,6 +96,16 @@ export class IptablesFirewall implements Firewall {
     this.dnat.set(network.id, next);
   }
 
+  async setDockerBridges(names: readonly string[]): Promise<void> {
+    await this.shared.run(SHARED, async () => {
+      this.dockerBridges = [...names];
+      for (const family of [4, 6] as const) {
+        // Without the chain (no network yet) the names wait for the first setupNetwork.
+        if ((await this.save(family)).filter.chains.has(SHARED_CHAINS.docker)) await this.restore(family, new RestoreScript().replaceChain(dockerChain(this.dockerBridges)));
+      }
+    });
+  }
+
   async teardownNetwork(network: FirewallNetwork): Promise<void> {
     await giveBackRouteLocalnet(this.sysctl, network);
     await this.shared.run(SHARED, async () => {
@@ -105,7 +117,7 @@ export class IptablesFirewall implements Firewall {
         const hooked = (hook: HookPlan) => saved[hook.table].rules.has(hookText(hook));
         // The last network takes the shared chains along (flushed first, which drops its hooks): a removed plugin leaves no TSNET chain.
         const last = ![...saved.filter.chains].some((c) => c.startsWith(NETWORK_CHAIN_PREFIX) && c !== networkChains(network.id).forward);
-        const base = basePlan(family);
+        const base = basePlan(this.dockerBridges);
         if (last) base.chains.filter(exists).forEach((chain) => script.replaceChain(chain));
         else own.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
         own.chains.filter(exists).forEach((chain) => script.deleteChain(chain.table, chain.name));
@@ -125,7 +137,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   drift(snapshot: RuleSnapshot, network: FirewallNetwork, forwards: EndpointForwards): Drift[] {
-    return iptablesDrift(snapshot as IptablesSnapshot, network, network.internal ? [] : [...forwards.values()].flat());
+    return iptablesDrift(snapshot as IptablesSnapshot, network, network.internal ? [] : [...forwards.values()].flat(), this.dockerBridges);
   }
 
   /** setupNetwork reads the kernel each time and replaces the network's chains whole: nothing cached to forget. */
@@ -139,7 +151,8 @@ export class IptablesFirewall implements Firewall {
    */
   async removeUnknown(known: readonly FirewallNetwork[]): Promise<string[]> {
     const mine = new Set(known.flatMap((n) => Object.values(networkChains(n.id))));
-    const shared = new Set<string>(Object.values(SHARED_CHAINS));
+    // TSNET-DOCKER belongs to no network: setupNetwork writes it whole.
+    const shared = new Set<string>(Object.values(SHARED_CHAINS).filter((c) => c !== SHARED_CHAINS.docker));
     const removed: string[] = [];
     await this.shared.run(SHARED, async () => {
       for (const family of [4, 6] as const) {

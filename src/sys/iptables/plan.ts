@@ -6,9 +6,12 @@ import type { Family, FirewallNetwork, OutboundNat, PortForward } from '../firew
  * test/golden/ show the result of these plans for each scenario.
  *
  *   filter FORWARD ─▶ TSNET-FORWARD ─▶ TSNET-FWD-<net>   (-o bridge hooks first, then -i bridge)
- *                                        └▶ TSNET-OPEN    (bridges of networks with isolation off)
+ *                                        ├▶ TSNET-INTERNAL (first in every network's chain: what leaves an internal bridge, dropped)
+ *                                        ├▶ TSNET-OPEN     (bridges of networks with isolation off)
+ *                                        └▶ TSNET-DOCKER   (Docker's own bridges: no new connection into them)
  *   filter INPUT   ─▶ TSNET-INPUT                         (containers never open connections to 127/8: route_localnet guard;
- *                                                          a network's DNS server on its gateway: its bridge only)
+ *                                                          a network's DNS server on its gateway: its bridge only;
+ *                                                          an internal network: nothing but its gateway's DNS)
  *   nat PREROUTING, OUTPUT (local destinations) ─▶ TSNET-DNAT ─▶ TSNET-DNAT-<net>
  *   nat POSTROUTING ─▶ TSNET-POSTROUTING ─▶ TSNET-SNAT-<net>
  */
@@ -34,26 +37,43 @@ export interface HookPlan {
 
 export const SHARED_CHAINS = {
   forward: 'TSNET-FORWARD',
+  internal: 'TSNET-INTERNAL',
   open: 'TSNET-OPEN',
+  docker: 'TSNET-DOCKER',
   input: 'TSNET-INPUT',
   dnat: 'TSNET-DNAT',
   postrouting: 'TSNET-POSTROUTING',
 } as const;
 
+/**
+ * The drops towards Docker's own bridges (`docker`: their names), as Docker
+ * drops traffic between its networks; replies of connections Docker's side
+ * opened (to a published port) pass.
+ */
+export function dockerChain(docker: readonly string[]): ChainPlan {
+  return {
+    table: 'filter',
+    name: SHARED_CHAINS.docker,
+    rules: [['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'], ...docker.map((bridge) => ['-o', bridge, '-j', 'DROP'])],
+  };
+}
+
 /** tsnet's shared chains and their hooks in the built-in chains: made with the first network, removed with the last. */
-export function basePlan(family: Family): { chains: ChainPlan[]; hooks: HookPlan[] } {
+export function basePlan(docker: readonly string[] = []): { chains: ChainPlan[]; hooks: HookPlan[] } {
   const local = ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', SHARED_CHAINS.dnat];
   return {
     chains: [
       { table: 'filter', name: SHARED_CHAINS.forward, rules: [] },
+      { table: 'filter', name: SHARED_CHAINS.internal, rules: [] },
       { table: 'filter', name: SHARED_CHAINS.open, rules: [] },
-      ...(family === 4 ? [{ table: 'filter' as const, name: SHARED_CHAINS.input, rules: [] }] : []),
+      dockerChain(docker),
+      { table: 'filter', name: SHARED_CHAINS.input, rules: [] },
       { table: 'nat', name: SHARED_CHAINS.dnat, rules: [] },
       { table: 'nat', name: SHARED_CHAINS.postrouting, rules: [] },
     ],
     hooks: [
       { table: 'filter', chain: 'FORWARD', rule: ['-j', SHARED_CHAINS.forward], first: true },
-      ...(family === 4 ? [{ table: 'filter' as const, chain: 'INPUT', rule: ['-j', SHARED_CHAINS.input], first: true }] : []),
+      { table: 'filter', chain: 'INPUT', rule: ['-j', SHARED_CHAINS.input], first: true },
       { table: 'nat', chain: 'PREROUTING', rule: local, first: true },
       { table: 'nat', chain: 'OUTPUT', rule: local, first: true },
       { table: 'nat', chain: 'POSTROUTING', rule: ['-j', SHARED_CHAINS.postrouting], first: true },
@@ -84,6 +104,8 @@ function forwardRules(network: FirewallNetwork): Rule[] {
   const b = network.bridge;
   const icc = network.icc ? 'ACCEPT' : 'DROP';
   return [
+    // What comes out of an internal bridge may not pass here, not even for a published port (TSNET-INTERNAL drops it).
+    ...(network.internal ? [] : [['-j', SHARED_CHAINS.internal]]),
     ['-o', b, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
     // Published ports: only tsnet's DNAT rules of this network send new connections here.
     ...(network.internal ? [] : [['-o', b, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT']]),
@@ -91,6 +113,7 @@ function forwardRules(network: FirewallNetwork): Rule[] {
     ...(network.isolate || network.internal ? [] : [['-o', b, '-j', SHARED_CHAINS.open]]),
     // Anything else into the bridge (other networks, unsolicited traffic from outside) is dropped.
     ['-o', b, '-j', 'DROP'],
+    ...(network.internal ? [] : [['-i', b, '-j', SHARED_CHAINS.docker]]),
     ['-i', b, '-j', network.internal ? 'DROP' : 'ACCEPT'],
   ];
 }
@@ -135,6 +158,21 @@ function dnsServerHooks(network: FirewallNetwork): HookPlan[] {
   ]).map((rule) => ({ table: 'filter' as const, chain: SHARED_CHAINS.input, rule, first: false }));
 }
 
+/**
+ * An internal network reaches the host only for its gateway's DNS (the
+ * accepts of dnsServerHooks, appended before these): replies to the host's
+ * own connections and IPv6 neighbour discovery (untracked by conntrack) go
+ * on to the host's rules, anything else is dropped.
+ */
+function internalInputHooks(bridge: string, family: Family): HookPlan[] {
+  const neighbourDiscovery = family === 6 ? ['135', '136'].map((type) => ['-i', bridge, '-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', type, '-j', 'RETURN']) : [];
+  return [
+    ['-i', bridge, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'],
+    ...neighbourDiscovery,
+    ['-i', bridge, '-j', 'DROP'],
+  ].map((rule) => ({ table: 'filter' as const, chain: SHARED_CHAINS.input, rule, first: false }));
+}
+
 /** Everything one network owns in one family: its chains (replaced whole) and its hooks in the shared chains. */
 export function networkPlan(network: FirewallNetwork, family: Family, forwards: readonly PortForward[]): { chains: ChainPlan[]; hooks: HookPlan[] } {
   const subnet = network.subnets[family];
@@ -152,11 +190,13 @@ export function networkPlan(network: FirewallNetwork, family: Family, forwards: 
       // cannot be bypassed by another network's accept of its outgoing traffic.
       { table: 'filter', chain: SHARED_CHAINS.forward, rule: ['-o', b, '-j', names.forward], first: true },
       { table: 'filter', chain: SHARED_CHAINS.forward, rule: ['-i', b, '-j', names.forward], first: false },
+      ...(network.internal ? [{ table: 'filter' as const, chain: SHARED_CHAINS.internal, rule: ['-i', b, '!', '-o', b, '-j', 'DROP'], first: false }] : []),
       ...(network.isolate || network.internal ? [] : [{ table: 'filter' as const, chain: SHARED_CHAINS.open, rule: ['-i', b, '-j', 'ACCEPT'], first: false }]),
       ...(family === 4 && !network.internal
         ? [{ table: 'filter' as const, chain: SHARED_CHAINS.input, rule: ['-d', '127.0.0.0/8', '-i', b, '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'DROP'], first: false }]
         : []),
       ...(family === 4 ? dnsServerHooks(network) : []),
+      ...(network.internal ? internalInputHooks(b, family) : []),
       { table: 'nat', chain: SHARED_CHAINS.dnat, rule: ['-j', names.dnat], first: false },
       { table: 'nat', chain: SHARED_CHAINS.postrouting, rule: ['-j', names.snat], first: false },
     ],

@@ -1,6 +1,6 @@
 import { type Drift, drift } from '../drift.js';
 import type { Family, FirewallNetwork, PortForward, RuleSnapshot } from '../firewall.js';
-import { basePlan, type ChainPlan, type HookPlan, networkPlan } from './plan.js';
+import { basePlan, type ChainPlan, dockerChain, type HookPlan, networkPlan, SHARED_CHAINS } from './plan.js';
 import { hookText, ruleText, type SavedTables } from './restore-script.js';
 
 /** Both families' tables as iptables-save showed them. */
@@ -33,15 +33,17 @@ const hookDrift = (networkId: string, saved: SavedTables, hook: HookPlan, family
  * match the same packet with different verdicts, except where a hook must be
  * first, which setup re-inserts when missing.
  */
-export function iptablesDrift(snapshot: IptablesSnapshot, network: FirewallNetwork, forwards: readonly PortForward[]): Drift[] {
+export function iptablesDrift(snapshot: IptablesSnapshot, network: FirewallNetwork, forwards: readonly PortForward[], dockerBridges: readonly string[]): Drift[] {
   return ([4, 6] as const)
     .filter((family) => network.subnets[family] !== undefined)
     .flatMap((family) => {
       const saved = snapshot.saved[family];
-      const base = basePlan(family);
+      const base = basePlan(dockerBridges);
       const own = networkPlan(network, family, forwards);
       return [
         ...base.chains.filter((c) => !saved[c.table].chains.has(c.name)).map((c) => drift(network.id, 'chain', 'missing', `${c.name} (${c.table}, IPv${family})`)),
+        // Every network's isolation from Docker's networks rests on it.
+        ...(saved.filter.chains.has(SHARED_CHAINS.docker) ? chainDrift(network.id, saved, dockerChain(dockerBridges), family) : []),
         ...own.chains.flatMap((c) => chainDrift(network.id, saved, c, family)),
         ...[...base.hooks, ...own.hooks].flatMap((h) => hookDrift(network.id, saved, h, family)),
       ];

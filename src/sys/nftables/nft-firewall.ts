@@ -8,7 +8,7 @@ import { CommandError, ProgramNotFound, type Runner } from '../runner.js';
 import { iptablesSave, removeIptablesChains } from '../iptables/restore-script.js';
 import type { Sysctl } from '../sysctl.js';
 import { BRIDGE_GROUP, GATE, INPUT_GATE, openIptablesGate } from './iptables-gate.js';
-import { addPortLine, TABLE, networkElements, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
+import { addPortLine, DOCKER_BRIDGE_SET, dockerBridgeLines, TABLE, networkElements, networkLines, networkRemovalLines, networkTag, PORT_MAPS, type PortElement, portElement, removePortLines, skeleton } from './ruleset.js';
 import { nftDrift, type NftSnapshot, parseTable, shownAs } from './table-drift.js';
 
 /** An endpoint's port elements by map and key. */
@@ -42,6 +42,8 @@ export class NftablesFirewall implements Firewall {
   private started: Promise<void> | undefined;
   /** Setting a network up and tearing one down: the last teardown takes the table along, which no setup may overlap. */
   private readonly networks = new KeyedMutex();
+  /** Docker's bridges, written with the table whenever it is (re)made. */
+  private dockerBridges: readonly string[] = [];
 
   constructor(
     private readonly runner: Runner,
@@ -62,7 +64,7 @@ export class NftablesFirewall implements Firewall {
    */
   private start(): Promise<void> {
     this.started ??= (async () => {
-      await this.apply(skeleton());
+      await this.apply(this.skeleton());
       const kernel = await this.kernelPorts();
       for (const tag of new Set([...this.ports.keys(), ...kernel.keys()])) this.ports.set(tag, kernel.get(tag) ?? new Map());
       await openIptablesGate(this.runner);
@@ -71,6 +73,19 @@ export class NftablesFirewall implements Firewall {
       throw error;
     });
     return this.started;
+  }
+
+  /** The table's skeleton with the elements that are not any network's: Docker's bridges. */
+  private skeleton(): string[] {
+    return [...skeleton(), ...dockerBridgeLines(this.dockerBridges)];
+  }
+
+  async setDockerBridges(names: readonly string[]): Promise<void> {
+    await this.networks.run(TABLE, async () => {
+      this.dockerBridges = [...names];
+      // Without a table (no network yet) the names wait for start().
+      if (this.started) await this.apply(dockerBridgeLines(this.dockerBridges));
+    });
   }
 
   /** The port elements in the kernel, by the network and endpoint in their comment. */
@@ -120,7 +135,7 @@ export class NftablesFirewall implements Firewall {
       await this.apply([...lines, ...changes]);
     } catch {
       // nft 1.0 cannot add elements to an interval set it creates in the same transaction: the skeleton goes first, alone.
-      await this.apply(skeleton());
+      await this.apply(this.skeleton());
       this.ports.set(tag, (await this.kernelPorts()).get(tag) ?? new Map());
       await this.apply([...lines, ...this.portChanges(network, wanted)]);
     }
@@ -188,7 +203,7 @@ export class NftablesFirewall implements Firewall {
   }
 
   drift(snapshot: RuleSnapshot, network: FirewallNetwork, forwards: EndpointForwards): Drift[] {
-    return nftDrift(snapshot as NftSnapshot, network, [...forwards.values()].flat());
+    return nftDrift(snapshot as NftSnapshot, network, [...forwards.values()].flat(), this.dockerBridges);
   }
 
   forgetKernel(): void {
@@ -208,7 +223,7 @@ export class NftablesFirewall implements Firewall {
     const lines: string[] = [];
     const removed: string[] = [];
     for (const [container, elements] of snapshot.table.elements) {
-      if (portMaps.has(container)) continue;
+      if (portMaps.has(container) || container === DOCKER_BRIDGE_SET) continue;
       for (const element of elements) {
         if (wanted.has(`${container} ${element}`)) continue;
         lines.push(`delete element ${TABLE} ${container} { ${nftWords(element.split(' : ')[0]!)} }`);

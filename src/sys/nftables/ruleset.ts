@@ -10,10 +10,15 @@ import type { Family, FirewallNetwork, PortForward } from '../firewall.js';
  * before each change, and the kernel checks every chain reachable from a
  * verdict map whenever a jump into one is added.)
  *
- *   forward     into a tsnet bridge: replies, published ports, the bridge itself (ICC),
- *               another open bridge; everything else dropped. Out of one: accepted (internal: dropped)
+ *   forward     out of an internal bridge: dropped, first (nothing may pass for it, not even
+ *               a published port). Into a tsnet bridge: replies, published ports, the bridge
+ *               itself (ICC), another open bridge; everything else dropped. Out of one into
+ *               Docker's own bridges (@docker_bridges): dropped but for replies, as Docker
+ *               drops traffic between its networks; elsewhere: accepted
  *   input       no new connections from a bridge to 127/8 (the route_localnet guard); DNS to a
- *               network's gateway listener only from its own bridge or the host (@dns4, @dnsgw4)
+ *               network's gateway listener only from its own bridge or the host (@dns4, @dnsgw4);
+ *               from an internal bridge nothing but its gateway's DNS, replies and IPv6
+ *               neighbour discovery
  *   prerouting, output (local destinations) ─▶ published: dnat through @ports4/@ports4_any/@ports6/@ports6_any
  *   postrouting from a network's subnet out of its bridge to elsewhere: masquerade (@masq4,
  *               @masq6) or SNAT (@snat4); hairpin (a container reaching its own network's
@@ -46,6 +51,8 @@ const BRIDGE_SETS = {
   open: 'open',
   /** route_localnet is on: the 127/8 guard, and loopback sources masqueraded into it. */
   localnet: 'localnet',
+  /** Bridges of Docker's own networks (not tsnet's): tsnet's networks open no connection into them. */
+  docker: 'docker_bridges',
 } as const;
 
 /**
@@ -85,7 +92,7 @@ export function skeleton(): string[] {
     `flush chain ${TABLE} ${name}`,
     ...rules.map((r) => `add rule ${TABLE} ${name} ${r}`),
   ];
-  const { bridges, published, internal, open, localnet } = BRIDGE_SETS;
+  const { bridges, published, internal, open, localnet, docker } = BRIDGE_SETS;
   return [
     `add table ${TABLE}`,
     ...Object.values(BRIDGE_SETS).map((set) => `add set ${TABLE} ${set} { type ifname; }`),
@@ -102,17 +109,21 @@ export function skeleton(): string[] {
       `add rule ${TABLE} published dnat ${FAMILY_WORD[f]} to ${FAMILY_WORD[f]} daddr . meta l4proto . th dport map @${PORT_MAPS[f].address}`,
       `add rule ${TABLE} published dnat ${FAMILY_WORD[f]} to meta l4proto . th dport map @${PORT_MAPS[f].any}`,
     ]),
-    // Verdicts on traffic INTO a bridge come first, so a network's isolation
-    // cannot be bypassed by another network's accept of its outgoing traffic.
     ...base('forward', 'type filter hook forward priority filter', [
+      // ICC first: with br_netfilter, traffic within a bridge passes this hook too.
+      'oifname . iifname @icc accept',
+      // Nothing leaves an internal network, not even for a published port reached through its gateway.
+      `iifname @${internal} drop`,
+      // Verdicts on traffic INTO a bridge come before any on traffic out of one, so a network's
+      // isolation cannot be bypassed by another network's accept of its outgoing traffic.
       `oifname @${bridges} ct state established,related accept`,
       // Published ports: only tsnet's DNAT sends new connections here.
       `oifname @${published} ct status dnat accept`,
-      'oifname . iifname @icc accept',
       `oifname @${open} iifname @${open} accept`,
       // Anything else into a bridge (other networks, unsolicited traffic from outside) is dropped.
       `oifname @${bridges} drop`,
-      `iifname @${internal} drop`,
+      // Docker's networks are as closed to tsnet's as they are to each other (replies pass).
+      `iifname @${bridges} oifname @${docker} ct state { new, invalid, untracked } drop`,
       `iifname @${published} accept`,
     ]),
     // route_localnet lets ports published on 127.0.0.1 in; containers must not use it to reach the host's loopback services.
@@ -120,6 +131,12 @@ export function skeleton(): string[] {
       `iifname @${localnet} ip daddr 127.0.0.0/8 ct state { new, invalid, untracked } drop`,
       // A network's DNS listener serves that network (its bridge) and the host: other networks and the LAN learn nothing of it.
       `ip daddr @${DNS_SETS.gateways} meta l4proto { tcp, udp } th dport 53 iifname . ip daddr != @${DNS_SETS.byBridge} fib saddr type != local drop`,
+      // An internal network reaches the host only for its gateway's DNS; replies to the host's own
+      // connections and IPv6 neighbour discovery (which conntrack does not track) pass too.
+      `iifname @${internal} ct state established,related accept`,
+      `iifname . ip daddr @${DNS_SETS.byBridge} meta l4proto { tcp, udp } th dport 53 accept`,
+      `iifname @${internal} icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept`,
+      `iifname @${internal} drop`,
     ]),
     ...base('prerouting', 'type nat hook prerouting priority dstnat', ['fib daddr type local jump published']),
     ...base('output', 'type nat hook output priority -100', ['fib daddr type local jump published']),
@@ -136,6 +153,14 @@ export function skeleton(): string[] {
 }
 
 const families = (network: FirewallNetwork) => ([4, 6] as const).filter((f) => network.subnets[f] !== undefined);
+
+/** The set of Docker's bridges made exactly `names`, in one transaction with the rest. */
+export function dockerBridgeLines(names: readonly string[]): string[] {
+  const set = `${TABLE} ${BRIDGE_SETS.docker}`;
+  return [`flush set ${set}`, ...(names.length > 0 ? [`add element ${set} { ${names.map(quoted).join(', ')} }`] : [])];
+}
+
+export const DOCKER_BRIDGE_SET = BRIDGE_SETS.docker;
 
 /** One element of a set or map. */
 export interface Element {

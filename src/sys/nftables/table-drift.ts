@@ -2,7 +2,7 @@ import { type Drift, drift } from '../drift.js';
 import type { FirewallNetwork, PortForward, RuleSnapshot } from '../firewall.js';
 import type { SavedTables } from '../iptables/restore-script.js';
 import { GATE, INPUT_GATE } from './iptables-gate.js';
-import { type Element, networkElements, portElement, skeleton, TABLE } from './ruleset.js';
+import { DOCKER_BRIDGE_SET, type Element, networkElements, portElement, skeleton, TABLE } from './ruleset.js';
 
 /** What `nft -j list table inet tsnet` and iptables-save (the gate) showed. */
 export interface NftSnapshot extends RuleSnapshot {
@@ -87,7 +87,7 @@ function gateDrift(networkId: string, gate: NftSnapshot['gate']): Drift[] {
  * iptables gate, that the snapshot lacks. Other networks' elements are
  * theirs to report; elements of no network go at start-up (removeUnknown).
  */
-export function nftDrift(snapshot: NftSnapshot, network: FirewallNetwork, forwards: readonly PortForward[]): Drift[] {
+export function nftDrift(snapshot: NftSnapshot, network: FirewallNetwork, forwards: readonly PortForward[], dockerBridges: readonly string[]): Drift[] {
   const gate = gateDrift(network.id, snapshot.gate);
   const table = snapshot.table;
   if (!table) return [drift(network.id, 'table', 'missing', TABLE), ...gate];
@@ -100,6 +100,8 @@ export function nftDrift(snapshot: NftSnapshot, network: FirewallNetwork, forwar
   const wanted: Array<{ container: string; key: string }> = [
     ...networkElements(network).map((e) => ({ container: e.container, key: shownAs(e) })),
     ...(network.internal ? [] : forwards.map(portElement).map((e) => ({ container: e.map, key: shownAs(e) }))),
+    // Every network's isolation from Docker's networks rests on them.
+    ...dockerBridges.map((name) => ({ container: DOCKER_BRIDGE_SET, key: name })),
   ];
   const elements = wanted
     .filter((e) => table.elements.has(e.container) && !table.elements.get(e.container)!.has(e.key))
