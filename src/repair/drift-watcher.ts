@@ -107,7 +107,7 @@ export class DriftWatcher {
       try {
         // The chains and rules, not the counters, which change with every packet.
         const saved = await iptablesSave(this.runner, family);
-        const rules = JSON.stringify([saved.filter.chains, saved.filter.rules, saved.nat.chains, saved.nat.rules].map((set) => [...set]));
+        const rules = JSON.stringify(Object.values(saved).flatMap((table) => [[...table.chains], [...table.rules]]));
         if (this.saved[family] !== undefined && this.saved[family] !== rules) this.soon('iptables rules changed');
         this.saved[family] = rules;
       } catch (error) {

@@ -126,7 +126,7 @@ function tsnetLines(save: string): string[] {
     else if (/^:TSNET-/.test(line)) current.push(line.replace(/ \[\d+:\d+\]$/, ''));
     else if (line.startsWith('-A ') && line.includes('TSNET')) current.push(line);
   }
-  return ['*filter', '*nat'].flatMap((table) => (tables.get(table)?.length ? [table, ...tables.get(table)!] : [])).map(withNames);
+  return ['*filter', '*nat', '*mangle'].flatMap((table) => (tables.get(table)?.length ? [table, ...tables.get(table)!] : [])).map(withNames);
 }
 
 function expectGolden(name: string, actual: string): void {
@@ -293,7 +293,7 @@ describe.each(BACKENDS)('rule lifecycle (%s)', (firewall) => {
 
     // A reboot (or `iptables -F`, `nft flush ruleset`) loses every rule; restore builds the same ones again.
     for (const tool of ['iptables', 'ip6tables']) {
-      for (const table of ['filter', 'nat']) {
+      for (const table of ['filter', 'nat', 'mangle']) {
         await execInNetnsOk(s.netns, [tool, '-t', table, '-F']);
         await execInNetnsOk(s.netns, [tool, '-t', table, '-X']);
       }

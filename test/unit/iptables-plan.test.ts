@@ -17,17 +17,24 @@ describe('iptables rule plans', () => {
     names.forEach((n) => expect(n.length).toBeLessThanOrEqual(28));
   });
 
-  it('drops everything into the bridge that is not a reply, a published port or the bridge itself', () => {
-    const fwd = rulesOf(networkPlan(network, 4, []), 'TSNET-FWD-0123456789');
-    expect(fwd).toEqual([
-      '-j TSNET-INTERNAL',
-      '-o tsbr-0123456789 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
-      '-o tsbr-0123456789 -m conntrack --ctstate DNAT -j ACCEPT',
-      '-i tsbr-0123456789 -o tsbr-0123456789 -j ACCEPT',
-      '-o tsbr-0123456789 -j DROP',
-      '-i tsbr-0123456789 -j TSNET-DOCKER',
-      '-i tsbr-0123456789 -j ACCEPT',
+  it('drops everything into the bridge that is not a reply, a published port or the bridge itself, in mangle where no ACCEPT comes first', () => {
+    const plan = networkPlan(network, 4, []);
+    expect(plan.chains.find((c) => c.name === 'TSNET-FWD-0123456789')!.table).toBe('mangle');
+    expect(rulesOf(plan, 'TSNET-FWD-0123456789')).toEqual([
+      '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+      '-m conntrack --ctstate DNAT -j RETURN',
+      '-i tsbr-0123456789 -j RETURN',
+      '-j DROP',
     ]);
+    // What the guard lets through, filter accepts; out of the bridge, Docker's bridges are closed.
+    const hooks = plan.hooks.map((h) => `${h.table} ${h.chain} ${h.rule.join(' ')}`);
+    expect(hooks).toEqual(expect.arrayContaining([
+      'mangle TSNET-GUARD -o tsbr-0123456789 -j TSNET-FWD-0123456789',
+      'mangle TSNET-GUARD -i tsbr-0123456789 -j TSNET-DOCKER',
+      'filter TSNET-FORWARD -o tsbr-0123456789 -j ACCEPT',
+      'filter TSNET-FORWARD -i tsbr-0123456789 -j ACCEPT',
+    ]));
+    expect(rulesOf(networkPlan({ ...network, icc: false }, 4, []), 'TSNET-FWD-0123456789')).toContain('-i tsbr-0123456789 -j DROP');
   });
 
   it("keeps every network out of Docker's bridges but for replies, in one shared chain", () => {
@@ -40,12 +47,12 @@ describe('iptables rule plans', () => {
 
   it('lets internal networks neither out nor NAT anything, whatever forwards are asked for', () => {
     const plan = networkPlan({ ...network, internal: true }, 4, [forward]);
-    expect(rulesOf(plan, 'TSNET-FWD-0123456789').at(-1)).toBe('-i tsbr-0123456789 -j DROP');
+    expect(rulesOf(plan, 'TSNET-FWD-0123456789')).toEqual(['-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN', '-i tsbr-0123456789 -j RETURN', '-j DROP']);
     expect(rulesOf(plan, 'TSNET-DNAT-0123456789')).toEqual([]);
     expect(rulesOf(plan, 'TSNET-SNAT-0123456789')).toEqual([]);
-    // What leaves it is dropped before any other network's chain could accept it (a published port through its gateway).
-    expect(plan.hooks).toContainEqual({ table: 'filter', chain: 'TSNET-INTERNAL', rule: ['-i', 'tsbr-0123456789', '!', '-o', 'tsbr-0123456789', '-j', 'DROP'], first: false });
-    expect(rulesOf(networkPlan(network, 4, []), 'TSNET-FWD-0123456789')[0]).toBe('-j TSNET-INTERNAL');
+    // What leaves it is dropped in the guard, whose drops no other network's return can undo (a published port through its gateway).
+    expect(plan.hooks).toContainEqual({ table: 'mangle', chain: 'TSNET-GUARD', rule: ['-i', 'tsbr-0123456789', '!', '-o', 'tsbr-0123456789', '-j', 'DROP'], first: false });
+    expect(plan.hooks.map((h) => h.rule.join(' '))).not.toContain('-i tsbr-0123456789 -j ACCEPT');
   });
 
   it('lets an internal network reach the host only for its DNS, replies and IPv6 neighbour discovery', () => {
@@ -97,8 +104,9 @@ describe('iptables rule plans', () => {
 
   it('puts a network with isolation off into TSNET-OPEN and sends traffic into its bridge there', () => {
     const plan = networkPlan({ ...network, isolate: false }, 4, []);
-    expect(rulesOf(plan, 'TSNET-FWD-0123456789')).toContain('-o tsbr-0123456789 -j TSNET-OPEN');
-    expect(plan.hooks).toContainEqual({ table: 'filter', chain: 'TSNET-OPEN', rule: ['-i', 'tsbr-0123456789', '-j', 'ACCEPT'], first: false });
+    expect(rulesOf(plan, 'TSNET-FWD-0123456789').slice(-2)).toEqual(['-g TSNET-OPEN', '-j DROP']);
+    // On top of TSNET-OPEN's final drop, which the other bridges' traffic reaches.
+    expect(plan.hooks).toContainEqual({ table: 'mangle', chain: 'TSNET-OPEN', rule: ['-i', 'tsbr-0123456789', '-j', 'RETURN'], first: true });
   });
 });
 
@@ -142,7 +150,8 @@ describe('IptablesFirewall command plan', () => {
     expect(restore).not.toContain('-I FORWARD 1 -j TSNET-FORWARD');
     expect(restore).not.toContain(':TSNET-FORWARD ');
     expect(restore).toContain('-I INPUT 1 -j TSNET-INPUT');
-    expect(restore).toContain('-I TSNET-FORWARD 1 -o tsbr-0123456789 -j TSNET-FWD-0123456789');
+    expect(restore).toContain('-A TSNET-GUARD -o tsbr-0123456789 -j TSNET-FWD-0123456789');
+    expect(restore).toContain('-I FORWARD 1 -j TSNET-GUARD');
     expect(runner.commands.filter((c) => c.file.startsWith('ip6tables'))).toEqual([]);
   });
 
@@ -172,7 +181,7 @@ describe('IptablesFirewall command plan', () => {
 
   it('gives route_localnet back before the 127/8 guard goes', async () => {
     // Another network still has its chain: the shared chains stay.
-    const runner = new RecordingRunner().reply('iptables-save', '*filter\n:TSNET-FWD-9876543210 - [0:0]\n-A TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\nCOMMIT\n');
+    const runner = new RecordingRunner().reply('iptables-save', '*mangle\n:TSNET-FWD-9876543210 - [0:0]\nCOMMIT\n*filter\n-A TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\nCOMMIT\n');
     await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' }, routeLocalnetBefore: true });
     expect(runner.lines().map((l) => l.split('\n')[0])).toEqual([
       'sysctl -q -w net/ipv4/conf/tsbr-0123456789/route_localnet=1',
@@ -185,8 +194,10 @@ describe('IptablesFirewall command plan', () => {
 
   it('takes the shared chains and their hooks along with the last network, flushing them before its own chains go', async () => {
     const saved = [
-      '*filter', ':TSNET-FORWARD - [0:0]', ':TSNET-OPEN - [0:0]', ':TSNET-INPUT - [0:0]', ':TSNET-FWD-0123456789 - [0:0]',
-      '-A FORWARD -j TSNET-FORWARD', '-A INPUT -j TSNET-INPUT', '-A TSNET-FORWARD -o tsbr-0123456789 -j TSNET-FWD-0123456789', 'COMMIT',
+      '*mangle', ':TSNET-GUARD - [0:0]', ':TSNET-OPEN - [0:0]', ':TSNET-FWD-0123456789 - [0:0]',
+      '-A FORWARD -j TSNET-GUARD', '-A TSNET-GUARD -o tsbr-0123456789 -j TSNET-FWD-0123456789', 'COMMIT',
+      '*filter', ':TSNET-FORWARD - [0:0]', ':TSNET-INPUT - [0:0]',
+      '-A FORWARD -j TSNET-FORWARD', '-A INPUT -j TSNET-INPUT', '-A TSNET-FORWARD -o tsbr-0123456789 -j ACCEPT', 'COMMIT',
       '*nat', ':TSNET-DNAT - [0:0]', ':TSNET-POSTROUTING - [0:0]', ':TSNET-DNAT-0123456789 - [0:0]', ':TSNET-SNAT-0123456789 - [0:0]',
       '-A POSTROUTING -j TSNET-POSTROUTING', '-A TSNET-POSTROUTING -j TSNET-SNAT-0123456789', 'COMMIT',
     ].join('\n');
@@ -194,9 +205,9 @@ describe('IptablesFirewall command plan', () => {
     await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } });
     const script = runner.commands.find((c) => c.file === 'iptables-restore')!.input!;
     expect(script).not.toMatch(/^-D TSNET-/m);
-    const filter = script.slice(0, script.indexOf('COMMIT'));
-    expect(filter.indexOf('-F TSNET-FORWARD')).toBeLessThan(filter.indexOf('-X TSNET-FWD-0123456789'));
-    for (const line of ['-D FORWARD -j TSNET-FORWARD', '-D INPUT -j TSNET-INPUT', '-X TSNET-FORWARD', '-X TSNET-OPEN', '-X TSNET-INPUT', '-D POSTROUTING -j TSNET-POSTROUTING', '-X TSNET-POSTROUTING', '-X TSNET-DNAT', '-X TSNET-SNAT-0123456789']) {
+    const mangle = script.slice(script.indexOf('*mangle'));
+    expect(mangle.indexOf('-F TSNET-GUARD')).toBeLessThan(mangle.indexOf('-X TSNET-FWD-0123456789'));
+    for (const line of ['-D FORWARD -j TSNET-GUARD', '-X TSNET-GUARD', '-D FORWARD -j TSNET-FORWARD', '-D INPUT -j TSNET-INPUT', '-X TSNET-FORWARD', '-X TSNET-OPEN', '-X TSNET-INPUT', '-D POSTROUTING -j TSNET-POSTROUTING', '-X TSNET-POSTROUTING', '-X TSNET-DNAT', '-X TSNET-SNAT-0123456789']) {
       expect(script).toContain(`${line}\n`);
     }
   });

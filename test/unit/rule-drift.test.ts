@@ -3,7 +3,7 @@
 // real kernel): in sync nothing, each lost or added piece one difference.
 import { describe, expect, it } from 'vitest';
 import type { FirewallNetwork, PortForward } from '../../src/sys/firewall.js';
-import { basePlan, networkPlan } from '../../src/sys/iptables/plan.js';
+import { basePlan, networkPlan, type Table, TABLES } from '../../src/sys/iptables/plan.js';
 import { hookText, parseSave, ruleText } from '../../src/sys/iptables/restore-script.js';
 import { iptablesDrift, type IptablesSnapshot } from '../../src/sys/iptables/rule-drift.js';
 import { type NftSnapshot, nftDrift, parseTable } from '../../src/sys/nftables/table-drift.js';
@@ -18,7 +18,7 @@ function savedText(drop: (line: string) => boolean = () => false, extra: string[
   const base = basePlan(dockerBridges);
   const own = networkPlan(network, 4, forwards);
   const chains = [...base.chains, ...own.chains];
-  const lines = (table: 'filter' | 'nat') => [
+  const lines = (table: Table) => [
     `*${table}`,
     ...['INPUT', 'FORWARD', 'OUTPUT', 'PREROUTING', 'POSTROUTING'].map((c) => `:${c} ACCEPT [0:0]`),
     ...chains.filter((c) => c.table === table).map((c) => `:${c.name} - [0:0]`),
@@ -27,7 +27,7 @@ function savedText(drop: (line: string) => boolean = () => false, extra: string[
     ...extra.filter((l) => l.startsWith(`${table} `)).map((l) => l.slice(table.length + 1)),
     'COMMIT',
   ];
-  return [...lines('filter'), ...lines('nat')].filter((l) => !drop(l)).join('\n');
+  return TABLES.flatMap(lines).filter((l) => !drop(l)).join('\n');
 }
 
 const iptablesSnapshot = (text: string): IptablesSnapshot => ({ backend: 'iptables', saved: { 4: parseSave(text), 6: parseSave('') } });
@@ -39,10 +39,10 @@ describe('iptables drift', () => {
 
   it('names a lost rule, a lost hook, a lost chain and a rule someone added', () => {
     const dnat = '-A TSNET-DNAT-0123456789 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.1.0.2:80';
-    const text = savedText((l) => l === dnat || l === '-A FORWARD -j TSNET-FORWARD' || l === ':TSNET-OPEN - [0:0]', ['filter -A TSNET-FWD-0123456789 -j ACCEPT']);
+    const text = savedText((l) => l === dnat || l === '-A FORWARD -j TSNET-FORWARD' || l === ':TSNET-OPEN - [0:0]', ['mangle -A TSNET-FWD-0123456789 -j ACCEPT']);
     expect(iptablesDrift(iptablesSnapshot(text), network, forwards, dockerBridges).map((d) => `${d.problem} ${d.object} ${d.detail}`)).toEqual([
-      'missing chain TSNET-OPEN (filter, IPv4)',
-      'extra rule -A TSNET-FWD-0123456789 -j ACCEPT (filter, IPv4)',
+      'missing chain TSNET-OPEN (mangle, IPv4)',
+      'extra rule -A TSNET-FWD-0123456789 -j ACCEPT (mangle, IPv4)',
       `missing rule ${dnat} (nat, IPv4)`,
       'missing hook -A FORWARD -j TSNET-FORWARD (filter, IPv4)',
     ]);
@@ -51,11 +51,11 @@ describe('iptables drift', () => {
   it("names a Docker bridge missing from TSNET-DOCKER, and one Docker no longer has", () => {
     const text = savedText((l) => l === '-A TSNET-DOCKER -o docker0 -j DROP');
     expect(iptablesDrift(iptablesSnapshot(text), network, forwards, [...dockerBridges, 'br-ffffffffffff']).map((d) => `${d.problem} ${d.object} ${d.detail}`)).toEqual([
-      'missing rule -A TSNET-DOCKER -o docker0 -j DROP (filter, IPv4)',
-      'missing rule -A TSNET-DOCKER -o br-ffffffffffff -j DROP (filter, IPv4)',
+      'missing rule -A TSNET-DOCKER -o docker0 -j DROP (mangle, IPv4)',
+      'missing rule -A TSNET-DOCKER -o br-ffffffffffff -j DROP (mangle, IPv4)',
     ]);
     expect(iptablesDrift(iptablesSnapshot(savedText()), network, forwards, ['docker0']).map((d) => `${d.problem} ${d.object} ${d.detail}`)).toEqual([
-      'extra rule -A TSNET-DOCKER -o br-0123456789ab -j DROP (filter, IPv4)',
+      'extra rule -A TSNET-DOCKER -o br-0123456789ab -j DROP (mangle, IPv4)',
     ]);
   });
 

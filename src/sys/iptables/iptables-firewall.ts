@@ -4,8 +4,8 @@ import { KeyedMutex } from '../../mutex.js';
 import type { Runner } from '../runner.js';
 import { enableForwarding, giveBackRouteLocalnet } from '../forwarding.js';
 import type { Sysctl } from '../sysctl.js';
-import { basePlan, dnatRules, dockerChain, type HookPlan, NETWORK_CHAIN_PREFIX, NETWORK_CHAIN, networkChains, networkPlan, type Rule, SHARED_CHAINS } from './plan.js';
-import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, removeIptablesChains, RestoreScript, type SavedTables } from './restore-script.js';
+import { basePlan, type ChainPlan, dnatRules, dockerChain, type HookPlan, NETWORK_CHAIN_PREFIX, NETWORK_CHAIN, networkChains, networkPlan, type Rule, SHARED_CHAINS, TABLES } from './plan.js';
+import { forwardHookPosition, hookText, iptablesRestore, iptablesSave, removeIptablesChains, RestoreScript, ruleText, type SavedTables } from './restore-script.js';
 import { iptablesDrift, type IptablesSnapshot } from './rule-drift.js';
 
 /** The key of the shared chains' lock. */
@@ -57,7 +57,7 @@ export class IptablesFirewall implements Firewall {
         const own = networkPlan(network, family, all);
         own.chains.forEach((chain) => script.replaceChain(chain));
         for (const hook of [...base.hooks, ...own.hooks]) {
-          if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook, hook.chain === 'FORWARD' ? forwardHookPosition(saved.filter) : 1);
+          if (!saved[hook.table].rules.has(hookText(hook))) script.addHook(hook, hook.table === 'filter' && hook.chain === 'FORWARD' ? forwardHookPosition(saved.filter) : 1);
         }
         await this.restore(family, script);
       }
@@ -101,7 +101,7 @@ export class IptablesFirewall implements Firewall {
       this.dockerBridges = [...names];
       for (const family of [4, 6] as const) {
         // Without the chain (no network yet) the names wait for the first setupNetwork.
-        if ((await this.save(family)).filter.chains.has(SHARED_CHAINS.docker)) await this.restore(family, new RestoreScript().replaceChain(dockerChain(this.dockerBridges)));
+        if ((await this.save(family)).mangle.chains.has(SHARED_CHAINS.docker)) await this.restore(family, new RestoreScript().replaceChain(dockerChain(this.dockerBridges)));
       }
     });
   }
@@ -113,10 +113,10 @@ export class IptablesFirewall implements Firewall {
         const saved = await this.save(family);
         const script = new RestoreScript();
         const own = networkPlan(network, family, []);
-        const exists = (chain: { table: 'filter' | 'nat'; name: string }) => saved[chain.table].chains.has(chain.name);
+        const exists = (chain: ChainPlan) => saved[chain.table].chains.has(chain.name);
         const hooked = (hook: HookPlan) => saved[hook.table].rules.has(hookText(hook));
         // The last network takes the shared chains along (flushed first, which drops its hooks): a removed plugin leaves no TSNET chain.
-        const last = ![...saved.filter.chains].some((c) => c.startsWith(NETWORK_CHAIN_PREFIX) && c !== networkChains(network.id).forward);
+        const last = ![...saved.mangle.chains].some((c) => c.startsWith(NETWORK_CHAIN_PREFIX) && c !== networkChains(network.id).forward);
         const base = basePlan(this.dockerBridges);
         if (last) base.chains.filter(exists).forEach((chain) => script.replaceChain(chain));
         else own.hooks.filter(hooked).forEach((hook) => script.deleteHook(hook));
@@ -150,20 +150,24 @@ export class IptablesFirewall implements Firewall {
    * rules in TSNET-INPUT).
    */
   async removeUnknown(known: readonly FirewallNetwork[]): Promise<string[]> {
-    const mine = new Set(known.flatMap((n) => Object.values(networkChains(n.id))));
+    // A chain is tsnet's where its plan puts it: one of an older layout (in another table) goes too.
+    const placed = (chains: readonly ChainPlan[]) => chains.map((c) => `${c.table} ${c.name}`);
+    const mine = new Set([...placed(basePlan().chains), ...known.flatMap((n) => placed(networkPlan(n, n.subnets[4] ? 4 : 6, []).chains))]);
     // TSNET-DOCKER belongs to no network: setupNetwork writes it whole.
     const shared = new Set<string>(Object.values(SHARED_CHAINS).filter((c) => c !== SHARED_CHAINS.docker));
     const removed: string[] = [];
     await this.shared.run(SHARED, async () => {
       for (const family of [4, 6] as const) {
         const saved = await this.save(family);
-        const wanted = new Set(known.flatMap((n) => networkPlan(n, family, []).hooks.map(hookText)));
+        const plans = [basePlan(), ...known.map((n) => networkPlan(n, family, []))];
+        const wanted = new Set(plans.flatMap((p) => [...p.hooks.map(hookText), ...p.chains.flatMap((c) => c.rules.map((r) => ruleText(c.name, r)))]));
         const script = new RestoreScript();
-        for (const table of ['filter', 'nat'] as const) {
-          const unknown = [...saved[table].chains].filter((c) => NETWORK_CHAIN.test(c) && !mine.has(c));
+        for (const table of TABLES) {
+          const unknown = [...saved[table].chains].filter((c) => (NETWORK_CHAIN.test(c) || shared.has(c)) && !mine.has(`${table} ${c}`));
           for (const line of saved[table].rules) {
             const [, chain, ...words] = line.split(' ');
-            const target = words[words.indexOf('-j') + 1];
+            const jump = words.findIndex((w) => w === '-j' || w === '-g');
+            const target = jump >= 0 ? words[jump + 1] : undefined;
             if (unknown.includes(chain!)) continue; // goes with its chain
             if ((shared.has(chain!) && !wanted.has(line)) || (target !== undefined && unknown.includes(target))) {
               script.deleteSaved(table, line);

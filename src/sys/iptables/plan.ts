@@ -5,18 +5,28 @@ import type { Family, FirewallNetwork, OutboundNat, PortForward } from '../firew
  * hold, and the hooks that lead into them. The golden files under
  * test/golden/ show the result of these plans for each scenario.
  *
- *   filter FORWARD ─▶ TSNET-FORWARD ─▶ TSNET-FWD-<net>   (-o bridge hooks first, then -i bridge)
- *                                        ├▶ TSNET-INTERNAL (first in every network's chain: what leaves an internal bridge, dropped)
- *                                        ├▶ TSNET-OPEN     (bridges of networks with isolation off)
- *                                        └▶ TSNET-DOCKER   (Docker's own bridges: no new connection into them)
- *   filter INPUT   ─▶ TSNET-INPUT                         (containers never open connections to 127/8: route_localnet guard;
- *                                                          a network's DNS server on its gateway: its bridge only;
- *                                                          an internal network: nothing but its gateway's DNS)
+ * What tsnet refuses to forward is dropped in the mangle table, which the
+ * packet passes before filter: there no ACCEPT of another manager (Docker
+ * inserts its own at the top of filter FORWARD whenever it makes a network,
+ * libvirt and firewalls too) can come first, and a drop is final. Those
+ * chains only drop or return, so the order of their hooks never matters.
+ * What they let through, filter FORWARD accepts below DOCKER-USER (the host's
+ * policy may be DROP), as Docker accepts its own networks' traffic.
+ *
+ *   mangle FORWARD ─▶ TSNET-GUARD ─▶ TSNET-FWD-<net>  (into a bridge: replies, published ports, ICC; goto TSNET-OPEN; else drop)
+ *                                  │                    TSNET-OPEN: from an open bridge returns, else drop
+ *                                  ├▶ TSNET-DOCKER     (out of a bridge into Docker's own bridges: replies only)
+ *                                  └  -i <internal> ! -o <internal> DROP
+ *   filter FORWARD ─▶ TSNET-FORWARD                    (what the guard let through: ACCEPT, past a DROP policy)
+ *   filter INPUT   ─▶ TSNET-INPUT                      (containers never open connections to 127/8: route_localnet guard;
+ *                                                       a network's DNS server on its gateway: its bridge only;
+ *                                                       an internal network: nothing but its gateway's DNS)
  *   nat PREROUTING, OUTPUT (local destinations) ─▶ TSNET-DNAT ─▶ TSNET-DNAT-<net>
  *   nat POSTROUTING ─▶ TSNET-POSTROUTING ─▶ TSNET-SNAT-<net>
  */
 
-export type Table = 'filter' | 'nat';
+export const TABLES = ['filter', 'nat', 'mangle'] as const;
+export type Table = (typeof TABLES)[number];
 /** A rule: the words after `-A <chain>`, in iptables-save's canonical order so saved rules compare equal. */
 export type Rule = readonly string[];
 
@@ -36,10 +46,10 @@ export interface HookPlan {
 }
 
 export const SHARED_CHAINS = {
-  forward: 'TSNET-FORWARD',
-  internal: 'TSNET-INTERNAL',
+  guard: 'TSNET-GUARD',
   open: 'TSNET-OPEN',
   docker: 'TSNET-DOCKER',
+  forward: 'TSNET-FORWARD',
   input: 'TSNET-INPUT',
   dnat: 'TSNET-DNAT',
   postrouting: 'TSNET-POSTROUTING',
@@ -52,7 +62,7 @@ export const SHARED_CHAINS = {
  */
 export function dockerChain(docker: readonly string[]): ChainPlan {
   return {
-    table: 'filter',
+    table: 'mangle',
     name: SHARED_CHAINS.docker,
     rules: [['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'], ...docker.map((bridge) => ['-o', bridge, '-j', 'DROP'])],
   };
@@ -63,15 +73,17 @@ export function basePlan(docker: readonly string[] = []): { chains: ChainPlan[];
   const local = ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', SHARED_CHAINS.dnat];
   return {
     chains: [
-      { table: 'filter', name: SHARED_CHAINS.forward, rules: [] },
-      { table: 'filter', name: SHARED_CHAINS.internal, rules: [] },
-      { table: 'filter', name: SHARED_CHAINS.open, rules: [] },
+      { table: 'mangle', name: SHARED_CHAINS.guard, rules: [] },
+      // Reached by goto from the chain of a bridge that is open: an open bridge's traffic returns (networks insert theirs on top), the rest is dropped.
+      { table: 'mangle', name: SHARED_CHAINS.open, rules: [['-j', 'DROP']] },
       dockerChain(docker),
+      { table: 'filter', name: SHARED_CHAINS.forward, rules: [] },
       { table: 'filter', name: SHARED_CHAINS.input, rules: [] },
       { table: 'nat', name: SHARED_CHAINS.dnat, rules: [] },
       { table: 'nat', name: SHARED_CHAINS.postrouting, rules: [] },
     ],
     hooks: [
+      { table: 'mangle', chain: 'FORWARD', rule: ['-j', SHARED_CHAINS.guard], first: true },
       { table: 'filter', chain: 'FORWARD', rule: ['-j', SHARED_CHAINS.forward], first: true },
       { table: 'filter', chain: 'INPUT', rule: ['-j', SHARED_CHAINS.input], first: true },
       { table: 'nat', chain: 'PREROUTING', rule: local, first: true },
@@ -81,7 +93,7 @@ export function basePlan(docker: readonly string[] = []): { chains: ChainPlan[];
   };
 }
 
-/** Every network has a filter chain named so. */
+/** Every network has a mangle chain named so. */
 export const NETWORK_CHAIN_PREFIX = 'TSNET-FWD-';
 
 /** The name of any network's chain (networkChains): what start-up may remove when no network owns it. */
@@ -99,22 +111,20 @@ function outboundNatTarget(nat: OutboundNat): string[] {
   return nat.kind === 'masquerade' ? ['-j', 'MASQUERADE'] : ['-j', 'SNAT', '--to-source', nat.source];
 }
 
-/** Forwarding verdicts for traffic into and out of the bridge. Every packet into it gets a verdict here. */
-function forwardRules(network: FirewallNetwork): Rule[] {
-  const b = network.bridge;
-  const icc = network.icc ? 'ACCEPT' : 'DROP';
+/**
+ * What may enter the bridge (the guard's chain for it, reached by `-o
+ * bridge`): replies, published ports (tsnet's DNAT sends them), the bridge
+ * itself with ICC on, another open bridge when this one is open; the rest,
+ * other networks and unsolicited traffic from outside, is dropped.
+ */
+function intoBridgeRules(network: FirewallNetwork): Rule[] {
+  const open = !network.isolate && !network.internal;
   return [
-    // What comes out of an internal bridge may not pass here, not even for a published port (TSNET-INTERNAL drops it).
-    ...(network.internal ? [] : [['-j', SHARED_CHAINS.internal]]),
-    ['-o', b, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
-    // Published ports: only tsnet's DNAT rules of this network send new connections here.
-    ...(network.internal ? [] : [['-o', b, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT']]),
-    ['-i', b, '-o', b, '-j', icc],
-    ...(network.isolate || network.internal ? [] : [['-o', b, '-j', SHARED_CHAINS.open]]),
-    // Anything else into the bridge (other networks, unsolicited traffic from outside) is dropped.
-    ['-o', b, '-j', 'DROP'],
-    ...(network.internal ? [] : [['-i', b, '-j', SHARED_CHAINS.docker]]),
-    ['-i', b, '-j', network.internal ? 'DROP' : 'ACCEPT'],
+    ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'],
+    ...(network.internal ? [] : [['-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'RETURN']]),
+    ['-i', network.bridge, '-j', network.icc ? 'RETURN' : 'DROP'],
+    ...(open ? [['-g', SHARED_CHAINS.open]] : []),
+    ['-j', 'DROP'],
   ];
 }
 
@@ -179,26 +189,28 @@ export function networkPlan(network: FirewallNetwork, family: Family, forwards: 
   if (!subnet) return { chains: [], hooks: [] };
   const names = networkChains(network.id);
   const b = network.bridge;
+  const hook = (table: Table, chain: string, rule: Rule, first = false): HookPlan => ({ table, chain, rule, first });
   return {
     chains: [
-      { table: 'filter', name: names.forward, rules: forwardRules(network) },
+      { table: 'mangle', name: names.forward, rules: intoBridgeRules(network) },
       { table: 'nat', name: names.dnat, rules: network.internal ? [] : dnatRules(family, forwards) },
       { table: 'nat', name: names.snat, rules: snatRules(network, family, subnet) },
     ],
     hooks: [
-      // Verdicts on traffic INTO a bridge come first, so a network's isolation
-      // cannot be bypassed by another network's accept of its outgoing traffic.
-      { table: 'filter', chain: SHARED_CHAINS.forward, rule: ['-o', b, '-j', names.forward], first: true },
-      { table: 'filter', chain: SHARED_CHAINS.forward, rule: ['-i', b, '-j', names.forward], first: false },
-      ...(network.internal ? [{ table: 'filter' as const, chain: SHARED_CHAINS.internal, rule: ['-i', b, '!', '-o', b, '-j', 'DROP'], first: false }] : []),
-      ...(network.isolate || network.internal ? [] : [{ table: 'filter' as const, chain: SHARED_CHAINS.open, rule: ['-i', b, '-j', 'ACCEPT'], first: false }]),
+      hook('mangle', SHARED_CHAINS.guard, ['-o', b, '-j', names.forward]),
+      // Nothing leaves an internal network, not even for a published port reached through its gateway.
+      network.internal ? hook('mangle', SHARED_CHAINS.guard, ['-i', b, '!', '-o', b, '-j', 'DROP']) : hook('mangle', SHARED_CHAINS.guard, ['-i', b, '-j', SHARED_CHAINS.docker]),
+      // On top of TSNET-OPEN's final drop.
+      ...(network.isolate || network.internal ? [] : [hook('mangle', SHARED_CHAINS.open, ['-i', b, '-j', 'RETURN'], true)]),
+      hook('filter', SHARED_CHAINS.forward, ['-o', b, '-j', 'ACCEPT']),
+      ...(network.internal ? [] : [hook('filter', SHARED_CHAINS.forward, ['-i', b, '-j', 'ACCEPT'])]),
       ...(family === 4 && !network.internal
-        ? [{ table: 'filter' as const, chain: SHARED_CHAINS.input, rule: ['-d', '127.0.0.0/8', '-i', b, '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'DROP'], first: false }]
+        ? [hook('filter', SHARED_CHAINS.input, ['-d', '127.0.0.0/8', '-i', b, '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'DROP'])]
         : []),
       ...(family === 4 ? dnsServerHooks(network) : []),
       ...(network.internal ? internalInputHooks(b, family) : []),
-      { table: 'nat', chain: SHARED_CHAINS.dnat, rule: ['-j', names.dnat], first: false },
-      { table: 'nat', chain: SHARED_CHAINS.postrouting, rule: ['-j', names.snat], first: false },
+      hook('nat', SHARED_CHAINS.dnat, ['-j', names.dnat]),
+      hook('nat', SHARED_CHAINS.postrouting, ['-j', names.snat]),
     ],
   };
 }

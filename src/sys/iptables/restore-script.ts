@@ -1,6 +1,6 @@
 import type { Family } from '../firewall.js';
 import { ProgramNotFound, type Runner } from '../runner.js';
-import type { ChainPlan, HookPlan, Rule, Table } from './plan.js';
+import { type ChainPlan, type HookPlan, type Rule, type Table, TABLES } from './plan.js';
 
 /**
  * Seconds iptables-restore waits for the xtables lock (legacy backend) that
@@ -35,7 +35,7 @@ export async function removeIptablesChains(runner: Runner, ours: (chain: string)
       throw error;
     }
     const script = new RestoreScript();
-    for (const table of ['filter', 'nat'] as const) {
+    for (const table of TABLES) {
       const chains = [...saved[table].chains].filter(ours);
       const jumpsIn = [...saved[table].rules].filter((line) => {
         const words = line.split(' ');
@@ -64,7 +64,7 @@ export type SavedTables = Record<Table, SavedTable>;
 
 /** Reads `iptables-save` output; tables not in it are empty. */
 export function parseSave(text: string): SavedTables {
-  const tables: SavedTables = { filter: { chains: new Set(), rules: new Set() }, nat: { chains: new Set(), rules: new Set() } };
+  const tables = Object.fromEntries(TABLES.map((t) => [t, { chains: new Set<string>(), rules: new Set<string>() }])) as SavedTables;
   let current: SavedTable | undefined;
   for (const line of text.split('\n')) {
     if (line.startsWith('*')) current = tables[line.slice(1).trim() as Table];
@@ -101,8 +101,8 @@ export function forwardHookPosition(filter: SavedTable): number {
 /** Lines of one `iptables-restore --noflush` transaction, grouped per table. */
 export class RestoreScript {
   /** Chain declarations go before every rule of their table, whatever order callers use. */
-  private readonly declarations: Record<Table, string[]> = { filter: [], nat: [] };
-  private readonly lines: Record<Table, string[]> = { filter: [], nat: [] };
+  private readonly declarations: Record<Table, string[]> = { filter: [], nat: [], mangle: [] };
+  private readonly lines: Record<Table, string[]> = { filter: [], nat: [], mangle: [] };
 
   /** Declares a chain (created, or flushed if it exists) and fills it. */
   replaceChain(chain: ChainPlan): this {
@@ -151,12 +151,11 @@ export class RestoreScript {
   }
 
   get empty(): boolean {
-    return this.lines.filter.length === 0 && this.lines.nat.length === 0;
+    return TABLES.every((table) => this.lines[table].length === 0);
   }
 
   text(): string {
-    return (['filter', 'nat'] as const)
-      .filter((table) => this.lines[table].length > 0)
+    return TABLES.filter((table) => this.lines[table].length > 0)
       .map((table) => [`*${table}`, ...this.declarations[table], ...this.lines[table], 'COMMIT'].join('\n'))
       .join('\n') + '\n';
   }

@@ -43,7 +43,7 @@ export function iptablesDrift(snapshot: IptablesSnapshot, network: FirewallNetwo
       return [
         ...base.chains.filter((c) => !saved[c.table].chains.has(c.name)).map((c) => drift(network.id, 'chain', 'missing', `${c.name} (${c.table}, IPv${family})`)),
         // Every network's isolation from Docker's networks rests on it.
-        ...(saved.filter.chains.has(SHARED_CHAINS.docker) ? chainDrift(network.id, saved, dockerChain(dockerBridges), family) : []),
+        ...(saved.mangle.chains.has(SHARED_CHAINS.docker) ? chainDrift(network.id, saved, dockerChain(dockerBridges), family) : []),
         ...own.chains.flatMap((c) => chainDrift(network.id, saved, c, family)),
         ...[...base.hooks, ...own.hooks].flatMap((h) => hookDrift(network.id, saved, h, family)),
       ];
