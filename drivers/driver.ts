@@ -1,5 +1,6 @@
 import type { Drift, KernelView, RuleSnapshot } from '../src/sys/index.js';
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec, PortBinding, PublishedPort } from './model.js';
+import type { GoneEndpoints } from './sandbox.js';
 
 /**
  * The other networks (stored or being created), read when called: a driver
@@ -51,10 +52,11 @@ export interface Driver<C = unknown, S = unknown> {
 
   /**
    * The endpoints whose container went away while tsnet was not there to
-   * hear DeleteEndpoint: their kernel side (veth, sandbox) is gone. One call
-   * may span the endpoints of many networks of the kind (start-up asks once).
+   * hear DeleteEndpoint: their kernel side (veth, sandbox) is gone, for
+   * certain or as far as a look can tell (see lostSandbox). One call may
+   * span the endpoints of many networks of the kind (start-up asks once).
    */
-  goneEndpoints(endpoints: readonly EndpointRecord<S>[]): Promise<EndpointRecord<S>[]>;
+  goneEndpoints(endpoints: readonly EndpointRecord<S>[]): Promise<GoneEndpoints<EndpointRecord<S>>>;
 
   /** The links of the host netns with generated names (names.ts) that the network and its endpoints own. */
   ownedLinks(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): string[];

@@ -23,10 +23,37 @@ export class SandboxFiles {
  * Whether a joined endpoint has lost its container. When dockerd destroys a
  * sandbox it hands the interfaces back to the host netns under the names the
  * driver gave them (even when tsnet is down and never hears of it), and
- * removes the sandbox's netns file. Either one means the container is gone.
- * An endpoint not joined yet has no sandbox to lose.
+ * removes the sandbox's netns file: the container is gone, but a container
+ * that is starting looks the same for a moment (dockerd joins it before it
+ * makes its netns), so that is `unsure`. No netns file and the interface not
+ * handed back either: it died with the netns, `certain`. An endpoint not
+ * joined yet has no sandbox to lose.
  */
-export function lostSandbox(endpoint: EndpointRecord, containerLink: string, hostLinks: ReadonlySet<string>, sandboxes: SandboxFiles): boolean {
-  if (!endpoint.sandboxKey) return false;
-  return hostLinks.has(containerLink) || !sandboxes.exists(endpoint.sandboxKey);
+export function lostSandbox(endpoint: EndpointRecord, containerLink: string, hostLinks: ReadonlySet<string>, sandboxes: SandboxFiles): Loss | undefined {
+  if (!endpoint.sandboxKey) return undefined;
+  const handedBack = hostLinks.has(containerLink);
+  const noNetns = !sandboxes.exists(endpoint.sandboxKey);
+  if (noNetns && !handedBack) return 'certain';
+  return handedBack || noNetns ? 'unsure' : undefined;
+}
+
+/** How sure a look is that an endpoint's container is gone. */
+export type Loss = 'certain' | 'unsure';
+
+/** The endpoints a look found gone, by how sure it is. */
+export interface GoneEndpoints<E> {
+  /** Their links are gone: no starting container looks so. */
+  certain: E[];
+  /** A container that is starting may look so for a moment. */
+  unsure: E[];
+}
+
+/** Sorts endpoints by what `loss` says of each; those it says nothing of are alive. */
+export function sortGone<E>(endpoints: readonly E[], loss: (endpoint: E) => Loss | undefined): GoneEndpoints<E> {
+  const gone: GoneEndpoints<E> = { certain: [], unsure: [] };
+  for (const endpoint of endpoints) {
+    const how = loss(endpoint);
+    if (how) gone[how].push(endpoint);
+  }
+  return gone;
 }

@@ -6,7 +6,7 @@ import { type Drift, drift, type Firewall, isRuleDrift, type FirewallNetwork, ty
 import type { Driver, DriftView } from '../driver.js';
 import { type EndpointRecord, type EndpointSpec, type JoinInfo, type NetworkRecord, type NetworkSpec, PORTMAP, type PortBinding, type PublishedPort, type SubnetRecord } from '../model.js';
 import { bridgeMac, vethContainerName, vethHostName } from '../names.js';
-import { lostSandbox, SandboxFiles } from '../sandbox.js';
+import { type GoneEndpoints, lostSandbox, SandboxFiles, sortGone } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
 import { allocatePorts, PortTable, portForwards, takenMessage } from './ports.js';
@@ -288,10 +288,10 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   /** Gone: its sandbox let go of the container end, or the whole pair vanished with it. */
-  async goneEndpoints(endpoints: readonly BridgeEndpoint[]): Promise<BridgeEndpoint[]> {
-    if (endpoints.length === 0) return [];
+  async goneEndpoints(endpoints: readonly BridgeEndpoint[]): Promise<GoneEndpoints<BridgeEndpoint>> {
+    if (endpoints.length === 0) return { certain: [], unsure: [] };
     const links = await this.ip.linkNames();
-    return endpoints.filter((e) => !links.has(e.state.hostIf) || lostSandbox(e, e.state.containerIf, links, this.sandboxes));
+    return sortGone(endpoints, (e) => (links.has(e.state.hostIf) ? lostSandbox(e, e.state.containerIf, links, this.sandboxes) : 'certain'));
   }
 
   ownedLinks(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): string[] {

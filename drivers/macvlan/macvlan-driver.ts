@@ -3,7 +3,7 @@ import { addressAnswers, CommandError, type Drift, drift, type Ip, type Runner }
 import type { Driver, DriftView, OtherNetworks } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
 import { macvlanName } from '../names.js';
-import { lostSandbox, SandboxFiles } from '../sandbox.js';
+import { type GoneEndpoints, lostSandbox, SandboxFiles, sortGone } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { HostShim } from './host-shim.js';
 import { MACVLAN_OPTIONS, type MacvlanConfig, macvlanNetworks, parseMacvlanConfig } from './options.js';
@@ -137,10 +137,10 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
   }
 
   /** Gone: its sandbox is gone (the link came back to the host netns, or died with it); not joined yet, its link vanished. */
-  async goneEndpoints(endpoints: readonly MacvlanEndpoint[]): Promise<MacvlanEndpoint[]> {
-    if (endpoints.length === 0) return [];
+  async goneEndpoints(endpoints: readonly MacvlanEndpoint[]): Promise<GoneEndpoints<MacvlanEndpoint>> {
+    if (endpoints.length === 0) return { certain: [], unsure: [] };
     const links = await this.ip.linkNames();
-    return endpoints.filter((e) => (e.sandboxKey ? lostSandbox(e, e.state.link, links, this.sandboxes) : !links.has(e.state.link)));
+    return sortGone(endpoints, (e) => (e.sandboxKey ? lostSandbox(e, e.state.link, links, this.sandboxes) : links.has(e.state.link) ? undefined : 'certain'));
   }
 
   /** After a reboot, a crash, or someone else's change: the subinterface, the PROMISC holds, the shim and its routes. */

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Driver, DriftView } from '../../drivers/driver.js';
+import type { GoneEndpoints } from '../../drivers/sandbox.js';
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
@@ -67,6 +68,10 @@ export class NetworkService {
 
   /** The second look at endpoints that seemed gone at start-up. */
   private recheck: NodeJS.Timeout | undefined;
+  /** Endpoints that looked gone at start-up but could be starting containers (see lostSandbox), until the second look. */
+  private readonly suspects = new Set<string>();
+  /** The second look under way, which a request refused meanwhile waits for. */
+  private looking: Promise<boolean> | undefined;
 
   constructor(
     private readonly store: Store,
@@ -188,7 +193,9 @@ export class NetworkService {
    * their ports or rules comes back. A failing network is logged, not fatal.
    */
   async restore(): Promise<void> {
-    const suspects = await this.goneAtStart();
+    const gone = await this.goneAtStart();
+    // What is gone for certain goes before anything is restored: none of its ports or rules comes back.
+    await this.dropEach(new Set(gone.certain), 'could not drop the endpoints whose container is gone');
     for (const network of this.networks.values()) {
       try {
         await this.driverOf(network).restore(network, this.endpointsOf(network.id));
@@ -196,31 +203,67 @@ export class NetworkService {
         this.log.error({ err: error, network: network.id }, 'could not restore network');
       }
     }
-    if (suspects.size === 0) return;
-    this.log.info({ endpoints: suspects.size, inMs: this.staleGraceMs }, 'endpoints whose container looks gone: dropping those that still look so in a moment');
-    this.recheck = setTimeout(() => void this.dropStillGone(suspects), this.staleGraceMs);
+    if (gone.unsure.length === 0) return;
+    gone.unsure.forEach((id) => this.suspects.add(id));
+    this.log.info({ endpoints: gone.unsure.length, inMs: this.staleGraceMs }, 'endpoints whose container looks gone: dropping those that still look so in a moment');
+    this.recheck = setTimeout(() => void this.lookAgainAtSuspects(), this.staleGraceMs);
     this.recheck.unref();
   }
 
-  /** The start-up suspects that still look gone now are dropped, each under its network's lock. */
-  private async dropStillGone(suspects: ReadonlySet<string>): Promise<void> {
+  /**
+   * The start-up suspects that still look gone now are dropped; returns
+   * whether any was. At the end of the grace, or at once when a request
+   * collides with what one holds (a host port): the request must not be
+   * refused for a container that is no more.
+   */
+  private lookAgainAtSuspects(): Promise<boolean> {
+    this.looking ??= (async () => {
+      const suspects = new Set(this.suspects);
+      this.suspects.clear();
+      const before = this.endpoints.size;
+      await this.dropEach(suspects, 'could not drop the endpoints whose container is gone');
+      return this.endpoints.size < before;
+    })().finally(() => (this.looking = undefined));
+    return this.looking;
+  }
+
+  /** Drops those of `ids` that still look gone, each network under its lock. */
+  private async dropEach(ids: ReadonlySet<string>, failure: string): Promise<void> {
+    if (ids.size === 0) return;
     for (const network of this.networks.values()) {
-      const mine = () => this.endpointsOf(network.id).filter((e) => suspects.has(e.id));
+      const mine = () => this.endpointsOf(network.id).filter((e) => ids.has(e.id));
       if (mine().length === 0) continue;
       await this.exclusive(network.id, () => this.dropGone(network, mine())).catch((error: unknown) => {
-        this.log.error({ err: error, network: network.id }, 'could not drop the endpoints whose container is gone');
+        this.log.error({ err: error, network: network.id }, failure);
       });
     }
   }
 
+  /**
+   * Runs a request; when a host port it wants is refused while start-up
+   * suspects are still waiting for their second look (one may hold it),
+   * looks at them now and, if any was dropped, runs it once more.
+   */
+  private async retryPastSuspects<T>(request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (error) {
+      const portRefused = error instanceof RequestError && error.field.endsWith('HostPort');
+      if (!portRefused || (this.suspects.size === 0 && !this.looking) || !(await this.lookAgainAtSuspects())) throw error;
+      return request();
+    }
+  }
+
   /** The IDs of the stored endpoints whose container is gone: one question per driver, not per network. */
-  private async goneAtStart(): Promise<Set<string>> {
-    const gone = new Set<string>();
+  private async goneAtStart(): Promise<GoneEndpoints<string>> {
+    const gone: GoneEndpoints<string> = { certain: [], unsure: [] };
     for (const [kind, driver] of this.drivers) {
       const candidates = [...this.endpoints.values()].filter((e) => this.networks.get(e.networkId)?.kind === kind);
       if (candidates.length === 0) continue;
       try {
-        for (const endpoint of await driver.goneEndpoints(candidates)) gone.add(endpoint.id);
+        const found = await driver.goneEndpoints(candidates);
+        gone.certain.push(...found.certain.map((e) => e.id));
+        gone.unsure.push(...found.unsure.map((e) => e.id));
       } catch (error) {
         this.log.error({ err: error, kind }, 'could not tell which endpoints are gone; keeping them all');
       }
@@ -235,7 +278,8 @@ export class NetworkService {
    * back, and returns the live ones.
    */
   private async dropGone(network: NetworkRecord, candidates: readonly EndpointRecord[]): Promise<EndpointRecord[]> {
-    const gone = await this.driverOf(network).goneEndpoints(candidates);
+    const found = await this.driverOf(network).goneEndpoints(candidates);
+    const gone = [...found.certain, ...found.unsure];
     await this.forgetGone(network, gone);
     return candidates.filter((e) => !gone.includes(e));
   }
@@ -452,7 +496,7 @@ export class NetworkService {
   }
 
   programExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
-    return this.updateEndpointState(networkId, endpointId, (driver, network, endpoint) => driver.programExternalConnectivity(network, endpoint), true);
+    return this.retryPastSuspects(() => this.updateEndpointState(networkId, endpointId, (driver, network, endpoint) => driver.programExternalConnectivity(network, endpoint), true));
   }
 
   revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
@@ -471,7 +515,7 @@ export class NetworkService {
    * Persisted, so the ports survive restarts; they go with the endpoint.
    */
   changePorts(address: string, change: (current: readonly PublishedPort[]) => PortBinding[]): Promise<EndpointRecord> {
-    return this.withLiveEndpoint(address, async (endpoint, network) => {
+    return this.retryPastSuspects(() => this.withLiveEndpoint(address, async (endpoint, network) => {
       const driver = this.driverOf(network);
       if (!driver.changePorts) throw new RequestError('address', `${network.kind} networks publish no ports`);
       const portBindings = change(this.publishedPorts(endpoint));
@@ -479,7 +523,7 @@ export class NetworkService {
       await this.commitOrUndo([put('endpoints', endpoint.id, updated)], () => driver.changePorts!(network, updated, endpoint.portBindings));
       this.remember(updated);
       return updated;
-    });
+    }));
   }
 
   /**
@@ -496,7 +540,7 @@ export class NetworkService {
         const network = this.networks.get(holder.networkId);
         if (!current || !network) return undefined;
         const gone = await this.driverOf(network).goneEndpoints([current]);
-        return gone.length === 0 ? { result: await work(current, network) } : undefined;
+        return gone.certain.length + gone.unsure.length === 0 ? { result: await work(current, network) } : undefined;
       });
       if (done) return done.result;
     }

@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createDockerHost, type DockerHost, execInNetns, netnsPath, nodeInNetns, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
+import { CleanupStack, type CommandResult, createDockerHost, type DockerHost, execInNetns, netnsPath, nodeInNetns, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
 
 let host: DockerHost;
 const cleanup = new CleanupStack();
@@ -110,6 +110,7 @@ describe('tsnet on a host that looks like a real one', () => {
   });
 
   describe('containers removed while tsnet is down', () => {
+    let quick: CommandResult | undefined;
     // dockerd retries DeleteEndpoint and ReleaseAddress for 15 s each, then gives up and forgets
     // the endpoint: the three removals run at once so the file pays that only once.
     beforeAll(async () => {
@@ -121,12 +122,21 @@ describe('tsnet on a host that looks like a real one', () => {
       await host.dockerOk(['run', '-d', '--pull=never', '--name', 'gone2', '--network', 'own', '--ip', '10.132.0.50', TEST_IMAGE, 'sleep', '3600']);
       await host.dockerOk(['run', '-d', '--pull=never', '--name', 'gone3', '--network', 'lan', '--ip', '10.133.0.60', TEST_IMAGE, 'sleep', '3600']);
       expect((await host.execInHost(['ip', 'route', 'show', '10.133.0.60'])).stdout).toContain('dev tss');
+      await runWeb('gone4', '--network', 'web', '-p', '8086:80');
+      expect(await waitUntil(() => getFromHost('http://127.0.0.1:8086/'), { timeoutMs: 15_000, what: 'port 8086' })).toBe('hello-from-gone4');
       await host.tsnet.kill9();
-      await Promise.all(['gone', 'gone2', 'gone3'].map((name) => host.dockerOk(['rm', '-f', name], { timeoutMs: 120_000 })));
+      await Promise.all(['gone', 'gone2', 'gone3', 'gone4'].map((name) => host.dockerOk(['rm', '-f', name], { timeoutMs: 120_000 })));
       await host.tsnet.start();
-      // tsnet takes a second look a few seconds after its start before it drops them (a starting container looks gone for a moment too).
+      // Right away, well before the second look: the port of a container removed meanwhile is not held against it.
+      quick = await host.docker(['run', '-d', '--pull=never', '--name', 'quick', '--hostname', 'quick', '--network', 'web', '-p', '8086:80', TEST_IMAGE, 'sh', '-c', WEB]);
+      // tsnet takes a second look a few seconds after its start before it drops the others (a starting container looks gone for a moment too).
       const dropped = () => readFileSync(host.tsnet.logFile, 'utf8').split('dropped an endpoint whose container went away while tsnet was down').length - 1;
-      await waitUntil(() => dropped() >= 3, { timeoutMs: 30_000, what: 'tsnet to drop the three endpoints', diagnostics: () => host.tsnet.logTail() });
+      await waitUntil(() => dropped() >= 4, { timeoutMs: 30_000, what: 'tsnet to drop the four endpoints', diagnostics: () => host.tsnet.logTail() });
+    });
+
+    it('gives a container asking right after the restart the host port of one removed meanwhile, at once', async () => {
+      expect(quick?.exitCode, `${quick?.stderr}\n${host.tsnet.logTail()}`).toBe(0);
+      expect(await waitUntil(() => getFromHost('http://127.0.0.1:8086/'), { timeoutMs: 15_000, what: 'port 8086' })).toBe('hello-from-quick');
     });
 
     it('frees a published port: the next container gets it and answers on it', async () => {

@@ -1,5 +1,6 @@
 // Requests for different networks (and different pools) do not wait for
 // each other; what really conflicts across networks still does.
+import type { GoneEndpoints } from '../../drivers/sandbox.js';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Driver } from '../../drivers/driver.js';
@@ -52,8 +53,8 @@ class GatedDriver implements Driver {
   async revokeExternalConnectivity(_network: NetworkRecord, endpoint: EndpointRecord): Promise<unknown> {
     return endpoint.state;
   }
-  async goneEndpoints(): Promise<EndpointRecord[]> {
-    return [];
+  async goneEndpoints(): Promise<GoneEndpoints<EndpointRecord>> {
+    return { certain: [], unsure: [] };
   }
   ownedLinks(): string[] {
     return [];
