@@ -1,4 +1,6 @@
 import { type Drift, drift, type Ip, type KernelView } from '../../src/sys/index.js';
+import { parseIp } from '../../src/net/address.js';
+import { macFor } from '../../src/net/mac.js';
 import type { EndpointSpec, NetworkRecord } from '../model.js';
 import type { MacvlanConfig } from './options.js';
 
@@ -27,7 +29,8 @@ export class HostShim {
     const { parent, mtu } = network.config;
     const exists = (await this.ip.link(shim.name)) !== undefined;
     await this.ip.batch([
-      ...(exists ? [] : [['link', 'add', shim.name, 'link', parent, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'macvlan', 'mode', 'bridge']]),
+      // Its MAC follows from its address, so a shim made again (after a reboot, or someone deleted it) keeps it: containers and LAN hosts need not learn it anew.
+      ...(exists ? [] : [['link', 'add', shim.name, 'link', parent, 'address', macFor(parseIp(shim.address)), ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'macvlan', 'mode', 'bridge']]),
       ['address', 'replace', `${shim.address}/32`, 'dev', shim.name],
       ['link', 'set', 'dev', shim.name, 'up'],
       ...endpoints.filter((e) => e.address).map((e) => this.routeLine(network, e)!),

@@ -248,7 +248,7 @@ for (const setup of SETUPS) {
       times.push([c.name, Date.now() - started]);
       expect(await host.rules()).toEqual(rulesInSync);
       expect(await host.traffic()).toEqual([]);
-    }, 30_000);
+    });
 
     it('logged and counted each repair', async () => {
       expect(host.tsnet.logTail()).toMatch(/"msg":"repaired: /);
@@ -270,20 +270,23 @@ for (const setup of SETUPS) {
     }, 90_000);
     afterAll(() => host.stop());
 
+    // Bounded by the suite's timeout, not a tighter one: on a loaded CI machine one case took 30 s once, which only a
+    // hung kernel command explains (the ip session gives a line 30 s); the daemon's log goes with every failure to tell.
     it.each(cases)('exits 0, then 1 naming $name, then --fix repairs it and exits 0', async (c) => {
-      expect((await host.doctor()).exitCode).toBe(0);
+      const log = () => `\n${host.tsnet.logTail()}`;
+      expect((await host.doctor()).exitCode, log()).toBe(0);
       await act(host, c);
       const found = await host.doctor();
-      expect(found.exitCode, found.stdout + found.stderr).toBe(1);
+      expect(found.exitCode, found.stdout + found.stderr + log()).toBe(1);
       expect(found.stdout).toMatch(/^(missing|changed|extra) /m);
       // Nothing repairs it by itself.
-      expect((await host.doctor()).exitCode).toBe(1);
+      expect((await host.doctor()).exitCode, log()).toBe(1);
       const fixed = await host.doctor('--fix');
-      expect(fixed.exitCode, fixed.stdout + fixed.stderr).toBe(0);
+      expect(fixed.exitCode, fixed.stdout + fixed.stderr + log()).toBe(0);
       expect(fixed.stdout).toMatch(/^repaired: /m);
-      expect((await host.doctor()).exitCode).toBe(0);
-      expect(await host.traffic()).toEqual([]);
-    }, 30_000);
+      expect((await host.doctor()).exitCode, log()).toBe(0);
+      expect(await host.traffic(), log()).toEqual([]);
+    });
 
     it('prints the differences as JSON', async () => {
       await execInNetnsOk(host.netns, ['ip', 'link', 'set', BRIDGE, 'down']);
