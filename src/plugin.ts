@@ -84,6 +84,7 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest, o
     hostNetworks: () => hostNetworks(ip),
     ...(shared ? { shared } : {}),
     inUse: (address) => networks.addressInUse(address),
+    hostHolds: (address) => networks.hostHolds(address),
   });
   await ipam.load();
   await networks.load();

@@ -333,6 +333,13 @@ export class NetworkService {
     return true;
   }
 
+  /** Whether `address` (`ip/len`) is the host's own on a network of that subnet (see Driver.hostAddresses). */
+  hostHolds(address: string): boolean {
+    const parsed = parseCidrWithIp(address);
+    const network = parsed && this.networkOn(formatCidr(parsed.cidr));
+    return network !== undefined && this.driverOf(network).hostAddresses(network).includes(formatIp(parsed!.ip));
+  }
+
   listEndpoints(): EndpointRecord[] {
     return [...this.endpoints.values()];
   }

@@ -58,6 +58,12 @@ export interface IpamConfig {
    * stays allocated, so it is never handed out, and the next one is tried.
    */
   inUse?: (address: string) => Promise<boolean>;
+  /**
+   * Whether the host itself holds an address (`a.b.c.d/len`) on its network
+   * (a macvlan's tsnet.host_shim): the driver takes it after the pool is made,
+   * so the pool cannot know. A container given it would clash with the host.
+   */
+  hostHolds?: (address: string) => boolean;
 }
 
 /** Addresses probed for one automatic request before it gives up: each probe may wait ~1 s. */
@@ -89,6 +95,7 @@ export class IpamService {
   private readonly hostNetworks: () => Promise<Cidr[]>;
   private readonly shared: SharedPools | undefined;
   private readonly inUse: ((address: string) => Promise<boolean>) | undefined;
+  private readonly hostHolds: (address: string) => boolean;
 
   constructor(
     private readonly store: Store,
@@ -101,6 +108,7 @@ export class IpamService {
     this.hostNetworks = config.hostNetworks ?? (async () => []);
     this.shared = config.shared;
     this.inUse = config.inUse;
+    this.hostHolds = config.hostHolds ?? (() => false);
   }
 
   async load(): Promise<void> {
@@ -255,15 +263,25 @@ export class IpamService {
    * (tsnet.arp_probe) stays allocated to that device, and the next is tried.
    */
   async requestAddress(request: AddressRequest): Promise<{ address: string }> {
-    const automatic = request.address === '' && request.options.RequestAddressType !== GATEWAY_REQUEST;
-    if (!automatic || !this.inUse) return this.allocate(request);
+    if (request.options.RequestAddressType === GATEWAY_REQUEST) return this.allocate(request);
+    if (request.address !== '') return this.allocateChosen(request);
     const foreign: string[] = [];
     while (foreign.length < MAX_PROBES) {
       const allocated = await this.allocate(request);
-      if (!(await this.inUse(allocated.address))) return allocated;
+      // Kept allocated, like a foreign device's address: the host's own address is never handed out.
+      if (this.hostHolds(allocated.address)) continue;
+      if (!this.inUse || !(await this.inUse(allocated.address))) return allocated;
       foreign.push(allocated.address.split('/')[0]!);
     }
     throw new RequestError('Address', `devices outside tsnet answer ARP for ${foreign.join(', ')} on the network's LAN: those stay reserved; ask again for the next addresses, or give --ip`);
+  }
+
+  /** A container's --ip, refused when the host holds it on the network (the pool alone knows only its prefix). */
+  private async allocateChosen(request: AddressRequest): Promise<{ address: string }> {
+    const allocated = await this.allocate(request);
+    if (!this.hostHolds(allocated.address)) return allocated;
+    await this.releaseAddress(request.poolId, allocated.address);
+    throw new RequestError('Address', `${request.address} is the host's own address on the network (tsnet.host_shim)`);
   }
 
   private allocate(request: AddressRequest): Promise<{ address: string }> {

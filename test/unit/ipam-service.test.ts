@@ -86,6 +86,18 @@ describe('IpamService addresses', () => {
     await expect(service.requestAddress({ poolId, address: 'nope', options: {} })).rejects.toThrow('Address: "nope" is not an IP address');
   });
 
+  it('never gives a container the host\'s own address on the network: skipped when automatic, refused when asked for', async () => {
+    const service = await ipam({ hostHolds: (address: string) => address === '10.20.0.2/24' });
+    const { poolId } = await service.requestPool(pool('10.20.0.0/24'));
+    expect(await service.requestAddress({ poolId, address: '', options: GATEWAY })).toEqual({ address: '10.20.0.1/24' });
+    expect(await service.requestAddress({ poolId, address: '', options: {} })).toEqual({ address: '10.20.0.3/24' });
+    expect(service.addressesOf(poolId).map((a) => a.address)).toEqual(['10.20.0.1', '10.20.0.2', '10.20.0.3']);
+    const other = await ipam({ hostHolds: (address: string) => address === '10.21.0.9/24' });
+    const chosen = await other.requestPool(pool('10.21.0.0/24'));
+    await expect(other.requestAddress({ poolId: chosen.poolId, address: '10.21.0.9', options: {} })).rejects.toThrow("Address: 10.21.0.9 is the host's own address on the network (tsnet.host_shim)");
+    expect(other.addressesOf(chosen.poolId)).toEqual([]);
+  });
+
   it('names the pool when it is exhausted', async () => {
     const service = await ipam();
     const { poolId } = await service.requestPool(pool('10.30.0.0/30'));
