@@ -260,10 +260,24 @@ export class IpamService {
     const foreign: string[] = [];
     while (foreign.length < MAX_PROBES) {
       const allocated = await this.allocate(request);
-      if (!(await this.inUse(allocated.address))) return allocated;
+      if (!(await this.probe(this.inUse, request.poolId, allocated.address))) return allocated;
       foreign.push(allocated.address.split('/')[0]!);
     }
     throw new RequestError('Address', `devices outside tsnet answer ARP for ${foreign.join(', ')} on the network's LAN: those stay reserved; ask again for the next addresses, or give --ip`);
+  }
+
+  /**
+   * Whether a device outside tsnet answers for the address just allocated.
+   * A probe that fails gives the address back first: dockerd never learns
+   * of it, so nobody would ever release it.
+   */
+  private async probe(inUse: (address: string) => Promise<boolean>, poolId: string, address: string): Promise<boolean> {
+    try {
+      return await inUse(address);
+    } catch (error) {
+      await this.releaseAddress(poolId, address);
+      throw error;
+    }
   }
 
   private allocate(request: AddressRequest): Promise<{ address: string }> {
