@@ -25,3 +25,4 @@ export { type FuzzResult, runDnsFuzz } from './dns-fuzz.js';
 export { type FakeContainer, FakeDockerApi, type FakeDockerMode } from './fake-docker.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 export { type ClusterHosts, type ClusterHostsOptions, createClusterHosts } from './cluster.js';
+export { SERVICE_UNIT, serviceProperties, serviceSandbox } from './service-sandbox.js';

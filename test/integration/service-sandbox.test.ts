@@ -1,0 +1,79 @@
+/**
+ * The daemon under the sandbox of its systemd unit, read from
+ * packaging/tsnet.service (capability bounding set, no new privileges,
+ * address families: see test/harness/service-sandbox.ts), in a test netns
+ * whose "LAN" netns holds an address: tsnet.arp_probe works there, so the
+ * unit lets arping open its AF_PACKET socket.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CleanupStack, createNetns, createVethPair, deleteNetns, execInNetns, httpPostUnix, newRunId, run, runDir,
+  serviceProperties, serviceSandbox, startTsnet, type TsnetDaemon,
+} from '../harness/index.js';
+
+const id = newRunId();
+const host = `${id}h`;
+const lan = `${id}l`;
+const dir = runDir(id);
+const cleanup = new CleanupStack();
+let tsnet: TsnetDaemon;
+
+async function post(method: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await httpPostUnix(tsnet.socketPath, `/${method}`, JSON.stringify(body));
+  return { status: res.status, body: JSON.parse(res.body) as Record<string, unknown> };
+}
+
+/** A field of /proc/<pid>/status. */
+const procStatus = (pid: number, field: string) => new RegExp(`^${field}:\\s*(\\S+)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+
+describe('the daemon under its systemd unit\'s sandbox', () => {
+  beforeAll(async () => {
+    cleanup.defer(`remove ${dir}`, () => run('rm', ['-rf', dir]));
+    for (const ns of [host, lan]) {
+      await createNetns(ns);
+      cleanup.defer(`delete netns ${ns}`, () => deleteNetns(ns));
+    }
+    await createVethPair({ netns: host, name: 'lan0' }, { netns: lan, name: 'lan0-peer', address: '10.174.0.2/24' });
+    tsnet = await startTsnet({
+      netns: host, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tss${id}`,
+      wrapper: await serviceSandbox(dir),
+    });
+    cleanup.defer('stop tsnet', () => tsnet.stop());
+  });
+  afterAll(async () => {
+    await cleanup.run();
+  });
+
+  it('runs bounded as the unit says: capabilities, no new privileges, a seccomp filter', () => {
+    // CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
+    expect(serviceProperties().get('CapabilityBoundingSet')).toBe('CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE');
+    expect(procStatus(tsnet.pid, 'CapBnd')).toBe('0000000000003400');
+    expect(procStatus(tsnet.pid, 'NoNewPrivs')).toBe('1');
+    expect(procStatus(tsnet.pid, 'Seccomp')).toBe('2');
+  });
+
+  it('the sandbox is real: without AF_PACKET, arping cannot open its socket', async () => {
+    const families = (serviceProperties().get('RestrictAddressFamilies') ?? '').split(' ').filter((f) => f !== 'AF_PACKET');
+    const r = await execInNetns(host, [...(await serviceSandbox(dir, families)), 'busybox', 'arping', '-D', '-c', '1', '-w', '1', '-I', 'lan0', '10.174.0.2']);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain('Address family not supported by protocol');
+  });
+
+  it('tsnet.arp_probe works: the address a device on the LAN holds is skipped', async () => {
+    const pool = await post('IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.174.0.0/24', SubPool: '', Options: {}, V6: false });
+    expect(pool.status).toBe(200);
+    const poolId = pool.body.PoolID;
+    expect((await post('IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } })).status).toBe(200);
+    const network = await post('NetworkDriver.CreateNetwork', {
+      NetworkID: 'ae'.repeat(32),
+      Options: { 'com.docker.network.generic': { parent: 'lan0', 'tsnet.arp_probe': 'on' } },
+      IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: '10.174.0.0/24', Gateway: '10.174.0.1/24' }],
+      IPv6Data: [],
+    });
+    expect(network.status, JSON.stringify(network.body)).toBe(200);
+    const address = await post('IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} });
+    expect(address, tsnet.logTail()).toEqual({ status: 200, body: { Address: '10.174.0.3/24', Data: {} } });
+  });
+});
