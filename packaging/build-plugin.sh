@@ -38,7 +38,9 @@ app=$root/opt/tsnet
 cp "$repo/package.json" "$repo/package-lock.json" "$repo/packaging/plugin-entry.sh" "$app/"
 mkdir -p "$app/dist"
 cp -r "$repo/dist/src" "$repo/dist/drivers" "$app/dist/"
-cp -a "$repo/node_modules" "$app/"
+# node_modules/. : a checkout whose node_modules is a symlink (a git worktree sharing another's) copies its content.
+mkdir -p "$app/node_modules"
+cp -a "$repo/node_modules/." "$app/node_modules/"
 (cd "$app" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts >/dev/null) \
   || die "npm prune --omit=dev failed in $app"
 # better-sqlite3 keeps its C sources and object files; only the addon itself is loaded.
