@@ -3,7 +3,8 @@
  * packaging/tsnet.service (capability bounding set, no new privileges,
  * address families: see test/harness/service-sandbox.ts), in a test netns
  * whose "LAN" netns holds an address: tsnet.arp_probe works there, so the
- * unit lets arping open its AF_PACKET socket.
+ * unit lets arping open its AF_PACKET socket; a bridge network with a port
+ * published on 80 (sysctls, rules, the held host port) comes and goes.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,5 +76,29 @@ describe('the daemon under its systemd unit\'s sandbox', () => {
     expect(network.status, JSON.stringify(network.body)).toBe(200);
     const address = await post('IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} });
     expect(address, tsnet.logTail()).toEqual({ status: 200, body: { Address: '10.174.0.3/24', Data: {} } });
+  });
+
+  it('builds a bridge network with a port published on 80, and takes it all down again', async () => {
+    const network = 'be'.repeat(32);
+    const endpoint = 'bf'.repeat(32);
+    const portmap = [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 80, HostPortEnd: 80 }];
+    const steps: Array<[string, unknown]> = [
+      ['NetworkDriver.CreateNetwork', { NetworkID: network, Options: { 'com.docker.network.generic': {} }, IPv4Data: [{ AddressSpace: 'x', Pool: '10.179.0.0/24', Gateway: '10.179.0.1/24' }], IPv6Data: [] }],
+      ['NetworkDriver.CreateEndpoint', { NetworkID: network, EndpointID: endpoint, Interface: { Address: '10.179.0.2/24', AddressIPv6: '', MacAddress: '' }, Options: { 'com.docker.network.portmap': portmap } }],
+      ['NetworkDriver.ProgramExternalConnectivity', { NetworkID: network, EndpointID: endpoint, Options: {} }],
+    ];
+    for (const [method, body] of steps) {
+      const answer = await post(method, body);
+      expect(answer.status, `${method}: ${JSON.stringify(answer.body)}\n${tsnet.logTail()}`).toBe(200);
+    }
+    // The daemon holds host port 80 (CAP_NET_BIND_SERVICE) so nothing else takes it.
+    expect((await execInNetns(host, ['ss', '-Htlnp', 'sport = :80'])).stdout).toContain(`pid=${tsnet.pid},`);
+    for (const [method, body] of [
+      ['NetworkDriver.RevokeExternalConnectivity', { NetworkID: network, EndpointID: endpoint }],
+      ['NetworkDriver.DeleteEndpoint', { NetworkID: network, EndpointID: endpoint }],
+      ['NetworkDriver.DeleteNetwork', { NetworkID: network }],
+    ] as const) expect((await post(method, body)).status, method).toBe(200);
+    expect((await execInNetns(host, ['ss', '-Htln', 'sport = :80'])).stdout).toBe('');
+    expect((await execInNetns(host, ['ip', 'link', 'show', `tsbr-${network.slice(0, 10)}`])).exitCode).not.toBe(0);
   });
 });
