@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFil
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createDockerHost, type DockerHost, REPO_ROOT, run, terminate, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
+import { CleanupStack, createDockerHost, type DockerHost, procStatus, REPO_ROOT, run, terminate, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
 
 const PLUGIN = 'tsnetplug';
 const DRIVER = `${PLUGIN}:latest`;
@@ -94,11 +94,9 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
   });
 
   it('runs its daemon with net_admin, net_raw and net_bind_service only: no CAP_SYS_ADMIN', () => {
-    const status = readFileSync(`/proc/${pluginDaemonPid()}/status`, 'utf8');
-    const set = (name: string) => new RegExp(`^Cap${name}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1];
     // CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13); CAP_SYS_ADMIN is 21.
-    expect({ Eff: set('Eff'), Prm: set('Prm'), Bnd: set('Bnd'), Inh: set('Inh'), Amb: set('Amb') }).toEqual({
-      Eff: '0000000000003400', Prm: '0000000000003400', Bnd: '0000000000003400', Inh: '0000000000000000', Amb: '0000000000000000',
+    expect(procStatus(pluginDaemonPid())).toMatchObject({
+      CapEff: '0000000000003400', CapPrm: '0000000000003400', CapBnd: '0000000000003400', CapInh: '0000000000000000', CapAmb: '0000000000000000',
     });
   });
 

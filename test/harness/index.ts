@@ -10,7 +10,7 @@ export { logBlock, tailFile } from './logs.js';
 export { assertLinkName, assertSocketPath, BASE_DIR, cgroupParent, linkName, newRunId, runDir } from './names.js';
 export { createNetns, createVethPair, deleteNetns, execInNetns, execInNetnsOk, ipIn, netnsExists, netnsPath, type VethEnd } from './netns.js';
 export { assertPreflight, findProblems, isStaticElf, type PreflightOptions } from './preflight.js';
-export { isAlive, kill9, terminate, waitForExit } from './processes.js';
+export { isAlive, kill9, processState, procStatus, terminate, waitForExit } from './processes.js';
 export { REPO_ROOT, startTsnet, TSNET_CLI, TsnetDaemon, type TsnetOptions } from './tsnet.js';
 export { httpGetUnix, httpPostUnix, socketAccepts } from './unix-socket.js';
 export { waitUntil, type WaitOptions } from './wait.js';

@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, httpPostUnix, newRunId, run, runDir, socketAccepts, startTsnet, terminate, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
+import { createNetns, deleteNetns, httpPostUnix, newRunId, processState, run, runDir, socketAccepts, startTsnet, terminate, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}d`;
@@ -48,7 +48,7 @@ describe('tsnet daemon lifecycle', () => {
     const child = execa('ip', ['netns', 'exec', otherNetns, 'sh', '-c', 'umask 022 && exec "$@"', 'sh', ...strace, ...daemon], { reject: false, stdin: 'ignore' });
     const tracer = child.pid!;
     const node = await waitUntil(() => Number(readFileSync(`/proc/${tracer}/task/${tracer}/children`, 'utf8').trim().split(' ')[0]) || undefined, { timeoutMs: 10_000, what: 'strace to start the daemon' });
-    const stopped = () => /^\d+ \(.*\) [tT]/.test(readFileSync(`/proc/${node}/stat`, 'utf8'));
+    const stopped = () => ['t', 'T'].includes(processState(node));
     const modes = new Map<string, Set<string>>([[plugin, new Set()], [admin, new Set()]]);
     try {
       await waitUntil(async () => {

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createNetns, deleteNetns, execInNetns, httpPostUnix, newRunId, REPO_ROOT, run, runDir, socketAccepts, terminate, waitUntil } from '../harness/index.js';
+import { CleanupStack, createNetns, deleteNetns, execInNetns, httpPostUnix, newRunId, procStatus, REPO_ROOT, run, runDir, socketAccepts, terminate, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}p`;
@@ -26,12 +26,9 @@ const CAP_SYS_ADMIN = 21n;
 /** CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13). */
 const TSNET_CAPS = (1n << 10n) | (1n << 12n) | (1n << 13n);
 
-/** The capability sets of a process, from /proc/<pid>/status. */
-function capabilities(pid: number): Record<string, bigint> {
-  const sets: Record<string, bigint> = {};
-  for (const [, name, hex] of readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^Cap(\w+):\s*([0-9a-f]+)$/gm)) sets[name!] = BigInt(`0x${hex}`);
-  return sets;
-}
+/** The capability sets of a process (Inh, Prm, Eff, Bnd, Amb). */
+const capabilities = (pid: number): Record<string, bigint> =>
+  Object.fromEntries(Object.entries(procStatus(pid)).filter(([key]) => key.startsWith('Cap')).map(([key, hex]) => [key.slice(3), BigInt(`0x${hex}`)]));
 
 let daemon: number;
 

@@ -6,11 +6,10 @@
  * unit lets arping open its AF_PACKET socket; a bridge network with a port
  * published on 80 (sysctls, rules, the held host port) comes and goes.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CleanupStack, createNetns, createVethPair, deleteNetns, execInNetns, httpPostUnix, newRunId, run, runDir,
+  CleanupStack, createNetns, createVethPair, deleteNetns, execInNetns, httpPostUnix, newRunId, procStatus, run, runDir,
   serviceProperties, serviceSandbox, startTsnet, type TsnetDaemon,
 } from '../harness/index.js';
 
@@ -25,9 +24,6 @@ async function post(method: string, body: unknown): Promise<{ status: number; bo
   const res = await httpPostUnix(tsnet.socketPath, `/${method}`, JSON.stringify(body));
   return { status: res.status, body: JSON.parse(res.body) as Record<string, unknown> };
 }
-
-/** A field of /proc/<pid>/status. */
-const procStatus = (pid: number, field: string) => new RegExp(`^${field}:\\s*(\\S+)$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
 
 describe('the daemon under its systemd unit\'s sandbox', () => {
   beforeAll(async () => {
@@ -50,9 +46,7 @@ describe('the daemon under its systemd unit\'s sandbox', () => {
   it('runs bounded as the unit says: capabilities, no new privileges, a seccomp filter', () => {
     // CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
     expect(serviceProperties().get('CapabilityBoundingSet')).toBe('CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE');
-    expect(procStatus(tsnet.pid, 'CapBnd')).toBe('0000000000003400');
-    expect(procStatus(tsnet.pid, 'NoNewPrivs')).toBe('1');
-    expect(procStatus(tsnet.pid, 'Seccomp')).toBe('2');
+    expect(procStatus(tsnet.pid)).toMatchObject({ CapBnd: '0000000000003400', NoNewPrivs: '1', Seccomp: '2' });
   });
 
   it('the sandbox is real: without AF_PACKET, arping cannot open its socket', async () => {
