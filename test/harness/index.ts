@@ -8,7 +8,7 @@ export { IMAGE_APPLETS, importTestImage, rootfsTarball, TEST_IMAGE } from './ima
 export { removeLeftovers, pidsReferencingDir, cgroupDirs, mountsBelow, type LeftoverReport } from './leftovers.js';
 export { logBlock, tailFile } from './logs.js';
 export { assertLinkName, assertSocketPath, BASE_DIR, cgroupParent, linkName, newRunId, runDir } from './names.js';
-export { createNetns, createVethPair, deleteNetns, execInNetns, execInNetnsOk, ipIn, netnsExists, netnsPath, type VethEnd } from './netns.js';
+export { createNetns, createNetnsCleanedUp, createVethPair, deleteNetns, execInNetns, execInNetnsOk, ipIn, netnsExists, netnsPath, type VethEnd } from './netns.js';
 export { assertPreflight, findProblems, isStaticElf, type PreflightOptions } from './preflight.js';
 export { isAlive, kill9, processState, procStatus, terminate, waitForExit } from './processes.js';
 export { REPO_ROOT, startTsnet, TSNET_CLI, TsnetDaemon, type TsnetOptions } from './tsnet.js';

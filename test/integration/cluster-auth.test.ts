@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createNetns, deleteNetns, type EtcdServer, httpPostUnix, newRunId, run, runDir, startEtcd, startTsnet, type TsnetDaemon, waitUntil } from '../harness/index.js';
+import { CleanupStack, createNetnsCleanedUp, type EtcdServer, httpPostUnix, newRunId, run, runDir, startEtcd, startTsnet, type TsnetDaemon, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}c`;
@@ -49,8 +49,7 @@ const sharedPool = (tsnet: TsnetDaemon) => post(tsnet, 'IpamDriver.RequestPool',
 describe('etcd with authentication and RBAC', () => {
   beforeAll(async () => {
     cleanup.defer(`remove ${dir}`, () => run('rm', ['-rf', dir]));
-    await createNetns(netns);
-    cleanup.defer(`delete netns ${netns}`, () => deleteNetns(netns));
+    await createNetnsCleanedUp(cleanup, netns);
     etcd = await startEtcd({ name: id, netns, address: '127.0.0.1', dataDir: join(dir, 'etcd'), logFile: join(dir, 'etcd.log') });
     cleanup.defer('stop etcd', () => etcd.destroy());
     // What docs/cluster.md tells operators to run: a role limited to tsnet's prefix, a user with it, then auth on.

@@ -15,6 +15,7 @@ import {
   assertPreflight,
   CleanupStack,
   createNetns,
+  createNetnsCleanedUp,
   createOutside,
   deleteNetns,
   dig,
@@ -109,8 +110,7 @@ describe('the daemon\'s DNS with a stand-in Docker API', () => {
   it('refuses to start when a --dns-listen address cannot be bound, naming it', async () => {
     // In a netns of its own (one tsnet per netns), where another program holds the address.
     const other = `${id}b`;
-    await createNetns(other);
-    cleanup.defer(`delete netns ${other}`, () => deleteNetns(other));
+    await createNetnsCleanedUp(cleanup, other);
     await nodeInNetns(netnsPath(other), DNS_PORT_HOLDER, cleanup);
     const second = await execInNetns(other, [process.execPath, TSNET_CLI, 'daemon', '--name', `${driver}b`, '--socket-dir', join(dir, 'plugins'),
       '--state-dir', join(dir, 'state2'), '--docker-host', docker.host, '--dns-listen', `${LISTEN}:${LISTEN_PORT}`]);

@@ -9,7 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createNetns, deleteNetns, dig, execInNetns, httpPostUnix, netnsPath, newRunId, nodeInNetns, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
+import { CleanupStack, createNetns, createNetnsCleanedUp, deleteNetns, dig, execInNetns, httpPostUnix, netnsPath, newRunId, nodeInNetns, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}m`;
@@ -53,8 +53,7 @@ const post = (method: string, body: unknown) => httpPostUnix(tsnet.socketPath, `
 describe('tsnet daemon --metrics', () => {
   beforeAll(async () => {
     await createNetns(netns);
-    await createNetns(otherNetns);
-    cleanup.defer(`delete netns ${otherNetns}`, () => deleteNetns(otherNetns));
+    await createNetnsCleanedUp(cleanup, otherNetns);
     // Another program on the port tsnet's metrics use in the first netns.
     await nodeInNetns(netnsPath(otherNetns), `require('net').createServer().listen(9464, '127.0.0.1', () => console.log('ready'));`, cleanup);
     tsnet = await startTsnet({ ...options(), extraArgs: ['--metrics', '127.0.0.1:9464', '--firewall', 'nftables', '--dns-listen', '127.0.0.1:5399', '--dns-upstream', '127.0.0.1:9'] });

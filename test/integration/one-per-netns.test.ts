@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createNetns, deleteNetns, execInNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon } from '../harness/index.js';
+import { CleanupStack, createNetnsCleanedUp, execInNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}a`;
@@ -42,10 +42,7 @@ async function firstDaemonsWork(): Promise<{ links: boolean; table: string }> {
 describe('one tsnet per network namespace', () => {
   beforeAll(async () => {
     cleanup.defer(`remove ${dir}`, () => run('rm', ['-rf', dir]));
-    for (const ns of [netns, otherNetns]) {
-      await createNetns(ns);
-      cleanup.defer(`delete netns ${ns}`, () => deleteNetns(ns));
-    }
+    await createNetnsCleanedUp(cleanup, netns, otherNetns);
     first = await startTsnet(options('1'));
     cleanup.defer('kill the first daemon', () => first.kill9());
     await post(first, 'NetworkDriver.CreateNetwork', {

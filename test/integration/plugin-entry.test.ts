@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createNetns, deleteNetns, execInNetns, httpPostUnix, newRunId, procStatus, REPO_ROOT, run, runDir, socketAccepts, terminate, waitUntil } from '../harness/index.js';
+import { CleanupStack, createNetnsCleanedUp, execInNetns, httpPostUnix, newRunId, procStatus, REPO_ROOT, run, runDir, socketAccepts, terminate, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}p`;
@@ -35,8 +35,7 @@ let daemon: number;
 describe('the managed plugin\'s entrypoint', () => {
   beforeAll(async () => {
     cleanup.defer(`remove ${dir}`, () => run('rm', ['-rf', dir]));
-    await createNetns(netns);
-    cleanup.defer(`delete netns ${netns}`, () => deleteNetns(netns));
+    await createNetnsCleanedUp(cleanup, netns);
     const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'plugin.json'), 'utf8')) as { linux: { capabilities: string[] } };
     const caps = [...new Set([...DOCKER_DEFAULT_CAPS, ...manifest.linux.capabilities])].map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
     // What runc sets up for a plugin, as far as the entrypoint can tell: its mounts, then its capabilities.

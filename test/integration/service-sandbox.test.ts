@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CleanupStack, createNetns, createVethPair, deleteNetns, execInNetns, httpPostUnix, newRunId, procStatus, run, runDir,
+  CleanupStack, createNetnsCleanedUp, createVethPair, execInNetns, httpPostUnix, newRunId, procStatus, run, runDir,
   serviceProperties, serviceSandbox, startTsnet, type TsnetDaemon,
 } from '../harness/index.js';
 
@@ -28,10 +28,7 @@ async function post(method: string, body: unknown): Promise<{ status: number; bo
 describe('the daemon under its systemd unit\'s sandbox', () => {
   beforeAll(async () => {
     cleanup.defer(`remove ${dir}`, () => run('rm', ['-rf', dir]));
-    for (const ns of [host, lan]) {
-      await createNetns(ns);
-      cleanup.defer(`delete netns ${ns}`, () => deleteNetns(ns));
-    }
+    await createNetnsCleanedUp(cleanup, host, lan);
     await createVethPair({ netns: host, name: 'lan0' }, { netns: lan, name: 'lan0-peer', address: '10.174.0.2/24' });
     tsnet = await startTsnet({
       netns: host, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tss${id}`,
