@@ -1,8 +1,8 @@
 #!/bin/bash
 # build-plugin.sh [OUT] — the managed (v2) Docker plugin: OUT/config.json (the
 # top-level plugin.json) and OUT/rootfs/ with node, the built daemon, its
-# production node_modules, and iproute2, iptables (nft backend), nft and
-# sysctl with every library they load, all copied from this machine (no image
+# production node_modules, and iproute2, iptables (nft backend), nft,
+# sysctl and setpriv with every library they load, all copied from this machine (no image
 # registry needed). Then: docker plugin create NAME OUT && docker plugin enable NAME.
 # Needs `npm run build` first (npm run plugin:build does both). OUT defaults to build/plugin.
 set -euo pipefail
@@ -15,8 +15,9 @@ die() { echo "plugin:build: $*" >&2; exit 1; }
 # Each program the rootfs carries, with the Debian package that has it.
 declare -A package_of=(
   [node]=nodejs [npm]=npm [ldd]=libc-bin [ip]=iproute2 [xtables-nft-multi]=iptables [nft]=nftables [sysctl]=procps [busybox]=busybox-static
+  [setpriv]=util-linux
 )
-for tool in node npm ldd ip xtables-nft-multi nft sysctl busybox; do
+for tool in node npm ldd ip xtables-nft-multi nft sysctl busybox setpriv; do
   command -v "$tool" >/dev/null || die "$tool is missing on this machine: install it with \`apt-get install ${package_of[$tool]}\`"
 done
 [ -f "$repo/dist/src/cli.js" ] || die "$repo/dist/src/cli.js is missing: run \`npm run build\` first"
@@ -37,7 +38,9 @@ app=$root/opt/tsnet
 cp "$repo/package.json" "$repo/package-lock.json" "$repo/packaging/plugin-entry.sh" "$app/"
 mkdir -p "$app/dist"
 cp -r "$repo/dist/src" "$repo/dist/drivers" "$app/dist/"
-cp -a "$repo/node_modules" "$app/"
+# node_modules/. : a checkout whose node_modules is a symlink (a git worktree sharing another's) copies its content.
+mkdir -p "$app/node_modules"
+cp -a "$repo/node_modules/." "$app/node_modules/"
 (cd "$app" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts >/dev/null) \
   || die "npm prune --omit=dev failed in $app"
 # better-sqlite3 keeps its C sources and object files; only the addon itself is loaded.
@@ -49,6 +52,8 @@ find "$app/node_modules" -type d -empty -delete
 # Programs, at the paths tsnet finds them on PATH.
 install -m 0755 "$(command -v node)" "$root/usr/bin/node"
 install -m 0755 "$(command -v busybox)" "$root/usr/bin/busybox"
+# util-linux's setpriv (busybox's cannot change the bounding set): the entrypoint drops capabilities with it.
+install -m 0755 "$(command -v setpriv)" "$root/usr/bin/setpriv"
 install -m 0755 "$(command -v ip)" "$root/usr/bin/ip"
 install -m 0755 "$(command -v xtables-nft-multi)" "$root/usr/sbin/xtables-nft-multi"
 for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do

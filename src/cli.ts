@@ -58,6 +58,8 @@ program
   .option('--cluster-ca <file>', 'CA certificate (PEM) of the etcd cluster: talk TLS')
   .option('--cluster-cert <file>', 'client certificate (PEM) for etcd')
   .option('--cluster-key <file>', 'client key (PEM) for etcd')
+  .option('--cluster-store-user <name>', 'etcd user, when etcd has authentication enabled (with --cluster-store-password-file)')
+  .option('--cluster-store-password-file <file>', "file holding that user's password (never on the command line: other users see it there)")
   .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
   .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
   .option('--no-drift-watch', 'do not repair what others change of tsnet\'s links and rules while it runs (tsnet doctor --fix still does)')

@@ -1,4 +1,4 @@
-import { chmodSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -14,6 +14,8 @@ import { Metrics } from './metrics/metrics.js';
 import { type MetricsAddress, serveMetrics } from './metrics/metrics-server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
+import { claimNetns } from './netns-claim.js';
+import { listenPrivately } from './unix-listen.js';
 import type { ClusterConfig } from './cluster/cluster-config.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
@@ -53,7 +55,9 @@ export interface RunningDaemon {
 export async function startDaemon(options: DaemonOptions, log: Logger): Promise<RunningDaemon> {
   if (!PLUGIN_NAME.test(options.name)) throw new Error(`--name "${options.name}" may only hold letters, digits, _ . and -`);
   const socketPath = join(options.socketDir, `${options.name}.sock`);
-  // First, so a taken metrics port stops the start before anything is claimed.
+  // Before anything else: a second tsnet of this netns must change nothing, and say which one runs.
+  const netns = await claimNetns({ pid: process.pid, socket: socketPath });
+  // Next, so a taken metrics port stops the start before anything is claimed.
   const metrics = options.metrics ? new Metrics() : undefined;
   const metricsServer = options.metrics && metrics ? await serveMetrics(options.metrics, metrics.registry) : undefined;
   await claimSocketPath(socketPath, options.socketDir);
@@ -92,14 +96,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // client may be sending on it at that moment, and it retries such a request
   // with an already consumed, empty body ("NetworkID: is required").
   server.keepAliveTimeout = 0;
-  await listen(server, socketPath);
-  chmodSync(socketPath, 0o600);
+  await listenPrivately(server, socketPath);
   // tsnet ls/inspect show Docker's names as far as the watcher knows them.
   const dockerNames: DockerNames = { networkName: (id) => names.networkName(id), containerOfEndpoint: (id) => names.endpoints().get(id)?.containerName };
   const inventory = new Inventory(networks, ipam, dockerNames);
   const admin = createServer(createAdminApp({ networks, dns, inFlight, inventory, reconciler, ...(cluster ? { cluster } : {}) }, log));
-  await listen(admin, adminPath);
-  chmodSync(adminPath, 0o600);
+  await listenPrivately(admin, adminPath);
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
   const watcher = options.watchDrift
@@ -121,19 +123,11 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
       await cluster?.stop();
       await Promise.all([dns.stop(), names.stop()]);
       await store.close();
+      // Last: a successor may start once nothing of this daemon acts any more.
+      await netns.release();
       log.info('tsnet stopped; state kept');
     },
   };
-}
-
-function listen(server: Server, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
 }
 
 /** Closes idle keep-alive connections at once and waits for busy ones, up to DRAIN_MS. */

@@ -99,7 +99,13 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
 
   /** With tsnet.arp_probe=on: a printer or DHCP client on the LAN that holds the address answers the probe on the parent. */
   async addressInUse(network: MacvlanNetwork, address: string): Promise<boolean> {
-    return network.config.arpProbe === true && addressAnswers(this.runner, network.config.parent, address);
+    if (network.config.arpProbe !== true) return false;
+    try {
+      return await addressAnswers(this.runner, network.config.parent, address);
+    } catch (error) {
+      if (!(error instanceof CommandError)) throw error;
+      throw new RequestError(MACVLAN_OPTIONS.arpProbe, `could not probe ${address} on ${network.config.parent}, so it was not handed out: ${error.message}`);
+    }
   }
 
   hostAddresses(network: MacvlanNetwork): string[] {

@@ -6,6 +6,8 @@ export interface ClusterConfig {
   /** `host:port` of each etcd member, as given. */
   endpoints: string[];
   tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
+  /** etcd's user and password authentication (etcd's RBAC), when etcd has auth enabled. */
+  auth?: { username: string; password: string };
   hostId: string;
   /** Free a dead host's addresses after it has been seen dead this long; undefined = never automatically. */
   reclaimAfterMs?: number;
@@ -17,6 +19,9 @@ export interface ClusterFlags {
   clusterCa?: string;
   clusterCert?: string;
   clusterKey?: string;
+  clusterStoreUser?: string;
+  /** Never the password itself: command lines are visible to every user of the host (ps, /proc). */
+  clusterStorePasswordFile?: string;
   hostId?: string;
   reclaimAfter?: string;
 }
@@ -48,7 +53,7 @@ export function parseDuration(flag: string, text: string): number {
   return Number(match[1]) * UNITS[match[2]!]!;
 }
 
-function readPem(flag: string, path: string): Buffer {
+function readFlagFile(flag: string, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
@@ -56,10 +61,22 @@ function readPem(flag: string, path: string): Buffer {
   }
 }
 
+/** etcd user names: printable, no spaces (they travel in gRPC requests and in etcdctl commands). */
+const ETCD_USER = /^[\x21-\x7e]{1,128}$/;
+
+/** The user and the password, read from its file (one line; its final newline is not part of it). */
+function clusterAuth(user: string, passwordFile: string): { username: string; password: string } {
+  if (!ETCD_USER.test(user)) throw new Error(`--cluster-store-user "${user}": 1-128 printable characters without spaces`);
+  const password = readFlagFile('--cluster-store-password-file', passwordFile).toString('utf8').replace(/\r?\n$/, '');
+  if (password === '') throw new Error(`--cluster-store-password-file ${passwordFile}: the file is empty; write the password of etcd user ${user} in it`);
+  if (/[\r\n]/.test(password)) throw new Error(`--cluster-store-password-file ${passwordFile}: more than one line; the file holds the password alone`);
+  return { username: user, password };
+}
+
 /** Checks the cluster flags together; undefined when --cluster-store is absent (and then no other cluster flag may be given). */
 export function clusterConfig(flags: ClusterFlags): ClusterConfig | undefined {
   if (flags.clusterStore === undefined) {
-    const stray = (['clusterCa', 'clusterCert', 'clusterKey', 'reclaimAfter'] as const).find((k) => flags[k] !== undefined);
+    const stray = (['clusterCa', 'clusterCert', 'clusterKey', 'clusterStoreUser', 'clusterStorePasswordFile', 'reclaimAfter'] as const).find((k) => flags[k] !== undefined);
     if (stray) throw new Error(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --cluster-store`);
     return undefined;
   }
@@ -68,17 +85,19 @@ export function clusterConfig(flags: ClusterFlags): ClusterConfig | undefined {
   if (!KEY_SEGMENT.test(hostId)) throw new Error(`--host-id "${hostId}": 1-63 letters, digits, _ . and -, starting with a letter or digit`);
   if ((flags.clusterCert === undefined) !== (flags.clusterKey === undefined)) throw new Error('--cluster-cert and --cluster-key go together');
   if (flags.clusterCert !== undefined && flags.clusterCa === undefined) throw new Error('--cluster-cert needs --cluster-ca');
+  if ((flags.clusterStoreUser === undefined) !== (flags.clusterStorePasswordFile === undefined)) throw new Error('--cluster-store-user and --cluster-store-password-file go together');
   return {
     endpoints,
     hostId,
     ...(flags.clusterCa !== undefined
       ? {
           tls: {
-            ca: readPem('--cluster-ca', flags.clusterCa),
-            ...(flags.clusterCert !== undefined ? { cert: readPem('--cluster-cert', flags.clusterCert), key: readPem('--cluster-key', flags.clusterKey!) } : {}),
+            ca: readFlagFile('--cluster-ca', flags.clusterCa),
+            ...(flags.clusterCert !== undefined ? { cert: readFlagFile('--cluster-cert', flags.clusterCert), key: readFlagFile('--cluster-key', flags.clusterKey!) } : {}),
           },
         }
       : {}),
+    ...(flags.clusterStoreUser !== undefined ? { auth: clusterAuth(flags.clusterStoreUser, flags.clusterStorePasswordFile!) } : {}),
     ...(flags.reclaimAfter !== undefined ? { reclaimAfterMs: parseDuration('--reclaim-after', flags.reclaimAfter) } : {}),
   };
 }

@@ -20,6 +20,22 @@ export class ClusterUnreachableError extends RequestError {
   }
 }
 
+/** etcd refused who tsnet says it is, or what its user may do (etcd with auth enabled): nothing was changed by the request. */
+export class ClusterAuthError extends RequestError {
+  constructor(store: string, user: string | undefined, reason: string) {
+    const hint = user === undefined
+      ? 'etcd has authentication enabled: give tsnet its user with --cluster-store-user and --cluster-store-password-file'
+      : /permission denied/.test(reason)
+        ? `user ${user} needs a role with readwrite on the key prefix tsnet/ (docs/cluster.md)`
+        : `check --cluster-store-user ${user} and the password in --cluster-store-password-file`;
+    super('cluster store', `${store} refused ${user === undefined ? 'tsnet' : `user ${user}`} (${reason}): ${hint}; nothing was allocated or released`);
+    this.name = 'ClusterAuthError';
+  }
+}
+
+/** What etcd says when it refuses a user, a password or a key (etcd3 has no one class for them). */
+const AUTH_REFUSAL = /etcdserver: (user name is empty|authentication failed, invalid user ID or password|permission denied|invalid auth token|user name not found)/;
+
 /** The store answered something tsnet did not write (a foreign or damaged key). */
 export class ClusterDataError extends RequestError {
   constructor(key: string, reason: string) {
@@ -109,15 +125,18 @@ const toEntry = (kv: Pick<IKeyValue, 'key' | 'value' | 'mod_revision' | 'lease'>
 export class EtcdClient {
   readonly url: string;
   private readonly etcd: Etcd3;
+  private readonly user: string | undefined;
 
-  constructor(config: Pick<ClusterConfig, 'endpoints' | 'tls'>) {
+  constructor(config: Pick<ClusterConfig, 'endpoints' | 'tls' | 'auth'>) {
     this.url = `etcd://${config.endpoints.join(',')}`;
+    this.user = config.auth?.username;
     const scheme = config.tls ? 'https' : 'http';
     this.etcd = new Etcd3({
       hosts: config.endpoints.map((e) => `${scheme}://${e}`),
       ...(config.tls
         ? { credentials: { rootCertificate: config.tls.ca, ...(config.tls.cert ? { certChain: config.tls.cert, privateKey: config.tls.key! } : {}) } }
         : {}),
+      ...(config.auth ? { auth: { username: config.auth.username, password: config.auth.password } } : {}),
       // One try per member, within the same deadline.
       faultHandling: {
         host: () => noop,
@@ -138,6 +157,8 @@ export class EtcdClient {
     } catch (error) {
       if (error instanceof RequestError) throw error;
       const message = error instanceof Error ? error.message : String(error);
+      const refusal = AUTH_REFUSAL.exec(message);
+      if (refusal) throw new ClusterAuthError(this.url, this.user, refusal[1]!);
       const reason = /deadline/i.test(message) ? `no answer within ${REQUEST_BUDGET_MS / 1000} s` : `${what}: ${message}`;
       throw new ClusterUnreachableError(this.url, reason);
     }

@@ -28,6 +28,38 @@ export class DockerApiError extends Error {
   }
 }
 
+/**
+ * Every request tsnet may send dockerd, as `METHOD path`: reads of
+ * containers, networks and events, nothing else. Access to the Docker API
+ * is root on the host, and the daemon holding it also parses DNS from
+ * containers and the LAN; whatever goes wrong there, the one function that
+ * talks to dockerd (dockerRequest) sends nothing this list does not name.
+ */
+const ALLOWED_REQUESTS: readonly RegExp[] = [
+  /^GET \/containers\/json$/,
+  /^GET \/containers\/[A-Za-z0-9][A-Za-z0-9_.-]*\/json$/,
+  /^GET \/networks$/,
+  // encodeURIComponent of the JSON filter.
+  /^GET \/events\?filters=[A-Za-z0-9%._~*'()!-]*$/,
+];
+
+/**
+ * Sends one request to dockerd: the only place that does. A request the
+ * allow-list does not name is refused before any connection is made.
+ */
+export function dockerRequest(address: DockerAddress, method: string, path: string, signal: AbortSignal): Promise<IncomingMessage> {
+  const line = `${method} ${path}`;
+  if (!ALLOWED_REQUESTS.some((allowed) => allowed.test(line))) {
+    return Promise.reject(new Error(`refused to send "${line.slice(0, 200)}" to dockerd: tsnet only reads containers, networks and events`));
+  }
+  const target: RequestOptions = 'socketPath' in address ? { socketPath: address.socketPath } : { host: address.host, port: address.port };
+  return new Promise((resolve, reject) => {
+    const req = request({ ...target, method, path, signal, headers: { Host: 'docker' } }, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** Upper bound of one non-streaming answer: a listing of thousands of containers fits. */
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
 /** One event is a few hundred bytes; a longer line is garbage. */
@@ -40,7 +72,8 @@ export interface DockerApiOptions {
 
 /**
  * A small client of the Docker Engine API: listings, inspect and the event
- * stream, each answer checked against its schema. Nothing in a plugin
+ * stream, each answer checked against its schema, each request through
+ * dockerRequest's allow-list. Nothing in a plugin
  * request handler may await it: dockerd may be waiting for that very request.
  */
 export class DockerApi {
@@ -79,26 +112,14 @@ export class DockerApi {
    */
   async events(types: readonly string[], signal: AbortSignal): Promise<AsyncIterable<DockerEvent>> {
     const filters = encodeURIComponent(JSON.stringify({ type: types }));
-    const res = await this.send({ path: `/events?filters=${filters}`, signal });
+    const res = await dockerRequest(this.address, 'GET', `/events?filters=${filters}`, signal);
     if (res.statusCode !== 200) throw await this.failure(res);
     return eventLines(res);
   }
 
-  private options(): RequestOptions {
-    return 'socketPath' in this.address ? { socketPath: this.address.socketPath } : { host: this.address.host, port: this.address.port };
-  }
-
-  private send(extra: { path: string; signal: AbortSignal }): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const req = request({ ...this.options(), method: 'GET', path: extra.path, signal: extra.signal, headers: { Host: 'docker' } }, resolve);
-      req.on('error', reject);
-      req.end();
-    });
-  }
-
   private async getJson<T>(path: string, schema: z.ZodType<T>): Promise<T> {
     const signal = AbortSignal.timeout(this.timeoutMs);
-    const res = await this.send({ path, signal });
+    const res = await dockerRequest(this.address, 'GET', path, signal);
     if (res.statusCode !== 200) throw await this.failure(res);
     const text = await readBody(res);
     let parsed: unknown;

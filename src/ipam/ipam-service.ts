@@ -270,7 +270,7 @@ export class IpamService {
       const allocated = await this.allocate(request);
       // Kept allocated, like a foreign device's address: the host's own address is never handed out.
       if (this.hostHolds(allocated.address)) continue;
-      if (!this.inUse || !(await this.inUse(allocated.address))) return allocated;
+      if (!this.inUse || !(await this.probe(this.inUse, request.poolId, allocated.address))) return allocated;
       foreign.push(allocated.address.split('/')[0]!);
     }
     throw new RequestError('Address', `devices outside tsnet answer ARP for ${foreign.join(', ')} on the network's LAN: those stay reserved; ask again for the next addresses, or give --ip`);
@@ -282,6 +282,20 @@ export class IpamService {
     if (!this.hostHolds(allocated.address)) return allocated;
     await this.releaseAddress(request.poolId, allocated.address);
     throw new RequestError('Address', `${request.address} is the host's own address on the network (tsnet.host_shim)`);
+  }
+
+  /**
+   * Whether a device outside tsnet answers for the address just allocated.
+   * A probe that fails gives the address back first: dockerd never learns
+   * of it, so nobody would ever release it.
+   */
+  private async probe(inUse: (address: string) => Promise<boolean>, poolId: string, address: string): Promise<boolean> {
+    try {
+      return await inUse(address);
+    } catch (error) {
+      await this.releaseAddress(poolId, address);
+      throw error;
+    }
   }
 
   private allocate(request: AddressRequest): Promise<{ address: string }> {

@@ -5,11 +5,11 @@
  * namespace on its own rootfs, in the host's netns, and programs it; its
  * admin socket and metrics are reached from the host.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createDockerHost, type DockerHost, REPO_ROOT, run, terminate, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
+import { CleanupStack, createDockerHost, type DockerHost, procStatus, REPO_ROOT, run, terminate, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
 
 const PLUGIN = 'tsnetplug';
 const DRIVER = `${PLUGIN}:latest`;
@@ -48,6 +48,20 @@ async function fromHost(url: string): Promise<string | undefined> {
 
 const answers = (url: string) => waitUntil(() => fromHost(url), { timeoutMs: 20_000, what: `${url} from the host netns`, diagnostics: () => host.dockerd.logTail() });
 
+/** The PID (as this test sees it) of the plugin's daemon: the tsnet daemon whose netns is this host's. */
+function pluginDaemonPid(): number {
+  const hostNetns = `net:[${statSync(`/run/netns/${host.netns}`).ino}]`;
+  const pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('/opt/tsnet/dist/src/cli.js\0daemon\0') && readlinkSync(`/proc/${pid}/ns/net`) === hostNetns;
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+  expect(pids, 'one tsnet daemon in the host netns').toHaveLength(1);
+  return Number(pids[0]);
+}
+
 async function tsnetLinks(): Promise<string[]> {
   const links = JSON.parse((await host.execInHost(['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
   return links.map((l) => l.ifname).filter((name) => /^ts(br|v|c)/.test(name));
@@ -77,6 +91,13 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     const ping = await host.docker(['run', '--rm', '--pull=never', '--network', 'pnet', TEST_IMAGE, 'ping', '-c', '1', '-W', '3', 'web']);
     expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
     expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
+  });
+
+  it('runs its daemon with net_admin, net_raw and net_bind_service only: no CAP_SYS_ADMIN', () => {
+    // CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13); CAP_SYS_ADMIN is 21.
+    expect(procStatus(pluginDaemonPid())).toMatchObject({
+      CapEff: '0000000000003400', CapPrm: '0000000000003400', CapBnd: '0000000000003400', CapInh: '0000000000000000', CapAmb: '0000000000000000',
+    });
   });
 
   it('answers tsnet ls and tsnet inspect on its admin socket, and a bad query in one line', async () => {

@@ -8,9 +8,9 @@ export { IMAGE_APPLETS, importTestImage, rootfsTarball, TEST_IMAGE } from './ima
 export { removeLeftovers, pidsReferencingDir, cgroupDirs, mountsBelow, type LeftoverReport } from './leftovers.js';
 export { logBlock, tailFile } from './logs.js';
 export { assertLinkName, assertSocketPath, BASE_DIR, cgroupParent, linkName, newRunId, runDir } from './names.js';
-export { createNetns, createVethPair, deleteNetns, execInNetns, execInNetnsOk, ipIn, netnsExists, netnsPath, type VethEnd } from './netns.js';
+export { createNetns, createNetnsCleanedUp, createVethPair, deleteNetns, execInNetns, execInNetnsOk, ipIn, netnsExists, netnsPath, type VethEnd } from './netns.js';
 export { assertPreflight, findProblems, isStaticElf, type PreflightOptions } from './preflight.js';
-export { isAlive, kill9, terminate, waitForExit } from './processes.js';
+export { isAlive, kill9, processState, procStatus, terminate, waitForExit } from './processes.js';
 export { REPO_ROOT, startTsnet, TSNET_CLI, TsnetDaemon, type TsnetOptions } from './tsnet.js';
 export { httpGetUnix, httpPostUnix, socketAccepts } from './unix-socket.js';
 export { waitUntil, type WaitOptions } from './wait.js';
@@ -25,3 +25,4 @@ export { type FuzzResult, runDnsFuzz } from './dns-fuzz.js';
 export { type FakeContainer, FakeDockerApi, type FakeDockerMode } from './fake-docker.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 export { type ClusterHosts, type ClusterHostsOptions, createClusterHosts } from './cluster.js';
+export { SERVICE_UNIT, serviceProperties, serviceSandbox } from './service-sandbox.js';

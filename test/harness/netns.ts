@@ -1,6 +1,7 @@
 // Network namespaces the tests own. Nothing here ever touches the root netns:
 // every `ip` call is scoped with `-n <ns>` or runs under `ip netns exec`.
 import { existsSync } from 'node:fs';
+import type { CleanupStack } from './cleanup.js';
 import { type CommandResult, type RunOptions, run, runOk } from './exec.js';
 import { assertLinkName } from './names.js';
 
@@ -16,6 +17,14 @@ export function netnsExists(name: string): boolean {
 export async function createNetns(name: string): Promise<void> {
   await runOk('ip', ['netns', 'add', name]);
   await runOk('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+}
+
+/** Creates each netns (createNetns) and puts its deletion on `cleanup`. */
+export async function createNetnsCleanedUp(cleanup: CleanupStack, ...names: string[]): Promise<void> {
+  for (const name of names) {
+    await createNetns(name);
+    cleanup.defer(`delete netns ${name}`, () => deleteNetns(name));
+  }
 }
 
 /** Deletes netns `name` (and with it every link whose end is inside). Idempotent. */

@@ -10,12 +10,22 @@ export function isAlive(pid: number): boolean {
     return false;
   }
   try {
-    // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces and parens, so split after the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    return processState(pid) !== 'Z';
   } catch {
     return false;
   }
+}
+
+/** The state letter of a process (R, S, T stopped, t traced and stopped, Z…); throws once it is gone. */
+export function processState(pid: number): string {
+  // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces and parens, so read after the last ')'.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.charAt(stat.lastIndexOf(')') + 2);
+}
+
+/** The fields of /proc/<pid>/status as text (CapEff, CapBnd, NoNewPrivs, Seccomp, …). */
+export function procStatus(pid: number): Record<string, string> {
+  return Object.fromEntries([...readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^(\w+):\s*(.*)$/gm)].map(([, key, value]) => [key!, value!]));
 }
 
 /** Waits until `pid` is gone; returns false if it is still alive after `timeoutMs`. */

@@ -1,5 +1,5 @@
 // The tsnet daemon under test, run as a plugin of one simulated host:
-//   ip netns exec <ns> node <repo>/dist/src/cli.js daemon --name <driver>
+//   ip netns exec <ns> [wrapper…] node <repo>/dist/src/cli.js daemon --name <driver>
 //       --socket-dir <pluginDir> --state-dir <stateDir> [--log-level <level>] [extraArgs…]
 // `ip netns exec` (unlike a bare nsenter) also gives it a /sys of that netns,
 // so /sys/class/net shows the host's links. Its socket lands in the dockerd's
@@ -42,6 +42,11 @@ export interface TsnetOptions {
   extraArgs?: readonly string[];
   /** Environment of the daemon on top of the test's own, e.g. a PATH with slowed-down tools; kept across restart(). */
   env?: Readonly<Record<string, string>>;
+  /**
+   * A command the daemon runs under inside its netns, e.g. the service
+   * unit's sandbox (serviceSandbox()); it must exec, so pid stays the daemon's.
+   */
+  wrapper?: readonly string[];
 }
 
 export class TsnetDaemon {
@@ -78,7 +83,7 @@ export class TsnetDaemon {
 
   /** The command line, as an argv, that start() runs. */
   argv(): string[] {
-    const args = ['netns', 'exec', this.opts.netns, process.execPath, this.cli, 'daemon',
+    const args = ['netns', 'exec', this.opts.netns, ...(this.opts.wrapper ?? []), process.execPath, this.cli, 'daemon',
       '--name', this.driver, '--socket-dir', this.opts.pluginDir, '--state-dir', this.opts.stateDir];
     if (this.opts.logLevel) args.push('--log-level', this.opts.logLevel);
     args.push(...(this.opts.extraArgs ?? []));

@@ -18,6 +18,7 @@ beforeAll(async () => {
   await ipIn(host, ['link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan0-peer']);
   await ipIn(host, ['link', 'set', 'lan0-peer', 'netns', lan]);
   await ipIn(host, ['link', 'set', 'lan0', 'up']);
+  await ipIn(host, ['link', 'add', 'gone0', 'type', 'veth', 'peer', 'name', 'gone0-peer']);
   await ipIn(lan, ['link', 'set', 'lan0-peer', 'up']);
   // Devices already on the LAN: 10.169.0.2 and .3, and on the second subnet .2.
   for (const address of ['10.169.0.2/24', '10.169.0.3/24', '10.170.0.2/24']) await ipIn(lan, ['address', 'add', address, 'dev', 'lan0-peer']);
@@ -71,4 +72,13 @@ it('refuses a value other than on or off', async () => {
     .post('NetworkDriver.CreateNetwork', { NetworkID: 'c9'.repeat(32), Options: { 'com.docker.network.generic': { parent: 'lan0', 'tsnet.arp_probe': 'sometimes' } }, IPv4Data: [{ AddressSpace: 'x', Pool: '10.171.0.0/24', Gateway: '10.171.0.1/24' }], IPv6Data: [] })
     .expect(500);
   expect(refused.body.Err).toMatch(/^tsnet\.arp_probe: /);
+});
+
+it('a probe that fails (its parent vanished) names the option and gives the address back', async () => {
+  const pool = await macvlanNetwork('d9'.repeat(32), '10.173.0', { parent: 'gone0', 'tsnet.arp_probe': 'on' });
+  const before = tsnet.plugin.ipam.addressesOf(pool);
+  await ipIn(host, ['link', 'del', 'gone0']);
+  const failed = await nextAddress(pool).expect(500);
+  expect(failed.body.Err).toMatch(/^tsnet\.arp_probe: could not probe 10\.173\.0\.2 on gone0, so it was not handed out: .*arping/);
+  expect(tsnet.plugin.ipam.addressesOf(pool)).toEqual(before);
 });

@@ -15,6 +15,7 @@ import {
   assertPreflight,
   CleanupStack,
   createNetns,
+  createNetnsCleanedUp,
   createOutside,
   deleteNetns,
   dig,
@@ -55,6 +56,9 @@ let stopPort53Holder: () => Promise<void>;
 
 /** Holds UDP port 53 on every address, as a host's own resolver (dnsmasq, systemd-resolved) may. */
 const PORT_53_HOLDER = `require('dgram').createSocket('udp4').bind(53, '0.0.0.0', () => console.log('ready'));`;
+
+/** Holds the --dns-listen address and port (UDP and TCP), as the first daemon does in its netns. */
+const DNS_PORT_HOLDER = `require('dgram').createSocket('udp4').bind(${LISTEN_PORT}, '${LISTEN}', () => require('net').createServer().listen(${LISTEN_PORT}, '${LISTEN}', () => console.log('ready')));`;
 
 const ask = (...args: string[]) => dig(LISTEN, LISTEN_PORT, args, netns);
 
@@ -104,7 +108,11 @@ describe('the daemon\'s DNS with a stand-in Docker API', () => {
   });
 
   it('refuses to start when a --dns-listen address cannot be bound, naming it', async () => {
-    const second = await execInNetns(netns, [process.execPath, TSNET_CLI, 'daemon', '--name', `${driver}b`, '--socket-dir', join(dir, 'plugins'),
+    // In a netns of its own (one tsnet per netns), where another program holds the address.
+    const other = `${id}b`;
+    await createNetnsCleanedUp(cleanup, other);
+    await nodeInNetns(netnsPath(other), DNS_PORT_HOLDER, cleanup);
+    const second = await execInNetns(other, [process.execPath, TSNET_CLI, 'daemon', '--name', `${driver}b`, '--socket-dir', join(dir, 'plugins'),
       '--state-dir', join(dir, 'state2'), '--docker-host', docker.host, '--dns-listen', `${LISTEN}:${LISTEN_PORT}`]);
     expect(second.exitCode).toBe(1);
     expect(second.stderr).toContain(`--dns-listen ${LISTEN}:${LISTEN_PORT}: cannot serve DNS there (EADDRINUSE)`);

@@ -3,20 +3,24 @@
  * with a published port, and a Prometheus scrape shows what it did (requests
  * per method and outcome, kernel commands, ip lines, program starts) and what
  * it holds (networks, endpoints, ports, pool usage), with Node's process
- * metrics. Bad --metrics values and a taken port stop the start with one line.
+ * metrics. Bad --metrics values and a taken port stop the start with one line
+ * (those daemons run in a netns of their own: one tsnet per netns).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNetns, deleteNetns, dig, execInNetns, httpPostUnix, newRunId, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
+import { CleanupStack, createNetns, createNetnsCleanedUp, deleteNetns, dig, execInNetns, httpPostUnix, netnsPath, newRunId, nodeInNetns, run, runDir, startTsnet, TSNET_CLI, type TsnetDaemon, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const netns = `${id}m`;
+/** Where the other daemons of this file start: one tsnet per netns. */
+const otherNetns = `${id}p`;
 const dir = runDir(id);
 const NETWORK = 'd4'.repeat(32);
 const ENDPOINT = 'e5'.repeat(32);
 const BAD_NETWORK = 'f6'.repeat(32);
 let tsnet: TsnetDaemon;
+const cleanup = new CleanupStack();
 
 const options = () => ({ netns, pluginDir: join(dir, 'plugins'), stateDir: join(dir, 'state'), logFile: join(dir, 'tsnet.log'), driver: `tsm${id}` });
 
@@ -31,8 +35,8 @@ function samples(text: string): Map<string, number> {
   return out;
 }
 
-async function scrape(address: string): Promise<Map<string, number>> {
-  const r = await execInNetns(netns, ['timeout', '5', 'busybox', 'wget', '-qO-', `http://${address}/metrics`]);
+async function scrape(address: string, ns = netns): Promise<Map<string, number>> {
+  const r = await execInNetns(ns, ['timeout', '5', 'busybox', 'wget', '-qO-', `http://${address}/metrics`]);
   expect(r.exitCode, r.stderr + tsnet.logTail()).toBe(0);
   return samples(r.stdout);
 }
@@ -40,7 +44,7 @@ async function scrape(address: string): Promise<Map<string, number>> {
 /** A second daemon's start, expected to fail: exit status and the one line it printed. */
 async function startFails(...flags: string[]) {
   const name = `tsf${id}`;
-  const r = await run('ip', ['netns', 'exec', netns, process.execPath, TSNET_CLI, 'daemon', '--name', name, '--socket-dir', join(dir, 'plugins'), '--state-dir', join(dir, 'state-f'), ...flags]);
+  const r = await run('ip', ['netns', 'exec', otherNetns, process.execPath, TSNET_CLI, 'daemon', '--name', name, '--socket-dir', join(dir, 'plugins'), '--state-dir', join(dir, 'state-f'), ...flags]);
   return { exitCode: r.exitCode, stderr: r.stderr, claimedSocket: existsSync(join(dir, 'plugins', `${name}.sock`)) };
 }
 
@@ -49,6 +53,9 @@ const post = (method: string, body: unknown) => httpPostUnix(tsnet.socketPath, `
 describe('tsnet daemon --metrics', () => {
   beforeAll(async () => {
     await createNetns(netns);
+    await createNetnsCleanedUp(cleanup, otherNetns);
+    // Another program on the port tsnet's metrics use in the first netns.
+    await nodeInNetns(netnsPath(otherNetns), `require('net').createServer().listen(9464, '127.0.0.1', () => console.log('ready'));`, cleanup);
     tsnet = await startTsnet({ ...options(), extraArgs: ['--metrics', '127.0.0.1:9464', '--firewall', 'nftables', '--dns-listen', '127.0.0.1:5399', '--dns-upstream', '127.0.0.1:9'] });
     const pool = JSON.parse((await post('IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.164.0.0/24', SubPool: '', Options: {}, V6: false })).body);
     await post('IpamDriver.RequestAddress', { PoolID: pool.PoolID, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
@@ -64,6 +71,7 @@ describe('tsnet daemon --metrics', () => {
   });
   afterAll(async () => {
     await tsnet?.stop();
+    await cleanup.run();
     await deleteNetns(netns);
     await run('rm', ['-rf', dir]);
   });
@@ -137,9 +145,9 @@ describe('tsnet daemon --metrics', () => {
   });
 
   it('serves on every address with --metrics-public, and logs for a terminal with --log-format pretty', async () => {
-    const daemon = await startTsnet({ ...options(), driver: `tsp${id}`, stateDir: join(dir, 'state-p'), logFile: join(dir, 'pretty.log'), extraArgs: ['--metrics', '0.0.0.0:9466', '--metrics-public', '--log-format', 'pretty'] });
+    const daemon = await startTsnet({ ...options(), netns: otherNetns, driver: `tsp${id}`, stateDir: join(dir, 'state-p'), logFile: join(dir, 'pretty.log'), extraArgs: ['--metrics', '0.0.0.0:9466', '--metrics-public', '--log-format', 'pretty'] });
     try {
-      const m = await scrape('127.0.0.1:9466');
+      const m = await scrape('127.0.0.1:9466', otherNetns);
       expect(m.get('process_resident_memory_bytes')).toBeGreaterThan(0);
       const log = readFileSync(join(dir, 'pretty.log'), 'utf8');
       expect(log).toMatch(/INFO.*: tsnet is serving\n/);

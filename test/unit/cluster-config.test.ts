@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { clusterConfig, parseClusterStoreUrl, parseDuration } from '../../src/cluster/cluster-config.js';
 
@@ -33,5 +36,26 @@ describe('--cluster-store and friends', () => {
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', clusterCert: '/c' })).toThrow('--cluster-cert and --cluster-key go together');
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', clusterCa: '/nonexistent/ca.pem' })).toThrow('--cluster-ca /nonexistent/ca.pem: ENOENT');
     expect(clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', reclaimAfter: '10m' })).toEqual({ endpoints: ['a:1'], hostId: 'h1', reclaimAfterMs: 600_000 });
+  });
+
+  it('reads the etcd password from a file, never from the command line, and checks the user', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsnet-auth-'));
+    try {
+      const file = (name: string, content: string) => {
+        writeFileSync(join(dir, name), content, { mode: 0o600 });
+        return join(dir, name);
+      };
+      const store = { clusterStore: 'etcd://a:1', hostId: 'h1' };
+      expect(clusterConfig({ ...store, clusterStoreUser: 'tsnet', clusterStorePasswordFile: file('pw', 's3cret pass\n') })?.auth).toEqual({ username: 'tsnet', password: 's3cret pass' });
+      expect(() => clusterConfig({ ...store, clusterStoreUser: 'tsnet' })).toThrow('--cluster-store-user and --cluster-store-password-file go together');
+      expect(() => clusterConfig({ ...store, clusterStorePasswordFile: file('pw', 'x') })).toThrow('--cluster-store-user and --cluster-store-password-file go together');
+      expect(() => clusterConfig({ clusterStoreUser: 'tsnet', clusterStorePasswordFile: file('pw', 'x') })).toThrow('--cluster-store-user needs --cluster-store');
+      expect(() => clusterConfig({ ...store, clusterStoreUser: 'ts net', clusterStorePasswordFile: file('pw', 'x') })).toThrow('--cluster-store-user "ts net": 1-128 printable characters without spaces');
+      expect(() => clusterConfig({ ...store, clusterStoreUser: 'tsnet', clusterStorePasswordFile: join(dir, 'missing') })).toThrow(`--cluster-store-password-file ${join(dir, 'missing')}: ENOENT`);
+      expect(() => clusterConfig({ ...store, clusterStoreUser: 'tsnet', clusterStorePasswordFile: file('empty', '\n') })).toThrow(`--cluster-store-password-file ${join(dir, 'empty')}: the file is empty; write the password of etcd user tsnet in it`);
+      expect(() => clusterConfig({ ...store, clusterStoreUser: 'tsnet', clusterStorePasswordFile: file('two', 'a\nb\n') })).toThrow('more than one line');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -118,6 +118,18 @@ describe('IpamService addresses', () => {
     expect(service.addressesOf(poolId)).toHaveLength(0);
   });
 
+  it('gives an address back when its ARP probe fails: the failed request leaves the pool as it was', async () => {
+    const probeFailure = new Error('tsnet.arp_probe: could not probe 10.50.0.2 on eth1');
+    const service = await ipam({ inUse: () => Promise.reject(probeFailure) });
+    const { poolId } = await service.requestPool(pool('10.50.0.0/24'));
+    await service.requestAddress({ poolId, address: '', options: GATEWAY });
+    const before = service.addressesOf(poolId);
+    await expect(service.requestAddress({ poolId, address: '', options: {} })).rejects.toBe(probeFailure);
+    expect(service.addressesOf(poolId)).toEqual(before);
+    // Free, not merely forgotten: asked for by name (no probe), it is granted.
+    expect(await service.requestAddress({ poolId, address: '10.50.0.2', options: {} })).toEqual({ address: '10.50.0.2/24' });
+  });
+
   it('treats releases of unknown pools and addresses as done', async () => {
     const service = await ipam();
     await expect(service.releaseAddress('tsnet-local/10.0.0.0/24', '10.0.0.9')).resolves.toBeUndefined();
