@@ -62,7 +62,11 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
   }
 
   async createEndpoint(network: MacvlanNetwork, endpoint: EndpointSpec): Promise<MacvlanEndpointState> {
-    const { parent, mode, mtu } = network.config;
+    const { parent, mode, mtu, hostShim } = network.config;
+    // Only another IPAM (Docker's own) can hand out the shim's address; tsnet's skips it.
+    if (hostShim && endpoint.address?.split('/')[0] === hostShim.address) {
+      throw new RequestError('Address', `${hostShim.address} is the host shim's address (tsnet.host_shim): make it an --aux-address, or keep it out of the --ip-range`);
+    }
     const link = macvlanName(endpoint.id);
     // The MAC core chose (or dockerd sent) goes on the link, so the kernel and dockerd agree on it.
     const add = ['link', 'add', link, 'link', parent, 'address', endpoint.mac, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'macvlan', 'mode', mode];

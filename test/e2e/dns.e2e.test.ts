@@ -37,7 +37,7 @@ const N1 = { subnet: '10.153.1.0/24', gateway: '10.153.1.1', v6: 'fd53:1::/64' }
 const N2 = { subnet: '10.153.2.0/24', gateway: '10.153.2.1' };
 const INTERNAL = { subnet: '10.153.3.0/24', gateway: '10.153.3.1' };
 const QUIET = { subnet: '10.153.4.0/24', gateway: '10.153.4.1' };
-const LAN = { subnet: '10.153.9.0/24', gateway: '10.153.9.1', shim: '10.153.9.2', host: '10.153.9.5', peer: '10.153.9.200' };
+const LAN = { subnet: '10.153.9.0/24', gateway: '10.153.9.1', shim: '10.153.9.250', host: '10.153.9.5', peer: '10.153.9.200' };
 
 const fromHost = (name: string, ...args: string[]) => dig(HOST_DNS, 53, [name, ...args], host.netns);
 

@@ -53,6 +53,14 @@ describe('macvlan driver command plans', () => {
     ]);
   });
 
+  it('refuses an endpoint given the host shim\'s address by another IPAM, before any link is made', async () => {
+    const { runner, driver } = fixture();
+    const net = await network(driver, { parent: 'wire', 'tsnet.host_shim': '10.61.0.2' });
+    const before = runner.commands.length;
+    await expect(driver.createEndpoint(net, { id: EP, networkId: NET, address: '10.61.0.2/24', mac: '02:42:0a:3d:00:02', portBindings: [] })).rejects.toThrow(/^Address: 10\.61\.0\.2 is the host shim's address \(tsnet\.host_shim\)/);
+    expect(runner.lines().slice(before)).toEqual([]);
+  });
+
   it('creates a missing VLAN parent, brings it up, then holds promisc on it and its base', async () => {
     const { runner, driver } = fixture();
     const net = await network(driver, { parent: 'wire', 'tsnet.vlan': '10', 'tsnet.promisc': 'on' });
