@@ -12,11 +12,41 @@ export const REQUEST_BUDGET_MS = 4000;
 
 export const deadlineFromNow = (ms = REQUEST_BUDGET_MS): number => Date.now() + ms;
 
+/**
+ * etcd failed a call: a write of it may have been applied (an answer lost on
+ * the way, a proposal that timed out), so whoever wrote notes an undo.
+ * `failure` is kept to say more once the caller knows it (time spent in line).
+ */
+export abstract class ClusterStoreError extends RequestError {
+  protected constructor(readonly store: string, readonly failure: string, message: string) {
+    super('cluster store', message);
+  }
+
+  /** The same failure, with what the caller knows about it. */
+  abstract explained(context: string): ClusterStoreError;
+}
+
 /** The store did not answer (down, hung, refused TLS): nothing was changed by the request. */
-export class ClusterUnreachableError extends RequestError {
+export class ClusterUnreachableError extends ClusterStoreError {
   constructor(store: string, reason: string) {
-    super('cluster store', `${store} is unreachable (${reason}); nothing was allocated or released`);
+    super(store, reason, `${store} is unreachable (${reason}); nothing was allocated or released`);
     this.name = 'ClusterUnreachableError';
+  }
+
+  explained(context: string): ClusterUnreachableError {
+    return new ClusterUnreachableError(this.store, `${this.failure}; ${context}`);
+  }
+}
+
+/** etcd answered, with an error of its own (no leader, too many requests, a request too large): it is reachable. */
+export class ClusterAnsweredError extends ClusterStoreError {
+  constructor(store: string, reason: string) {
+    super(store, reason, `${store} answered with an error (${reason}); nothing was allocated or released`);
+    this.name = 'ClusterAnsweredError';
+  }
+
+  explained(context: string): ClusterAnsweredError {
+    return new ClusterAnsweredError(this.store, `${this.failure}; ${context}`);
   }
 }
 
@@ -35,6 +65,9 @@ export class ClusterAuthError extends RequestError {
 
 /** What etcd says when it refuses a user, a password or a key (etcd3 has no one class for them). */
 const AUTH_REFUSAL = /etcdserver: (user name is empty|authentication failed, invalid user ID or password|permission denied|invalid auth token|user name not found)/;
+
+/** How etcd's own errors begin (etcd 3.4 rpctypes): the server answered, it is not unreachable. */
+const ETCD_ANSWER = /^(?:\d+ \w+: )?((?:etcdserver|mvcc|auth|lease): .*)$/s;
 
 /** The store answered something tsnet did not write (a foreign or damaged key). */
 export class ClusterDataError extends RequestError {
@@ -126,6 +159,8 @@ export class EtcdClient {
   readonly url: string;
   private readonly etcd: Etcd3;
   private readonly user: string | undefined;
+  /** When a call last found etcd unreachable (ms since the epoch; 0: never). */
+  lastUnreachableAt = 0;
 
   constructor(config: Pick<ClusterConfig, 'endpoints' | 'tls' | 'auth'>) {
     this.url = `etcd://${config.endpoints.join(',')}`;
@@ -151,17 +186,27 @@ export class EtcdClient {
   }
 
   private async call<T>(what: string, deadline: number, work: (options: { deadline: number }) => Promise<T>): Promise<T> {
-    if (Date.now() >= deadline) throw new ClusterUnreachableError(this.url, `no answer within ${REQUEST_BUDGET_MS / 1000} s`);
+    if (Date.now() >= deadline) throw this.unreachable(`no answer within ${REQUEST_BUDGET_MS / 1000} s`);
     try {
       return await work({ deadline });
     } catch (error) {
       if (error instanceof RequestError) throw error;
-      const message = error instanceof Error ? error.message : String(error);
-      const refusal = AUTH_REFUSAL.exec(message);
-      if (refusal) throw new ClusterAuthError(this.url, this.user, refusal[1]!);
-      const reason = /deadline/i.test(message) ? `no answer within ${REQUEST_BUDGET_MS / 1000} s` : `${what}: ${message}`;
-      throw new ClusterUnreachableError(this.url, reason);
+      throw this.classify(what, error instanceof Error ? error.message : String(error));
     }
+  }
+
+  /** etcd refusing who tsnet is, etcd answering with an error, or no answer at all. */
+  private classify(what: string, message: string): RequestError {
+    const refusal = AUTH_REFUSAL.exec(message);
+    if (refusal) return new ClusterAuthError(this.url, this.user, refusal[1]!);
+    const answer = ETCD_ANSWER.exec(message);
+    if (answer) return new ClusterAnsweredError(this.url, `${what}: ${answer[1]}`);
+    return this.unreachable(/deadline/i.test(message) ? `no answer within ${REQUEST_BUDGET_MS / 1000} s` : `${what}: ${message}`);
+  }
+
+  private unreachable(reason: string): ClusterUnreachableError {
+    this.lastUnreachableAt = Date.now();
+    return new ClusterUnreachableError(this.url, reason);
   }
 
   get(key: string, deadline: number): Promise<Entry | undefined> {

@@ -7,7 +7,7 @@ import { type PoolGrant, POOL_OPTION, SHARED_POOL_ID_PREFIX, type SharedPoolRequ
 import { KeyedMutex } from '../mutex.js';
 import { type Cidr, type Family, type Ip, cidrSize, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
 import { type Store, type Write, del, put } from '../store/store.js';
-import { ClusterUnreachableError, deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
+import { ClusterStoreError, ClusterUnreachableError, deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
 import { BackgroundTask, errorText } from './background-task.js';
 import { AddressHold, decodeValue, PoolDefinition, PoolKeys } from './keys.js';
 
@@ -23,6 +23,9 @@ const AUX_WINDOW_MS = 5000;
 
 /** How soon etcd work that failed (store unreachable) is tried again. */
 const DRAIN_RETRY_MS = 2000;
+
+/** Time in line worth naming in an error: the store was not alone in taking the request's time. */
+const NOTABLE_WAIT_MS = 100;
 
 /** This host's record of a shared pool it uses: one network per pool per host. */
 export interface SharedPoolRecord {
@@ -152,11 +155,10 @@ export class SharedPoolService implements SharedPools {
   // ------------------------------------------------------------------ pools
 
   requestPool(request: SharedPoolRequest): Promise<PoolGrant> {
-    const deadline = deadlineFromNow();
     const keys = new PoolKeys(request.name, request.pool.family);
     const subnet = formatCidr(request.pool);
     const range = request.subPool ? formatCidr(request.subPool) : undefined;
-    return this.mutex.run(keys.prefix, async () => {
+    return this.inLine(keys, async (deadline) => {
       const other = [...this.pools.values()].find((p) => p.keys.prefix === keys.prefix);
       if (other) throw new RequestError(`Options.${POOL_OPTION}`, `pool ${request.name} already serves a network on this host (${other.record.pool}); a shared pool serves one network per host`);
       await this.membership.ensureAlive(deadline);
@@ -185,6 +187,29 @@ export class SharedPoolService implements SharedPools {
         this.pending.delete(leaveKey);
       });
       return { poolId: id, pool: subnet, data: {} };
+    });
+  }
+
+  /**
+   * Runs a request under its pool's lock, its etcd budget starting once it
+   * holds the lock: requests of one pool go one at a time, and with a slow
+   * etcd (450 ms a call) those at the back of the line used to spend their
+   * whole budget waiting and were called "unreachable". The line cannot grow
+   * long behind an etcd that does not answer: one that failed so while a
+   * request waited refuses that request at once.
+   */
+  private inLine<T>(keys: PoolKeys, work: (deadline: number) => Promise<T>): Promise<T> {
+    const queuedAt = Date.now();
+    return this.mutex.run(keys.prefix, async () => {
+      const waitedMs = Date.now() - queuedAt;
+      const inLine = `this request waited ${(waitedMs / 1000).toFixed(1)} s in line behind other requests of pool ${keys.name} first`;
+      if (this.etcd.lastUnreachableAt >= queuedAt) throw new ClusterUnreachableError(this.etcd.url, `it did not answer a request ahead of this one; ${inLine}`);
+      try {
+        return await work(deadlineFromNow());
+      } catch (error) {
+        if (error instanceof ClusterStoreError && waitedMs >= NOTABLE_WAIT_MS) throw error.explained(inLine);
+        throw error;
+      }
     });
   }
 
@@ -250,9 +275,8 @@ export class SharedPoolService implements SharedPools {
   // ------------------------------------------------------------------ addresses
 
   requestAddress(poolId: string, address: string, options: Record<string, string>): Promise<{ address: string }> {
-    const deadline = deadlineFromNow();
     const live = this.livePool(poolId);
-    return this.mutex.run(live.keys.prefix, async () => {
+    return this.inLine(live.keys, async (deadline) => {
       await this.membership.ensureAlive(deadline);
       let ip: string;
       if (options.RequestAddressType === GATEWAY_REQUEST) {
@@ -333,12 +357,17 @@ export class SharedPoolService implements SharedPools {
     const undo: PendingOp = { op: 'release', name: live.record.name, family: live.keys.family, value };
     const undoKey = pendingKeyOf(undo, live.keys);
     await this.commit([put('cluster-pending', undoKey, undo)], () => this.pending.set(undoKey, undo));
+    // The note names each address before its write: undoing it is one delete, not a read of the whole pool.
+    const trying = (ip: Ip) => {
+      const tried: PendingOp = { ...undo, address: formatIp(ip) };
+      return this.commit([put('cluster-pending', undoKey, tried)], () => this.pending.set(undoKey, tried));
+    };
     let ip: Ip;
     try {
-      ip = chosen === '' ? await this.claimNext(live, value, deadline) : await this.claimChosen(live, chosen, value, deadline);
+      ip = chosen === '' ? await this.claimNext(live, value, trying, deadline) : await this.claimChosen(live, chosen, value, trying, deadline);
     } catch (error) {
-      // Unreachable: the write may have happened, so the note stays and the drain undoes it. Refused: nothing was written.
-      if (error instanceof ClusterUnreachableError) this.drainSoon();
+      // The store failed: the write may have happened, so the note stays and the drain undoes it. Refused: nothing was written.
+      if (error instanceof ClusterStoreError) this.drainSoon();
       else await this.commit([del('cluster-pending', undoKey)], () => this.pending.delete(undoKey));
       throw error;
     }
@@ -357,8 +386,9 @@ export class SharedPoolService implements SharedPools {
    * (gc may have deleted it); undefined when another hold is there. A retried
    * transaction that had gone through finds its own value: that is success.
    */
-  private async claim(live: LivePool, ip: Ip, value: string, deadline: number): Promise<{ claimed: true } | { claimed: false; holder?: Entry }> {
+  private async claim(live: LivePool, ip: Ip, value: string, trying: (ip: Ip) => Promise<void>, deadline: number): Promise<{ claimed: true } | { claimed: false; holder?: Entry }> {
     const { keys } = live;
+    await trying(ip);
     const key = keys.address(formatIp(ip));
     const result = await this.etcd.txn(
       [{ key, absent: true }, { key: keys.definition, present: true }],
@@ -372,9 +402,9 @@ export class SharedPoolService implements SharedPools {
     return { claimed: false, ...(holder ? { holder } : {}) };
   }
 
-  private async claimChosen(live: LivePool, chosen: string, value: string, deadline: number): Promise<Ip> {
+  private async claimChosen(live: LivePool, chosen: string, value: string, trying: (ip: Ip) => Promise<void>, deadline: number): Promise<Ip> {
     const ip = checkChosenAddress(live.shape, chosen, `pool ${live.keys.name}`);
-    const result = await this.claim(live, ip, value, deadline);
+    const result = await this.claim(live, ip, value, trying, deadline);
     if (!result.claimed) {
       throw new RequestError('Address', `${chosen} is already allocated in pool ${live.keys.name}: ${result.holder ? this.describe(result.holder) : 'taken meanwhile'}`);
     }
@@ -383,7 +413,7 @@ export class SharedPoolService implements SharedPools {
   }
 
   /** The next free address after this host's cursor; a race lost to another host refreshes the view and tries the next. */
-  private async claimNext(live: LivePool, value: string, deadline: number): Promise<Ip> {
+  private async claimNext(live: LivePool, value: string, trying: (ip: Ip) => Promise<void>, deadline: number): Promise<Ip> {
     let view = live.view ?? (await this.refreshView(live, deadline));
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       let ip = view.peekNext();
@@ -393,7 +423,7 @@ export class SharedPoolService implements SharedPools {
         ip = view.peekNext();
         if (!ip) throw this.exhausted(live);
       }
-      if ((await this.claim(live, ip, value, deadline)).claimed) {
+      if ((await this.claim(live, ip, value, trying, deadline)).claimed) {
         view.take(ip, true);
         return ip;
       }

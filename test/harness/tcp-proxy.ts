@@ -1,7 +1,9 @@
 // A TCP relay on 127.0.0.1 in the test process: a client dialling it reaches
 // `target` until cut() drops every connection and refuses new ones — what a
 // host that died or lost the network looks like from the server's side,
-// while the client itself keeps running — and again after mend().
+// while the client itself keeps running — and again after mend(). With
+// `latencyMs`, every chunk is relayed that long after it arrived, both ways:
+// a slow network or a slow server as the client sees it.
 import { createConnection, createServer, type Socket } from 'node:net';
 
 export interface TcpProxy {
@@ -14,7 +16,7 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+export function startTcpProxy(targetHost: string, targetPort: number, opts: { latencyMs?: number } = {}): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let cut = false;
   const track = (socket: Socket) => {
@@ -30,8 +32,8 @@ export function startTcpProxy(targetHost: string, targetPort: number): Promise<T
     const upstream = createConnection({ host: targetHost, port: targetPort });
     track(client);
     track(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    relay(client, upstream, opts.latencyMs ?? 0);
+    relay(upstream, client, opts.latencyMs ?? 0);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -58,4 +60,14 @@ export function startTcpProxy(targetHost: string, targetPort: number): Promise<T
       });
     });
   });
+}
+
+/** Copies `from` into `to`, each chunk `latencyMs` late (timers of one delay fire in order). */
+function relay(from: Socket, to: Socket, latencyMs: number): void {
+  if (latencyMs === 0) {
+    from.pipe(to);
+    return;
+  }
+  from.on('data', (chunk) => setTimeout(() => to.writable && to.write(chunk), latencyMs));
+  from.on('end', () => setTimeout(() => to.end(), latencyMs));
 }
