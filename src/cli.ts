@@ -79,6 +79,8 @@ program
         socketDir: opts.socketDir,
         stateDir: opts.stateDir,
         dockerHost: opts.dockerHost,
+        // The managed plugin's manifest says how its users point it at dockerd (a mount setting, not a flag).
+        ...(process.env.TSNET_DOCKER_HOST_SETTING ? { dockerHostSetting: process.env.TSNET_DOCKER_HOST_SETTING } : {}),
         watchDrift: opts.driftWatch,
         dns: {
           domain: dnsDomainFlag(opts.dnsDomain),

@@ -33,6 +33,8 @@ export interface DaemonOptions extends PluginOptions {
   cluster?: ClusterConfig;
   /** --docker-host: where container names for DNS come from. */
   dockerHost: string;
+  /** How an operator points this daemon at dockerd's API (the managed plugin has its own setting); default: --docker-host. */
+  dockerHostSetting?: string;
   dns: DnsOptions;
   /** --metrics: where to serve Prometheus metrics; absent = no metrics. */
   metrics?: MetricsAddress;
@@ -75,7 +77,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
-  const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }));
+  const turnOn = options.dockerHostSetting ?? `give --docker-host dockerd's API address (now ${options.dockerHost})`;
+  const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }), { turnOn });
   // Docker's bridge networks come and go with its events: tsnet's networks stay out of each.
   names.onChange(() => void dockerBridges.update(names.dockerBridges()));
   names.start();

@@ -18,7 +18,12 @@ export interface ContainerNamesOptions {
   /** First wait before reconnecting after the event stream broke; doubles up to maxBackoffMs. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How the operator points tsnet at dockerd's API, named when it cannot be reached. */
+  turnOn?: string;
 }
+
+/** What stops working while dockerd's API cannot be reached: said when it happens, not left to be found out. */
+const OFF_WITHOUT_API = "container names in tsnet's DNS, Docker's bridge networks not named docker0 or br-<id> in the isolation rules, and Docker's names in tsnet ls and inspect are off until it answers";
 
 /** Inspects running at once during a resync. */
 const RESYNC_CONCURRENCY = 8;
@@ -60,6 +65,7 @@ export class ContainerNames {
   private loop: Promise<void> | undefined;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly turnOn: string;
 
   constructor(
     private readonly api: DockerApi,
@@ -68,6 +74,7 @@ export class ContainerNames {
   ) {
     this.minBackoffMs = options.minBackoffMs ?? 200;
     this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
+    this.turnOn = options.turnOn ?? "give --docker-host dockerd's API address";
   }
 
   /** Endpoints of running containers, by endpoint ID. */
@@ -123,7 +130,7 @@ export class ContainerNames {
       } catch (error) {
         if (this.abort.signal.aborted) break;
         // Once per outage at warn; dockerd may simply not be up yet.
-        this.log[warned ? 'debug' : 'warn']({ err: error, retryInMs: backoff }, 'cannot follow Docker events; container names may be stale');
+        this.log[warned ? 'debug' : 'warn']({ err: error, retryInMs: backoff, turnOn: this.turnOn }, `cannot follow Docker events: ${OFF_WITHOUT_API}`);
         warned = true;
       }
       await sleep(backoff, this.abort.signal);

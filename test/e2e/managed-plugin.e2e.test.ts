@@ -6,7 +6,7 @@
  * admin socket and metrics are reached from the host.
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CleanupStack, createDockerHost, type DockerHost, procStatus, REPO_ROOT, run, terminate, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
@@ -25,8 +25,8 @@ const cleanup = new CleanupStack();
 
 /** This dockerd's --exec-root is not /var/run/docker: the plugin must see its netns files there. */
 const execRootSetting = () => `exec-root.source=${join(host.dockerd.dir, 'exec')}`;
-/** Nor is its API socket /var/run/docker.sock: the plugin reads container names there. */
-const dockerSockSetting = () => `docker-sock.source=${host.dockerd.socketPath}`;
+/** Nor is its API socket /var/run/docker.sock: the plugin reads container names from the directory of the real one. */
+const dockerApiSetting = () => `docker-api.source=${dirname(host.dockerd.socketPath)}`;
 
 /** How often the plugin (its log is in dockerd's) said it could not see dockerd's netns directory. */
 const netnsDirWarnings = () => readFileSync(host.dockerd.logFile, 'utf8').split('netns directory is not there').length - 1;
@@ -75,7 +75,8 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     const build = await run(join(REPO_ROOT, 'packaging/build-plugin.sh'), [out], { timeoutMs: 300_000 });
     expect(build.exitCode, build.stdout + build.stderr).toBe(0);
     await host.dockerOk(['plugin', 'create', PLUGIN, out], { timeoutMs: 300_000 });
-    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), dockerSockSetting(), `TSNET_METRICS=${METRICS}`]);
+    // No Docker API setting: Docker refuses to enable a plugin whose mount source is missing, and this dockerd's socket is not /var/run/docker.sock.
+    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), `TSNET_METRICS=${METRICS}`]);
     await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
     const id = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
     // dockerd keeps managed plugins' runtime dirs in /run/docker/plugins/<id> whatever its --exec-root.
@@ -83,6 +84,20 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
   });
   afterAll(async () => {
     await cleanup.run();
+  });
+
+  it('enabled where dockerd\'s API socket is not /var/run/docker.sock, says what is off and the setting that turns it on', async () => {
+    if (existsSync('/run/docker.sock')) {
+      // The default directory holds another dockerd's socket here: the plugin follows that one, and says nothing.
+      console.warn('managed-plugin: /run/docker.sock exists on this machine (another dockerd): the "names are off" message cannot be checked');
+    } else {
+      const said = await waitUntil(() => readFileSync(host.dockerd.logFile, 'utf8').split('\n').find((line) => line.includes('cannot follow Docker events')), { timeoutMs: 20_000, what: 'the plugin saying the Docker API is off' });
+      expect(said).toContain("container names in tsnet's DNS, Docker's bridge networks not named docker0 or br-<id> in the isolation rules, and Docker's names in tsnet ls and inspect are off until it answers");
+      expect(said).toContain('docker plugin set <plugin> docker-api.source=<the directory of dockerd');
+    }
+    await host.dockerOk(['plugin', 'disable', PLUGIN], { timeoutMs: 60_000 });
+    await host.dockerOk(['plugin', 'set', PLUGIN, dockerApiSetting()]);
+    await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
   });
 
   it('serves a bridge network with its driver and IPAM: names resolve, a published port answers on the host', async () => {
@@ -107,11 +122,11 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     expect(inspect.exitCode, inspect.stderr).toBe(0);
     expect(inspect.stdout).toMatch(new RegExp(`addresses +${webIp.replaceAll('.', '\\.')}/24\\n`));
     expect(inspect.stdout).toMatch(/ports +8080:80\/tcp\n/);
-    // By Docker's names too: the plugin follows dockerd's events through the docker-sock mount.
+    // By Docker's names too: the plugin follows dockerd's events through the docker-api mount.
     const byName = await waitUntil(async () => {
       const r = await tsnetCli('inspect', 'pnet');
       return r.exitCode === 0 && r.stdout;
-    }, { timeoutMs: 10_000, what: 'tsnet inspect pnet (Docker names through the plugin\'s docker-sock mount)' });
+    }, { timeoutMs: 10_000, what: 'tsnet inspect pnet (Docker names through the plugin\'s docker-api mount)' });
     expect(byName).toContain('10.161.0.0/24');
     const bad = await tsnetCli('inspect', 'no-such-network');
     expect(bad.exitCode).toBe(1);
@@ -160,7 +175,7 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     await host.dockerOk(['plugin', 'disable', '-f', PLUGIN], { timeoutMs: 60_000 });
     await host.dockerOk(['plugin', 'upgrade', '--grant-all-permissions', '--skip-remote-check', PLUGIN, next], { timeoutMs: 300_000 });
     // An upgrade keeps env settings but takes mount sources from the new manifest: set exec-root again.
-    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), dockerSockSetting()]);
+    await host.dockerOk(['plugin', 'set', PLUGIN, execRootSetting(), dockerApiSetting()]);
     await host.dockerOk(['plugin', 'enable', PLUGIN], { timeoutMs: 60_000 });
     expect((await host.dockerOk(['plugin', 'inspect', '-f', '{{.PluginReference}}', PLUGIN])).stdout.trim()).toBe(next);
     const id = (await host.dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN])).stdout.trim();
