@@ -49,14 +49,20 @@ const emptyReply = (rcode: Rcode, authoritative = false): Reply => ({ rcode, aut
 function rawReply(query: Buffer, rcode: Rcode, questionEnd: number): Buffer {
   const reply = Buffer.alloc(questionEnd);
   query.copy(reply, 0, 0, questionEnd);
-  reply.writeUInt16BE(QR | (query.readUInt16BE(2) & packet.RECURSION_DESIRED) | rcode, 2);
+  // The opcode too: a resolver drops a reply whose opcode is not its query's (RFC 1035 4.1.1).
+  reply.writeUInt16BE(QR | (query.readUInt16BE(2) & (OPCODE_MASK | packet.RECURSION_DESIRED)) | rcode, 2);
   reply.writeUInt16BE(questionEnd > 12 ? 1 : 0, 4);
   reply.fill(0, 6, 12);
   return reply;
 }
 
-function optRecord(rcode: Rcode): packet.OptAnswer {
-  return { type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, extendedRcode: rcode >> 4, ednsVersion: 0, flags: 0, flag_do: false, options: [] };
+/** The EDNS flag DNSSEC OK; the other flags are undefined and never echoed. */
+const DO = 0x8000;
+
+/** tsnet's OPT: its own buffer size, no options, and the query's DO bit copied back (RFC 3225). */
+function optRecord(rcode: Rcode, query: packet.OptAnswer): packet.OptAnswer {
+  const dnssecOk = ((query.flags ?? 0) & DO) !== 0;
+  return { type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, extendedRcode: rcode >> 4, ednsVersion: 0, flags: dnssecOk ? DO : 0, flag_do: dnssecOk, options: [] };
 }
 
 /**
@@ -126,7 +132,7 @@ export class Responder {
       questions: [question],
       answers: r.answers,
       authorities: r.authorities,
-      additionals: [...r.additionals, ...(opt ? [optRecord(r.rcode)] : [])],
+      additionals: [...r.additionals, ...(opt ? [optRecord(r.rcode, opt)] : [])],
     });
     const full = packet.encode(response(reply));
     // Too large for this transport: the question and the TC flag; the client asks again over TCP.
