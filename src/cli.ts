@@ -8,7 +8,7 @@ import { portCommand } from './admin/port-command.js';
 import { DEFAULT_SOCKET_DIR } from './admin/socket-path.js';
 import { clusterConfig, type ClusterFlags } from './cluster/cluster-config.js';
 import { startDaemon } from './daemon.js';
-import { dnsAddressFlag, dnsDomainFlag } from './dns/dns-address.js';
+import { dnsAddressFlag, dnsDomainFlag, dnsRecursionFromFlag } from './dns/dns-address.js';
 import { installServiceCommand } from './service/install-service.js';
 import { createLogger, type LogFormat, type LogLevel } from './log.js';
 import { parseMetricsAddress } from './metrics/metrics-server.js';
@@ -32,6 +32,7 @@ interface DaemonFlags {
   dnsListen: string[];
   dnsUpstream: string[];
   dnsResolvConf: string;
+  dnsRecursionFrom: string[];
   driftWatch: boolean;
 }
 
@@ -68,6 +69,7 @@ program
   .option('--dns-listen <ip:port>', 'serve every network\'s names here too (repeatable; none by default)', collect, [])
   .option('--dns-upstream <ip:port>', 'forward other names here (repeatable; default: the nameservers of --dns-resolv-conf)', collect, [])
   .option('--dns-resolv-conf <path>', 'where the upstreams are when no --dns-upstream is given (read again when it changes)', '/etc/resolv.conf')
+  .option('--dns-recursion-from <cidr>', "also resolve other names for askers of this subnet (repeatable; default: only the host and tsnet's containers)", collect, [])
   .action(async (opts: DaemonFlags & ClusterFlags) => {
     // An empty TSNET_METRICS (the managed plugin's default) means off.
     const metrics = opts.metrics ? parseMetricsAddress(opts.metrics, opts.metricsPublic === true) : undefined;
@@ -87,6 +89,7 @@ program
           listen: opts.dnsListen.map((text) => dnsAddressFlag('--dns-listen', text)),
           upstreams: opts.dnsUpstream.map((text) => dnsAddressFlag('--dns-upstream', text)),
           resolvConf: opts.dnsResolvConf,
+          recursionFrom: opts.dnsRecursionFrom.map(dnsRecursionFromFlag),
         },
         ...(opts.adminSocket ? { adminSocket: opts.adminSocket } : {}),
         ...(opts.netnsDir ? { netnsDir: opts.netnsDir } : {}),

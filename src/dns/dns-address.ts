@@ -1,4 +1,4 @@
-import { parseIp } from '../net/address.js';
+import { formatCidr, parseCidr, parseIp } from '../net/address.js';
 
 /** Where DNS is served or asked: an IP address and a port. */
 export interface DnsAddress {
@@ -23,6 +23,13 @@ export function dnsAddressFlag(flag: string, text: string): DnsAddress {
   const parsed = parseDnsAddress(text);
   if (!parsed) throw new Error(`${flag} ${text}: expected IP, IP:PORT or [IPv6]:PORT`);
   return parsed;
+}
+
+/** A --dns-recursion-from value: a CIDR (or one address), canonical, or an error naming the flag. */
+export function dnsRecursionFromFlag(text: string): string {
+  const parsed = parseCidr(text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`);
+  if (!parsed) throw new Error(`--dns-recursion-from ${text}: expected a CIDR such as 192.168.1.0/24, or an address`);
+  return formatCidr(parsed.cidr);
 }
 
 const LABEL = '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?';

@@ -1,11 +1,13 @@
 import { type Cidr, cidrContains, parseCidr, parseIp } from '../net/address.js';
+import { type AskerClass, AskerClassifier, hostAddressCidrs } from './askers.js';
 import { type DnsAddress, dnsAddressKey } from './dns-address.js';
 import type { Transport } from './exchange.js';
 import { Forwarder } from './forwarder.js';
 import { DnsListener } from './listener.js';
 import type { NameEntry } from './name-entry.js';
+import { type RateLimitOptions, ResponseRateLimit } from './rate-limit.js';
 import { RecordTable } from './record-table.js';
-import { Responder, type Scope } from './responder.js';
+import { Responder, type Scope, slipReply } from './responder.js';
 import type { UpstreamSource } from './upstreams.js';
 
 /** One socket pair tsnet should serve, and for whom. */
@@ -24,14 +26,27 @@ export interface ListenerStatus extends ListenerSpec {
   error?: string;
 }
 
-const scopeOf = (spec: ListenerSpec): Scope => ({ ...(spec.networkId ? { networkId: spec.networkId } : {}), forward: spec.forward });
+/** The largest UDP answer for askers that are not tsnet's: the size that avoids fragmentation (DNS flag day 2020), and no amplifier. */
+export const STRANGER_UDP_LIMIT = 1232;
+
+/** One listener's scope per asker class: what it serves them (a scope object per class, as answers are cached per scope). */
+type Scopes = Record<AskerClass, Scope>;
+
+function scopesOf(spec: ListenerSpec): Scopes {
+  const network = spec.networkId ? { networkId: spec.networkId } : {};
+  return {
+    local: { ...network, forward: spec.forward },
+    trusted: { ...network, forward: spec.forward, udpLimit: STRANGER_UDP_LIMIT },
+    stranger: { ...network, forward: false, udpLimit: STRANGER_UDP_LIMIT },
+  };
+}
 const askersOf = (spec: ListenerSpec): Cidr[] | undefined => spec.askers?.flatMap((text) => parseCidr(text)?.cidr ?? []);
 
 /** One open listener: whom it serves, as its handler reads it on every query (a reconcile may replace both). */
 interface OpenListener {
   listener: DnsListener;
   spec: ListenerSpec;
-  scope: Scope;
+  scopes: Scopes;
   askers: Cidr[] | undefined;
 }
 
@@ -56,7 +71,14 @@ export interface DnsServerOptions {
   upstreams?: UpstreamSource;
   /** Called for what goes wrong while serving (a socket error, a bug); serving goes on. */
   onError: (error: Error, context: string) => void;
+  /** --dns-recursion-from: CIDRs of askers that are not tsnet's but may have other names resolved. */
+  recursionFrom?: readonly string[];
+  /** The UDP answers an asker that is not tsnet's gets (default: DEFAULT_RATE_LIMIT). */
+  rateLimit?: RateLimitOptions;
 }
+
+/** Enough for a LAN host using tsnet as its resolver, far too little to amplify with. */
+export const DEFAULT_RATE_LIMIT: RateLimitOptions = { perSecond: 100, burst: 200, maxAskers: 10_000 };
 
 /**
  * The DNS server: the record table, the forwarder and the listeners, each
@@ -67,6 +89,10 @@ export interface DnsServerOptions {
  */
 export class DnsServer {
   private table: RecordTable;
+  private readonly askers: AskerClassifier;
+  private readonly rateLimit: ResponseRateLimit;
+  /** What makes an asker local besides the host's current addresses: owned subnets and tsnet's containers. */
+  private localNetworks: string[] = [];
   private readonly responder: Responder;
   private readonly forwarder: Forwarder | undefined;
   private readonly listeners = new Map<string, OpenListener>();
@@ -76,12 +102,26 @@ export class DnsServer {
 
   constructor(private readonly options: DnsServerOptions) {
     this.table = new RecordTable(options.domain, []);
+    this.askers = new AskerClassifier(options.recursionFrom ?? []);
+    this.askers.setLocal(hostAddressCidrs());
+    this.rateLimit = new ResponseRateLimit(options.rateLimit ?? DEFAULT_RATE_LIMIT);
     this.forwarder = options.upstreams && new Forwarder(options.upstreams);
     this.responder = new Responder(() => this.table, this.forwarder);
   }
 
-  setEntries(entries: readonly NameEntry[]): void {
-    this.table = new RecordTable(this.options.domain, entries);
+  /**
+   * The names to serve, and the subnets tsnet owns whole (bridge networks):
+   * their hosts and the entries' addresses are tsnet's own askers.
+   */
+  setEntries(entries: readonly NameEntry[], ownedSubnets: readonly string[] = []): void {
+    this.table = new RecordTable(this.options.domain, entries, ownedSubnets);
+    this.localNetworks = [...ownedSubnets, ...entries.flatMap((e) => [...(e.ipv4 ? [`${e.ipv4}/32`] : []), ...(e.ipv6 ? [`${e.ipv6}/128`] : [])])];
+    this.refreshHostAddresses();
+  }
+
+  /** The host's addresses change without tsnet (DHCP on the LAN): its queries to itself stay local. */
+  refreshHostAddresses(): void {
+    this.askers.setLocal([...this.localNetworks, ...hostAddressCidrs()]);
   }
 
   /** Opens what is wanted and not open, closes what is open and not wanted; resolves with every wanted listener's state. */
@@ -110,7 +150,7 @@ export class DnsServer {
       const open = this.listeners.get(key);
       if (open) {
         // Same socket, maybe another network or forwarding choice now.
-        if (open.spec.networkId !== spec.networkId || open.spec.forward !== spec.forward) open.scope = scopeOf(spec);
+        if (open.spec.networkId !== spec.networkId || open.spec.forward !== spec.forward) open.scopes = scopesOf(spec);
         open.askers = askersOf(spec);
         open.spec = spec;
         statuses.push({ ...spec, state: 'serving' });
@@ -122,7 +162,7 @@ export class DnsServer {
         continue;
       }
       try {
-        const entry: Omit<OpenListener, 'listener'> = { spec, scope: scopeOf(spec), askers: askersOf(spec) };
+        const entry: Omit<OpenListener, 'listener'> = { spec, scopes: scopesOf(spec), askers: askersOf(spec) };
         const listener = await DnsListener.open(spec.address, spec.port, (message, transport, from) => this.answer(message, transport, from, entry), (error) =>
           this.options.onError(error, `listener ${key}`),
         );
@@ -139,9 +179,16 @@ export class DnsServer {
 
   private answer(message: Buffer, transport: Transport, from: string, entry: Omit<OpenListener, 'listener'>): Buffer | undefined | Promise<Buffer | undefined> {
     if (entry.askers && !mayAsk(entry.askers, from)) return this.count(transport, undefined);
-    const cached = this.responder.cached(message, transport, entry.scope);
+    const asker = this.askers.classify(from);
+    // Over UDP a source address proves nothing: only tsnet's own askers are never limited. TCP needs a handshake.
+    if (transport === 'udp' && asker !== 'local') {
+      const verdict = this.rateLimit.verdict(from);
+      if (verdict !== 'send') return this.count(transport, verdict === 'slip' ? slipReply(message) : undefined);
+    }
+    const scope = entry.scopes[asker];
+    const cached = this.responder.cached(message, transport, scope);
     if (cached) return this.count(transport, cached);
-    return this.respond(message, transport, entry.scope).then((answer) => this.count(transport, answer));
+    return this.respond(message, transport, scope).then((answer) => this.count(transport, answer));
   }
 
   /** Counts an answer by its RCODE (the low bits of the header's fourth byte), or a query left unanswered. */

@@ -14,6 +14,8 @@ export interface DnsOptions {
   /** --dns-upstream; empty = the nameservers of `resolvConf`. */
   upstreams: DnsAddress[];
   resolvConf: string;
+  /** --dns-recursion-from: askers that are not tsnet's but may have any name resolved (CIDRs). */
+  recursionFrom: string[];
 }
 
 /** Networks' own listeners are on port 53 of the host's address in the network. */
@@ -38,6 +40,14 @@ function wantedListeners(options: DnsOptions, topology: Topology): ListenerSpec[
       return topology.hostAddresses(network.id).map((address) => ({ address, port: NETWORK_PORT, networkId: network.id, forward: !network.internal, askers }));
     });
   return [...options.listen.map((a) => ({ ...a, forward: true })), ...perNetwork];
+}
+
+/** The subnets tsnet owns whole: a bridge network's. A macvlan subnet is the LAN's, with tsnet's containers among other hosts. */
+function ownedSubnets(topology: Topology): string[] {
+  return topology
+    .listNetworks()
+    .filter((network) => network.kind === 'bridge')
+    .flatMap((network) => [...network.ipv4, ...network.ipv6Subnets].map((s) => s.pool));
 }
 
 /**
@@ -118,6 +128,7 @@ export class DnsService {
       upstreams: this.options.upstreams,
       resolvConf: this.options.resolvConf,
       own: this.options.listen.map(dnsAddressKey),
+      recursionFrom: this.options.recursionFrom,
     };
     const worker = new Worker(new URL('./dns-worker.js', import.meta.url), { workerData: setup });
     this.worker = worker;
@@ -163,7 +174,7 @@ export class DnsService {
   /** Sends the entries of every source and the wanted listeners; resolves with the listeners' states. */
   private async sync(): Promise<void> {
     if (!this.worker || this.stopping) return;
-    this.post({ type: 'entries', entries: this.sources.flatMap((s) => s.entries()) });
+    this.post({ type: 'entries', entries: this.sources.flatMap((s) => s.entries()), ownedSubnets: ownedSubnets(this.topology) });
     const seq = ++this.seq;
     const statuses = new Promise<ListenerStatus[]>((resolve) => this.waiting.set(seq, resolve));
     this.post({ type: 'listeners', seq, listeners: wantedListeners(this.options, this.topology) });

@@ -18,10 +18,12 @@ export interface WorkerSetup {
   resolvConf: string;
   /** Our own --dns-listen addresses (as dnsAddressKey), never taken from resolv.conf as upstreams. */
   own: string[];
+  /** --dns-recursion-from CIDRs. */
+  recursionFrom: string[];
 }
 
 export type ToWorker =
-  | { type: 'entries'; entries: NameEntry[] }
+  | { type: 'entries'; entries: NameEntry[]; ownedSubnets: string[] }
   | { type: 'listeners'; seq: number; listeners: ListenerSpec[] }
   /** The next `listeners` tries to bind the failed ones again. */
   | { type: 'retry-failed' }
@@ -35,6 +37,9 @@ export type FromWorker =
 
 /** How often the counts go to the main thread (for metrics), when they changed. */
 const COUNTS_EVERY_MS = 1_000;
+
+/** How often the host's own addresses are read again. */
+const HOST_ADDRESSES_EVERY_MS = 30_000;
 
 /** Nice value of this thread: when CPU is short, dockerd's plugin requests go first. */
 const DNS_NICENESS = 5;
@@ -57,14 +62,18 @@ const server = new DnsServer({
   domain: setup.domain,
   upstreams: setup.upstreams.length > 0 ? new StaticUpstreams(setup.upstreams) : new ResolvConfUpstreams(setup.resolvConf, new Set(setup.own)),
   onError: (error, context) => post({ type: 'error', context, message: error.stack ?? error.message }),
+  recursionFrom: setup.recursionFrom,
 });
 
 port.on('message', (message: ToWorker) => {
-  if (message.type === 'entries') server.setEntries(message.entries);
+  if (message.type === 'entries') server.setEntries(message.entries, message.ownedSubnets);
   else if (message.type === 'listeners') void server.setListeners(message.listeners).then((statuses) => post({ type: 'listeners', seq: message.seq, statuses }));
   else if (message.type === 'retry-failed') server.forgetFailures();
   else void server.close().then(() => post({ type: 'stopped' }));
 });
+
+// The host's addresses change without telling tsnet (DHCP on the LAN); its queries to itself stay its own.
+setInterval(() => server.refreshHostAddresses(), HOST_ADDRESSES_EVERY_MS).unref();
 
 // The counts reach the main thread a second late at most, and never from the query path.
 let reported = -1;

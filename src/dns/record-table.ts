@@ -1,4 +1,4 @@
-import { type Ip, parseIp } from '../net/address.js';
+import { type Cidr, cidrContains, type Ip, parseCidr, parseIp } from '../net/address.js';
 import { endpointLabel, type NameEntry } from './name-entry.js';
 
 /** The name PTR queries ask for: `4.3.2.1.in-addr.arpa`, or the 32 nibbles of an IPv6 address under ip6.arpa. */
@@ -8,6 +8,19 @@ export function reverseName(ip: Ip): string {
     return `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}.in-addr.arpa`;
   }
   return [...ip.value.toString(16).padStart(32, '0')].reverse().join('.') + '.ip6.arpa';
+}
+
+/** The address a full reverse name stands for (4 labels under in-addr.arpa, 32 nibbles under ip6.arpa); undefined for anything else. */
+export function addressOfReverseName(name: string): Ip | undefined {
+  const labels = name.toLowerCase().replace(/\.$/, '').split('.');
+  if (labels.length === 6 && labels.slice(4).join('.') === 'in-addr.arpa' && labels.slice(0, 4).every((l) => /^(0|[1-9]\d{0,2})$/.test(l))) {
+    return parseIp(labels.slice(0, 4).reverse().join('.'));
+  }
+  if (labels.length === 34 && labels.slice(32).join('.') === 'ip6.arpa' && labels.slice(0, 32).every((l) => /^[0-9a-f]$/.test(l))) {
+    const hex = labels.slice(0, 32).reverse().join('');
+    return parseIp(hex.match(/.{4}/g)!.join(':'));
+  }
+  return undefined;
 }
 
 /** What a name has, seen from one listener. */
@@ -49,9 +62,12 @@ export class RecordTable {
   private readonly pointers = new Map<string, PointerRecord[]>();
   /** Names that exist without records of their own: the domain, `<network>.<domain>`, and what lies between a dotted container name and its network. */
   private readonly nodes = new Map<string, Owners>();
+  /** Subnets whose every address is tsnet's (bridge networks): their reverse names are answered here, never upstream. */
+  private readonly owned: Cidr[];
 
-  constructor(domain: string, entries: readonly NameEntry[]) {
+  constructor(domain: string, entries: readonly NameEntry[], ownedSubnets: readonly string[] = []) {
     this.domain = domain.toLowerCase().replace(/\.$/, '');
+    this.owned = ownedSubnets.flatMap((s) => parseCidr(s)?.cidr ?? []);
     this.nodes.set(this.domain, 'all');
     for (const entry of entries) this.add(entry);
   }
@@ -88,6 +104,16 @@ export class RecordTable {
     return lower === this.domain || lower.endsWith(`.${this.domain}`);
   }
 
+  /**
+   * A reverse name of an address of tsnet's own subnets: no one else knows
+   * it, and sent upstream it may come back to tsnet (a systemd-resolved
+   * that forwards here) and end as a SERVFAIL after the timeout.
+   */
+  private isOwnedReverse(name: string): boolean {
+    const ip = addressOfReverseName(name);
+    return ip !== undefined && this.owned.some((cidr) => cidrContains(cidr, ip));
+  }
+
   /** `scope` undefined: every network's names (the host's and the LAN's listeners). */
   lookup(name: string, scope: string | undefined): Lookup {
     const key = name.toLowerCase();
@@ -102,7 +128,7 @@ export class RecordTable {
     if (this.inDomain(key)) return { kind: 'nxdomain' };
 
     const pointers = this.pointers.get(key);
-    if (!pointers) return { kind: 'outside' };
+    if (!pointers) return this.isOwnedReverse(key) ? { kind: 'nxdomain' } : { kind: 'outside' };
     const mine = pointers.filter(inScope);
     // An address of another network: this listener knows nothing of it, and it is not for upstream to answer either.
     return mine.length > 0 ? { kind: 'found', a: [], aaaa: [], ptr: unique(mine.map((r) => r.target)) } : { kind: 'nxdomain' };

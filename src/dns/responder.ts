@@ -3,7 +3,7 @@ import { AnswerCache } from './answer-cache.js';
 import { EDNS_UDP_SIZE, type Transport } from './exchange.js';
 import type { ForwardedAnswer, Forwarder } from './forwarder.js';
 import type { Lookup, RecordTable } from './record-table.js';
-import { encodeQuestion, typeOf } from './wire.js';
+import { encodeQuestion, questionEnd, typeOf } from './wire.js';
 
 /** TTL of every record tsnet owns: containers come and go, caches must follow within seconds. */
 export const RECORD_TTL = 5;
@@ -12,15 +12,17 @@ export const RECORD_TTL = 5;
 export interface Scope {
   /** Only this network's names and addresses; undefined = every network's (--dns-listen). */
   readonly networkId?: string;
-  /** Whether names tsnet does not own go upstream (never from an --internal network's listener). */
+  /** Whether names tsnet does not own go upstream (never from an --internal network's listener, nor for a stranger). */
   readonly forward: boolean;
+  /** The largest UDP answer, whatever buffer the asker's EDNS offers (askers that are not tsnet's get no amplifier). */
+  readonly udpLimit?: number;
 }
 
 /** Response codes tsnet sends; BADVERS is an extended code (RFC 6891): 0 in the header, 1 in OPT. */
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
 type Rcode = (typeof RCODE)[keyof typeof RCODE];
 
-/** Without EDNS0 a UDP answer may have 512 bytes (RFC 1035); a client's larger EDNS0 buffer is honoured up to this. */
+/** Without EDNS0 a UDP answer may have 512 bytes (RFC 1035); a client's larger EDNS0 buffer is honoured up to its scope's limit. */
 const MIN_UDP_SIZE = 512;
 const MAX_UDP_SIZE = 4096;
 const MAX_TCP_SIZE = 65535;
@@ -46,14 +48,25 @@ const emptyReply = (rcode: Rcode, authoritative = false): Reply => ({ rcode, aut
  * query: for what tsnet refuses before it can trust its reading of the
  * question (another class, a name that would not survive re-encoding).
  */
-function rawReply(query: Buffer, rcode: Rcode, questionEnd: number): Buffer {
+function rawReply(query: Buffer, rcode: Rcode, questionEnd: number, truncated = false): Buffer {
   const reply = Buffer.alloc(questionEnd);
   query.copy(reply, 0, 0, questionEnd);
   // The opcode too: a resolver drops a reply whose opcode is not its query's (RFC 1035 4.1.1).
-  reply.writeUInt16BE(QR | (query.readUInt16BE(2) & (OPCODE_MASK | packet.RECURSION_DESIRED)) | rcode, 2);
+  reply.writeUInt16BE(QR | (query.readUInt16BE(2) & (OPCODE_MASK | packet.RECURSION_DESIRED)) | (truncated ? packet.TRUNCATED_RESPONSE : 0) | rcode, 2);
   reply.writeUInt16BE(questionEnd > 12 ? 1 : 0, 4);
   reply.fill(0, 6, 12);
   return reply;
+}
+
+/**
+ * An empty truncated reply to a query, question echoed: what a rate-limited
+ * asker gets now and then instead of its answer, so a real client retries
+ * over TCP. undefined for what is not a plain query.
+ */
+export function slipReply(query: Buffer): Buffer | undefined {
+  if (query.length < 12 || query.readUInt16BE(2) & (QR | OPCODE_MASK) || query.readUInt16BE(4) !== 1) return undefined;
+  const end = questionEnd(query);
+  return end === undefined ? undefined : rawReply(query, RCODE.NOERROR, end, true);
 }
 
 /** The EDNS flag DNSSEC OK; the other flags are undefined and never echoed. */
@@ -114,7 +127,7 @@ export class Responder {
     const echo = encodeQuestion(question);
     const questionEnd = 12 + echo.length;
     const opt = opts[0];
-    const limit = transport === 'tcp' ? MAX_TCP_SIZE : opt ? Math.min(MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, opt.udpPayloadSize)) : MIN_UDP_SIZE;
+    const limit = transport === 'tcp' ? MAX_TCP_SIZE : opt ? Math.min(scope.udpLimit ?? MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, opt.udpPayloadSize)) : MIN_UDP_SIZE;
     const forwards = scope.forward && this.forwarder !== undefined;
 
     let reply: Reply;

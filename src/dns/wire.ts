@@ -22,3 +22,19 @@ export function encodeQuestion(question: packet.Question): Buffer {
  * dns-packet's types, a decoded question may say ANY or UNKNOWN_<number>.
  */
 export const typeOf = (question: packet.Question): string => question.type;
+
+/**
+ * Where the first question of a message ends, read without decoding: its
+ * name's labels (a query's name has no compression pointer), then type and
+ * class. undefined when the message is cut short or the name is not plain.
+ */
+export function questionEnd(message: Buffer): number | undefined {
+  let offset = 12;
+  while (offset < message.length) {
+    const length = message[offset]!;
+    if (length === 0) return offset + 5 <= message.length ? offset + 5 : undefined;
+    if (length > 63) return undefined;
+    offset += 1 + length;
+  }
+  return undefined;
+}

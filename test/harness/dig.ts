@@ -1,6 +1,7 @@
 // dig (bind9-dnsutils) from a netns, its answer read back: status, header
 // flags and the answer section's records, so tests assert on what a real
 // resolver client saw.
+import { createSocket } from 'node:dgram';
 import { type CommandResult, run } from './exec.js';
 import { execInNetns } from './netns.js';
 
@@ -50,4 +51,19 @@ export async function dig(server: string, port: number, args: readonly string[],
   if (netns === undefined) return parseDig(await run(argv[0]!, argv.slice(1)));
   if (netns.startsWith('/')) return parseDig(await run('nsenter', [`--net=${netns}`, ...argv]));
   return parseDig(await execInNetns(netns, argv));
+}
+
+/** One raw datagram to a DNS server on this netns; its reply undecoded, or undefined after 1 s of silence. */
+export function rawUdpQuery(server: string, port: number, message: Buffer): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const socket = createSocket(server.includes(':') ? 'udp6' : 'udp4');
+    const timer = setTimeout(() => done(undefined), 1_000);
+    function done(reply: Buffer | undefined) {
+      clearTimeout(timer);
+      socket.close();
+      resolve(reply);
+    }
+    socket.on('message', (reply) => done(reply));
+    socket.send(message, port, server);
+  });
 }

@@ -19,7 +19,7 @@ export { ETCD_BINARY, ETCDCTL_BINARY, type EtcdOptions, EtcdServer, startEtcd } 
 export { createSwitch, plugIntoSwitch, SWITCH_BRIDGE, type SwitchPort } from './switch.js';
 export { makeTestPki, type TestPki } from './pki.js';
 export { seededRandom } from './random.js';
-export { dig, parseDig, type DigAnswer } from './dig.js';
+export { dig, parseDig, rawUdpQuery, type DigAnswer } from './dig.js';
 export { type Dnsmasq, type DnsmasqOptions, startDnsmasq } from './dnsmasq.js';
 export { type FuzzResult, runDnsFuzz } from './dns-fuzz.js';
 export { type FakeContainer, FakeDockerApi, type FakeDockerMode } from './fake-docker.js';

@@ -6,7 +6,6 @@
  * of 10 000 packets after which nothing is left open.
  */
 import { randomInt } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import * as packet from 'dns-packet';
@@ -15,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsServer } from '../../src/dns/dns-server.js';
 import type { NameEntry } from '../../src/dns/name-entry.js';
 import { StaticUpstreams } from '../../src/dns/upstreams.js';
-import { assertPreflight, CleanupStack, dig, type Dnsmasq, newRunId, runDir, runDnsFuzz, startDnsmasq, waitUntil } from '../harness/index.js';
+import { assertPreflight, CleanupStack, dig, type Dnsmasq, newRunId, rawUdpQuery, runDir, runDnsFuzz, startDnsmasq, waitUntil } from '../harness/index.js';
 
 const N1 = 'a1'.repeat(32);
 const N2 = 'b2'.repeat(32);
@@ -45,20 +44,7 @@ const errors: Error[] = [];
 const ask = (name: string, ...args: string[]) => dig(ALL, PORT, [name, ...args]);
 const askN2 = (name: string, ...args: string[]) => dig(ONLY_N2, PORT, [name, ...args]);
 
-/** One raw datagram to the server; its decoded answer, or undefined after 1 s of silence. */
-function rawUdp(message: Buffer, address = ALL): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const socket = createSocket('udp4');
-    const timer = setTimeout(() => done(undefined), 1_000);
-    function done(reply: Buffer | undefined) {
-      clearTimeout(timer);
-      socket.close();
-      resolve(reply);
-    }
-    socket.on('message', (reply) => done(reply));
-    socket.send(message, PORT, address);
-  });
-}
+const rawUdp = (message: Buffer) => rawUdpQuery(ALL, PORT, message);
 
 const query = (questions: packet.Question[], extra: Partial<packet.Packet> = {}) =>
   packet.encode({ type: 'query', id: randomInt(65536), flags: packet.RECURSION_DESIRED, questions, ...extra });
