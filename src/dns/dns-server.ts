@@ -3,7 +3,7 @@ import { type AskerClass, AskerClassifier, hostAddressCidrs } from './askers.js'
 import { type DnsAddress, dnsAddressKey } from './dns-address.js';
 import type { Transport } from './exchange.js';
 import { Forwarder } from './forwarder.js';
-import { DnsListener } from './listener.js';
+import { DnsListener, type TcpLimits } from './listener.js';
 import type { NameEntry } from './name-entry.js';
 import { type RateLimitOptions, ResponseRateLimit } from './rate-limit.js';
 import { RecordTable } from './record-table.js';
@@ -75,6 +75,10 @@ export interface DnsServerOptions {
   recursionFrom?: readonly string[];
   /** The UDP answers an asker that is not tsnet's gets (default: DEFAULT_RATE_LIMIT). */
   rateLimit?: RateLimitOptions;
+  /** What a TCP client may hold of a listener (default: DEFAULT_TCP_LIMITS). */
+  tcp?: TcpLimits;
+  /** Bytes of answers cached for all listeners together (default: DEFAULT_CACHE_BYTES). */
+  cacheBytes?: number;
 }
 
 /** Enough for a LAN host using tsnet as its resolver, far too little to amplify with. */
@@ -106,7 +110,7 @@ export class DnsServer {
     this.askers.setLocal(hostAddressCidrs());
     this.rateLimit = new ResponseRateLimit(options.rateLimit ?? DEFAULT_RATE_LIMIT);
     this.forwarder = options.upstreams && new Forwarder(options.upstreams);
-    this.responder = new Responder(() => this.table, this.forwarder);
+    this.responder = new Responder(() => this.table, this.forwarder, options.cacheBytes);
   }
 
   /**
@@ -163,8 +167,13 @@ export class DnsServer {
       }
       try {
         const entry: Omit<OpenListener, 'listener'> = { spec, scopes: scopesOf(spec), askers: askersOf(spec) };
-        const listener = await DnsListener.open(spec.address, spec.port, (message, transport, from) => this.answer(message, transport, from, entry), (error) =>
-          this.options.onError(error, `listener ${key}`),
+        const listener = await DnsListener.open(
+          spec.address,
+          spec.port,
+          (message, transport, from) => this.answer(message, transport, from, entry),
+          (error) => this.options.onError(error, `listener ${key}`),
+          // Askers are read at each connection: a reconcile may change them.
+          { admits: (from) => !entry.askers || mayAsk(entry.askers, from), ...(this.options.tcp ? { tcp: this.options.tcp } : {}) },
         );
         this.listeners.set(key, Object.assign(entry, { listener }));
         statuses.push({ ...spec, state: 'serving' });
@@ -211,6 +220,16 @@ export class DnsServer {
       this.options.onError(error as Error, 'answering a query');
       return undefined;
     }
+  }
+
+  /** The answer cache's size now (all listeners share it). */
+  get cacheSize(): { entries: number; bytes: number } {
+    return this.responder.cacheSize;
+  }
+
+  /** Bytes of answers TCP clients have not read yet, over every listener. */
+  get tcpPendingBytes(): number {
+    return [...this.listeners.values()].reduce((sum, open) => sum + open.listener.tcpPendingBytes, 0);
   }
 
   /** Upstream questions not answered yet (a leak check for tests). */

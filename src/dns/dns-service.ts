@@ -22,6 +22,13 @@ export interface DnsOptions {
 const NETWORK_PORT = 53;
 /** A worker that died is started again after this long. */
 const RESTART_MS = 1_000;
+/**
+ * The DNS thread's heap: its caches are bounded in bytes (answers 4 MiB,
+ * forwarded answers 1000), so this is room, not a budget. Whatever a flood
+ * finds past those bounds kills the worker (which is started again), never
+ * the daemon serving dockerd.
+ */
+const WORKER_LIMITS = { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 16 };
 /** How often a listener that could not bind (a host service holds its port) is tried again. */
 const RETRY_FAILED_MS = 10_000;
 
@@ -130,7 +137,7 @@ export class DnsService {
       own: this.options.listen.map(dnsAddressKey),
       recursionFrom: this.options.recursionFrom,
     };
-    const worker = new Worker(new URL('./dns-worker.js', import.meta.url), { workerData: setup });
+    const worker = new Worker(new URL('./dns-worker.js', import.meta.url), { workerData: setup, resourceLimits: WORKER_LIMITS });
     this.worker = worker;
     worker.on('message', (message: FromWorker) => this.received(message));
     worker.on('error', (error) => this.log.error({ err: error }, 'the DNS worker failed'));

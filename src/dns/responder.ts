@@ -1,5 +1,6 @@
 import * as packet from 'dns-packet';
 import { AnswerCache } from './answer-cache.js';
+import { OPCODE_MASK, QR, type QueryShape, queryShape } from './query-shape.js';
 import { EDNS_UDP_SIZE, type Transport } from './exchange.js';
 import type { ForwardedAnswer, Forwarder } from './forwarder.js';
 import type { Lookup, RecordTable } from './record-table.js';
@@ -8,7 +9,7 @@ import { encodeQuestion, questionEnd, typeOf } from './wire.js';
 /** TTL of every record tsnet owns: containers come and go, caches must follow within seconds. */
 export const RECORD_TTL = 5;
 
-/** What one listener serves; a listener whose scope changes gets a new object (answers are cached per scope object). */
+/** What one listener serves one class of askers. */
 export interface Scope {
   /** Only this network's names and addresses; undefined = every network's (--dns-listen). */
   readonly networkId?: string;
@@ -26,11 +27,30 @@ type Rcode = (typeof RCODE)[keyof typeof RCODE];
 const MIN_UDP_SIZE = 512;
 const MAX_UDP_SIZE = 4096;
 const MAX_TCP_SIZE = 65535;
+/** The answers cached for every listener together (see AnswerCache). */
+export const DEFAULT_CACHE_BYTES = 4 * 1024 * 1024;
+
+/** The largest answer a query may get over `transport` in `scope`. */
+function sizeLimit(transport: Transport, scope: Scope, ednsSize: number | undefined): number {
+  if (transport === 'tcp') return MAX_TCP_SIZE;
+  return ednsSize === undefined ? MIN_UDP_SIZE : Math.min(scope.udpLimit ?? MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, ednsSize));
+}
+
+/**
+ * Everything an answer from tsnet's records depends on, so equal keys mean
+ * equal answers but for the ID: the listener's scope (by value: listeners
+ * alike share entries), RD, the EDNS version and DO bit, the size limit,
+ * and the question as asked (its letter case is echoed).
+ */
+function cacheKey(message: Buffer, shape: QueryShape, transport: Transport, scope: Scope): string {
+  const { opt } = shape;
+  const edns = opt ? `${opt.version}${opt.dnssecOk ? 'd' : ''}` : '-';
+  const scoped = `${scope.networkId ?? '*'}${scope.forward ? 'f' : ''}`;
+  return `${scoped}|${shape.recursionDesired ? 'r' : ''}|${edns}|${sizeLimit(transport, scope, opt?.size)}|${message.toString('latin1', 12, shape.questionEnd)}`;
+}
 /** Zone transfers are not served. */
 const REFUSED_TYPES = new Set(['AXFR', 'IXFR']);
 
-const QR = 0x8000;
-const OPCODE_MASK = 0x7800;
 
 interface Reply {
   rcode: Rcode;
@@ -84,26 +104,28 @@ function optRecord(rcode: Rcode, query: packet.OptAnswer): packet.OptAnswer {
  * forwarding, truncation. undefined: nothing is sent back (not a query at all).
  */
 export class Responder {
-  /** Per listener (its scope object) and transport: the same bytes mean the same answer only there. */
-  private readonly caches = new WeakMap<Scope, Record<Transport, AnswerCache>>();
+  private readonly cache: AnswerCache;
 
   constructor(
     private readonly table: () => RecordTable,
     private readonly forwarder: Forwarder | undefined,
-  ) {}
+    cacheBytes = DEFAULT_CACHE_BYTES,
+  ) {
+    this.cache = new AnswerCache(cacheBytes);
+  }
 
   /**
    * The answer to a query answered before from the same records, at once
    * (no promise, no decoding): the hot path of a busy server.
    */
   cached(message: Buffer, transport: Transport, scope: Scope): Buffer | undefined {
-    return this.cacheOf(scope, transport).follow(this.table()).get(message);
+    const shape = queryShape(message);
+    return shape && this.cache.follow(this.table()).get(cacheKey(message, shape, transport, scope), message);
   }
 
-  private cacheOf(scope: Scope, transport: Transport): AnswerCache {
-    let caches = this.caches.get(scope);
-    if (!caches) this.caches.set(scope, (caches = { udp: new AnswerCache(), tcp: new AnswerCache() }));
-    return caches[transport];
+  /** The answer cache's size now. */
+  get cacheSize(): { entries: number; bytes: number } {
+    return { entries: this.cache.entries, bytes: this.cache.bytes };
   }
 
   async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {
@@ -121,13 +143,18 @@ export class Responder {
       return rawReply(message, RCODE.FORMERR, 12);
     }
     const questions = query.questions ?? [];
-    const opts = (query.additionals ?? []).filter((r): r is packet.OptAnswer => r.type === 'OPT');
-    if (questions.length !== 1 || opts.length > 1) return rawReply(message, RCODE.FORMERR, 12);
+    const additionals = query.additionals ?? [];
+    const opts = additionals.filter((r): r is packet.OptAnswer => r.type === 'OPT');
+    // A query is one question and at most one OPT, nothing else, not a byte more: the rest would only
+    // make it big (and a cache key of it); 512 bytes at most without EDNS0 (RFC 1035).
+    const wellFormed = questions.length === 1 && opts.length === additionals.length && opts.length <= 1 && (query.answers ?? []).length === 0 &&
+      (query.authorities ?? []).length === 0 && decodedBytes() === message.length && (opts.length === 1 || message.length <= MIN_UDP_SIZE);
+    if (!wellFormed) return rawReply(message, RCODE.FORMERR, 12);
     const question = questions[0]!;
     const echo = encodeQuestion(question);
     const questionEnd = 12 + echo.length;
     const opt = opts[0];
-    const limit = transport === 'tcp' ? MAX_TCP_SIZE : opt ? Math.min(scope.udpLimit ?? MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, opt.udpPayloadSize)) : MIN_UDP_SIZE;
+    const limit = sizeLimit(transport, scope, opt?.udpPayloadSize);
     const forwards = scope.forward && this.forwarder !== undefined;
 
     let reply: Reply;
@@ -151,7 +178,8 @@ export class Responder {
     // Too large for this transport: the question and the TC flag; the client asks again over TCP.
     const answer = full.length <= limit ? full : packet.encode(response({ ...emptyReply(reply.rcode, reply.authoritative), truncated: true }));
     // Only answers from our own records (and of the table cached() checks): forwarded ones age, and refusals of junk would crowd the cache.
-    if (reply.authoritative) this.cacheOf(scope, transport).follow(table).set(message, answer);
+    const shape = reply.authoritative ? queryShape(message) : undefined;
+    if (shape) this.cache.follow(table).set(cacheKey(message, shape, transport, scope), answer);
     return answer;
   }
 
@@ -192,3 +220,6 @@ function soa(domain: string): packet.SoaAnswer {
     data: { mname: `ns.${domain}`, rname: `hostmaster.${domain}`, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: RECORD_TTL },
   };
 }
+
+/** How many bytes dns-packet's last decode read (its codec counts them; its types leave it out). */
+const decodedBytes = (): number => (packet.decode as unknown as { bytes: number }).bytes;
