@@ -2,7 +2,9 @@
 # install-test-deps.sh — install the Debian packages tsnet's integration/e2e
 # tests need (real dockerd, iptables and nftables (both firewall backends),
 # a static busybox for the test image,
-# iproute2, kmod + user-mode-linux for the VLAN guest suite, curl, etcd-server
+# iproute2, kmod + qemu-system-x86 for the VLAN guest suite (which also gets
+# Debian's kernel package, unpacked into /var/cache/tsnet-vm by
+# test/vm/qemu-kernel.sh, never installed), curl, etcd-server
 # and etcd-client for the cluster-store tests, which start their own etcd; dig,
 # dnsmasq and dnsperf for the DNS tests and bench/dns; systemd for
 # `systemd-analyze verify` of tsnet's unit (not run as init); nftables because
@@ -16,7 +18,7 @@
 # and installs just what is missing. Needs root (CI machines run as root).
 set -euo pipefail
 
-packages=(docker.io iptables busybox-static kmod user-mode-linux iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev)
+packages=(docker.io iptables busybox-static kmod qemu-system-x86 iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev)
 
 is_installed() {
   # "install ok installed" is dpkg's status for a fully configured package;
@@ -29,8 +31,14 @@ for p in "${packages[@]}"; do
   is_installed "$p" || missing+=("$p")
 done
 
+# The guest's kernel: a download of ~70 MB the first time, nothing after.
+guest_kernel() {
+  "$(dirname "${BASH_SOURCE[0]}")/../test/vm/qemu-kernel.sh" >/dev/null
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-test-deps: all present (${packages[*]})"
+  guest_kernel
+  echo "install-test-deps: all present (${packages[*]}), guest kernel ready"
   exit 0
 fi
 
@@ -50,4 +58,5 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}"
 for p in "${missing[@]}"; do
   is_installed "$p" || { echo "install-test-deps: $p still not installed" >&2; exit 1; }
 done
+guest_kernel
 echo "install-test-deps: done"

@@ -2,7 +2,7 @@
 // root on tmpfs, a registry-free busybox image imports and runs, and Docker's
 // own macvlan driver on parent=<wire>.30 creates the 8021q link itself and
 // reaches a peer on VLAN 30 — the reference behaviour for tsnet's VLAN parents.
-// Runs INSIDE the UML guest only (it uses the guest's root netns, as dockerd
+// Runs INSIDE the guest only (it uses the guest's root netns, as dockerd
 // must run there: `ip netns exec dockerd` hides /sys/fs/cgroup).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, mkdirSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -48,7 +48,7 @@ describe('dockerd inside the guest', () => {
 
   beforeAll(async () => {
     requireVlanKernel();
-    if (!IN_VM) throw new Error('refusing to start dockerd and add links outside the UML guest (TSN_IN_VM unset): run scripts/vm-test.sh');
+    if (!IN_VM) throw new Error('refusing to start dockerd and add links outside the guest (TSN_IN_VM unset): run scripts/vm-test.sh');
     mkdirSync(join(dir, 'data'), { recursive: true });
     const logPath = join(process.env.TSN_VM_ARTIFACTS ?? dir, 'dockerd-in-guest.log');
     const log = openSync(logPath, 'w');
@@ -89,7 +89,7 @@ describe('dockerd inside the guest', () => {
     expect(imp.code, imp.out).toBe(0);
   });
 
-  // One container only: each `docker run` costs 5-60 s under UML.
+  // One container only: each `docker run` costs 5-60 s in the emulated guest.
   test('macvlan on parent <wire>.30: docker creates the VLAN link, a container reaches the VLAN 30 peer', () => {
     must('ip', 'netns', 'add', peer);
     must('ip', 'link', 'add', wire, 'type', 'veth', 'peer', 'name', 'wire', 'netns', peer);

@@ -1,4 +1,4 @@
-// Helpers for tests that run INSIDE the UML guest (test/vm/umlrun.sh).
+// Helpers for tests that run INSIDE the guest (test/vm/vmrun.sh).
 // Everything a test builds lives in its own network namespaces with unique
 // names, so even a misdirected run on a host never touches the root netns.
 import { spawnSync } from 'node:child_process';
@@ -30,7 +30,7 @@ export const IN_VM = process.env.TSN_IN_VM === '1';
 const NOT_IN_GUEST = `
 ######################################################################
 This test needs a kernel with 802.1Q VLAN support (8021q). The CI host
-kernel has none, so it must run INSIDE the UML guest:
+kernel has none, so it must run INSIDE the guest:
 
     scripts/vm-test.sh            (all test/vm/**/*.vm.test.ts)
     test/vm/run-in-guest.sh FILE  (selected files)

@@ -1,4 +1,4 @@
-// tsnet's macvlan on real 802.1Q VLANs. Runs INSIDE the UML guest
+// tsnet's macvlan on real 802.1Q VLANs. Runs INSIDE the guest
 // (npm run test:vlan); on a kernel without 8021q it fails, it never skips.
 //
 // Two simulated hosts A and B, each a netns with its own dockerd and its own
@@ -15,7 +15,7 @@ import { requireVlanKernel, uniq } from './guest.js';
 
 const WIRE = 'wire';
 /**
- * Upper bound per step, not a performance assertion: under UML every fork is
+ * Upper bound per step, not a performance assertion: in the emulated guest every fork is
  * slow, and two dockerds plus two tsnets share one guest CPU (a docker run can
  * take 30 s, the whole file about 8 minutes).
  */

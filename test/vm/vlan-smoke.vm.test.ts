@@ -1,4 +1,4 @@
-// Real 802.1Q tagging between two simulated hosts. Runs INSIDE the UML guest
+// Real 802.1Q tagging between two simulated hosts. Runs INSIDE the guest
 // (scripts/vm-test.sh); on a kernel without 8021q it fails, it never skips.
 //
 // Every case builds its own pair of netns joined by a veth "wire" and pairs
