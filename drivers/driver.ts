@@ -68,6 +68,13 @@ export interface Driver<C = unknown, S = unknown> {
   hostAddresses(network: NetworkRecord<C>): string[];
 
   /**
+   * Links of the host the network depends on whose names tsnet did not
+   * generate (a macvlan parent, its VLAN base): the drift watcher looks when
+   * someone else changes them. Absent: none.
+   */
+  borrowedLinks?(network: NetworkRecord<C>): string[];
+
+  /**
    * Whether a device outside tsnet already answers for `address` (a plain
    * IP) on the network's wire; absent, or false: the kind does not look.
    */

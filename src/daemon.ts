@@ -22,6 +22,8 @@ import type { Store } from './store/store.js';
 import { ExecaRunner, iptablesIsLegacy, SocketHostPorts } from './sys/index.js';
 import { IpSessionRunner } from './sys/ip-session.js';
 import { DriftWatcher } from './repair/drift-watcher.js';
+import { OwnChanges } from './repair/own-changes.js';
+import { bridgeName, HOST_KEPT_LINK } from '../drivers/names.js';
 
 export interface DaemonOptions extends PluginOptions {
   name: string;
@@ -72,8 +74,16 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
   const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log);
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
-  const runner = metrics?.runner() ?? new IpSessionRunner(new ExecaRunner());
-  const parts = { store, runner, hostPorts: new SocketHostPorts(), ...(metrics ? { observeRequest: metrics.observeRequest, observeRepairs: metrics.observeRepairs } : {}) };
+  // What plugin requests change is tsnet's own: the drift watcher leaves it alone.
+  const own = new OwnChanges();
+  const runner = own.watch(metrics?.runner() ?? new IpSessionRunner(new ExecaRunner()));
+  const parts = {
+    store,
+    runner,
+    hostPorts: new SocketHostPorts(),
+    requestScope: <T>(networkId: string | undefined, work: () => Promise<T>) => own.during(work, networkId ? [bridgeName(networkId)] : []),
+    ...(metrics ? { observeRequest: metrics.observeRequest, observeRepairs: metrics.observeRepairs } : {}),
+  };
   const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
@@ -108,7 +118,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // Registering in the cluster never delays serving: running containers need no etcd.
   cluster?.start();
   const watcher = options.watchDrift
-    ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), { pollRules: await iptablesIsLegacy(runner), quietForMs: () => inFlight.quietForMs() })
+    ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), {
+        pollRules: await iptablesIsLegacy(runner),
+        quietForMs: () => inFlight.quietForMs(),
+        judge: { ownsLink: (name) => HOST_KEPT_LINK.test(name) || networks.borrowedLinks().has(name), changedLink: (name) => own.changedLink(name), changedPorts: (name) => own.changedPorts(name), changedRules: () => own.changedRules() },
+        ...(metrics ? { onLook: metrics.observeLook } : {}),
+      })
     : undefined;
   watcher?.start();
   log.info({ socket: socketPath, admin: adminPath, ...(options.metrics ? { metrics: `${options.metrics.host}:${options.metrics.port}` } : {}), stateDir: options.stateDir, networks: networks.listNetworks().length, firewall, driftWatch: options.watchDrift, cluster: cluster?.etcd.url }, 'tsnet is serving');

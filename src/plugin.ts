@@ -9,7 +9,7 @@ import { SandboxFiles } from '../drivers/sandbox.js';
 import { ipamRoutes } from './api/ipam-routes.js';
 import { DockerBridges } from './docker/docker-bridges.js';
 import { networkRoutes } from './api/network-routes.js';
-import { createApp, type RequestObserver } from './api/server.js';
+import { createApp, type RequestObserver, type RequestScope } from './api/server.js';
 import { NetworkService } from './core/network-service.js';
 import { hostNetworks } from './host-networks.js';
 import { InFlight } from './in-flight.js';
@@ -58,10 +58,12 @@ export interface PluginParts {
   observeRequest?: RequestObserver;
   /** Told of every difference between records and kernel that was repaired (--metrics). */
   observeRepairs?: (found: readonly Drift[]) => void;
+  /** Runs every plugin request's work (the daemon notes what requests change: OwnChanges). */
+  requestScope?: RequestScope;
 }
 
 /** Builds drivers, IPAM and network service on its parts, loads the state and restores the kernel. */
-export async function createPlugin({ store, runner, hostPorts, observeRequest, observeRepairs }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
+export async function createPlugin({ store, runner, hostPorts, observeRequest, observeRepairs, requestScope }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const sysctl = new Sysctl(runner);
   const firewall = await chooseFirewall(options.firewall, runner, sysctl);
@@ -96,5 +98,5 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest, o
   await networks.removeLeftovers();
   const inFlight = new InFlight();
   const reconciler = new Reconciler(networks, ip, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest, requestScope), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges };
 }

@@ -116,6 +116,10 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     return network.config.hostShim ? [network.config.hostShim.address] : [];
   }
 
+  borrowedLinks(network: MacvlanNetwork): string[] {
+    return [network.config.parent, ...(network.config.vlan ? [network.config.vlan.base] : [])];
+  }
+
   async deleteEndpoint(network: MacvlanNetwork, endpoint: MacvlanEndpoint): Promise<void> {
     await this.shim.removeRoute(network, endpoint);
     // Usually back in the host netns by now (dockerd returns a sandbox's links); gone with the sandbox otherwise.

@@ -17,6 +17,9 @@ function idsOf(body: unknown): Record<string, string> {
   return ids;
 }
 
+/** Runs a request's work in a context of the daemon's (OwnChanges: what it changes is tsnet's own); `networkId`: the network it concerns, if any. */
+export type RequestScope = <T>(networkId: string | undefined, work: () => Promise<T>) => Promise<T>;
+
 /** Told of every answered plugin request (metrics): its method, how it ended, and how long it took. */
 export type RequestObserver = (method: string, outcome: 'ok' | 'refused' | 'failed', seconds: number) => void;
 
@@ -24,7 +27,7 @@ export type RequestObserver = (method: string, outcome: 'ok' | 'refused' | 'fail
  * The plugin API as an express app: POST /<Subsystem>.<Method>, JSON in and
  * out, every failure HTTP 500 with {"Err": "<field>: <reason>"}.
  */
-export function createApp(routes: readonly Route[], log: Logger, inFlight: InFlight, observe: RequestObserver = () => {}): Express {
+export function createApp(routes: readonly Route[], log: Logger, inFlight: InFlight, observe: RequestObserver = () => {}, around: RequestScope = (_networkId, work) => work()): Express {
   const app = express();
   app.disable('x-powered-by');
   // dockerd sends no Content-Type: take every body as text and decode it ourselves.
@@ -40,7 +43,8 @@ export function createApp(routes: readonly Route[], log: Logger, inFlight: InFli
       try {
         const request = decode(r.schema, raw);
         ids = idsOf(request);
-        res.json(await inFlight.track(async () => r.handle(request)));
+        const networkId = (request as { NetworkID?: unknown }).NetworkID;
+        res.json(await inFlight.track(() => around(typeof networkId === 'string' ? networkId : undefined, async () => r.handle(request))));
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         log.info({ method: r.method, ...ids, ms }, 'ok');
         observe(r.method, 'ok', ms / 1e3);

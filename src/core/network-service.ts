@@ -344,6 +344,11 @@ export class NetworkService {
     return [...this.endpoints.values()];
   }
 
+  /** The host's links tsnet's networks depend on without having named them (see Driver.borrowedLinks). */
+  borrowedLinks(): Set<string> {
+    return new Set(this.listNetworks().flatMap((network) => this.driverOf(network).borrowedLinks?.(network) ?? []));
+  }
+
   /** The host's own addresses on the network (see Driver.hostAddresses); none for an unknown network. */
   hostAddresses(networkId: string): string[] {
     const network = this.networks.get(networkId);

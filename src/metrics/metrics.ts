@@ -32,6 +32,7 @@ export class Metrics {
   private readonly ipLines = new Counter({ name: 'tsnet_ip_batch_lines_total', help: 'Lines (one netlink change each) written through ip -batch', registers: [this.registry] });
   private readonly programStarts = new Counter({ name: 'tsnet_program_starts_total', help: 'Programs started (iptables-restore, sysctl, ip reads, ip -batch sessions)', labelNames: ['program'], registers: [this.registry] });
 
+  private readonly looks = new Counter({ name: 'tsnet_drift_looks_total', help: 'Reads of the whole kernel the drift watcher made to compare it with the records (after changes it could not tell from drift, and every few minutes)', registers: [this.registry] });
   private readonly repairs = new Counter({ name: 'tsnet_repairs_total', help: 'Differences between the records and the kernel that tsnet repaired (drift watcher, doctor --fix), by object (link, address, route, port-flag, promisc, table, chain, rule, hook, element)', labelNames: ['object'], registers: [this.registry] });
 
   constructor() {
@@ -42,6 +43,11 @@ export class Metrics {
   readonly observeRequest = (method: string, outcome: RequestOutcome, elapsedSeconds: number): void => {
     this.requests.inc({ method, outcome });
     this.requestSeconds.observe({ method }, elapsedSeconds);
+  };
+
+  /** For the drift watcher: one read and compare of every network. */
+  readonly observeLook = (): void => {
+    this.looks.inc();
   };
 
   /** For the reconciler: the differences it repaired. */

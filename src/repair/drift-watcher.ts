@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { iptablesSave, KernelMonitor, type Runner } from '../sys/index.js';
+import { type EventJudge, judgeLinkEvent, judgeRuleEvent, type Verdict } from './kernel-events.js';
 import type { RepairReport } from './reconciler.js';
 
 /** Where the watcher learns that someone changed the kernel. */
@@ -17,6 +18,10 @@ export interface DriftWatcherOptions {
    * MAX_POSTPONE_MS after the first event.
    */
   quietForMs?: () => number;
+  /** Tells tsnet's own changes, and what tsnet does not keep, from drift. */
+  judge: EventJudge;
+  /** Told of every look (metrics). */
+  onLook?: () => void;
 }
 
 /** Events come in bursts (a bridge deleted takes its addresses and routes along): one look after the burst. */
@@ -33,14 +38,17 @@ const COMMAND_NOT_FOUND = 127;
 
 /** A failing repair is tried again after 1 s, 2 s, 4 s … up to a minute, not at every event its own writes cause. */
 const MAX_BACKOFF_MS = 60_000;
+/** The safety net under the judged events: a look every so often whatever they said. */
+const PERIODIC_LOOK_MS = 2 * 60_000;
 
 /**
  * Watches the kernel for changes tsnet did not make and has them repaired:
  * one long-lived `ip -o monitor` for links, addresses and routes, one `nft
- * monitor` for rules (and a poll of iptables-save on iptables-legacy). Any
- * event schedules one look at every network; a look that finds nothing costs
- * a few reads and changes nothing, so tsnet's own changes may trigger it too.
- * At idle nothing runs: no event, no look.
+ * monitor` for rules (and a poll of iptables-save on iptables-legacy). An
+ * event schedules one look at every network only when it may be drift: a
+ * change to what tsnet keeps in place that tsnet did not just make itself
+ * (kernel-events.ts). A `docker run` on a tsnet network makes no look. A
+ * periodic look every few minutes is the safety net.
  */
 export class DriftWatcher {
   private readonly monitors = new Set<KernelMonitor>();
@@ -55,6 +63,7 @@ export class DriftWatcher {
   private lastRemaining: string | undefined;
   private stopped = false;
   private readonly saved: Partial<Record<4 | 6, string>> = {};
+  private periodic: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly repair: (reason: string) => Promise<RepairReport>,
@@ -64,10 +73,12 @@ export class DriftWatcher {
   ) {}
 
   start(): void {
-    this.follow('ip', ['-o', 'monitor', 'link', 'address', 'route'], 'a link, address or route changed');
+    this.follow('ip', ['-o', 'monitor', 'link', 'address', 'route'], 'a link, address or route changed', (line) => judgeLinkEvent(line, this.options.judge));
     // nftables (tsnet's table, and iptables-nft's) sends events; iptables-legacy does not.
-    this.follow('nft', ['monitor'], 'a rule changed');
+    this.follow('nft', ['monitor'], 'a rule changed', (line) => judgeRuleEvent(line, this.options.judge));
     if (this.options.pollRules) this.pollRules(4);
+    this.periodic = setInterval(() => this.soon('periodic look'), PERIODIC_LOOK_MS);
+    this.periodic.unref();
   }
 
   /** Stops the monitors and waits for a repair in progress. */
@@ -75,13 +86,14 @@ export class DriftWatcher {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.poller);
+    clearInterval(this.periodic);
     for (const monitor of this.monitors) monitor.stop();
     await this.running;
   }
 
-  private follow(file: string, args: string[], reason: string): void {
+  private follow(file: string, args: string[], reason: string, judge: (line: string) => Verdict): void {
     const monitor = new KernelMonitor(file, args, {
-      onEvent: () => this.soon(reason),
+      onEvent: (line) => judge(line) === 'look' && this.soon(`${reason}: ${line.slice(0, 120)}`),
       onError: (error) => this.log.error({ err: error, command: file }, 'cannot watch the kernel for changes'),
       onExit: (code, signal) => {
         this.monitors.delete(monitor);
@@ -94,7 +106,7 @@ export class DriftWatcher {
         }
         // A monitor killed by someone else: start another, and look at once for what it missed.
         this.log.warn({ command: file, code, signal }, 'kernel monitor ended; starting it again');
-        setTimeout(() => !this.stopped && this.follow(file, args, reason), 1000).unref();
+        setTimeout(() => !this.stopped && this.follow(file, args, reason, judge), 1000).unref();
         this.soon(`${file} monitor restarted`);
       },
     });
@@ -144,6 +156,8 @@ export class DriftWatcher {
     }
     const reason = this.pending ?? 'kernel changed';
     this.pending = undefined;
+    this.options.onLook?.();
+    this.log.debug({ reason }, 'looking for drift');
     this.running = this.repair(reason).then(
       (report) => {
         // Drift right after a repair is usually new (someone is still at work): look again soon.

@@ -7,8 +7,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 const MONITOR_SCRIPT = 'exec 3<&0; "$@" 3<&- & pid=$!; { read -r _ <&3; kill $pid 2>/dev/null; } & exec 3<&-; wait $pid';
 
 export interface MonitorHandlers {
-  /** The monitor printed something: an event. */
-  onEvent(): void;
+  /** The monitor printed a line: an event. */
+  onEvent(line: string): void;
   /** It ended without stop(): killed by someone, or it failed. */
   onExit(code: number | null, signal: NodeJS.Signals | null): void;
   onError(error: Error): void;
@@ -28,7 +28,12 @@ export class KernelMonitor {
   constructor(file: string, args: readonly string[], handlers: MonitorHandlers) {
     this.child = spawn('sh', ['-c', MONITOR_SCRIPT, 'sh', file, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
     this.child.stdin!.on('error', () => undefined);
-    this.child.stdout!.on('data', () => handlers.onEvent());
+    let partial = '';
+    this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) handlers.onEvent(line);
+    });
     this.child.on('error', (error) => handlers.onError(error));
     this.child.on('exit', (code, signal) => {
       this.child.stdin!.end(); // lets the shell's waiting reader go

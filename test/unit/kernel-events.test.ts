@@ -1,0 +1,93 @@
+// The drift watcher's reading of monitor lines (as `ip -o monitor` and
+// `nft monitor` print them, captured on this kernel), and what tsnet counts
+// as its own changes: those made while serving a plugin request.
+import { describe, expect, it } from 'vitest';
+import { type EventJudge, judgeLinkEvent, judgeRuleEvent } from '../../src/repair/kernel-events.js';
+import { OwnChanges } from '../../src/repair/own-changes.js';
+import { RecordingRunner } from '../../src/sys/index.js';
+
+const BRIDGE = 'tsbr-abcdef0123';
+const VETH = 'tsv0123456789ab';
+const lines = {
+  bridgeUp: `2: ${BRIDGE}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UNKNOWN group default \\    link/ether 1e:be:5b:af:ed:0e brd ff:ff:ff:ff:ff:ff`,
+  vethMaster: `4: ${VETH}@tsc0123456789ab: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 qdisc noqueue master ${BRIDGE} state LOWERLAYERDOWN group default`,
+  vethDeleted: `Deleted 4: ${VETH}@NONE: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN group default \\    link/ether 72:6c:c3:7f:2f:ef brd ff:ff:ff:ff:ff:ff`,
+  gatewayDeleted: `Deleted 2: ${BRIDGE}    inet 10.9.0.1/24 scope global ${BRIDGE}\\       valid_lft forever preferred_lft forever`,
+  shimRoute: `Deleted 10.77.0.5 dev tss0123456789ab scope link `,
+  linkLocal: `2: ${BRIDGE}    inet6 fe80::1cbe:5bff:feaf:ed0e/64 scope link \\       valid_lft forever preferred_lft forever`,
+  v6Route: `fe80::/64 dev ${VETH} proto kernel metric 256 pref medium`,
+  multicast: `multicast ff00::/8 dev ${VETH} table local proto kernel metric 256 pref medium`,
+  localRoute: `local 10.9.0.1 dev ${BRIDGE} table local proto kernel scope host src 10.9.0.1 `,
+  dockerVeth: `9: veth3f2a1b1@if8: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master docker0 state UP group default`,
+  parentPromiscOff: `2: eth1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc fq_codel state UP group default \\    link/ether 52:54:00:12:34:56`,
+};
+
+const judge = (own: Partial<EventJudge> = {}): EventJudge => ({
+  ownsLink: (name) => /^ts/.test(name) || name === 'eth1',
+  changedLink: () => false,
+  changedPorts: () => false,
+  changedRules: () => false,
+  ...own,
+});
+
+describe('monitor lines the drift watcher looks after', () => {
+  it('looks when someone else changes what tsnet keeps: its links, their IPv4 addresses, shim routes, a macvlan parent', () => {
+    for (const line of [lines.bridgeUp, lines.vethMaster, lines.vethDeleted, lines.gatewayDeleted, lines.shimRoute, lines.parentPromiscOff]) {
+      expect([line, judgeLinkEvent(line, judge())]).toEqual([line, 'look']);
+    }
+  });
+
+  it('ignores tsnet\'s own changes, links it does not keep, and what it never checks (IPv6 link-local, derived routes)', () => {
+    const own = judge({ changedLink: (name) => name === VETH || name === BRIDGE });
+    for (const line of [lines.bridgeUp, lines.vethMaster, lines.vethDeleted]) expect([line, judgeLinkEvent(line, own)]).toEqual([line, 'ignore']);
+    for (const line of [lines.dockerVeth, lines.linkLocal, lines.v6Route, lines.multicast, lines.localRoute]) {
+      expect([line, judgeLinkEvent(line, judge())]).toEqual([line, 'ignore']);
+    }
+  });
+
+  it('takes a bridge\'s line after a request changed its ports for the carrier catching up, unless the bridge is down', () => {
+    const ports = judge({ changedPorts: (name) => name === BRIDGE });
+    const noCarrier = `2: ${BRIDGE}: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state DOWN group default`;
+    const down = `2: ${BRIDGE}: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN group default`;
+    expect([judgeLinkEvent(noCarrier, ports), judgeLinkEvent(down, ports), judgeLinkEvent(lines.gatewayDeleted, ports)]).toEqual(['ignore', 'look', 'look']);
+  });
+
+  it('looks at a line it cannot read rather than miss drift', () => {
+    expect(judgeLinkEvent('something new from iproute2', judge())).toBe('look');
+  });
+
+  it('reads nft monitor: tsnet\'s table and the base chains its iptables backend hooks into matter, Docker\'s chains do not', () => {
+    expect(judgeRuleEvent('delete table inet tsnet', judge())).toBe('look');
+    expect(judgeRuleEvent('add element inet tsnet published { 10.1.0.2 . tcp . 80 }', judge({ changedRules: () => true }))).toBe('ignore');
+    expect(judgeRuleEvent('delete rule ip filter FORWARD handle 12', judge())).toBe('look');
+    expect(judgeRuleEvent('flush ruleset', judge())).toBe('look');
+    expect(judgeRuleEvent('add rule ip nat DOCKER iifname != "docker0" tcp dport 8080 dnat to 172.17.0.2:80', judge())).toBe('ignore');
+    expect(judgeRuleEvent('# new generation 42 by process 1234 (dockerd)', judge())).toBe('ignore');
+  });
+});
+
+describe('tsnet\'s own changes', () => {
+  it('are what commands run during a plugin request touch, for a moment', async () => {
+    let now = 0;
+    const own = new OwnChanges(() => now);
+    const runner = own.watch(new RecordingRunner());
+    await runner.run('ip', ['link', 'set', 'dev', 'tsvoutside', 'up']); // a repair, not a request
+    await own.during(async () => {
+      await runner.run('ip', ['-batch', '-'], { input: `link add ${VETH} type veth peer name tsc0123456789ab\nlink set ${VETH} master ${BRIDGE}\n` });
+      await runner.run('nft', ['-f', '-'], { input: 'add element inet tsnet published { … }' });
+    });
+    expect([own.changedLink(VETH), own.changedLink(BRIDGE), own.changedLink('tsc0123456789ab'), own.changedLink('tsvoutside'), own.changedRules()]).toEqual([true, true, true, false, true]);
+    now += 301;
+    expect([own.changedLink(VETH), own.changedRules()]).toEqual([false, false]);
+  });
+
+  it('count a request\'s bridge as changing carrier for a while after it', async () => {
+    let now = 0;
+    const own = new OwnChanges(() => now);
+    await own.during(async () => undefined, [BRIDGE]);
+    now += 1_000;
+    expect([own.changedPorts(BRIDGE), own.changedPorts('tsbr-other00000')]).toEqual([true, false]);
+    now += 600;
+    expect(own.changedPorts(BRIDGE)).toBe(false);
+  });
+});
