@@ -282,6 +282,11 @@ export class EtcdClient {
     });
   }
 
+  /** A lease nobody keeps alive: what is put with it goes by itself after `ttlSeconds`. */
+  expiringLease(ttlSeconds: number, deadline: number): Promise<string> {
+    return this.call('lease', deadline, async (options) => (await this.etcd.leaseClient.leaseGrant({ TTL: ttlSeconds }, options)).ID);
+  }
+
   revokeLease(id: string, deadline: number): Promise<void> {
     return this.call('revoke', deadline, async (options) => {
       await this.etcd.leaseClient.leaseRevoke({ ID: id }, options).catch((error: unknown) => {

@@ -24,6 +24,9 @@ const AUX_WINDOW_MS = 5000;
 /** How soon etcd work that failed (store unreachable) is tried again. */
 const DRAIN_RETRY_MS = 2000;
 
+/** How long a placeholder blocks a timed-out hold that etcd may still apply (see undoHold). */
+const LATE_WRITE_TTL_SECONDS = 60;
+
 /** Time in line worth naming in an error: the store was not alone in taking the request's time. */
 const NOTABLE_WAIT_MS = 100;
 
@@ -494,12 +497,27 @@ export class SharedPoolService implements SharedPools {
     }
   }
 
-  /** Deletes a container hold if it is still exactly the one this host wrote. */
+  /**
+   * Deletes a container hold if it is still exactly the one this host wrote.
+   * A write that timed out may still be applied after this runs: an etcd
+   * that hung applies what waited in its buffers once it goes on. So where
+   * the hold is not there yet, the same value is put with a lease nobody
+   * keeps alive: the late write (which needs the key absent) fails, and the
+   * placeholder goes by itself after LATE_WRITE_TTL_SECONDS.
+   */
   private async undoHold(keys: PoolKeys, op: Extract<PendingOp, { op: 'release' }>, deadline: number): Promise<void> {
-    const candidates: Entry[] = op.address
-      ? [{ key: keys.address(op.address), value: op.value, modRevision: '', lease: '' }]
-      : (await this.etcd.list(keys.addressesPrefix, deadline)).filter((e) => e.value === op.value);
-    for (const entry of candidates) await this.etcd.txn([{ key: entry.key, value: op.value }], [{ delete: entry.key }], [], deadline);
+    if (!op.address) {
+      // A note of an older tsnet: the hold is found by its value.
+      for (const entry of (await this.etcd.list(keys.addressesPrefix, deadline)).filter((e) => e.value === op.value)) {
+        await this.etcd.txn([{ key: entry.key, value: op.value }], [{ delete: entry.key }], [], deadline);
+      }
+      return;
+    }
+    const key = keys.address(op.address);
+    const deleted = await this.etcd.txn([{ key, value: op.value }], [{ delete: key }], [], deadline);
+    if (deleted.succeeded) return;
+    const lease = await this.etcd.expiringLease(LATE_WRITE_TTL_SECONDS, deadline);
+    await this.etcd.txn([{ key, absent: true }], [{ put: key, value: op.value, lease }], [], deadline);
   }
 
   /** Takes this host off the pool's users; the last user deletes the pool with everything under it. */

@@ -77,6 +77,14 @@ async function heldInEtcd(name: string): Promise<string[]> {
   return r.stdout.split('\n').filter(Boolean).map((k) => k.split('/').pop()!);
 }
 
+/** The address keys of a pool with their lease (0: none, the hold lasts until released). */
+async function holdLeases(name: string): Promise<Map<string, string>> {
+  const r = await etcd.etcdctl(['get', '--prefix', '-w', 'json', `tsnet/v1/pools/${name}/v4/addresses/`]);
+  expect(r.exitCode, r.stderr).toBe(0);
+  const kvs = (JSON.parse(r.stdout) as { kvs?: Array<{ key: string; lease?: number }> }).kvs ?? [];
+  return new Map(kvs.map((kv) => [Buffer.from(kv.key, 'base64').toString().split('/').pop()!, String(kv.lease ?? 0)]));
+}
+
 afterAll(async () => {
   await run('rm', ['-rf', dir]);
 });
@@ -333,7 +341,11 @@ describe('shared pools in etcd', () => {
     a.pools.drainSoon();
     await a.pools.settle();
     expect(a.pools.pendingCount).toBe(0);
-    expect(await heldInEtcd('hang')).toEqual(['10.172.0.1']);
+    // Nothing of the failed request is held for good: the hung etcd may apply its write when it goes on,
+    // so where the undo found nothing yet a placeholder on an expiring lease blocks that late write.
+    const left = await holdLeases('hang');
+    expect(left.get('10.172.0.1')).toBe('0');
+    expect([...left].filter(([address]) => address !== '10.172.0.1').every(([, lease]) => lease !== '0'), JSON.stringify([...left])).toBe(true);
     expect(await runContainer(a, poolId)).toMatch(/^10\.172\.0\./);
   });
 
@@ -369,7 +381,9 @@ describe('shared pools in etcd', () => {
     await etcd.start();
     const after = await runContainer(a, poolId);
     expect(after).not.toBe(before);
-    expect((await heldInEtcd('restart')).sort()).toEqual(['10.173.0.1', before, after].sort());
+    // Held for good: the gateway and the two containers; the failed request's address at most by an expiring placeholder.
+    const held = [...(await holdLeases('restart'))].filter(([, lease]) => lease === '0').map(([address]) => address);
+    expect(held.sort()).toEqual(['10.173.0.1', before, after].sort());
   });
 });
 
