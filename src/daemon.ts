@@ -121,7 +121,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), {
         pollRules: await iptablesIsLegacy(runner),
         quietForMs: () => inFlight.quietForMs(),
-        judge: { ownsLink: (name) => HOST_KEPT_LINK.test(name) || networks.borrowedLinks().has(name), changedLink: (name) => own.changedLink(name), changedPorts: (name) => own.changedPorts(name), changedRules: () => own.changedRules() },
+        judge: { ownsLink: (name) => HOST_KEPT_LINK.test(name) || networks.borrowedLinks().has(name), changedLink: (name) => own.changedLink(name), changedPorts: (name) => own.changedPorts(name), changedRules: () => own.changedRules(), rulesChangedAt: () => own.rulesChangedAt() },
         ...(metrics ? { onLook: metrics.observeLook } : {}),
       })
     : undefined;

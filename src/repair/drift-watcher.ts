@@ -63,6 +63,8 @@ export class DriftWatcher {
   private lastRemaining: string | undefined;
   private stopped = false;
   private readonly saved: Partial<Record<4 | 6, string>> = {};
+  /** When each family was read last. */
+  private readonly readAt: Record<4 | 6, number> = { 4: 0, 6: 0 };
   private periodic: NodeJS.Timeout | undefined;
 
   constructor(
@@ -113,15 +115,23 @@ export class DriftWatcher {
     this.monitors.add(monitor);
   }
 
-  /** Reads one family's rules per poll and looks at every network when they changed since the last read of that family. */
+  /**
+   * Reads one family's rules per poll and looks at every network when they
+   * changed since the last read of that family, or when tsnet wrote rules
+   * since: a read after its own write cannot tell its write from someone
+   * else's change in the same second, so it looks (legacy iptables only).
+   */
   private pollRules(family: 4 | 6): void {
     this.poller = setTimeout(async () => {
       try {
+        const startedAt = Date.now();
         // The chains and rules, not the counters, which change with every packet.
         const saved = await iptablesSave(this.runner, family);
         const rules = JSON.stringify(Object.values(saved).flatMap((table) => [[...table.chains], [...table.rules]]));
-        if (this.saved[family] !== undefined && this.saved[family] !== rules) this.soon('iptables rules changed');
+        const others = this.saved[family] !== undefined && this.saved[family] !== rules;
+        if (others || this.options.judge.rulesChangedAt() >= this.readAt[family]) this.soon('iptables rules changed');
         this.saved[family] = rules;
+        this.readAt[family] = startedAt;
       } catch (error) {
         this.log.debug({ err: error }, 'could not read iptables rules');
       }

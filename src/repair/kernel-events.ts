@@ -17,6 +17,8 @@ export interface EventJudge {
   changedPorts(name: string): boolean;
   /** tsnet itself changed its rules a moment ago (serving a plugin request). */
   changedRules(): boolean;
+  /** When tsnet itself last changed its rules (ms since the epoch; 0: never). */
+  rulesChangedAt(): number;
 }
 
 export type Verdict = 'look' | 'ignore';

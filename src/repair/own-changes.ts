@@ -75,6 +75,10 @@ export class OwnChanges {
     return this.now() - this.rulesAt <= OWN_FOR_MS;
   }
 
+  rulesChangedAt(): number {
+    return Math.max(0, this.rulesAt);
+  }
+
   /** Every word of an ip command may name a link (`dev X`, `master X`, `peer name X`): noting a few extra words costs nothing. */
   private note(file: string, args: readonly string[], input: string | undefined): void {
     const at = this.now();

@@ -27,6 +27,7 @@ const judge = (own: Partial<EventJudge> = {}): EventJudge => ({
   changedLink: () => false,
   changedPorts: () => false,
   changedRules: () => false,
+  rulesChangedAt: () => 0,
   ...own,
 });
 
