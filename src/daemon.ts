@@ -19,7 +19,7 @@ import { listenPrivately } from './unix-listen.js';
 import type { ClusterConfig } from './cluster/cluster-config.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
-import { ExecaRunner, iptablesIsLegacy, SocketHostPorts } from './sys/index.js';
+import { ExecaRunner, iptablesIsLegacy, ProcSysctl, SocketHostPorts } from './sys/index.js';
 import { IpSessionRunner } from './sys/ip-session.js';
 import { DriftWatcher } from './repair/drift-watcher.js';
 import { OwnChanges } from './repair/own-changes.js';
@@ -81,10 +81,11 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     store,
     runner,
     hostPorts: new SocketHostPorts(),
+    sysctl: new ProcSysctl(),
     requestScope: <T>(networkId: string | undefined, work: () => Promise<T>) => own.during(work, networkId ? [bridgeName(networkId)] : []),
     ...(metrics ? { observeRequest: metrics.observeRequest, observeRepairs: metrics.observeRepairs } : {}),
   };
-  const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges } = await createPlugin(parts, pluginOptions, log);
+  const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges, linkReaper } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
   const turnOn = options.dockerHostSetting ?? `give --docker-host dockerd's API address (now ${options.dockerHost})`;
@@ -121,7 +122,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), {
         pollRules: await iptablesIsLegacy(runner),
         quietForMs: () => inFlight.quietForMs(),
-        judge: { ownsLink: (name) => HOST_KEPT_LINK.test(name) || networks.borrowedLinks().has(name), changedLink: (name) => own.changedLink(name), changedPorts: (name) => own.changedPorts(name), changedRules: () => own.changedRules(), rulesChangedAt: () => own.rulesChangedAt() },
+        judge: { ownsLink: (name) => (HOST_KEPT_LINK.test(name) && !linkReaper.has(name)) || networks.borrowedLinks().has(name), changedLink: (name) => own.changedLink(name), changedPorts: (name) => own.changedPorts(name), changedRules: () => own.changedRules(), rulesChangedAt: () => own.rulesChangedAt() },
         ...(metrics ? { onLook: metrics.observeLook } : {}),
       })
     : undefined;
@@ -138,6 +139,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
       rmSync(adminPath, { force: true });
       // Requests whose connections were cut still run: their kernel work must reach the store.
       await inFlight.drained();
+      await linkReaper.settled();
       await cluster?.stop();
       await Promise.all([dns.stop(), names.stop()]);
       await store.close();

@@ -18,7 +18,7 @@ import { removeLeftoverLinks } from './repair/leftover-links.js';
 import { Reconciler } from './repair/reconciler.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Store } from './store/store.js';
-import { chooseFirewall, type Drift, type FirewallKind, type HostPorts, Ip, removeOtherBackend, type Runner, Sysctl } from './sys/index.js';
+import { chooseFirewall, type Drift, type FirewallKind, type HostPorts, Ip, LinkReaper, removeOtherBackend, type Runner, type Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   /** --firewall; absent: nftables where it works, else iptables. */
@@ -46,6 +46,8 @@ export interface Plugin {
   reconciler: Reconciler;
   /** Docker's own bridges, which tsnet's networks are kept out of: told what Docker's API says. */
   dockerBridges: DockerBridges;
+  /** Deletes the links of deleted networks in the background: settle it before the process ends. */
+  linkReaper: LinkReaper;
 }
 
 /** What the plugin works on: its state, the door to programs, and the host's port space. */
@@ -54,6 +56,8 @@ export interface PluginParts {
   runner: Runner;
   /** SocketHostPorts in the daemon; UncheckedHostPorts where the plugin programs another netns (tests). */
   hostPorts: HostPorts;
+  /** ProcSysctl in the daemon; CommandSysctl on the runner where the plugin programs another netns (tests). */
+  sysctl: Sysctl;
   /** Told of every answered request (--metrics). */
   observeRequest?: RequestObserver;
   /** Told of every difference between records and kernel that was repaired (--metrics). */
@@ -63,18 +67,18 @@ export interface PluginParts {
 }
 
 /** Builds drivers, IPAM and network service on its parts, loads the state and restores the kernel. */
-export async function createPlugin({ store, runner, hostPorts, observeRequest, observeRepairs, requestScope }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
+export async function createPlugin({ store, runner, hostPorts, sysctl, observeRequest, observeRepairs, requestScope }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
-  const sysctl = new Sysctl(runner);
   const firewall = await chooseFirewall(options.firewall, runner, sysctl);
   // Before anything is restored: what the other backend left must not act on tsnet's traffic.
   await removeOtherBackend(firewall.kind, runner).catch((error: unknown) => log.warn({ err: error }, `could not remove the rules of the other firewall backend than ${firewall.kind}`));
   const sandboxes = new SandboxFiles(options.netnsDir);
+  const linkReaper = new LinkReaper(ip, log);
   if (options.netnsDir && !existsSync(options.netnsDir)) {
     log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
   }
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, log, sandboxes) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(ip, runner, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
@@ -98,5 +102,5 @@ export async function createPlugin({ store, runner, hostPorts, observeRequest, o
   await networks.removeLeftovers();
   const inFlight = new InFlight();
   const reconciler = new Reconciler(networks, ip, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest, requestScope), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest, requestScope), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges, linkReaper };
 }

@@ -2,10 +2,10 @@ import { RequestError } from '../../src/errors.js';
 import { KeyedMutex } from '../../src/mutex.js';
 import { parseCidr } from '../../src/net/address.js';
 import type { Logger } from 'pino';
-import { type Drift, drift, type Firewall, isRuleDrift, type FirewallNetwork, type HostPorts, type Ip, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
+import { type Drift, drift, type Firewall, isRuleDrift, type FirewallNetwork, type HostPorts, type Ip, type LinkReaper, type PortForward, type Sysctl, CommandError } from '../../src/sys/index.js';
 import type { Driver, DriftView } from '../driver.js';
 import { type EndpointRecord, type EndpointSpec, type JoinInfo, type NetworkRecord, type NetworkSpec, PORTMAP, type PortBinding, type PublishedPort, type SubnetRecord } from '../model.js';
-import { bridgeMac, vethContainerName, vethHostName } from '../names.js';
+import { bridgeMac, bridgeName, vethContainerName, vethHostName } from '../names.js';
 import { type GoneEndpoints, lostSandbox, SandboxFiles, sortGone } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
@@ -64,6 +64,18 @@ const addressesOf = (endpoint: EndpointSpec) => ({
   ...(endpoint.addressIPv6 ? { 6: plainIp(endpoint.addressIPv6)! } : {}),
 });
 
+/** The bridge (unless it `exists`), the gateway addresses it lacks, its MAC (if tsnet made it) and up. */
+function bridgeLines(network: BridgeNetwork, exists: boolean, present: ReadonlySet<string>): string[][] {
+  const { bridge, mtu, createdBridge } = network.config;
+  return [
+    ...(exists ? [] : [['link', 'add', 'name', bridge, 'mtu', String(mtu), 'type', 'bridge']]),
+    ...gatewayAddresses(network)
+      .filter((g) => !present.has(g.address))
+      .map((g) => ['address', 'add', g.address, 'dev', bridge, ...g.extra]),
+    ['link', 'set', 'dev', bridge, ...(createdBridge ? ['address', bridgeMac(network.id)] : []), 'up'],
+  ];
+}
+
 /**
  * Bridge networks: a Linux bridge carrying the gateway, one veth pair per
  * endpoint, and the firewall for isolation, NAT and published ports. Links
@@ -84,6 +96,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     private readonly firewall: Firewall,
     private readonly sysctl: Sysctl,
     hostPorts: HostPorts,
+    private readonly reaper: LinkReaper,
     private readonly log: Logger,
     private readonly sandboxes = new SandboxFiles(),
   ) {
@@ -99,7 +112,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   async createNetwork(network: BridgeNetwork): Promise<void> {
-    await this.ensureBridge(network);
+    await this.makeBridge(network);
     try {
       await this.firewall.setupNetwork(firewallNetwork(network), new Map());
     } catch (error) {
@@ -108,25 +121,39 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     }
   }
 
+  /**
+   * A bridge tsnet makes is new (prepareNetwork found no link of the name
+   * asked; a default name is the network's own), so it is made without
+   * reading the kernel first: one batch on the ip
+   * session, no program start. Only when the name is taken after all (a
+   * bridge a crash left behind, or made meanwhile) is the kernel read.
+   */
+  private async makeBridge(network: BridgeNetwork): Promise<void> {
+    if (!network.config.createdBridge) return this.ensureBridge(network);
+    // The same network made again (dockerd retrying a create that failed) right after its bridge was retired: that bridge goes first.
+    if (this.reaper.has(network.config.bridge)) await this.reaper.settled();
+    try {
+      await this.ip.batch(bridgeLines(network, false, new Set()));
+    } catch (error) {
+      if (!(error instanceof CommandError) || !/File exists/.test(error.stderr)) throw error;
+      await this.ensureBridge(network);
+    }
+  }
+
   /** Creates the bridge if needed, fixes its MAC (if tsnet made it) and puts the missing gateway addresses on it. */
   private async ensureBridge(network: BridgeNetwork): Promise<void> {
-    const { bridge, mtu, createdBridge } = network.config;
-    const existing = await this.ip.link(bridge);
-    const present = new Set(existing ? await this.ip.addressesOf(bridge) : []);
-    const lines = [
-      ...(existing ? [] : [['link', 'add', 'name', bridge, 'mtu', String(mtu), 'type', 'bridge']]),
-      ...gatewayAddresses(network)
-        .filter((g) => !present.has(g.address))
-        .map((g) => ['address', 'add', g.address, 'dev', bridge, ...g.extra]),
-      ['link', 'set', 'dev', bridge, ...(createdBridge ? ['address', bridgeMac(network.id)] : []), 'up'],
-    ];
-    await this.ip.batch(lines);
+    const existing = await this.ip.link(network.config.bridge);
+    const present = new Set(existing ? await this.ip.addressesOf(network.config.bridge) : []);
+    await this.ip.batch(bridgeLines(network, existing !== undefined, present));
   }
 
   async deleteNetwork(network: BridgeNetwork): Promise<void> {
     await this.firewall.teardownNetwork(firewallNetwork(network));
     if (network.config.createdBridge) {
-      await this.ip.deleteLinks([network.config.bridge]);
+      // A bridge named after the network is never made again: it goes in the background. One the
+      // user named goes now, so that a network made next with the same name gets a bridge of its own.
+      const bridge = [network.config.bridge];
+      await (network.config.bridge === bridgeName(network.id) ? this.reaper.retire(bridge) : this.ip.deleteLinks(bridge));
       return;
     }
     // An adopted bridge stays; only the addresses tsnet put on it go.

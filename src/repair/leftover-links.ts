@@ -13,10 +13,8 @@ import type { Ip } from '../sys/index.js';
 export async function removeLeftoverLinks(ip: Ip, networks: NetworkService, log: Logger): Promise<string[]> {
   const owned = networks.ownedLinks();
   const leftovers = [...(await ip.linkNames())].filter((name) => GENERATED_LINK.test(name) && !owned.has(name));
-  for (const link of leftovers) {
-    // One end of a veth pair takes the other with it: the second delete finds nothing, which is fine.
-    await ip.deleteLinks([link]);
-    log.warn({ link }, 'removed a link no stored network or endpoint owns (left by a crash)');
-  }
+  // All in one kernel batch (a crash may leave many); a veth pair's two ends both in it is fine.
+  await ip.deleteLinks(leftovers);
+  for (const link of leftovers) log.warn({ link }, 'removed a link no stored network or endpoint owns (left by a crash)');
   return leftovers;
 }

@@ -1,6 +1,7 @@
 export type { EndpointForwards, Family, Firewall, FirewallNetwork, OutboundNat, PortForward, RuleSnapshot, TransportProtocol } from './firewall.js';
 export { type Drift, type DriftObject, describeDrift, drift, isRuleDrift } from './drift.js';
 export { type KernelView, type LinkView, readKernelView } from './kernel-view.js';
+export { LinkReaper } from './link-reaper.js';
 export { Ip, LINK_NAME, type AddressInfo, type LinkInfo, type RouteInfo } from './ip.js';
 export { IptablesFirewall } from './iptables/iptables-firewall.js';
 export { iptablesSave } from './iptables/restore-script.js';
@@ -9,5 +10,5 @@ export { chooseFirewall, FIREWALL_KINDS, type FirewallKind, iptablesIsLegacy, re
 export { KernelMonitor, type MonitorHandlers } from './kernel-monitor.js';
 export { CommandError, ExecaRunner, ProgramNotFound, RecordingRunner, type RecordedCommand, type RunOptions, type RunResult, type Runner } from './runner.js';
 export { type HostPort, type HostPorts, SocketHostPorts, UncheckedHostPorts } from './host-ports.js';
-export { Sysctl } from './sysctl.js';
+export { CommandSysctl, ProcSysctl, type Sysctl } from './sysctl.js';
 export { addressAnswers } from './arp-probe.js';

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import supertest from 'supertest';
 import { createPlugin, type Plugin } from '../../src/plugin.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { CommandError, RecordingRunner, UncheckedHostPorts } from '../../src/sys/index.js';
+import { CommandError, CommandSysctl, RecordingRunner, UncheckedHostPorts } from '../../src/sys/index.js';
 
 export const NET_A = 'a'.repeat(64);
 export const NET_B = 'b'.repeat(64);
@@ -18,7 +18,7 @@ export async function pluginFixture(): Promise<{ plugin: Plugin; runner: Recordi
     .reply('ip -json -details link show dev', new CommandError('ip link show', 1, 'Device "x" does not exist.'))
     .reply('ip -json', '[]')
     .reply('nft -j', '{"nftables": []}');
-  const plugin = await createPlugin({ store: new MemoryStore(), runner, hostPorts: new UncheckedHostPorts() }, {}, pino({ level: 'silent' }));
+  const plugin = await createPlugin({ store: new MemoryStore(), runner, hostPorts: new UncheckedHostPorts(), sysctl: new CommandSysctl(runner) }, {}, pino({ level: 'silent' }));
   const agent = supertest(plugin.app);
   // dockerd sends no Content-Type and raw JSON text followed by a newline.
   const post = (method: string, body?: unknown) => {

@@ -58,7 +58,36 @@ describe('bridge networks on a real kernel', () => {
     await tsnet.post('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });
     expect((await links()).map((l) => l.ifname).filter((n) => n.endsWith(ep.slice(0, 12)))).toEqual([]);
     await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net });
+    await tsnet.plugin.linkReaper.settled();
     expect((await links()).map((l) => l.ifname)).not.toContain(bridge);
+  });
+
+  it('takes a deleted network out of service at once and deletes its bridges together a moment later', async () => {
+    const nets = [hex(), hex(), hex()];
+    const bridges = nets.map((net) => `tsbr-${net.slice(0, 10)}`);
+    for (const [i, net] of nets.entries()) expect((await tsnet.post('NetworkDriver.CreateNetwork', createNetwork(net, `10.78.${i}.0/24`, `10.78.${i}.1/24`))).status).toBe(200);
+    const ep = hex();
+    await tsnet.post('NetworkDriver.CreateEndpoint', { NetworkID: nets[0], EndpointID: ep, Interface: { Address: '10.78.0.2/24' }, Options: {} });
+    await tsnet.post('NetworkDriver.DeleteEndpoint', { NetworkID: nets[0], EndpointID: ep });
+    for (const net of nets) expect((await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net })).status).toBe(200);
+    // Whatever of them is still there is down, with no address and no route: the host no longer owns 10.78.0.1.
+    for (const link of (await links()).filter((l) => bridges.includes(l.ifname))) {
+      expect(link.flags).not.toContain('UP');
+      expect(await addresses(link.ifname)).toEqual([]);
+    }
+    expect((await ipIn(netns, ['route', 'show', 'table', 'all', 'match', '10.78.0.1'])).stdout).not.toContain('10.78.0.1');
+    // A network on the same subnet right away gets the gateway on its own bridge.
+    const next = hex();
+    expect((await tsnet.post('NetworkDriver.CreateNetwork', createNetwork(next, '10.78.0.0/24', '10.78.0.1/24'))).status).toBe(200);
+    expect(await addresses(`tsbr-${next.slice(0, 10)}`)).toEqual(['10.78.0.1/24']);
+    // The same network made again (dockerd retrying) gets a bridge that stays.
+    expect((await tsnet.post('NetworkDriver.CreateNetwork', createNetwork(nets[1]!, '10.78.1.0/24', '10.78.1.1/24'))).status).toBe(200);
+    await tsnet.plugin.linkReaper.settled();
+    const names = (await links()).map((l) => l.ifname);
+    expect(names).not.toContain(bridges[0]);
+    expect(names).not.toContain(bridges[2]);
+    expect(await addresses(bridges[1]!)).toEqual(['10.78.1.1/24']);
+    for (const net of [next, nets[1]!]) await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net });
   });
 
   it('adopts a bridge the user made, and leaves it in place on delete', async () => {
@@ -126,6 +155,7 @@ describe('bridge networks on a real kernel', () => {
     expect(res.status).toBe(200);
     expect((await links()).find((l) => l.ifname === `tsv${ep.slice(0, 12)}`)?.master).toBe(`tsbr-${net.slice(0, 10)}`);
     await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net });
+    await tsnet.plugin.linkReaper.settled();
     expect((await links()).map((l) => l.ifname).filter((n) => n.includes(ep.slice(0, 12)))).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import supertest from 'supertest';
 import { createPlugin, type Plugin } from '../../src/plugin.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
-import { CommandError, ExecaRunner, type FirewallKind, ProgramNotFound, type RunOptions, type RunResult, type Runner, UncheckedHostPorts } from '../../src/sys/index.js';
+import { CommandError, CommandSysctl, ExecaRunner, type FirewallKind, ProgramNotFound, type RunOptions, type RunResult, type Runner, UncheckedHostPorts } from '../../src/sys/index.js';
 
 /** Runs every program of the plugin inside one test netns, so the real kernel is used but the host is untouched. */
 export class NetnsRunner implements Runner {
@@ -41,14 +41,16 @@ export class NetnsPlugin {
 
   async start(): Promise<this> {
     this.store = new SqliteStore(this.stateDir);
+    const runner = new NetnsRunner(this.netns);
     // Its sockets would hold ports of the test process's netns, not the plugin's: host ports are left to the e2e tests.
-    this.plugin = await createPlugin({ store: this.store, runner: new NetnsRunner(this.netns), hostPorts: new UncheckedHostPorts() }, { staleGraceMs: this.staleGraceMs, ...(this.firewall ? { firewall: this.firewall } : {}) }, pino({ level: 'silent' }));
+    this.plugin = await createPlugin({ store: this.store, runner, hostPorts: new UncheckedHostPorts(), sysctl: new CommandSysctl(runner) }, { staleGraceMs: this.staleGraceMs, ...(this.firewall ? { firewall: this.firewall } : {}) }, pino({ level: 'silent' }));
     return this;
   }
 
   /** Reopens the same state; `firewall` switches the backend, as a daemon restarted with another --firewall. */
   async restart(firewall?: FirewallKind): Promise<void> {
     this.plugin.networks.stop();
+    await this.plugin.linkReaper.settled();
     await this.store.close();
     if (firewall) this.firewall = firewall;
     await this.start();
@@ -60,6 +62,7 @@ export class NetnsPlugin {
 
   async close(): Promise<void> {
     this.plugin?.networks.stop();
+    await this.plugin?.linkReaper.settled();
     await this.store.close();
     rmSync(this.stateDir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@ import type { FirewallNetwork, PortForward } from '../../src/sys/firewall.js';
 import { IptablesFirewall } from '../../src/sys/iptables/iptables-firewall.js';
 import { dockerChain, networkChains, networkPlan } from '../../src/sys/iptables/plan.js';
 import { parseSave, RestoreScript } from '../../src/sys/iptables/restore-script.js';
-import { RecordingRunner, Sysctl } from '../../src/sys/index.js';
+import { CommandSysctl, RecordingRunner } from '../../src/sys/index.js';
 import { SAMPLE_NETWORK } from './sample-network.js';
 
 const network: FirewallNetwork = { ...SAMPLE_NETWORK, subnets: { 4: '10.1.0.0/24', 6: 'fd01::/64' } };
@@ -133,14 +133,14 @@ describe('restore scripts', () => {
 describe('IptablesFirewall command plan', () => {
   it('changes an endpoint\'s forwards with one iptables-restore per family that changes and no read, waiting a while for the xtables lock', async () => {
     const runner = new RecordingRunner();
-    await new IptablesFirewall(runner, new Sysctl(runner)).setPortForwards(network, 'e1', [forward]);
+    await new IptablesFirewall(runner, new CommandSysctl(runner)).setPortForwards(network, 'e1', [forward]);
     expect(runner.commands.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-restore --wait 10 --noflush']);
     expect(runner.commands[0]!.input).toContain('-A TSNET-DNAT-0123456789 -d 127.0.0.1/32 -p udp');
   });
 
   it('adds only the hooks iptables-save does not show, and enables forwarding in one sysctl once the 127/8 guard is in', async () => {
     const runner = new RecordingRunner().reply('iptables-save', '*filter\n:TSNET-FORWARD - [0:0]\n-A FORWARD -j TSNET-FORWARD\nCOMMIT\n');
-    await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, new Map());
+    await new IptablesFirewall(runner, new CommandSysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, new Map());
     expect(runner.lines().map((l) => l.split('\n')[0])).toEqual([
       'iptables-save',
       'iptables-restore --wait 10 --noflush',
@@ -159,14 +159,14 @@ describe('IptablesFirewall command plan', () => {
     const docker = '*filter\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-ISOLATION-STAGE-1\nCOMMIT\n';
     for (const [saved, position] of [[docker, 2], ['', 1]] as const) {
       const runner = new RecordingRunner().reply('iptables-save', saved);
-      await new IptablesFirewall(runner, new Sysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, new Map());
+      await new IptablesFirewall(runner, new CommandSysctl(runner)).setupNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } }, new Map());
       expect(runner.commands.find((c) => c.file === 'iptables-restore')!.input).toContain(`-I FORWARD ${position} -j TSNET-FORWARD`);
     }
   });
 
   it('changes only the DNAT rules of the endpoint whose forwards changed', async () => {
     const runner = new RecordingRunner();
-    const firewall = new IptablesFirewall(runner, new Sysctl(runner));
+    const firewall = new IptablesFirewall(runner, new CommandSysctl(runner));
     const v4 = { ...network, subnets: { 4: '10.1.0.0/24' } };
     const other: PortForward = { ...forward, hostPort: 5354, containerIp: '10.1.0.3' };
     await firewall.setupNetwork(v4, new Map([['e1', [forward]]]));
@@ -182,7 +182,7 @@ describe('IptablesFirewall command plan', () => {
   it('gives route_localnet back before the 127/8 guard goes', async () => {
     // Another network still has its chain: the shared chains stay.
     const runner = new RecordingRunner().reply('iptables-save', '*mangle\n:TSNET-FWD-9876543210 - [0:0]\nCOMMIT\n*filter\n-A TSNET-INPUT -d 127.0.0.0/8 -i tsbr-0123456789 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\nCOMMIT\n');
-    await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' }, routeLocalnetBefore: true });
+    await new IptablesFirewall(runner, new CommandSysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' }, routeLocalnetBefore: true });
     expect(runner.lines().map((l) => l.split('\n')[0])).toEqual([
       'sysctl -q -w net/ipv4/conf/tsbr-0123456789/route_localnet=1',
       'iptables-save',
@@ -202,7 +202,7 @@ describe('IptablesFirewall command plan', () => {
       '-A POSTROUTING -j TSNET-POSTROUTING', '-A TSNET-POSTROUTING -j TSNET-SNAT-0123456789', 'COMMIT',
     ].join('\n');
     const runner = new RecordingRunner().reply('iptables-save', `${saved}\n`);
-    await new IptablesFirewall(runner, new Sysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } });
+    await new IptablesFirewall(runner, new CommandSysctl(runner)).teardownNetwork({ ...network, subnets: { 4: '10.1.0.0/24' } });
     const script = runner.commands.find((c) => c.file === 'iptables-restore')!.input!;
     expect(script).not.toMatch(/^-D TSNET-/m);
     const mangle = script.slice(script.indexOf('*mangle'));

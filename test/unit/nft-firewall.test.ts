@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FirewallNetwork, PortForward } from '../../src/sys/firewall.js';
-import { CommandError, NftablesFirewall, RecordingRunner, Sysctl } from '../../src/sys/index.js';
+import { CommandError, NftablesFirewall, CommandSysctl, RecordingRunner } from '../../src/sys/index.js';
 import { networkLines, networkRemovalLines, portElement } from '../../src/sys/nftables/ruleset.js';
 import { SAMPLE_NETWORK } from './sample-network.js';
 
@@ -13,7 +13,7 @@ const EP_2 = 'e2'.repeat(32);
 
 function fixture(kernel = EMPTY_KERNEL) {
   const runner = new RecordingRunner().reply('nft -j list maps', kernel);
-  return { runner, firewall: new NftablesFirewall(runner, new Sysctl(runner)) };
+  return { runner, firewall: new NftablesFirewall(runner, new CommandSysctl(runner)) };
 }
 
 /** The `nft -f -` transactions sent, as lists of lines. */
