@@ -6,8 +6,10 @@
  *     against the first 20 (attach = CreateEndpoint + Join + ProgramExternalConnectivity);
  *   - p95 of a plain attach (no ports) on another network, idle and while a
  *     second client creates and deletes networks, in interleaved rounds;
- *   - the time to delete the 500 networks;
- *   - the daemon's RSS idle and with 500 networks and 2000 published ports.
+ *   - the time to delete the 500 networks: until the requests are answered,
+ *     and until the kernel has deleted their bridges (in the background);
+ *   - the daemon's RSS idle (left alone 20 s after its start) and with 500
+ *     networks and 2000 published ports.
  * The machine may be busy with other work that comes and goes, so each create
  * and each attach is followed by the same step on a second, empty daemon (a
  * network or endpoint made and removed again): "against the empty daemon"
@@ -23,7 +25,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createNetns, deleteNetns, httpPostUnix, newRunId, runDir, startTsnet, type TsnetDaemon } from '../test/harness/index.js';
+import { createNetns, deleteNetns, httpPostUnix, newRunId, run, runDir, startTsnet, type TsnetDaemon } from '../test/harness/index.js';
 import { median, quantile } from './docker-api.js';
 
 /** This file runs as dist/bench/scale.js, where the harness's REPO_ROOT would point into dist/. */
@@ -37,6 +39,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const ATTACHES_PER_ROUND = 40;
 const GROUP = NETWORKS / 10;
 const ENDPOINT_GROUP = ENDPOINTS / 10;
+/** How long the daemon is left alone before its idle RSS is read. */
+const SETTLE_MS = 20_000;
 
 const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 
@@ -104,6 +108,8 @@ interface Result {
   plainBusy: number[];
   busyCycles: number;
   deleteAllMs: number;
+  bridgesGoneMs: number;
+  rssStarted: number;
   rssIdle: number;
   rssLoaded: number;
 }
@@ -119,7 +125,7 @@ async function plainAttaches(plugin: Plugin, networkId: string, count: number, o
   return times;
 }
 
-async function startDaemon(firewall: string, cleanup: Array<() => Promise<void>>): Promise<{ tsnet: TsnetDaemon; plugin: Plugin }> {
+async function startDaemon(firewall: string, cleanup: Array<() => Promise<void>>): Promise<{ tsnet: TsnetDaemon; plugin: Plugin; netns: string }> {
   const runId = newRunId();
   const dir = runDir(runId);
   await createNetns(runId);
@@ -135,7 +141,7 @@ async function startDaemon(firewall: string, cleanup: Array<() => Promise<void>>
     extraArgs: firewall === 'default' ? [] : ['--firewall', firewall],
   });
   cleanup.push(() => tsnet.stop());
-  return { tsnet, plugin: new Plugin(tsnet.socketPath) };
+  return { tsnet, plugin: new Plugin(tsnet.socketPath), netns: runId };
 }
 
 const portsOf = (e: number) => Array.from({ length: PORTS_EACH }, (_, k) => ({ hostPort: 20000 + e * PORTS_EACH + k, port: 80 + k }));
@@ -143,8 +149,11 @@ const portsOf = (e: number) => Array.from({ length: PORTS_EACH }, (_, k) => ({ h
 async function runOne(firewall: string): Promise<Result> {
   const cleanup: Array<() => Promise<void>> = [];
   try {
-    const { tsnet, plugin } = await startDaemon(firewall, cleanup);
+    const { tsnet, plugin, netns } = await startDaemon(firewall, cleanup);
     const { plugin: empty } = await startDaemon(firewall, cleanup);
+    // Just started, V8 still holds what start-up parsed and compiled; idle is after it had time to give that back.
+    const rssStarted = rssMiB(tsnet.pid);
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     const rssIdle = rssMiB(tsnet.pid);
 
     const creates: Paired = { loaded: [], empty: [] };
@@ -189,9 +198,12 @@ async function runOne(firewall: string): Promise<Result> {
     await plugin.deleteNetwork(plain);
 
     for (let e = 0; e < ENDPOINTS; e++) await plugin.detach(id('a', 0), id('e', e));
-    const deleteAllMs = await timed(async () => {
-      for (let n = 0; n < NETWORKS; n++) await plugin.deleteNetwork(id('a', n));
-    });
+    const started = performance.now();
+    for (let n = 0; n < NETWORKS; n++) await plugin.deleteNetwork(id('a', n));
+    const deleteAllMs = performance.now() - started;
+    // The bridges themselves go in the background (see LinkReaper): until the kernel has none left.
+    while ((await run('ip', ['-n', netns, '-o', 'link', 'show', 'type', 'bridge'])).stdout.trim() !== '') await new Promise((resolve) => setTimeout(resolve, 20));
+    const bridgesGoneMs = performance.now() - started;
     return {
       firewall,
       creates,
@@ -200,6 +212,8 @@ async function runOne(firewall: string): Promise<Result> {
       plainBusy,
       busyCycles,
       deleteAllMs,
+      bridgesGoneMs,
+      rssStarted,
       rssIdle,
       rssLoaded,
     };
@@ -231,8 +245,9 @@ function report(r: Result): void {
     ['  (against the empty daemon)', a.relFirst.toFixed(2), a.relLast.toFixed(2), (a.relLast / a.relFirst).toFixed(2), ''],
     [`plain attach p95, idle vs networks churning (${r.plainIdle.length} each)`, f1(quantile(r.plainIdle, 0.95)), f1(quantile(r.plainBusy, 0.95)), (quantile(r.plainBusy, 0.95) / quantile(r.plainIdle, 0.95)).toFixed(2), '<= 2.00'],
     ['  (median ms)', f1(median(r.plainIdle)), f1(median(r.plainBusy)), (median(r.plainBusy) / median(r.plainIdle)).toFixed(2), ''],
-    [`deleting ${NETWORKS} networks (s)`, '', (r.deleteAllMs / 1000).toFixed(1), '', '<= 15'],
-    [`RSS idle / with ${NETWORKS} networks and ${ENDPOINTS * PORTS_EACH} ports (MiB)`, f1(r.rssIdle), f1(r.rssLoaded), '', '<= 80 / <= 256'],
+    [`deleting ${NETWORKS} networks: requests answered / bridges gone (s)`, (r.deleteAllMs / 1000).toFixed(1), (r.bridgesGoneMs / 1000).toFixed(1), '', '<= 20'],
+    [`RSS idle (${SETTLE_MS / 1000} s after start) / with ${NETWORKS} networks and ${ENDPOINTS * PORTS_EACH} ports (MiB)`, f1(r.rssIdle), f1(r.rssLoaded), '', '<= 80 / <= 256'],
+    ['  (just started)', f1(r.rssStarted), '', '', ''],
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
   console.log(`\nfirewall ${r.firewall} (${r.busyCycles} create+delete cycles ran during the busy rounds)`);

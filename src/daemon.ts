@@ -10,7 +10,6 @@ import { ContainerNames } from './docker/container-names.js';
 import { DockerApi, parseDockerHost } from './docker/docker-api.js';
 import { type DnsOptions, DnsService } from './dns/dns-service.js';
 import { LocalRecords, networkLabel } from './dns/local-records.js';
-import { Metrics } from './metrics/metrics.js';
 import { type MetricsAddress, serveMetrics } from './metrics/metrics-server.js';
 import { createPlugin, type PluginOptions } from './plugin.js';
 import { claimSocketPath } from './plugin-socket.js';
@@ -62,7 +61,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // Before anything else: a second tsnet of this netns must change nothing, and say which one runs.
   const netns = await claimNetns({ pid: process.pid, socket: socketPath });
   // Next, so a taken metrics port stops the start before anything is claimed.
-  const metrics = options.metrics ? new Metrics() : undefined;
+  // prom-client only when asked for: loaded, it costs the daemon ~4 MiB whether anyone scrapes or not.
+  const metrics = options.metrics ? new (await import('./metrics/metrics.js')).Metrics() : undefined;
   const metricsServer = options.metrics && metrics ? await serveMetrics(options.metrics, metrics.registry) : undefined;
   await claimSocketPath(socketPath, options.socketDir);
   const adminPath = options.adminSocket ?? adminSocketPath(options.socketDir, options.name);

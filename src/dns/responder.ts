@@ -1,5 +1,5 @@
 import * as packet from 'dns-packet';
-import { AnswerCache } from './answer-cache.js';
+import { AnswerCache, questionKey } from './answer-cache.js';
 import { OPCODE_MASK, QR, type QueryShape, queryShape } from './query-shape.js';
 import { EDNS_UDP_SIZE, type Transport } from './exchange.js';
 import type { ForwardedAnswer, Forwarder } from './forwarder.js';
@@ -40,13 +40,13 @@ function sizeLimit(transport: Transport, scope: Scope, ednsSize: number | undefi
  * Everything an answer from tsnet's records depends on, so equal keys mean
  * equal answers but for the ID: the listener's scope (by value: listeners
  * alike share entries), RD, the EDNS version and DO bit, the size limit,
- * and the question as asked (its letter case is echoed).
+ * and the question whatever its letter case (a hit echoes the asker's).
  */
 function cacheKey(message: Buffer, shape: QueryShape, transport: Transport, scope: Scope): string {
   const { opt } = shape;
   const edns = opt ? `${opt.version}${opt.dnssecOk ? 'd' : ''}` : '-';
   const scoped = `${scope.networkId ?? '*'}${scope.forward ? 'f' : ''}`;
-  return `${scoped}|${shape.recursionDesired ? 'r' : ''}|${edns}|${sizeLimit(transport, scope, opt?.size)}|${message.toString('latin1', 12, shape.questionEnd)}`;
+  return `${scoped}|${shape.recursionDesired ? 'r' : ''}|${edns}|${sizeLimit(transport, scope, opt?.size)}|${questionKey(message, shape.questionEnd)}`;
 }
 /** Zone transfers are not served. */
 const REFUSED_TYPES = new Set(['AXFR', 'IXFR']);
@@ -120,7 +120,7 @@ export class Responder {
    */
   cached(message: Buffer, transport: Transport, scope: Scope): Buffer | undefined {
     const shape = queryShape(message);
-    return shape && this.cache.follow(this.table()).get(cacheKey(message, shape, transport, scope), message);
+    return shape && this.cache.follow(this.table()).get(cacheKey(message, shape, transport, scope), message, shape.questionEnd);
   }
 
   /** The answer cache's size now. */

@@ -132,7 +132,7 @@ describe('shared pool across three hosts on etcd', () => {
 
   it('with etcd hung, refuses a new run within 5 s naming the store, while running containers still ping', async () => {
     const running = await runningAddresses();
-    etcd.pause();
+    await etcd.pause();
     try {
       const r = await runOn(hosts[0]!, 'hung');
       expect(r.exitCode).not.toBe(0);

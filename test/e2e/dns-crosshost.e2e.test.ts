@@ -107,7 +107,7 @@ describe('names of containers on other hosts of a shared network', () => {
     const db = await addressOf(b, 'db', 'blan');
     await onA('db.lan.tsnet', [`A ${db}`], 10_000);
 
-    etcd.pause();
+    await etcd.pause();
     try {
       expect((await askHost(a, 'db.lan.tsnet')).answers).toEqual([`A ${db}`]);
     } finally {

@@ -4,7 +4,7 @@
 // tests whose client runs in the test process itself. Stopped, paused and
 // killed strictly by PID; restart() keeps the data dir, as a restarted
 // etcd service would.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -125,8 +125,10 @@ export class EtcdServer {
   }
 
   /** SIGSTOP: the process keeps its sockets but answers nothing, like a hung server. */
-  pause(): void {
+  /** SIGSTOP, and back once every thread of etcd is stopped: a signal is only queued when kill returns. */
+  async pause(): Promise<void> {
     process.kill(this.pid, 'SIGSTOP');
+    await waitUntil(() => readdirSync(`/proc/${this.pid}/task`).every((task) => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${this.pid}/task/${task}/stat`, 'utf8'))), { timeoutMs: 5_000, what: `etcd ${this.opts.name} stopped by SIGSTOP` });
   }
 
   resume(): void {

@@ -318,7 +318,7 @@ describe('shared pools in etcd', () => {
     const a = await simHost('hang-a', store);
     const { poolId } = await createNetwork(a, 'hang', '10.172.0.0/24');
     const kept = await runContainer(a, poolId);
-    etcd.pause();
+    await etcd.pause();
     try {
       const started = Date.now();
       const [first, ...behind] = await Promise.allSettled([runContainer(a, poolId), runContainer(a, poolId), runContainer(a, poolId)]);
