@@ -82,7 +82,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
     ['macvlan', new MacvlanDriver(ip, runner, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
-  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) }, options.staleGraceMs);
+  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) }, options.staleGraceMs, () => linkReaper.settled());
   const shared = await options.sharedPools?.((subnet) => networks.hasNetworkOn(subnet));
   const ipam: IpamService = new IpamService(store, {
     ...(options.defaultPoolsV4 ? { defaultPoolsV4: options.defaultPoolsV4 } : {}),

@@ -54,7 +54,8 @@ function firewallNetwork(network: BridgeNetwork): FirewallNetwork {
       ...(config.masquerade6 ? { 6: { kind: 'masquerade' } } : {}),
     },
     routeLocalnetBefore: config.adopted?.routeLocalnet ?? false,
-    groupBefore: config.adopted?.group ?? 'default',
+    // A bridge tsnet made goes, its group with it.
+    ...(config.createdBridge ? {} : { groupBefore: config.adopted?.group ?? 'default' }),
   };
 }
 
@@ -130,8 +131,6 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
    */
   private async makeBridge(network: BridgeNetwork): Promise<void> {
     if (!network.config.createdBridge) return this.ensureBridge(network);
-    // The same network made again (dockerd retrying a create that failed) right after its bridge was retired: that bridge goes first.
-    if (this.reaper.has(network.config.bridge)) await this.reaper.settled();
     try {
       await this.ip.batch(bridgeLines(network, false, new Set()));
     } catch (error) {
@@ -152,8 +151,8 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     if (network.config.createdBridge) {
       // A bridge named after the network is never made again: it goes in the background. One the
       // user named goes now, so that a network made next with the same name gets a bridge of its own.
-      const bridge = [network.config.bridge];
-      await (network.config.bridge === bridgeName(network.id) ? this.reaper.retire(bridge) : this.ip.deleteLinks(bridge));
+      if (network.config.bridge === bridgeName(network.id)) this.reaper.retire([network.config.bridge]);
+      else await this.ip.deleteLinks([network.config.bridge]);
       return;
     }
     // An adopted bridge stays; only the addresses tsnet put on it go.

@@ -86,6 +86,12 @@ export class NetworkService {
      * the host netns), exactly like one removed meanwhile.
      */
     private readonly staleGraceMs = 10_000,
+    /**
+     * Until the links of deleted networks that the kernel still has are gone
+     * (see LinkReaper): a new network must not meet an old one's subnet,
+     * address or route on the host.
+     */
+    private readonly deletedLinksGone: () => Promise<void> = async () => undefined,
   ) {}
 
   /** Runs `work` under the network's lock; its generation moves on when it ends, whatever it did. */
@@ -401,6 +407,7 @@ export class NetworkService {
       const { kind, spec } = networkSpec(input);
       const driver = this.driverOf({ kind });
       this.checkOptionKeys(spec.options, driver);
+      await this.deletedLinksGone();
       const network = await this.locks.run(TOPOLOGY, async () => {
         const claimed: NetworkRecord = { ...spec, kind, config: await driver.prepareNetwork(spec, this.othersThan(spec.id)) };
         this.creating.set(claimed.id, claimed);

@@ -40,9 +40,9 @@ export interface FirewallNetwork {
   /**
    * The bridge's interface group before tsnet (the nftables backend puts its
    * bridges into a group of its own, see ./nftables/): an adopted bridge gets
-   * it back at teardown.
+   * it back at teardown. Absent for a bridge tsnet made, which is deleted.
    */
-  groupBefore: string;
+  groupBefore?: string;
 }
 
 /** One published port: hostIp:hostPort on the host reaches containerIp:containerPort. */

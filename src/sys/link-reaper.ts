@@ -1,19 +1,23 @@
 import type { Logger } from 'pino';
 import type { Ip } from './ip.js';
 
-/** At most this many links per kernel batch: the kernel holds its lock (rtnl) for the whole batch, ~150 ms for 8 bridges, and every link write on the host waits that long. */
+/** At most this many links per kernel batch: the kernel takes its lock (rtnl) for part of a batch's work, and other link writes on the host wait that long. */
 const BATCH = 8;
+/** How late a monitor's line about a deleted link may come (a busy host). */
+const MONITOR_LAG_MS = 2_000;
 
 /**
- * Deletes links a moment after they are taken out of service, several at
- * once. Deleting a bridge costs the kernel ~40 ms (its RCU grace periods),
- * which a network delete would otherwise wait for. A link that is down and
- * has no address carries no traffic and holds no route (the host stops
- * owning its gateway address, which down alone would keep), so what a
- * request must see is done once it is. The names handed here
- * are never used again (they derive from the deleted object's ID), so a
- * retired link that is still there stands in nobody's way. A crash before
- * the deletion leaves links no record owns, which start-up removes.
+ * Deletes links of deleted networks in the background, several at once.
+ * Deleting a bridge costs the kernel ~40 ms here (RCU grace periods, part
+ * of it under the rtnl lock, which every link write on the host needs), so
+ * a network delete that waited for it, or even for a `link set down` that
+ * queues behind the previous delete's lock, took ~45 ms; in a group of 8
+ * the kernel takes ~19 ms a bridge. A retired link has no tsnet rules any
+ * more and no endpoint left (dockerd deletes those first); it keeps its
+ * address until it goes, so a network created meanwhile waits for
+ * settled() first (see NetworkService). Its name derives from the deleted
+ * network's ID and is never used again. A crash before the deletion leaves
+ * links no record owns, which start-up removes.
  */
 export class LinkReaper {
   private readonly waiting: string[] = [];
@@ -25,12 +29,8 @@ export class LinkReaper {
     private readonly log: Logger,
   ) {}
 
-  /** Puts the links down and takes their addresses now, and deletes them soon. */
-  async retire(names: readonly string[]): Promise<void> {
-    for (const name of names) {
-      await this.ip.undo(['link', 'set', 'dev', name, 'down']);
-      await this.ip.undo(['address', 'flush', 'dev', name]);
-    }
+  /** Deletes the links soon; touches nothing now. */
+  retire(names: readonly string[]): void {
     for (const name of names) this.retired.add(name);
     this.waiting.push(...names);
     this.draining ??= this.drain();
@@ -41,7 +41,7 @@ export class LinkReaper {
     return this.retired.has(name);
   }
 
-  /** Once every link retired so far is deleted (the daemon's stop, tests). */
+  /** Once every link retired so far is deleted (a network create, the daemon's stop, tests). */
   async settled(): Promise<void> {
     while (this.draining) await this.draining;
   }
@@ -52,7 +52,8 @@ export class LinkReaper {
       while (this.waiting.length > 0) {
         const batch = this.waiting.splice(0, BATCH);
         await this.ip.deleteLinks(batch).catch((error: unknown) => this.log.warn({ err: error, links: batch }, 'could not delete retired links; they are removed at the next start'));
-        for (const name of batch) this.retired.delete(name);
+        // The kernel monitor reports a deletion a moment later: until then the name is still not tsnet's to keep.
+        setTimeout(() => batch.forEach((name) => this.retired.delete(name)), MONITOR_LAG_MS).unref();
       }
     } finally {
       this.draining = undefined;

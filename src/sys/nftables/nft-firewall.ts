@@ -174,7 +174,7 @@ export class NftablesFirewall implements Firewall {
     await this.networks.run(TABLE, async () => {
       await this.start();
       await giveBackRouteLocalnet(this.sysctl, network);
-      await this.ip.undo(['link', 'set', 'dev', network.bridge, 'group', network.groupBefore]);
+      if (network.groupBefore) await this.ip.undo(['link', 'set', 'dev', network.bridge, 'group', network.groupBefore]);
       await this.transact(network, networkRemovalLines(network), this.noPorts(network));
       this.ports.delete(networkTag(network.id));
       // The last network takes the table and the iptables gate along: a removed plugin leaves nothing.
