@@ -20,6 +20,7 @@ import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 import { ExecaRunner, iptablesIsLegacy, ProcSysctl, SocketHostPorts } from './sys/index.js';
 import { IpSessionRunner } from './sys/ip-session.js';
+import { NftSessionRunner } from './sys/nft-session.js';
 import { DriftWatcher } from './repair/drift-watcher.js';
 import { OwnChanges } from './repair/own-changes.js';
 import { bridgeName, HOST_KEPT_LINK } from '../drivers/names.js';
@@ -76,7 +77,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
   // What plugin requests change is tsnet's own: the drift watcher leaves it alone.
   const own = new OwnChanges();
-  const runner = own.watch(metrics?.runner() ?? new IpSessionRunner(new ExecaRunner()));
+  const runner = own.watch(metrics?.runner() ?? new IpSessionRunner(new NftSessionRunner(new ExecaRunner())));
   const parts = {
     store,
     runner,

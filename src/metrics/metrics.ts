@@ -5,6 +5,7 @@ import type { IpamService } from '../ipam/ipam-service.js';
 import { cidrSize, parseCidr } from '../net/address.js';
 import { type Drift, ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
 import { IpSessionRunner } from '../sys/ip-session.js';
+import { NftSessionRunner } from '../sys/nft-session.js';
 
 /** How a plugin request ended: answered, refused for bad input (RequestError), or failed. */
 export type RequestOutcome = 'ok' | 'refused' | 'failed';
@@ -30,7 +31,7 @@ export class Metrics {
   private readonly commands = new Counter({ name: 'tsnet_kernel_commands_total', help: 'Kernel commands by program (ip-batch: writes through the long-lived ip process; iptables-restore: one rule transaction)', labelNames: ['command', 'outcome'], registers: [this.registry] });
   private readonly commandSeconds = new Histogram({ name: 'tsnet_kernel_command_duration_seconds', help: 'Kernel command latency by program', labelNames: ['command'], buckets: BUCKETS, registers: [this.registry] });
   private readonly ipLines = new Counter({ name: 'tsnet_ip_batch_lines_total', help: 'Lines (one netlink change each) written through ip -batch', registers: [this.registry] });
-  private readonly programStarts = new Counter({ name: 'tsnet_program_starts_total', help: 'Programs started (iptables-restore, sysctl, ip reads, ip -batch sessions)', labelNames: ['program'], registers: [this.registry] });
+  private readonly programStarts = new Counter({ name: 'tsnet_program_starts_total', help: 'Programs started (iptables-save and -restore, ip and nft reads, and the long-lived ip -batch and nft -i sessions)', labelNames: ['program'], registers: [this.registry] });
 
   private readonly looks = new Counter({ name: 'tsnet_drift_looks_total', help: 'Reads of the whole kernel the drift watcher made to compare it with the records (after changes it could not tell from drift, and every few minutes)', registers: [this.registry] });
   private readonly repairs = new Counter({ name: 'tsnet_repairs_total', help: 'Differences between the records and the kernel that tsnet repaired (drift watcher, doctor --fix), by object (link, address, route, port-flag, promisc, table, chain, rule, hook, element)', labelNames: ['object'], registers: [this.registry] });
@@ -57,8 +58,8 @@ export class Metrics {
 
   /** The daemon's door to programs, counted: each program start, each command with its latency, each ip batch line. */
   runner(): Runner {
-    const countIpSession = () => this.programStarts.inc({ program: 'ip' });
-    return this.measure(new IpSessionRunner(this.countStarts(new ExecaRunner()), countIpSession));
+    const countSession = (program: string) => () => this.programStarts.inc({ program });
+    return this.measure(new IpSessionRunner(new NftSessionRunner(this.countStarts(new ExecaRunner()), countSession('nft')), countSession('ip')));
   }
 
   /** Wraps the runner that starts programs: counts each start. */

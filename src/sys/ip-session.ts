@@ -1,4 +1,4 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { BatchChild, ProcessGone } from './batch-child.js';
 import { CommandError, type RunOptions, type RunResult, type Runner } from './runner.js';
 
 /**
@@ -8,87 +8,37 @@ import { CommandError, type RunOptions, type RunResult, type Runner } from './ru
  */
 const SENTINEL = 'tsnet-end-of-line';
 
-/** Far above any netlink write; only a wedged process gets near it. */
-const LINE_TIMEOUT_MS = 30_000;
-
-/** The child's pipes are sockets, which can stop (or resume) holding the event loop open. */
-const socket = (stream: unknown) => stream as { ref(): void; unref(): void };
-
-/** The ip process went away before answering a line; whether that line ran is unknown. */
-class ProcessGone extends Error {}
-
 /**
  * One `ip -force -batch -` process. Lines go one at a time, each followed by
  * the sentinel, so each line's own error (if any) can be told apart.
  */
 class IpProcess {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private stderr = '';
+  private readonly child: BatchChild;
   private lineNumber = 0;
-  private waiter: { marker: string; resolve: () => void; reject: (error: Error) => void } | undefined;
-  private gone: Error | undefined;
 
   constructor(prefix: readonly string[]) {
-    this.child = spawn('ip', [...prefix, '-force', '-batch', '-'], { env: { ...process.env, LC_ALL: 'C' } });
-    // Idle, it never keeps the daemon alive; a line in flight does (see runLine).
-    this.child.unref();
-    for (const stream of [this.child.stdin, this.child.stdout, this.child.stderr]) socket(stream).unref();
-    this.child.stdout.resume(); // write commands print nothing; drain whatever comes
-    this.child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stderr += chunk;
-      if (this.waiter && this.stderr.includes(this.waiter.marker)) this.waiter.resolve();
-    });
-    this.child.on('exit', (code, signal) => this.fail(new ProcessGone(`ip -batch session exited (${code ?? signal})`)));
-    this.child.on('error', (error) => this.fail(new ProcessGone(`ip -batch session failed: ${error.message}`)));
-    // A write to a process that just died: EPIPE arrives here instead of crashing the daemon.
-    this.child.stdin.on('error', (error) => this.fail(new ProcessGone(`ip -batch session stdin: ${error.message}`)));
+    this.child = new BatchChild('ip -batch session', 'ip', [...prefix, '-force', '-batch', '-']);
   }
 
   get alive(): boolean {
-    return this.gone === undefined;
-  }
-
-  private fail(error: Error): void {
-    this.gone ??= error;
-    this.waiter?.reject(this.gone);
+    return this.child.alive;
   }
 
   kill(): void {
-    this.child.kill('SIGKILL');
+    this.child.kill();
   }
 
   /** undefined when the line succeeded, else what ip printed about it. */
   async runLine(line: string): Promise<string | undefined> {
-    if (this.gone) throw this.gone;
     const own = ++this.lineNumber;
     const sentinel = ++this.lineNumber;
     const marker = `Command failed -:${sentinel}\n`;
-    const done = new Promise<void>((resolve, reject) => {
-      this.waiter = { marker, resolve, reject };
-    });
-    // Awaiting only this pipe, node would otherwise exit mid-request (e.g. during start-up restore).
-    socket(this.child.stderr).ref();
-    this.child.stdin.write(`${line}\n${SENTINEL}\n`);
-    // A hung ip must not hang dockerd: kill it and fail this request (no retry: it could hang again).
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      this.kill();
-    }, LINE_TIMEOUT_MS);
-    try {
-      if (!this.stderr.includes(marker)) await done;
-    } catch (error) {
-      if (timedOut) throw new Error(`ip -batch session: no answer to "${line}" in ${LINE_TIMEOUT_MS / 1000} s`);
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      this.waiter = undefined;
-      socket(this.child.stderr).unref();
-    }
-    const output = this.stderr.slice(0, this.stderr.indexOf(marker));
-    this.stderr = this.stderr.slice(this.stderr.indexOf(marker) + marker.length);
+    const said = await this.child.exchange(`${line}\n${SENTINEL}\n`, (stderr) => {
+      const at = stderr.indexOf(marker);
+      return at < 0 ? -1 : at + marker.length;
+    }, line);
     const ownMarker = `Command failed -:${own}\n`;
-    return output.includes(ownMarker) ? output.slice(0, output.indexOf(ownMarker)) : undefined;
+    return said.includes(ownMarker) ? said.slice(0, said.indexOf(ownMarker)) : undefined;
   }
 }
 
