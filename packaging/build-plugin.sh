@@ -52,6 +52,8 @@ find "$app/node_modules" -type d -empty -delete
 # Programs, at the paths tsnet finds them on PATH.
 install -m 0755 "$(command -v node)" "$root/usr/bin/node"
 install -m 0755 "$(command -v busybox)" "$root/usr/bin/busybox"
+# The kernel monitors of the drift watcher run under `sh` (which ends them when the daemon goes).
+ln -s busybox "$root/usr/bin/sh"
 # util-linux's setpriv (busybox's cannot change the bounding set): the entrypoint drops capabilities with it.
 install -m 0755 "$(command -v setpriv)" "$root/usr/bin/setpriv"
 install -m 0755 "$(command -v ip)" "$root/usr/bin/ip"

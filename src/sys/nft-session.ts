@@ -34,7 +34,22 @@ class NftProcess {
   constructor(via: readonly string[]) {
     const [file = 'nft', ...args] = [...via, 'nft', '-i'];
     this.child = new BatchChild('nft -i session', file, args);
+    this.started = this.child.exchange(`${SENTINEL}\n`, reportEnd, 'start-up');
+    this.started.then(
+      () => (this.startedFine = true),
+      () => undefined, // a process that dies at once fails its first transaction instead
+    );
   }
+
+  /** It answered its start-up sentinel: it reads commands (a later death is not the build's). */
+  startedFine = false;
+
+  /**
+   * What nft's line editor prints as it starts goes first, with a sentinel of
+   * its own: without a terminfo database (the managed plugin's rootfs) it
+   * says "Cannot read termcap database", which is no transaction's error.
+   */
+  private readonly started: Promise<string>;
 
   get alive(): boolean {
     return this.child.alive;
@@ -46,6 +61,7 @@ class NftProcess {
 
   /** undefined when the transaction went in, else what nft printed about it. */
   async transact(commands: readonly string[]): Promise<string | undefined> {
+    await this.started;
     const line = commands.join('; ');
     const said = await this.child.exchange(`${line}\n${SENTINEL}\n`, reportEnd, line.length > 200 ? `${line.slice(0, 200)}…` : line);
     const own = ownOutput(said);
@@ -64,6 +80,8 @@ class NftProcess {
 export class NftSessionRunner implements Runner {
   private process: NftProcess | undefined;
   private tail: Promise<unknown> = Promise.resolve();
+  /** `nft -i` cannot serve here (see transact). */
+  private unsupported = false;
 
   /**
    * `onSessionStart`: told of each nft process started (metrics count
@@ -84,15 +102,28 @@ export class NftSessionRunner implements Runner {
     return result;
   }
 
-  /** A process that died under a transaction is replaced, and the transaction sent again: it either ran whole or not at all. */
+  /**
+   * A process that died under a transaction is replaced, and the transaction
+   * sent again: it either ran whole or not at all. One that dies again at
+   * once (an nft built without its interactive CLI) is given up for good:
+   * transactions go to `nft -f -` processes as before.
+   */
   private async transact(commands: readonly string[]): Promise<RunResult> {
+    if (this.unsupported) return this.inner.run('nft', ['-f', '-'], { input: `${commands.join('\n')}\n` });
     let said: string | undefined;
     try {
       said = await this.current().transact(commands);
     } catch (error) {
       if (!(error instanceof ProcessGone)) throw error;
       this.process = undefined;
-      said = await this.current().transact(commands);
+      const session = this.current();
+      try {
+        said = await session.transact(commands);
+      } catch (again) {
+        if (!(again instanceof ProcessGone) || session.startedFine) throw again;
+        this.unsupported = true;
+        return this.transact(commands);
+      }
     }
     if (said !== undefined) throw new CommandError('nft -f -', 1, said);
     return { stdout: '', stderr: '' };

@@ -108,6 +108,14 @@ describe('managed plugin: docker plugin create, set, enable, disable, rm', () =>
     expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
   });
 
+  it('repairs its bridge when someone else deletes it: the drift watcher runs in the plugin too', async () => {
+    const id = (await host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'pnet'])).stdout.trim();
+    const bridge = `tsbr-${id.slice(0, 10)}`;
+    await host.execInHost(['ip', 'link', 'del', bridge]);
+    await waitUntil(async () => (await host.execInHost(['ip', '-o', 'address', 'show', 'dev', bridge])).stdout.includes('inet 10.161.0.1/24'), { timeoutMs: 10_000, what: `${bridge} back with its gateway`, diagnostics: () => host.dockerd.logTail() });
+    expect(await answers('http://127.0.0.1:8080/')).toBe('hello-from-web');
+  });
+
   it('runs its daemon with net_admin, net_raw and net_bind_service only: no CAP_SYS_ADMIN', () => {
     // CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13); CAP_SYS_ADMIN is 21.
     expect(procStatus(pluginDaemonPid())).toMatchObject({

@@ -1,11 +1,12 @@
 // The long-lived `nft -i` session against a real netns: a transaction goes
 // in whole or not at all with nft's own message, a long one (a restore's)
 // fits on its line, the session follows changes someone else made, and a
-// session that dies is replaced without losing the transaction.
+// session that dies is replaced without losing the transaction; an nft
+// that cannot run a session gets its transactions as `nft -f -` again.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NftSessionRunner } from '../../src/sys/nft-session.js';
-import { CommandError, ExecaRunner } from '../../src/sys/index.js';
+import { CommandError, ExecaRunner, RecordingRunner } from '../../src/sys/index.js';
 import { createNetns, deleteNetns, execInNetnsOk, netnsPath, newRunId, run } from '../harness/index.js';
 
 const ns = `${newRunId()}f`;
@@ -72,5 +73,18 @@ describe('NftSessionRunner', () => {
     await nft('add element inet tst names { "e1" }');
     expect(await elements('names')).toEqual(['d1', 'e1']);
     expect(starts).toBe(2);
+  });
+});
+
+describe('NftSessionRunner where nft has no interactive CLI', () => {
+  it('falls back to one `nft -f -` per transaction once a session dies at its start twice', async () => {
+    let tries = 0;
+    const plain = new RecordingRunner();
+    // `false nft -i`: a process that exits before it reads a line, as an nft built without its CLI.
+    const fallback = new NftSessionRunner(plain, () => tries++, ['false']);
+    await fallback.run('nft', ['-f', '-'], { input: 'add table inet t\nadd set inet t s { type ifname; }\n' });
+    await fallback.run('nft', ['-f', '-'], { input: 'add element inet t s { "a" }\n' });
+    expect(plain.lines()).toEqual(['nft -f -\nadd table inet t\nadd set inet t s { type ifname; }', 'nft -f -\nadd element inet t s { "a" }']);
+    expect(tries).toBe(2);
   });
 });
