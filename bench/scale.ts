@@ -1,6 +1,7 @@
 /**
  * Costs at scale, on the plugin socket directly (no dockerd), with tsnet in a
  * private netns of its own, once per firewall backend:
+ *   - CreateNetwork 50 times in a row with nothing else running (median);
  *   - CreateNetwork of 500 networks: the last 50 against the first 50;
  *   - 200 attaches publishing 10 ports each on one network: the last 20
  *     against the first 20 (attach = CreateEndpoint + Join + ProgramExternalConnectivity);
@@ -39,6 +40,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const ATTACHES_PER_ROUND = 40;
 const GROUP = NETWORKS / 10;
 const ENDPOINT_GROUP = ENDPOINTS / 10;
+/** Creates timed in a row with nothing else running. */
+const SOLO_CREATES = 50;
 /** How long the daemon is left alone before its idle RSS is read. */
 const SETTLE_MS = 20_000;
 
@@ -102,6 +105,7 @@ interface Paired {
 
 interface Result {
   firewall: string;
+  solo: number[];
   creates: Paired;
   attaches: Paired;
   plainIdle: number[];
@@ -156,6 +160,11 @@ async function runOne(firewall: string): Promise<Result> {
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     const rssIdle = rssMiB(tsnet.pid);
 
+    // Creates in a row on a host doing nothing else: what `docker network create` costs in the plugin.
+    const solo: number[] = [];
+    for (let n = 0; n < SOLO_CREATES; n++) solo.push(await timed(() => empty.createNetwork(id('f', n), subnetOf(n))));
+    for (let n = 0; n < SOLO_CREATES; n++) await empty.deleteNetwork(id('f', n));
+
     const creates: Paired = { loaded: [], empty: [] };
     for (let n = 0; n < NETWORKS; n++) {
       creates.loaded.push(await timed(() => plugin.createNetwork(id('a', n), subnetOf(n))));
@@ -206,6 +215,7 @@ async function runOne(firewall: string): Promise<Result> {
     const bridgesGoneMs = performance.now() - started;
     return {
       firewall,
+      solo,
       creates,
       attaches,
       plainIdle,
@@ -237,6 +247,7 @@ function report(r: Result): void {
   const a = growth(r.attaches, ENDPOINT_GROUP);
   const rows: string[][] = [
     ['measure', 'first / idle', 'last / busy', 'ratio', 'goal'],
+    [`CreateNetwork alone, ${SOLO_CREATES} in a row (median ms)`, f1(median(r.solo)), '', '', '<= 25'],
     [`CreateNetwork, networks 1-${GROUP} vs ${NETWORKS - GROUP + 1}-${NETWORKS} (mean ms)`, f1(mean(c.first)), f1(mean(c.last)), (mean(c.last) / mean(c.first)).toFixed(2), '<= 1.20'],
     ['  (median ms)', f1(median(c.first)), f1(median(c.last)), (median(c.last) / median(c.first)).toFixed(2), ''],
     ['  (against the empty daemon)', c.relFirst.toFixed(2), c.relLast.toFixed(2), (c.relLast / c.relFirst).toFixed(2), ''],

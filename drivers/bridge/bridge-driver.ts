@@ -201,6 +201,8 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       ['link', 'add', state.hostIf, 'mtu', String(mtu), 'master', bridge, 'up', 'type', 'veth', 'peer', 'name', state.containerIf, 'mtu', String(mtu)],
       ...this.portFlags(network, state, endpoint.portBindings.length > 0 && !network.internal),
     ];
+    // The same endpoint made again right after its delete (dockerd retrying): its old pair goes first.
+    if (this.reaper.has(state.hostIf)) await this.reaper.settled();
     await this.addPair(lines, state.hostIf);
     return state;
   }
@@ -241,8 +243,9 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     this.notForwarded.delete(endpoint.id);
     await this.unpublish(network, endpoint);
     await this.holdOnly(endpoint.id, []);
-    // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still.
-    await this.ip.deleteLinks([endpoint.state.hostIf]);
+    // Deleting one end of a veth pair deletes both; the other end may be in a sandbox still. The kernel
+    // takes ~20 ms for it, which `docker run --rm` would wait for: it goes in the background (see LinkReaper).
+    this.reaper.retire([endpoint.state.hostIf]);
   }
 
   join(network: BridgeNetwork, endpoint: BridgeEndpoint): JoinInfo {

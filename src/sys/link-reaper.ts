@@ -7,17 +7,19 @@ const BATCH = 8;
 const MONITOR_LAG_MS = 2_000;
 
 /**
- * Deletes links of deleted networks in the background, several at once.
- * Deleting a bridge costs the kernel ~40 ms here (RCU grace periods, part
- * of it under the rtnl lock, which every link write on the host needs), so
- * a network delete that waited for it, or even for a `link set down` that
- * queues behind the previous delete's lock, took ~45 ms; in a group of 8
- * the kernel takes ~19 ms a bridge. A retired link has no tsnet rules any
- * more and no endpoint left (dockerd deletes those first); it keeps its
- * address until it goes, so a network created meanwhile waits for
- * settled() first (see NetworkService). Its name derives from the deleted
- * network's ID and is never used again. A crash before the deletion leaves
- * links no record owns, which start-up removes.
+ * Deletes the links of deleted networks and endpoints in the background,
+ * several at once. Deleting a bridge costs the kernel ~40 ms here, a veth
+ * pair ~20 ms (RCU grace periods, part of it under the rtnl lock, which
+ * every link write on the host needs), so a delete that waited for it, or
+ * even for a `link set down` queued behind the previous delete's lock, took
+ * that long; in a group of 8 the kernel takes ~19 ms a bridge. A retired
+ * link has no tsnet rules any more and carries no container (a bridge has
+ * no endpoint left, dockerd deletes those first; a veth's container end went
+ * with its sandbox). A bridge keeps its address until it goes, so a network
+ * created meanwhile waits for settled() first (see NetworkService). Names
+ * derive from the deleted object's ID; one made again at once waits too. A
+ * crash before the deletion leaves links no record owns, which start-up
+ * removes.
  */
 export class LinkReaper {
   private readonly waiting: string[] = [];

@@ -56,6 +56,8 @@ describe('bridge networks on a real kernel', () => {
     expect((await links()).find((l) => l.ifname === `tsc${ep.slice(0, 12)}`)).toMatchObject({ mtu: 1400 });
 
     await tsnet.post('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });
+    // The pair goes in the background (see LinkReaper), before any network is made next.
+    await tsnet.plugin.linkReaper.settled();
     expect((await links()).map((l) => l.ifname).filter((n) => n.endsWith(ep.slice(0, 12)))).toEqual([]);
     await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: net });
     await tsnet.plugin.linkReaper.settled();
