@@ -70,6 +70,8 @@ describe('stale endpoints', () => {
     const ids = () => tsnet.plugin.networks.listEndpoints().map((e) => e.id);
     await waitUntil(() => !ids().includes(gone.endpoint), { timeoutMs: 5_000, what: 'the gone endpoint to be dropped' });
     expect(ids()).toContain(live.endpoint);
+    // Its veth pair goes in the background (see LinkReaper).
+    await tsnet.plugin.linkReaper.settled();
     const links = (await ipIn(netns, ['-o', 'link', 'show'])).stdout;
     expect(links).not.toContain(gone.containerIf);
     expect(links).toContain(`tsv${live.endpoint.slice(0, 12)}`);
