@@ -22,9 +22,12 @@ const MONITOR_LAG_MS = 2_000;
  * removes.
  */
 export class LinkReaper {
-  private readonly waiting: string[] = [];
+  /** Links to delete, in order, each with what tells its waiters that it is gone. */
+  private readonly waiting: Array<{ name: string; gone: () => void }> = [];
+  /** Deletions not done yet: what settled() waits for. */
+  private readonly pending = new Set<Promise<void>>();
   private readonly retired = new Set<string>();
-  private draining: Promise<void> | undefined;
+  private draining = false;
 
   constructor(
     private readonly ip: Ip,
@@ -33,9 +36,15 @@ export class LinkReaper {
 
   /** Deletes the links soon; touches nothing now. */
   retire(names: readonly string[]): void {
-    for (const name of names) this.retired.add(name);
-    this.waiting.push(...names);
-    this.draining ??= this.drain();
+    for (const name of names) {
+      this.retired.add(name);
+      let gone!: () => void;
+      const deleted = new Promise<void>((resolve) => (gone = resolve));
+      this.pending.add(deleted);
+      void deleted.then(() => this.pending.delete(deleted));
+      this.waiting.push({ name, gone });
+    }
+    if (!this.draining) void this.drain();
   }
 
   /** Whether the link is retired and on its way out (not tsnet's to keep any more). */
@@ -43,22 +52,29 @@ export class LinkReaper {
     return this.retired.has(name);
   }
 
-  /** Once every link retired so far is deleted (a network create, the daemon's stop, tests). */
+  /**
+   * Once every link retired so far is deleted (a network create, the
+   * daemon's stop, tests); not those retired meanwhile: containers that keep
+   * exiting would otherwise hold a network create back for good.
+   */
   async settled(): Promise<void> {
-    while (this.draining) await this.draining;
+    await Promise.all([...this.pending]);
   }
 
   /** Batches follow each other: what is retired while one runs goes in the next. */
   private async drain(): Promise<void> {
+    this.draining = true;
     try {
       while (this.waiting.length > 0) {
         const batch = this.waiting.splice(0, BATCH);
-        await this.ip.deleteLinks(batch).catch((error: unknown) => this.log.warn({ err: error, links: batch }, 'could not delete retired links; they are removed at the next start'));
+        const names = batch.map((link) => link.name);
+        await this.ip.deleteLinks(names).catch((error: unknown) => this.log.warn({ err: error, links: names }, 'could not delete retired links; they are removed at the next start'));
+        batch.forEach((link) => link.gone());
         // The kernel monitor reports a deletion a moment later: until then the name is still not tsnet's to keep.
-        setTimeout(() => batch.forEach((name) => this.retired.delete(name)), MONITOR_LAG_MS).unref();
+        setTimeout(() => names.forEach((name) => this.retired.delete(name)), MONITOR_LAG_MS).unref();
       }
     } finally {
-      this.draining = undefined;
+      this.draining = false;
     }
   }
 }
