@@ -125,9 +125,9 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   /**
    * A bridge tsnet makes is new (prepareNetwork found no link of the name
    * asked; a default name is the network's own), so it is made without
-   * reading the kernel first: one batch on the ip
-   * session, no program start. Only when the name is taken after all (a
-   * bridge a crash left behind, or made meanwhile) is the kernel read.
+   * reading the kernel first: one batch on the ip session, no program
+   * start. Only when the name is taken after all (a bridge a crash left
+   * behind, or made meanwhile) is the kernel read.
    */
   private async makeBridge(network: BridgeNetwork): Promise<void> {
     if (!network.config.createdBridge) return this.ensureBridge(network);
