@@ -4,8 +4,7 @@ import type { DnsCounts } from '../dns/dns-server.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { cidrSize, parseCidr } from '../net/address.js';
 import { type Drift, ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
-import { IpSessionRunner } from '../sys/ip-session.js';
-import { NftSessionRunner } from '../sys/nft-session.js';
+import { sessionRunner } from '../sys/sessions.js';
 
 /** How a plugin request ended: answered, refused for bad input (RequestError), or failed. */
 export type RequestOutcome = 'ok' | 'refused' | 'failed';
@@ -58,8 +57,7 @@ export class Metrics {
 
   /** The daemon's door to programs, counted: each program start, each command with its latency, each ip batch line. */
   runner(): Runner {
-    const countSession = (program: string) => () => this.programStarts.inc({ program });
-    return this.measure(new IpSessionRunner(new NftSessionRunner(this.countStarts(new ExecaRunner()), countSession('nft')), countSession('ip')));
+    return this.measure(sessionRunner(this.countStarts(new ExecaRunner()), (program) => this.programStarts.inc({ program })));
   }
 
   /** Wraps the runner that starts programs: counts each start. */

@@ -118,8 +118,8 @@ export class Ip {
    * shared), holding its lock for the whole batch.
    */
   async deleteLinks(names: readonly string[]): Promise<void> {
-    if (names.length === 1) return this.undo(['link', 'del', 'dev', names[0]!]);
     if (names.length === 0) return;
+    if (names.length === 1) return this.undo(['link', 'del', 'dev', names[0]!]);
     for (const name of names) await this.undo(['link', 'set', 'dev', name, 'group', DELETE_GROUP]);
     // Another deleteLinks may have taken this group's links along already: nothing left is done too.
     await this.undo(['link', 'del', 'group', DELETE_GROUP]);

@@ -30,6 +30,14 @@ function ownOutput(said: string): string {
  */
 class NftProcess {
   private readonly child: BatchChild;
+  /**
+   * What nft's line editor prints as it starts goes first, with a sentinel of
+   * its own: without a terminfo database (the managed plugin's rootfs) it
+   * says "Cannot read termcap database", which is no transaction's error.
+   */
+  private readonly started: Promise<string>;
+  /** It answered its start-up sentinel: it reads commands (a later death is not the build's). */
+  startedFine = false;
 
   constructor(via: readonly string[]) {
     const [file = 'nft', ...args] = [...via, 'nft', '-i'];
@@ -40,16 +48,6 @@ class NftProcess {
       () => undefined, // a process that dies at once fails its first transaction instead
     );
   }
-
-  /** It answered its start-up sentinel: it reads commands (a later death is not the build's). */
-  startedFine = false;
-
-  /**
-   * What nft's line editor prints as it starts goes first, with a sentinel of
-   * its own: without a terminfo database (the managed plugin's rootfs) it
-   * says "Cannot read termcap database", which is no transaction's error.
-   */
-  private readonly started: Promise<string>;
 
   get alive(): boolean {
     return this.child.alive;
