@@ -7,7 +7,8 @@ import { DnsListener, type TcpLimits } from './listener.js';
 import type { NameEntry } from './name-entry.js';
 import { type RateLimitOptions, ResponseRateLimit } from './rate-limit.js';
 import { RecordTable } from './record-table.js';
-import { Responder, type Scope, slipReply } from './responder.js';
+import { Responder, slipReply } from './responder.js';
+import type { Scope } from './scope.js';
 import type { UpstreamSource } from './upstreams.js';
 
 /** One socket pair tsnet should serve, and for whom. */
@@ -102,7 +103,9 @@ export class DnsServer {
   private readonly listeners = new Map<string, OpenListener>();
   private readonly failed = new Map<string, ListenerStatus>();
   private reconciling: Promise<unknown> = Promise.resolve();
-  readonly counts: DnsCounts = { answers: {}, dropped: 0 };
+  /** Answers by transport and RCODE (the header's 4 bits), and queries left unanswered: plain numbers, as counting is on every query's path. */
+  private readonly answered: Record<Transport, number[]> = { udp: new Array<number>(16).fill(0), tcp: new Array<number>(16).fill(0) };
+  private dropped = 0;
 
   constructor(private readonly options: DnsServerOptions) {
     this.table = new RecordTable(options.domain, []);
@@ -202,14 +205,20 @@ export class DnsServer {
 
   /** Counts an answer by its RCODE (the low bits of the header's fourth byte), or a query left unanswered. */
   private count(transport: Transport, answer: Buffer | undefined): Buffer | undefined {
-    if (answer === undefined || answer.length < 4) {
-      this.counts.dropped++;
-      return answer;
-    }
-    const rcode = answer[3]! & 0x0f;
-    const key = `${transport} ${RCODES[rcode] ?? `RCODE${rcode}`}`;
-    this.counts.answers[key] = (this.counts.answers[key] ?? 0) + 1;
+    if (answer === undefined || answer.length < 4) this.dropped++;
+    else this.answered[transport][answer[3]! & 0x0f]!++;
     return answer;
+  }
+
+  /** What the server answered so far, by `<transport> <RCODE>`. */
+  get counts(): DnsCounts {
+    const answers: Record<string, number> = {};
+    for (const [transport, byRcode] of Object.entries(this.answered)) {
+      byRcode.forEach((n, rcode) => {
+        if (n > 0) answers[`${transport} ${RCODES[rcode] ?? `RCODE${rcode}`}`] = n;
+      });
+    }
+    return { answers, dropped: this.dropped };
   }
 
   private async respond(message: Buffer, transport: Transport, scope: Scope): Promise<Buffer | undefined> {

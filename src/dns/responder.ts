@@ -1,23 +1,14 @@
 import * as packet from 'dns-packet';
-import { AnswerCache, questionKey } from './answer-cache.js';
-import { OPCODE_MASK, QR, type QueryShape, queryShape } from './query-shape.js';
+import { AnswerCache } from './answer-cache.js';
+import { OPCODE_MASK, QR, queryShape } from './query-shape.js';
 import { EDNS_UDP_SIZE, type Transport } from './exchange.js';
 import type { ForwardedAnswer, Forwarder } from './forwarder.js';
 import type { Lookup, RecordTable } from './record-table.js';
+import type { Scope } from './scope.js';
 import { encodeQuestion, questionEnd, typeOf } from './wire.js';
 
 /** TTL of every record tsnet owns: containers come and go, caches must follow within seconds. */
 export const RECORD_TTL = 5;
-
-/** What one listener serves one class of askers. */
-export interface Scope {
-  /** Only this network's names and addresses; undefined = every network's (--dns-listen). */
-  readonly networkId?: string;
-  /** Whether names tsnet does not own go upstream (never from an --internal network's listener, nor for a stranger). */
-  readonly forward: boolean;
-  /** The largest UDP answer, whatever buffer the asker's EDNS offers (askers that are not tsnet's get no amplifier). */
-  readonly udpLimit?: number;
-}
 
 /** Response codes tsnet sends; BADVERS is an extended code (RFC 6891): 0 in the header, 1 in OPT. */
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
@@ -36,18 +27,6 @@ function sizeLimit(transport: Transport, scope: Scope, ednsSize: number | undefi
   return ednsSize === undefined ? MIN_UDP_SIZE : Math.min(scope.udpLimit ?? MAX_UDP_SIZE, Math.max(MIN_UDP_SIZE, ednsSize));
 }
 
-/**
- * Everything an answer from tsnet's records depends on, so equal keys mean
- * equal answers but for the ID: the listener's scope (by value: listeners
- * alike share entries), RD, the EDNS version and DO bit, the size limit,
- * and the question whatever its letter case (a hit echoes the asker's).
- */
-function cacheKey(message: Buffer, shape: QueryShape, transport: Transport, scope: Scope): string {
-  const { opt } = shape;
-  const edns = opt ? `${opt.version}${opt.dnssecOk ? 'd' : ''}` : '-';
-  const scoped = `${scope.networkId ?? '*'}${scope.forward ? 'f' : ''}`;
-  return `${scoped}|${shape.recursionDesired ? 'r' : ''}|${edns}|${sizeLimit(transport, scope, opt?.size)}|${questionKey(message, shape.questionEnd)}`;
-}
 /** Zone transfers are not served. */
 const REFUSED_TYPES = new Set(['AXFR', 'IXFR']);
 
@@ -120,7 +99,8 @@ export class Responder {
    */
   cached(message: Buffer, transport: Transport, scope: Scope): Buffer | undefined {
     const shape = queryShape(message);
-    return shape && this.cache.follow(this.table()).get(cacheKey(message, shape, transport, scope), message, shape.questionEnd);
+    if (!shape) return undefined;
+    return this.cache.follow(this.table()).get(message, shape, scope, sizeLimit(transport, scope, shape.opt?.size));
   }
 
   /** The answer cache's size now. */
@@ -179,7 +159,7 @@ export class Responder {
     const answer = full.length <= limit ? full : packet.encode(response({ ...emptyReply(reply.rcode, reply.authoritative), truncated: true }));
     // Only answers from our own records (and of the table cached() checks): forwarded ones age, and refusals of junk would crowd the cache.
     const shape = reply.authoritative ? queryShape(message) : undefined;
-    if (shape) this.cache.follow(table).set(cacheKey(message, shape, transport, scope), answer);
+    if (shape) this.cache.follow(table).set(message, shape, scope, limit, answer);
     return answer;
   }
 
