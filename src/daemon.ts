@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { type DockerNames, NO_DOCKER_NAMES } from './admin/docker-names.js';
+import type { DockerNames } from './admin/docker-names.js';
 import { Inventory } from './admin/inventory.js';
 import { createAdminApp } from './admin/server.js';
 import { adminSocketPath } from './admin/socket-path.js';

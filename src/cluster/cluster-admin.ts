@@ -1,7 +1,7 @@
 import { RequestError } from '../errors.js';
-import type { EtcdClient } from './etcd-client.js';
+import { type Compare, deadlineFromNow, type EtcdClient, MAX_TXN_OPS, type Op } from './etcd-client.js';
 import { AddressHold, ALIVE_PREFIX, AliveRecord, aliveKey, decodeValue, hostKey, HOSTS_PREFIX, HostRecord, NAMES_PREFIX, parseNameKey, PoolDefinition, PoolKeys, POOLS_PREFIX } from './keys.js';
-import { removeUser } from './shared-pool-service.js';
+import { hostCameBack, removeUser } from './pool-definition.js';
 
 export interface HostView {
   id: string;
@@ -92,15 +92,40 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
   };
 }
 
-/** Deletes the holds, each only if it is still exactly what was read. */
-async function deleteHolds(etcd: EtcdClient, holds: readonly HoldView[], deadline: number): Promise<string[]> {
+/** What ls, gc and reclaim may take to read the whole cluster: they are not on dockerd's path, and 50k records take seconds. */
+export const ADMIN_READ_MS = 30_000;
+
+/**
+ * Deletes holds in transactions of up to MAX_TXN_OPS, each batch with its
+ * own deadline (so thousands of holds are not one 4 s budget), each hold
+ * only if it is still exactly what was read. `deadHost`: every batch also
+ * checks, in the same transaction, that this host has no alive key, so a
+ * host that comes back during gc keeps what was not freed yet.
+ */
+async function deleteHolds(etcd: EtcdClient, holds: readonly HoldView[], deadHost: string | undefined, progress: GcProgress): Promise<string[]> {
+  const guard: Compare[] = deadHost === undefined ? [] : [{ key: aliveKey(deadHost), absent: true }];
+  const guardReads: Op[] = guard.map((c) => ({ get: c.key }));
+  const deleteIfUnchanged = async (batch: readonly HoldView[]) => {
+    const result = await etcd.txn([...guard, ...batch.map((h) => ({ key: h.key, value: h.value }))], batch.map((h) => ({ delete: h.key })), guardReads, deadlineFromNow());
+    if (!result.succeeded && result.found.length > 0) throw hostCameBack(deadHost!);
+    return result.succeeded;
+  };
   const freed: string[] = [];
-  for (const h of holds) {
-    const result = await etcd.txn([{ key: h.key, value: h.value }], [{ delete: h.key }], [], deadline);
-    if (result.succeeded) freed.push(...holdNames([h]));
+  const perBatch = MAX_TXN_OPS - guard.length;
+  for (let first = 0; first < holds.length; first += perBatch) {
+    const batch = holds.slice(first, first + perBatch);
+    if (await deleteIfUnchanged(batch)) freed.push(...holdNames(batch));
+    else {
+      // A hold changed since it was read (released meanwhile): the batch again, one hold at a time.
+      for (const hold of batch) if (await deleteIfUnchanged([hold])) freed.push(...holdNames([hold]));
+    }
+    progress(freed.length, holds.length);
   }
   return freed;
 }
+
+/** Called after each batch of a gc: holds freed so far, and holds to free in all. */
+export type GcProgress = (freed: number, total: number) => void;
 
 export interface GcResult {
   host: string;
@@ -112,21 +137,25 @@ export interface GcResult {
 
 /**
  * Frees a dead host's container addresses, takes it off the pools it used
- * and forgets it. A live host is refused: its containers use those addresses.
+ * and forgets it. A live host is refused: its containers use those
+ * addresses; one that comes back during gc keeps what was not freed yet
+ * (every write checks that it is still dead). Its record goes last, so a gc
+ * cut short (etcd down, the daemon stopped) is finished by running it again.
  */
-export async function gcDeadHost(etcd: EtcdClient, host: string, deadline: number): Promise<GcResult> {
-  const alive = await etcd.get(aliveKey(host), deadline);
+export async function gcDeadHost(etcd: EtcdClient, host: string, progress: GcProgress = () => {}): Promise<GcResult> {
+  const alive = await etcd.get(aliveKey(host), deadlineFromNow());
   if (alive) throw new RequestError('host', `host ${host} is alive (its tsnet holds its lease); gc frees only dead hosts' addresses`);
-  const { view, holds } = await readCluster(etcd, '', deadline);
+  const { view, holds } = await readCluster(etcd, '', deadlineFromNow(ADMIN_READ_MS));
   const known = view.hosts.some((h) => h.id === host) || view.pools.some((p) => p.users.includes(host));
   if (!known) throw new RequestError('host', `no host ${host} in ${etcd.url} (tsnet cluster ls lists them)`);
-  const freed = await deleteHolds(etcd, holds.filter((h) => h.hold.host === host && h.hold.kind === 'container'), deadline);
+  const freed = await deleteHolds(etcd, holds.filter((h) => h.hold.host === host && h.hold.kind === 'container'), host, progress);
   const pools: string[] = [];
   for (const pool of view.pools.filter((p) => p.users.includes(host))) {
-    await removeUser(etcd, new PoolKeys(pool.name, pool.family), host, deadline);
+    await removeUser(etcd, new PoolKeys(pool.name, pool.family), host, deadlineFromNow(), true);
     pools.push(pool.name);
   }
-  await etcd.txn([], [{ delete: hostKey(host) }], [], deadline);
+  const forgotten = await etcd.txn([{ key: aliveKey(host), absent: true }], [{ delete: hostKey(host) }], [], deadlineFromNow());
+  if (!forgotten.succeeded) throw hostCameBack(host);
   return { host, freed, pools };
 }
 
@@ -141,7 +170,7 @@ export const orphansOf = (holds: readonly HoldView[], self: string, knows: (valu
 export const holdNames = (holds: readonly HoldView[]): string[] => holds.map((h) => `${h.pool} ${h.address}`);
 
 /** Frees this host's orphans. */
-export async function gcOrphans(etcd: EtcdClient, self: string, knows: (value: string) => boolean, deadline: number): Promise<GcResult> {
-  const { holds } = await readCluster(etcd, self, deadline);
-  return { host: self, freed: await deleteHolds(etcd, orphansOf(holds, self, knows), deadline), pools: [] };
+export async function gcOrphans(etcd: EtcdClient, self: string, knows: (value: string) => boolean, progress: GcProgress = () => {}): Promise<GcResult> {
+  const { holds } = await readCluster(etcd, self, deadlineFromNow(ADMIN_READ_MS));
+  return { host: self, freed: await deleteHolds(etcd, orphansOf(holds, self, knows), undefined, progress), pools: [] };
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { LEASE_TTL_SECONDS } from './membership.js';
 
 /** How tsnet reaches the cluster store and who it is there; absent = a single host on SQLite alone. */
 export interface ClusterConfig {
@@ -98,6 +99,22 @@ export function clusterConfig(flags: ClusterFlags): ClusterConfig | undefined {
         }
       : {}),
     ...(flags.clusterStoreUser !== undefined ? { auth: clusterAuth(flags.clusterStoreUser, flags.clusterStorePasswordFile!) } : {}),
-    ...(flags.reclaimAfter !== undefined ? { reclaimAfterMs: parseDuration('--reclaim-after', flags.reclaimAfter) } : {}),
+    ...(flags.reclaimAfter !== undefined ? { reclaimAfterMs: reclaimAfter(flags.reclaimAfter) } : {}),
   };
+}
+
+/**
+ * The shortest --reclaim-after: six lease lengths. A host is shown dead one
+ * lease length after its last keepalive, which a busy etcd or a short
+ * partition delays by seconds; freeing its addresses that soon would give
+ * a live host's addresses to others.
+ */
+export const RECLAIM_FLOOR_MS = 6 * LEASE_TTL_SECONDS * 1000;
+
+function reclaimAfter(text: string): number {
+  const ms = parseDuration('--reclaim-after', text);
+  if (ms < RECLAIM_FLOOR_MS) {
+    throw new Error(`--reclaim-after "${text}": at least ${RECLAIM_FLOOR_MS / 1000}s (six ${LEASE_TTL_SECONDS} s lease lengths): a host that missed a few keepalives is not dead yet`);
+  }
+  return ms;
 }

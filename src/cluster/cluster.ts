@@ -4,7 +4,7 @@ import type { RecordSource } from '../dns/name-entry.js';
 import type { SharedPools } from '../ipam/shared-pools.js';
 import type { Store } from '../store/store.js';
 import type { ClusterConfig } from './cluster-config.js';
-import { type ClusterView, gcDeadHost, gcOrphans, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
+import { ADMIN_READ_MS, type ClusterView, gcDeadHost, gcOrphans, type GcProgress, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
 import { deadlineFromNow, EtcdClient } from './etcd-client.js';
 import { HostMembership } from './membership.js';
 import { NamePublisher } from './name-publisher.js';
@@ -18,6 +18,8 @@ export interface ClusterReport extends ClusterView {
   racesLost: number;
   /** etcd work this host still has to do (releases while etcd was unreachable). */
   pending: number;
+  /** Of that work, what etcd refused again and again (the rest of the queue goes on without it). */
+  stuck: number;
   /** `pool address` held in etcd by this host but unknown to its own record: `tsnet cluster gc` frees them. */
   orphans: string[];
   /**
@@ -112,19 +114,20 @@ export class Cluster {
 
   /** `endpointAddresses`: the plain addresses of this host's endpoints. */
   async report(endpointAddresses: ReadonlySet<string>): Promise<ClusterReport> {
-    const { view, holds } = await readCluster(this.etcd, this.hostId, deadlineFromNow());
+    const { view, holds } = await readCluster(this.etcd, this.hostId, deadlineFromNow(ADMIN_READ_MS));
     const orphans = holdNames(orphansOf(holds, this.hostId, this.knowsHold));
     const unattached = (this.pools?.localPools() ?? []).flatMap(({ record, holds: mine }) =>
       mine.filter((h) => h.kind === 'container' && !endpointAddresses.has(h.address)).map((h) => `${record.name} ${h.address}`),
     );
-    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, orphans, unattached };
+    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, stuck: this.pools?.stuckCount ?? 0, orphans, unattached };
   }
 
   /** `--host ID`: free a dead host; no host: free this host's orphans. */
   gc(host?: string): Promise<GcResult> {
-    const deadline = deadlineFromNow();
-    if (host === undefined || host === this.hostId) return gcOrphans(this.etcd, this.hostId, this.knowsHold, deadline);
-    return gcDeadHost(this.etcd, host, deadline);
+    const target = host ?? this.hostId;
+    const progress: GcProgress = (freed, total) => this.log.info({ host: target, freed, total }, 'cluster gc: freeing addresses');
+    if (target === this.hostId) return gcOrphans(this.etcd, this.hostId, this.knowsHold, progress);
+    return gcDeadHost(this.etcd, target, progress);
   }
 
   private readonly knowsHold = (value: string): boolean => this.pools?.knowsHold(value) ?? false;
@@ -132,7 +135,7 @@ export class Cluster {
   /** --reclaim-after: frees hosts this daemon has seen dead for that long. */
   private async reclaim(afterMs: number): Promise<void> {
     try {
-      const { view } = await readCluster(this.etcd, this.hostId, deadlineFromNow());
+      const { view } = await readCluster(this.etcd, this.hostId, deadlineFromNow(ADMIN_READ_MS));
       const now = Date.now();
       for (const host of view.hosts) {
         if (host.alive || host.id === this.hostId) {
@@ -142,7 +145,7 @@ export class Cluster {
         const since = this.deadSince.get(host.id) ?? now;
         this.deadSince.set(host.id, since);
         if (now - since < afterMs) continue;
-        const result = await gcDeadHost(this.etcd, host.id, deadlineFromNow());
+        const result = await gcDeadHost(this.etcd, host.id);
         this.deadSince.delete(host.id);
         this.log.warn({ host: host.id, freed: result.freed.length, pools: result.pools }, 'reclaimed the addresses of a dead host (--reclaim-after)');
       }

@@ -12,6 +12,12 @@ export const REQUEST_BUDGET_MS = 4000;
 
 export const deadlineFromNow = (ms = REQUEST_BUDGET_MS): number => Date.now() + ms;
 
+/** Keys per page of a range read: ~300 KB of tsnet's records, far below grpc-js's 4 MiB answer limit. */
+const PAGE_KEYS = 1000;
+
+/** The most operations etcd takes in one transaction branch (its --max-txn-ops default). */
+export const MAX_TXN_OPS = 128;
+
 /**
  * etcd failed a call: a write of it may have been applied (an answer lost on
  * the way, a proposal that timed out), so whoever wrote notes an undo.
@@ -162,7 +168,8 @@ export class EtcdClient {
   /** When a call last found etcd unreachable (ms since the epoch; 0: never). */
   lastUnreachableAt = 0;
 
-  constructor(config: Pick<ClusterConfig, 'endpoints' | 'tls' | 'auth'>) {
+  /** `pageKeys`: keys per range read (tests make pages small). */
+  constructor(config: Pick<ClusterConfig, 'endpoints' | 'tls' | 'auth'>, private readonly pageKeys = PAGE_KEYS) {
     this.url = `etcd://${config.endpoints.join(',')}`;
     this.user = config.auth?.username;
     const scheme = config.tls ? 'https' : 'http';
@@ -218,18 +225,36 @@ export class EtcdClient {
   }
 
   /** Every key under `prefix`; `keysOnly` skips the values (a pool's taken addresses). */
-  list(prefix: string, deadline: number, keysOnly = false): Promise<Entry[]> {
-    return this.call('list', deadline, async (options) => {
-      const response = await this.etcd.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: keysOnly }, options);
-      return response.kvs.map(toEntry);
-    });
+  async list(prefix: string, deadline: number, keysOnly = false): Promise<Entry[]> {
+    return (await this.readPrefix(prefix, deadline, keysOnly)).entries;
   }
 
   /** Every key under `prefix` and the store revision they were read at (a watch from the next revision misses nothing). */
   snapshot(prefix: string, deadline: number): Promise<{ entries: Entry[]; revision: string }> {
+    return this.readPrefix(prefix, deadline, false);
+  }
+
+  /**
+   * Reads a prefix in pages of PAGE_KEYS, every page at the first page's
+   * revision (one consistent picture, however long it is): one answer for
+   * a whole prefix would pass grpc-js's 4 MiB limit at some 20k records.
+   * A revision compacted away mid-read fails the read (the caller retries).
+   */
+  private readPrefix(prefix: string, deadline: number, keysOnly: boolean): Promise<{ entries: Entry[]; revision: string }> {
     return this.call('list', deadline, async (options) => {
-      const response = await this.etcd.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) }, options);
-      return { entries: response.kvs.map(toEntry), revision: response.header.revision };
+      const rangeEnd = prefixEnd(prefix);
+      const entries: Entry[] = [];
+      let from = Buffer.from(prefix);
+      let revision: string | undefined;
+      for (;;) {
+        const page = await this.etcd.kv.range({ key: from, range_end: rangeEnd, keys_only: keysOnly, limit: this.pageKeys, ...(revision ? { revision } : {}) }, options);
+        revision ??= page.header.revision;
+        for (const kv of page.kvs) entries.push(toEntry(kv));
+        const last = page.kvs.at(-1);
+        if (!page.more || !last) return { entries, revision };
+        // The smallest key after the last one read.
+        from = Buffer.concat([last.key, Buffer.from([0])]);
+      }
     });
   }
 

@@ -3,7 +3,7 @@ import type { Lease } from 'etcd3';
 import type { Logger } from 'pino';
 import { RequestError } from '../errors.js';
 import { put, type Store } from '../store/store.js';
-import { deadlineFromNow, type EtcdClient } from './etcd-client.js';
+import { deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
 import { AliveRecord, aliveKey, decodeValue, hostKey, type HostRecord } from './keys.js';
 import type { Membership } from './shared-pool-service.js';
 
@@ -86,21 +86,13 @@ export class HostMembership implements Membership {
       }
     }
     const { id: leaseId, lease } = await this.etcd.grantLease(this.ttlSeconds, deadline);
-    const record: AliveRecord = { id: this.hostId, instance: this.instance, since: new Date().toISOString(), pid: process.pid };
-    const claimed = await this.etcd.txn(
-      [existing ? { key, value: existing.value } : { key, absent: true }],
-      [{ put: key, value: JSON.stringify(record), lease: leaseId }],
-      [],
-      deadline,
-    );
-    if (!claimed.succeeded) {
-      lease.release();
-      throw new RequestError('--host-id', `host ID ${this.hostId} was registered by another daemon at the same moment`);
+    try {
+      await this.claim(existing, leaseId, deadline);
+    } catch (error) {
+      // Granted but never bound to this host: revoked, or it would be kept alive for nothing (one more every retry while etcd is flaky).
+      await lease.revoke({ deadline: Date.now() + 1000 }).catch(() => lease.release());
+      throw error;
     }
-    // Our predecessor's lease (a killed daemon) would keep nothing alive now, only expire later.
-    if (existing && existing.lease !== '0') await this.etcd.revokeLease(existing.lease, deadline).catch(() => undefined);
-    const joined: HostRecord = { id: this.hostId, joined: record.since };
-    await this.etcd.txn([{ key: hostKey(this.hostId), absent: true }], [{ put: hostKey(this.hostId), value: JSON.stringify(joined) }], [], deadline);
     lease.on('lost', () => {
       if (this.lease !== lease) return;
       this.lease = undefined;
@@ -111,6 +103,23 @@ export class HostMembership implements Membership {
     this.currentLeaseId = leaseId;
     this.log.info({ host: this.hostId, store: this.etcd.url, lease: leaseId }, 'registered in the cluster store');
     this.onAlive();
+  }
+
+  /** Binds the alive key to the new lease (taking it over from this host's predecessor, if any) and adds this host to the registry. */
+  private async claim(existing: Entry | undefined, leaseId: string, deadline: number): Promise<void> {
+    const key = aliveKey(this.hostId);
+    const record: AliveRecord = { id: this.hostId, instance: this.instance, since: new Date().toISOString(), pid: process.pid };
+    const claimed = await this.etcd.txn(
+      [existing ? { key, value: existing.value } : { key, absent: true }],
+      [{ put: key, value: JSON.stringify(record), lease: leaseId }],
+      [],
+      deadline,
+    );
+    if (!claimed.succeeded) throw new RequestError('--host-id', `host ID ${this.hostId} was registered by another daemon at the same moment`);
+    // Our predecessor's lease (a killed daemon) would keep nothing alive now, only expire later.
+    if (existing && existing.lease !== '0') await this.etcd.revokeLease(existing.lease, deadline).catch(() => undefined);
+    const joined: HostRecord = { id: this.hostId, joined: record.since };
+    await this.etcd.txn([{ key: hostKey(this.hostId), absent: true }], [{ put: hostKey(this.hostId), value: JSON.stringify(joined) }], [], deadline);
   }
 
   /** Revokes the lease, so other hosts see this one stopped at once. */

@@ -8,11 +8,9 @@ import { KeyedMutex } from '../mutex.js';
 import { type Cidr, type Family, type Ip, cidrSize, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import { ClusterStoreError, ClusterUnreachableError, deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
-import { BackgroundTask, errorText } from './background-task.js';
-import { AddressHold, decodeValue, PoolDefinition, PoolKeys } from './keys.js';
-
-/** Conflicting writes (another host took the address first) a request survives before it gives up. */
-const MAX_ATTEMPTS = 16;
+import { AddressHold, decodeValue, PoolKeys } from './keys.js';
+import { changeDefinition, type DefinitionChange, joinPool, MAX_ATTEMPTS } from './pool-definition.js';
+import { type PendingOp, UndoQueue } from './undo-queue.js';
 
 /**
  * dockerd asks a network's --aux-address values right after its gateway, before
@@ -20,12 +18,6 @@ const MAX_ATTEMPTS = 16;
  * tsnet network on the subnet, is no aux address.
  */
 const AUX_WINDOW_MS = 5000;
-
-/** How soon etcd work that failed (store unreachable) is tried again. */
-const DRAIN_RETRY_MS = 2000;
-
-/** How long a placeholder blocks a timed-out hold that etcd may still apply (see undoHold). */
-const LATE_WRITE_TTL_SECONDS = 60;
 
 /** Time in line worth naming in an error: the store was not alone in taking the request's time. */
 const NOTABLE_WAIT_MS = 100;
@@ -49,15 +41,6 @@ export interface SharedAddressRecord {
   value: string;
 }
 
-/**
- * etcd work that must still happen, kept in SQLite until etcd confirmed it:
- * undo a container hold (released, or written by a request that never got its
- * answer), or take this host off a pool's users.
- */
-export type PendingOp =
-  | { op: 'release'; name: string; family: Family; value: string; address?: string }
-  | { op: 'leave'; name: string; family: Family };
-
 /** Who this host is in the cluster; shared-pool requests need it registered and alive. */
 export interface Membership {
   readonly hostId: string;
@@ -77,8 +60,6 @@ interface LivePool {
 }
 
 const holdKey = (poolId: string, address: string) => `${poolId} ${address}`;
-const pendingKeyOf = (op: PendingOp, keys: PoolKeys) =>
-  op.op === 'leave' ? `leave ${keys.prefix}` : `release ${keys.prefix}${(JSON.parse(op.value) as AddressHold).holder}`;
 
 /**
  * Pools several hosts allocate from, with etcd as the authority. Every
@@ -90,13 +71,8 @@ const pendingKeyOf = (op: PendingOp, keys: PoolKeys) =>
  */
 export class SharedPoolService implements SharedPools {
   private readonly pools = new Map<string, LivePool>();
-  private readonly pending = new Map<string, PendingOp>();
   private readonly mutex = new KeyedMutex();
-  private readonly drain = new BackgroundTask(
-    () => this.drainAll(),
-    (error) => this.log.warn({ err: errorText(error), pending: this.pending.size }, 'cluster store work postponed'),
-    DRAIN_RETRY_MS,
-  );
+  private readonly queue: UndoQueue;
   /** Allocations that lost a race to another host and tried again (never seen by dockerd). */
   racesLost = 0;
 
@@ -106,15 +82,18 @@ export class SharedPoolService implements SharedPools {
     private readonly membership: Membership,
     /** Whether a tsnet network on this subnet exists yet: before it does, chosen addresses are aux addresses. */
     private readonly subnetInUse: (subnet: string) => boolean,
-    private readonly log: Logger,
-  ) {}
+    log: Logger,
+  ) {
+    const usesPool = (keys: PoolKeys) => [...this.pools.values()].some((p) => p.keys.prefix === keys.prefix);
+    this.queue = new UndoQueue(store, etcd, this.mutex, membership.hostId, usesPool, log);
+  }
 
   async load(): Promise<void> {
     for (const record of (await this.store.readAll<SharedPoolRecord>('shared-pools')).values()) this.pools.set(record.id, this.instantiate(record));
     for (const hold of (await this.store.readAll<SharedAddressRecord>('shared-addresses')).values()) {
       this.pools.get(hold.poolId)?.holds.set(hold.address, hold);
     }
-    for (const [key, op] of await this.store.readAll<PendingOp>('cluster-pending')) this.pending.set(key, op);
+    await this.queue.load();
   }
 
   private instantiate(record: SharedPoolRecord): LivePool {
@@ -130,13 +109,19 @@ export class SharedPoolService implements SharedPools {
 
   /** Whether this host knows the hold with this etcd value (held, or queued to be undone). */
   knowsHold(value: string): boolean {
-    for (const op of this.pending.values()) if (op.op === 'release' && op.value === value) return true;
+    if (this.queue.releases(value)) return true;
     for (const pool of this.pools.values()) for (const hold of pool.holds.values()) if (hold.value === value) return true;
     return false;
   }
 
+  /** etcd work queued (releases while etcd was unreachable). */
   get pendingCount(): number {
-    return this.pending.size;
+    return this.queue.size;
+  }
+
+  /** Queued etcd work that etcd refused again and again. */
+  get stuckCount(): number {
+    return this.queue.stuck;
   }
 
   private livePool(poolId: string): LivePool {
@@ -166,11 +151,12 @@ export class SharedPoolService implements SharedPools {
       if (other) throw new RequestError(`Options.${POOL_OPTION}`, `pool ${request.name} already serves a network on this host (${other.record.pool}); a shared pool serves one network per host`);
       await this.membership.ensureAlive(deadline);
       const leave: PendingOp = { op: 'leave', name: request.name, family: keys.family };
-      const leaveKey = pendingKeyOf(leave, keys);
+      const leaveKey = UndoQueue.keyOf(leave);
       // Noted before etcd sees this host as a user: a request that dies half-way is undone.
-      await this.commit([put('cluster-pending', leaveKey, leave)], () => this.pending.set(leaveKey, leave));
+      const noted = this.queue.add(leaveKey, leave);
+      await this.commit([noted.write], noted.apply);
       try {
-        await this.join(keys, subnet, range, deadline);
+        await joinPool(this.etcd, keys, this.membership.hostId, subnet, range, `Options.${POOL_OPTION}`, deadline);
       } catch (error) {
         this.drainSoon();
         throw error;
@@ -185,9 +171,10 @@ export class SharedPoolService implements SharedPools {
         ...(range ? { subPool: range } : {}),
         cursor: (shape.cursor + this.startingPoint(request.subPool ?? request.pool)).toString(),
       };
-      await this.commit([put('shared-pools', id, record), del('cluster-pending', leaveKey)], () => {
+      const joined = this.queue.remove(leaveKey);
+      await this.commit([put('shared-pools', id, record), joined.write], () => {
         this.pools.set(id, this.instantiate(record));
-        this.pending.delete(leaveKey);
+        joined.apply();
       });
       return { poolId: id, pool: subnet, data: {} };
     });
@@ -222,54 +209,27 @@ export class SharedPoolService implements SharedPools {
     return BigInt(`0x${digest.slice(0, 12)}`) % cidrSize(range);
   }
 
-  /** Defines the pool, or checks this request against its definition, and adds this host to its users. */
-  private async join(keys: PoolKeys, subnet: string, range: string | undefined, deadline: number): Promise<void> {
-    const me = this.membership.hostId;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await this.etcd.get(keys.definition, deadline);
-      if (!entry) {
-        const definition: PoolDefinition = { name: keys.name, family: keys.family, subnet, ...(range ? { range } : {}), definedBy: me, users: [me] };
-        const created = await this.etcd.txn([{ key: keys.definition, absent: true }], [{ put: keys.definition, value: JSON.stringify(definition) }], [], deadline);
-        if (created.succeeded) return;
-        continue; // another host defined it first: check against its definition
-      }
-      const definition = decodeValue(PoolDefinition, entry.key, entry.value);
-      if (definition.subnet !== subnet || definition.range !== range) {
-        const shape = (s: string, r?: string) => `${s}${r ? ` with ip-range ${r}` : ' without ip-range'}`;
-        throw new RequestError(
-          `Options.${POOL_OPTION}`,
-          `pool ${keys.name} is ${shape(definition.subnet, definition.range)} (defined by host ${definition.definedBy}); this network asks ${shape(subnet, range)}`,
-        );
-      }
-      if (definition.users.includes(me)) return;
-      const joined = { ...definition, users: [...definition.users, me] };
-      const result = await this.etcd.txn([{ key: keys.definition, modRevision: entry.modRevision }], [{ put: keys.definition, value: JSON.stringify(joined) }], [], deadline);
-      if (result.succeeded) return;
-    }
-    throw this.busy(keys.name);
-  }
-
   releasePool(poolId: string): Promise<void> {
     const live = this.pools.get(poolId);
     if (!live) return Promise.resolve();
     return this.mutex.run(live.keys.prefix, async () => {
       if (!this.pools.has(poolId)) return;
       const leave: PendingOp = { op: 'leave', name: live.record.name, family: live.keys.family };
-      const ops = new Map<string, PendingOp>([[pendingKeyOf(leave, live.keys), leave]]);
+      const ops = [this.queue.add(UndoQueue.keyOf(leave), leave)];
       // Containers are gone before dockerd releases a pool; a hold left by a failed start is undone too.
       for (const hold of live.holds.values()) {
         if (hold.kind !== 'container') continue;
         const release: PendingOp = { op: 'release', name: live.record.name, family: live.keys.family, value: hold.value, address: hold.address };
-        ops.set(pendingKeyOf(release, live.keys), release);
+        ops.push(this.queue.add(UndoQueue.keyOf(release), release));
       }
       const writes = [
         del('shared-pools', poolId),
         ...[...live.holds.keys()].map((address) => del('shared-addresses', holdKey(poolId, address))),
-        ...[...ops].map(([key, op]) => put('cluster-pending', key, op)),
+        ...ops.map((op) => op.write),
       ];
       await this.commit(writes, () => {
         this.pools.delete(poolId);
-        for (const [key, op] of ops) this.pending.set(key, op);
+        for (const op of ops) op.apply();
       });
       this.drainSoon();
     });
@@ -309,36 +269,31 @@ export class SharedPoolService implements SharedPools {
   /** The pool's gateway: set once, by the first network on any host, and the same for all. */
   private async gateway(live: LivePool, chosen: string, deadline: number): Promise<string> {
     const { keys } = live;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await this.etcd.get(keys.definition, deadline);
-      if (!entry) throw this.gone(keys.name);
-      const definition = decodeValue(PoolDefinition, entry.key, entry.value);
+    const gateway = await changeDefinition(this.etcd, keys, deadline, async (definition): Promise<DefinitionChange<string>> => {
+      if (!definition) throw this.gone(keys.name);
       if (definition.gateway) {
         if (chosen !== '' && chosen !== definition.gateway) {
           throw new RequestError('Address', `pool ${keys.name} has gateway ${definition.gateway} on every host; give --gateway ${definition.gateway} or leave it out`);
         }
-        await this.record(live, definition.gateway, 'gateway', '');
-        return definition.gateway;
+        return { result: definition.gateway };
       }
       const ip = chosen !== '' ? checkChosenAddress(live.shape, chosen, `pool ${keys.name}`) : (await this.refreshView(live, deadline)).peekFirstInPool();
       if (!ip) throw this.exhausted(live);
       const address = formatIp(ip);
       const key = keys.address(address);
-      const result = await this.etcd.txn(
-        [{ key: keys.definition, modRevision: entry.modRevision }, { key, absent: true }],
-        [{ put: keys.definition, value: JSON.stringify({ ...definition, gateway: address }) }, { put: key, value: this.newHold('gateway') }],
-        [{ get: key }],
-        deadline,
-      );
-      if (result.succeeded) {
-        await this.record(live, address, 'gateway', '');
-        return address;
-      }
-      const holder = result.found[0];
-      if (holder && chosen !== '') throw new RequestError('Address', `${chosen} is already allocated in pool ${keys.name}: ${this.describe(holder)}`);
-      // The definition changed meanwhile, or the candidate was taken: look again.
-    }
-    throw this.busy(keys.name);
+      return {
+        result: address,
+        ops: [{ put: keys.definition, value: JSON.stringify({ ...definition, gateway: address }) }, { put: key, value: this.newHold('gateway') }],
+        compares: [{ key, absent: true }],
+        reads: [{ get: key }],
+        // Taken: a chosen gateway is refused; otherwise the definition changed meanwhile, or the candidate was taken: look again.
+        lost: ([holder]) => {
+          if (holder && chosen !== '') throw new RequestError('Address', `${chosen} is already allocated in pool ${keys.name}: ${this.describe(holder)}`);
+        },
+      };
+    });
+    await this.record(live, gateway, 'gateway', '');
+    return gateway;
   }
 
   /** An --aux-address: held by the pool for every host; a host asking it again shares it. */
@@ -358,12 +313,13 @@ export class SharedPoolService implements SharedPools {
   private async container(live: LivePool, chosen: string, deadline: number): Promise<string> {
     const value = this.newHold('container');
     const undo: PendingOp = { op: 'release', name: live.record.name, family: live.keys.family, value };
-    const undoKey = pendingKeyOf(undo, live.keys);
-    await this.commit([put('cluster-pending', undoKey, undo)], () => this.pending.set(undoKey, undo));
+    const undoKey = UndoQueue.keyOf(undo);
+    const noted = this.queue.add(undoKey, undo);
+    await this.commit([noted.write], noted.apply);
     // The note names each address before its write: undoing it is one delete, not a read of the whole pool.
     const trying = (ip: Ip) => {
-      const tried: PendingOp = { ...undo, address: formatIp(ip) };
-      return this.commit([put('cluster-pending', undoKey, tried)], () => this.pending.set(undoKey, tried));
+      const tried = this.queue.add(undoKey, { ...undo, address: formatIp(ip) });
+      return this.commit([tried.write], tried.apply);
     };
     let ip: Ip;
     try {
@@ -371,14 +327,18 @@ export class SharedPoolService implements SharedPools {
     } catch (error) {
       // The store failed: the write may have happened, so the note stays and the drain undoes it. Refused: nothing was written.
       if (error instanceof ClusterStoreError) this.drainSoon();
-      else await this.commit([del('cluster-pending', undoKey)], () => this.pending.delete(undoKey));
+      else {
+        const dropped = this.queue.remove(undoKey);
+        await this.commit([dropped.write], dropped.apply);
+      }
       throw error;
     }
     const address = formatIp(ip);
     const cursor = live.view?.cursor.toString() ?? live.record.cursor;
     const record = cursor === live.record.cursor ? live.record : { ...live.record, cursor };
-    await this.record(live, address, 'container', value, [del('cluster-pending', undoKey), put('shared-pools', record.id, record)], () => {
-      this.pending.delete(undoKey);
+    const held = this.queue.remove(undoKey);
+    await this.record(live, address, 'container', value, [held.write, put('shared-pools', record.id, record)], () => {
+      held.apply();
       live.record = record;
     });
     return address;
@@ -460,12 +420,12 @@ export class SharedPoolService implements SharedPools {
       // Gateway and aux addresses belong to the pool: they go when the last host leaves it.
       const release: PendingOp | undefined =
         hold.kind === 'container' ? { op: 'release', name: live.record.name, family: live.keys.family, value: hold.value, address: hold.address } : undefined;
-      const releaseKey = release && pendingKeyOf(release, live.keys);
-      if (release) writes.push(put('cluster-pending', releaseKey!, release));
+      const queued = release && this.queue.add(UndoQueue.keyOf(release), release);
+      if (queued) writes.push(queued.write);
       // dockerd only logs a failed release: the hold is undone in etcd in the background, also when etcd is down now.
       await this.commit(writes, () => {
         live.holds.delete(hold.address);
-        if (release) this.pending.set(releaseKey!, release);
+        queued?.apply();
       });
       if (release) this.drainSoon();
     });
@@ -473,62 +433,18 @@ export class SharedPoolService implements SharedPools {
 
   // ------------------------------------------------------------------ the undo queue
 
-  /** Starts working off the queue (at start-up, after each release, and again while etcd is unreachable). */
+  /** Starts working off the queue (at start-up, after each release, and when etcd answers again). */
   drainSoon(): void {
-    this.drain.request();
+    this.queue.drainSoon();
   }
 
   /** Waits for the queue run in progress (tests, shutdown). */
   settle(): Promise<void> {
-    return this.drain.settle();
-  }
-
-  /** One pass over the queue; throws when etcd refused (the task tries again later). */
-  private async drainAll(): Promise<void> {
-    for (const [key, op] of [...this.pending]) {
-      const keys = new PoolKeys(op.name, op.family);
-      // Under the pool's lock: a request in flight owns its own note until it finishes.
-      await this.mutex.run(keys.prefix, async () => {
-        if (this.pending.get(key) !== op) return;
-        if (op.op === 'leave') await this.leave(keys, deadlineFromNow());
-        else await this.undoHold(keys, op, deadlineFromNow());
-        await this.commit([del('cluster-pending', key)], () => this.pending.delete(key));
-      });
-    }
-  }
-
-  /**
-   * Deletes a container hold if it is still exactly the one this host wrote.
-   * A write that timed out may still be applied after this runs: an etcd
-   * that hung applies what waited in its buffers once it goes on. So where
-   * the hold is not there yet, the same value is put with a lease nobody
-   * keeps alive: the late write (which needs the key absent) fails, and the
-   * placeholder goes by itself after LATE_WRITE_TTL_SECONDS.
-   */
-  private async undoHold(keys: PoolKeys, op: Extract<PendingOp, { op: 'release' }>, deadline: number): Promise<void> {
-    if (!op.address) {
-      // A note of an older tsnet: the hold is found by its value.
-      for (const entry of (await this.etcd.list(keys.addressesPrefix, deadline)).filter((e) => e.value === op.value)) {
-        await this.etcd.txn([{ key: entry.key, value: op.value }], [{ delete: entry.key }], [], deadline);
-      }
-      return;
-    }
-    const key = keys.address(op.address);
-    const deleted = await this.etcd.txn([{ key, value: op.value }], [{ delete: key }], [], deadline);
-    if (deleted.succeeded) return;
-    const lease = await this.etcd.expiringLease(LATE_WRITE_TTL_SECONDS, deadline);
-    await this.etcd.txn([{ key, absent: true }], [{ put: key, value: op.value, lease }], [], deadline);
-  }
-
-  /** Takes this host off the pool's users; the last user deletes the pool with everything under it. */
-  private async leave(keys: PoolKeys, deadline: number): Promise<void> {
-    // The host uses the pool again (a network re-created since): staying is what is wanted now.
-    if ([...this.pools.values()].some((p) => p.keys.prefix === keys.prefix)) return;
-    await removeUser(this.etcd, keys, this.membership.hostId, deadline);
+    return this.queue.settle();
   }
 
   stop(): void {
-    this.drain.stop();
+    this.queue.stop();
   }
 
   // ------------------------------------------------------------------ messages
@@ -552,19 +468,4 @@ export class SharedPoolService implements SharedPools {
   private busy(name: string): RequestError {
     return new RequestError('Address', `pool ${name}: ${MAX_ATTEMPTS} writes in a row lost to other hosts' writes; try again`);
   }
-}
-
-/** Takes `host` off a pool's users (CAS on the definition); the last user deletes the pool's keys. */
-export async function removeUser(etcd: EtcdClient, keys: PoolKeys, host: string, deadline: number): Promise<void> {
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const entry = await etcd.get(keys.definition, deadline);
-    if (!entry) return;
-    const definition = decodeValue(PoolDefinition, entry.key, entry.value);
-    if (!definition.users.includes(host)) return;
-    const users = definition.users.filter((u) => u !== host);
-    const change = users.length === 0 ? { deletePrefix: keys.prefix } : { put: keys.definition, value: JSON.stringify({ ...definition, users }) };
-    const result = await etcd.txn([{ key: keys.definition, modRevision: entry.modRevision }], [change], [], deadline);
-    if (result.succeeded) return;
-  }
-  throw new RequestError('cluster store', `pool ${keys.name}: the definition kept changing; try again`);
 }

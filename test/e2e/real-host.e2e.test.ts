@@ -5,7 +5,6 @@
  * fix (issue "Defects a careful user hits").
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CleanupStack, type CommandResult, createDockerHost, type DockerHost, execInNetns, netnsPath, nodeInNetns, run, TEST_IMAGE, TSNET_CLI, waitUntil } from '../harness/index.js';
 

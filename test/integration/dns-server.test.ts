@@ -9,7 +9,6 @@ import { randomInt } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import * as packet from 'dns-packet';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsServer } from '../../src/dns/dns-server.js';
 import type { NameEntry } from '../../src/dns/name-entry.js';

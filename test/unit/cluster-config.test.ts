@@ -31,6 +31,9 @@ describe('--cluster-store and friends', () => {
   it('checks the flags together', () => {
     expect(clusterConfig({})).toBeUndefined();
     expect(() => clusterConfig({ reclaimAfter: '1h' })).toThrow('--reclaim-after needs --cluster-store');
+    // Three lease lengths: a host whose keepalives a busy etcd delayed would lose its addresses.
+    expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', reclaimAfter: '30s' })).toThrow('--reclaim-after "30s": at least 60s');
+    expect(clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', reclaimAfter: '60s' })).toMatchObject({ reclaimAfterMs: 60_000 });
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'has/slash' })).toThrow('--host-id "has/slash"');
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'x'.repeat(64) })).toThrow('--host-id');
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', clusterCert: '/c' })).toThrow('--cluster-cert and --cluster-key go together');
