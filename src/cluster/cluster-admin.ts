@@ -119,13 +119,13 @@ async function deleteHolds(etcd: EtcdClient, holds: readonly HoldView[], deadHos
       // A hold changed since it was read (released meanwhile): the batch again, one hold at a time.
       for (const hold of batch) if (await deleteIfUnchanged([hold])) freed.push(...holdNames([hold]));
     }
-    progress(freed.length, holds.length);
+    await progress(freed.length, holds.length);
   }
   return freed;
 }
 
-/** Called after each batch of a gc: holds freed so far, and holds to free in all. */
-export type GcProgress = (freed: number, total: number) => void;
+/** Called after each batch of a gc (and waited for): holds freed so far, and holds to free in all. */
+export type GcProgress = (freed: number, total: number) => void | Promise<void>;
 
 export interface GcResult {
   host: string;

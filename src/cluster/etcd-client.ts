@@ -74,6 +74,12 @@ const AUTH_REFUSAL = /etcdserver: (user name is empty|authentication failed, inv
 
 /** How etcd's own errors begin (etcd 3.4 rpctypes): the server answered, it is not unreachable. */
 const ETCD_ANSWER = /^(?:\d+ \w+: )?((?:etcdserver|mvcc|auth|lease): .*)$/s;
+/**
+ * gRPC refusing a message for its size or shape (`8 RESOURCE_EXHAUSTED:
+ * grpc: received message larger than max`, on either side): an answer about
+ * this one call, not a store gone; the next call may well pass.
+ */
+const GRPC_REFUSAL = /^(?:3 INVALID_ARGUMENT|8 RESOURCE_EXHAUSTED): (.*)$/s;
 
 /** The store answered something tsnet did not write (a foreign or damaged key). */
 export class ClusterDataError extends RequestError {
@@ -206,7 +212,7 @@ export class EtcdClient {
   private classify(what: string, message: string): RequestError {
     const refusal = AUTH_REFUSAL.exec(message);
     if (refusal) return new ClusterAuthError(this.url, this.user, refusal[1]!);
-    const answer = ETCD_ANSWER.exec(message);
+    const answer = ETCD_ANSWER.exec(message) ?? GRPC_REFUSAL.exec(message);
     if (answer) return new ClusterAnsweredError(this.url, `${what}: ${answer[1]}`);
     return this.unreachable(/deadline/i.test(message) ? `no answer within ${REQUEST_BUDGET_MS / 1000} s` : `${what}: ${message}`);
   }

@@ -8,12 +8,13 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../../src/cluster/cluster.js';
 import { gcDeadHost } from '../../src/cluster/cluster-admin.js';
-import { deadlineFromNow, EtcdClient } from '../../src/cluster/etcd-client.js';
+import { ClusterUnreachableError, deadlineFromNow, EtcdClient } from '../../src/cluster/etcd-client.js';
 import { HostMembership } from '../../src/cluster/membership.js';
 import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
+import { type PendingOp, UndoQueue } from '../../src/cluster/undo-queue.js';
 import { IpamService, LOCAL_ADDRESS_SPACE } from '../../src/ipam/ipam-service.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import type { Store, Write } from '../../src/store/store.js';
+import { put, type Store, type Write } from '../../src/store/store.js';
 import { readFileSync } from 'node:fs';
 import { clusterConfig } from '../../src/cluster/cluster-config.js';
 import { type EtcdServer, makeTestPki, newRunId, run, runDir, startEtcd, startTcpProxy, waitUntil } from '../harness/index.js';
@@ -347,6 +348,57 @@ describe('shared pools in etcd', () => {
     expect(left.get('10.172.0.1')).toBe('0');
     expect([...left].filter(([address]) => address !== '10.172.0.1').every(([, lease]) => lease !== '0'), JSON.stringify([...left])).toBe(true);
     expect(await runContainer(a, poolId)).toMatch(/^10\.172\.0\./);
+  });
+
+  it('goes on with the releases queued behind one that etcd refuses', async () => {
+    const store = new MemoryStore();
+    // A note etcd cannot take (its hold value is bigger than etcd's 1.5 MiB request limit), queued first.
+    const poisoned: PendingOp = {
+      op: 'release', name: 'poison', family: 4, address: '10.175.0.9',
+      value: JSON.stringify({ kind: 'container', host: 'poison-a', holder: 'x'.repeat(2 * 1024 * 1024), since: new Date().toISOString() }),
+    };
+    await store.commit([put('cluster-pending', UndoQueue.keyOf(poisoned), poisoned)]);
+    const a = await simHost('poison-a', store);
+    const { poolId } = await createNetwork(a, 'poison', '10.175.0.0/24');
+    const ip = await runContainer(a, poolId);
+    await a.ipam.releaseAddress(poolId, ip);
+    await a.pools.settle();
+    expect(await heldInEtcd('poison')).toEqual(['10.175.0.1']);
+    // The refused note stays queued (it is retried with backoff), alone.
+    expect(a.pools.pendingCount).toBe(1);
+    expect([...(await store.readAll('cluster-pending')).keys()]).toEqual([UndoQueue.keyOf(poisoned)]);
+  });
+
+  it('revokes the lease of a registration that failed after etcd granted it', async () => {
+    const leases = async () => {
+      const r = await etcd.etcdctl(['lease', 'list']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      return r.stdout.split('\n').filter((line) => /^[0-9a-f]+$/.test(line.trim())).length;
+    };
+    /** Loses the answer to the registration's first write, as a cut connection would. */
+    class LosesFirstClaim extends EtcdClient {
+      lost = false;
+      override txn(...args: Parameters<EtcdClient['txn']>) {
+        if (!this.lost && args[1].some((op) => 'put' in op && op.put.startsWith('tsnet/v1/alive/'))) {
+          this.lost = true;
+          return Promise.reject(new ClusterUnreachableError(this.url, 'the answer was lost'));
+        }
+        return super.txn(...args);
+      }
+    }
+    const client = new LosesFirstClaim({ endpoints: [etcd.endpoint] });
+    const membership = new HostMembership(client, 'lease-a', new MemoryStore(), log);
+    try {
+      await membership.load();
+      const before = await leases();
+      await expect(membership.ensureAlive(deadlineFromNow())).rejects.toThrow('the answer was lost');
+      expect(await leases()).toBe(before);
+      await membership.ensureAlive(deadlineFromNow());
+      expect(await leases()).toBe(before + 1);
+    } finally {
+      await membership.stop();
+      client.close();
+    }
   });
 
   it('serves 12 concurrent runs through an etcd that takes 450 ms a call: no request spends its budget waiting in line', async () => {
