@@ -89,9 +89,13 @@ export class Cluster {
     const log = this.log.child({ room: 'cluster-names' });
     this.publisher = new NamePublisher(this.etcd, this.membership, local.records, shared, log);
     this.remote = new RemoteNames(this.etcd, this.hostId, shared, log);
-    const publisher = this.publisher;
-    this.unsubscribe = local.records.onChange(() => publisher.publishSoon());
-    return this.remote;
+    const [publisher, remote] = [this.publisher, this.remote];
+    // The records change with the networks too: a network on a new pool brings that pool's names.
+    this.unsubscribe = local.records.onChange(() => {
+      publisher.publishSoon();
+      remote.followPools();
+    });
+    return remote;
   }
 
   /** Each (re)registration: etcd answers again, and keys must be bound to the new lease. */

@@ -5,10 +5,13 @@
  *   alive/<id>                              AliveRecord, bound to the host's lease: gone when the host is
  *   pools/<name>/v4/definition              PoolDefinition: subnet, range, gateway, hosts using it
  *   pools/<name>/v4/addresses/<ip>          AddressHold: who holds the address
- *   names/<host>/<pool>/<endpoint ID>       PublishedName: a container's DNS names, bound to the host's lease
+ *   pool-names/<pool>/<host>/<endpoint ID>  PublishedName: a container's DNS names, bound to the host's lease
  *
  * One pool's keys share a prefix, so the last host leaving deletes the pool
- * (its gateway, aux addresses and any orphan) in one range delete.
+ * (its gateway, aux addresses and any orphan) in one range delete. Names go
+ * pool first, so a host watches the pools it has networks on and no other
+ * (tsnet before 2026-12 wrote names/<host>/<pool>/…: those are not read, and
+ * go with their host's lease).
  */
 import { z } from 'zod';
 import { type Family, parseIp } from '../net/address.js';
@@ -19,20 +22,25 @@ const ROOT = 'tsnet/v1/';
 export const HOSTS_PREFIX = `${ROOT}hosts/`;
 export const ALIVE_PREFIX = `${ROOT}alive/`;
 export const POOLS_PREFIX = `${ROOT}pools/`;
-export const NAMES_PREFIX = `${ROOT}names/`;
+export const NAMES_PREFIX = `${ROOT}pool-names/`;
 
 export const hostKey = (id: string) => `${HOSTS_PREFIX}${id}`;
 export const aliveKey = (id: string) => `${ALIVE_PREFIX}${id}`;
 
-/** Where a host publishes its endpoints' names: one prefix per host, so it lists (and resyncs) its own at once. */
-export const hostNamesPrefix = (host: string) => `${NAMES_PREFIX}${host}/`;
-export const nameKey = (host: string, pool: string, endpointId: string) => `${hostNamesPrefix(host)}${pool}/${endpointId}`;
+/** The names of every host's endpoints on one pool: what a host with a network on the pool watches. */
+export const poolNamesPrefix = (pool: string) => `${NAMES_PREFIX}${pool}/`;
+/** One host's names on one pool: what it lists to publish the difference. */
+export const hostNamesPrefix = (pool: string, host: string) => `${poolNamesPrefix(pool)}${host}/`;
+export const nameKey = (host: string, pool: string, endpointId: string) => `${hostNamesPrefix(pool, host)}${endpointId}`;
 
-/** Host, pool and endpoint of a names/ key; undefined for any other key. */
+/** Host, pool and endpoint of a pool-names/ key; undefined for any other key. */
 export function parseNameKey(key: string): { host: string; pool: string; endpointId: string } | undefined {
-  const match = /^tsnet\/v1\/names\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(key);
-  return match ? { host: match[1]!, pool: match[2]!, endpointId: match[3]! } : undefined;
+  const match = /^tsnet\/v1\/pool-names\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(key);
+  return match ? { pool: match[1]!, host: match[2]!, endpointId: match[3]! } : undefined;
 }
+
+/** The host of a hosts/ key; undefined for any other key. */
+export const hostOfKey = (key: string): string | undefined => (key.startsWith(HOSTS_PREFIX) && !key.includes('/', HOSTS_PREFIX.length) ? key.slice(HOSTS_PREFIX.length) : undefined);
 
 /** Where one shared pool (one name, one family) keeps its keys. */
 export class PoolKeys {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { RecordSource } from '../dns/name-entry.js';
 import { BackgroundTask, errorText } from './background-task.js';
 import { deadlineFromNow, type EtcdClient, type Op } from './etcd-client.js';
-import { hostNamesPrefix, nameKey, type PublishedName } from './keys.js';
+import { hostNamesPrefix, nameKey, parseNameKey, type PublishedName } from './keys.js';
 import type { SharedNetworks } from './shared-networks.js';
 
 /** Who this host is and the lease its keys live on (HostMembership). */
@@ -24,7 +24,7 @@ interface Published {
 
 /**
  * Keeps this host's names in etcd: one key per endpoint of a network on a
- * shared pool, under names/<host>/<pool>/<endpoint>, bound to the host's
+ * shared pool, under pool-names/<pool>/<host>/<endpoint>, bound to the host's
  * lease, so they vanish on their own when the host dies. Each pass writes
  * only the difference between what the local records want and what etcd
  * holds; it runs after the local records change, after each registration
@@ -32,8 +32,10 @@ interface Published {
  * refuses. It never runs inside a plugin request and nothing waits for it.
  */
 export class NamePublisher {
-  /** What etcd holds under this host's prefix, as last read or written; undefined = read it first. */
+  /** What etcd holds of this host's names, as last read or written; undefined = read it first. */
   private published: Map<string, Published> | undefined;
+  /** Pools this host published names on. */
+  private readonly pools = new Set<string>();
   private readonly task = new BackgroundTask(
     () => this.pass(),
     (error) => {
@@ -87,9 +89,9 @@ export class NamePublisher {
     // Not registered: the registration calls leaseChanged().
     if (lease === undefined) return;
     const deadline = deadlineFromNow();
-    const published = this.published ?? new Map((await this.etcd.list(hostNamesPrefix(this.holder.hostId), deadline)).map((e) => [e.key, { value: e.value, lease: e.lease }]));
-    this.published = published;
     const wanted = this.wanted();
+    const published = this.published ?? (await this.readPublished(wanted, deadline));
+    this.published = published;
     const ops: Op[] = [];
     for (const key of published.keys()) if (!wanted.has(key)) ops.push({ delete: key });
     for (const [key, value] of wanted) {
@@ -105,6 +107,20 @@ export class NamePublisher {
       }
     }
     if (ops.length > 0) this.log.debug({ changes: ops.length, names: wanted.size }, 'published this host\'s names');
+  }
+
+  /**
+   * What etcd holds of this host's names: under each pool it publishes on
+   * now or did during this daemon's life (a pool left while etcd refused
+   * still has names to delete).
+   */
+  private async readPublished(wanted: Map<string, string>, deadline: number): Promise<Map<string, Published>> {
+    for (const key of wanted.keys()) this.pools.add(parseNameKey(key)!.pool);
+    const published = new Map<string, Published>();
+    for (const pool of this.pools) {
+      for (const e of await this.etcd.list(hostNamesPrefix(pool, this.holder.hostId), deadline)) published.set(e.key, { value: e.value, lease: e.lease });
+    }
+    return published;
   }
 
   stop(): void {

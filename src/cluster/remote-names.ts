@@ -1,82 +1,101 @@
 import type { Logger } from 'pino';
 import type { NameEntry, RecordSource } from '../dns/name-entry.js';
-import { BackgroundTask, errorText } from './background-task.js';
-import { deadlineFromNow, type EtcdClient, type Entry, type WatchHandle } from './etcd-client.js';
-import { decodeValue, NAMES_PREFIX, parseNameKey, PublishedName } from './keys.js';
+import { type Cidr, cidrContains, parseIp } from '../net/address.js';
+import { errorText } from './background-task.js';
+import type { EtcdClient, Entry } from './etcd-client.js';
+import { decodeValue, hostOfKey, HOSTS_PREFIX, parseNameKey, poolNamesPrefix, PublishedName } from './keys.js';
+import { PrefixMirror } from './prefix-mirror.js';
 import type { SharedNetworks } from './shared-networks.js';
 
-/** How soon a resync that etcd refused is tried again. */
-const RETRY_MS = 2000;
+const REFUSED_KEPT = 1000;
 
 /** Another host's endpoint, as it published it. */
 interface RemoteName extends PublishedName {
   host: string;
-  pool: string;
   endpointId: string;
 }
 
-/** A change seen by the watch: a put carries its entry, a delete none. */
-interface Change {
-  key: string;
-  modRevision: bigint;
-  entry?: Entry;
+/** The address if it lies in one of the pool's subnets (this host's, one per family it has). */
+function inPool(text: string | undefined, subnets: readonly Cidr[]): string | undefined {
+  const ip = text === undefined ? undefined : parseIp(text);
+  return ip && subnets.some((cidr) => cidrContains(cidr, ip)) ? text : undefined;
 }
 
 /**
  * The names other hosts publish in etcd (NamePublisher), mirrored here and
  * served by this host's DNS under its own network on the same shared pool:
  * `web.lan.tsnet` on host A answers container `web` of host B when A's
- * network on B's pool is called `lan` on A. This host's own names are left
- * out (they are served from its own records already).
- *
- * The mirror is one range read (a snapshot at revision R) followed by a
- * watch from R+1. When the watch breaks (etcd down, restarted), the names
- * stay as last known; when it is back, the mirror is read again in full
- * (changes during the gap may be gone from etcd's history), and a watch
- * that etcd cancelled (history compacted) is started again after the read.
+ * network on B's pool is called `lan` on A. One mirror per pool this host has
+ * a network on (names go pool first), and one of the host registry: a name
+ * is served only when its host is registered, and only with its addresses
+ * that lie in the pool's subnets, so a stray or forged key cannot point a
+ * name elsewhere.
+ * This host's own names are left out (served from its own records already).
  */
 export class RemoteNames implements RecordSource {
-  private names = new Map<string, RemoteName>();
-  /** The revision of the last full read: the watch's older changes are in it already. */
-  private readRevision = 0n;
-  /** Changes the watch reports while a full read is in flight, applied on top of its result. */
-  private duringRead: Change[] | undefined;
-  private watch: WatchHandle | undefined;
-  private disconnected = false;
+  private readonly pools = new Map<string, PrefixMirror<RemoteName>>();
+  private readonly hosts: PrefixMirror<true>;
   private readonly listeners = new Set<() => void>();
-  private readonly resync = new BackgroundTask(
-    () => this.readAll(),
-    (error) => this.log.warn({ err: errorText(error) }, 'cannot read other hosts\' names from the cluster store; serving the last known, retrying'),
-    RETRY_MS,
-  );
+  /** Keys refused by validation, each logged once (forgotten all at once past REFUSED_KEPT, so a flood costs bounded memory). */
+  private readonly refused = new Set<string>();
+  private started = false;
 
   constructor(
     private readonly etcd: EtcdClient,
     private readonly hostId: string,
     private readonly shared: SharedNetworks,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.hosts = new PrefixMirror(etcd, HOSTS_PREFIX, 'the host registry', (entry) => (hostOfKey(entry.key) ? true : undefined), () => this.changed(), log);
+  }
 
   /** Reads the names in the background, then follows them. */
   start(): void {
-    this.resync.request();
+    this.started = true;
+    this.hosts.start();
+    this.followPools();
+  }
+
+  /** Mirrors exactly the pools this host has a network on; called again whenever its networks change. */
+  followPools(): void {
+    if (!this.started) return;
+    const wanted = new Set(this.shared.networkByPool().keys());
+    for (const [pool, mirror] of this.pools) {
+      if (wanted.has(pool)) continue;
+      mirror.stop();
+      this.pools.delete(pool);
+      this.changed();
+    }
+    for (const pool of wanted) {
+      if (this.pools.has(pool)) continue;
+      const mirror = new PrefixMirror(this.etcd, poolNamesPrefix(pool), `other hosts' names on pool ${pool}`, (entry) => this.decode(entry), () => this.changed(), this.log);
+      this.pools.set(pool, mirror);
+      mirror.start();
+    }
+  }
+
+  /** The pools whose names are mirrored now. */
+  followedPools(): string[] {
+    return [...this.pools.keys()];
   }
 
   entries(): NameEntry[] {
     const networkOf = this.shared.networkByPool();
+    const subnetsOf = this.shared.subnetsByPool();
     const out: NameEntry[] = [];
-    for (const name of this.names.values()) {
-      const network = networkOf.get(name.pool);
-      // No network on the pool on this host: nobody here to serve the name to.
+    for (const [pool, mirror] of this.pools) {
+      const network = networkOf.get(pool);
       if (!network) continue;
-      out.push({
-        networkId: network.id,
-        networkName: network.name,
-        endpointId: name.endpointId,
-        names: name.names,
-        ...(name.ipv4 ? { ipv4: name.ipv4 } : {}),
-        ...(name.ipv6 ? { ipv6: name.ipv6 } : {}),
-      });
+      const subnets = subnetsOf.get(pool) ?? [];
+      for (const [key, name] of mirror.entries()) {
+        if (!this.hosts.get(`${HOSTS_PREFIX}${name.host}`)) continue;
+        const [ipv4, ipv6] = [inPool(name.ipv4, subnets), inPool(name.ipv6, subnets)];
+        if (ipv4 !== name.ipv4 || ipv6 !== name.ipv6) {
+          this.refuse(key, `an address outside this host's subnets of pool ${pool} (not served)`);
+          if (!ipv4 && !ipv6) continue;
+        }
+        out.push({ networkId: network.id, networkName: network.name, endpointId: name.endpointId, names: name.names, ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}) });
+      }
     }
     return out;
   }
@@ -86,74 +105,38 @@ export class RemoteNames implements RecordSource {
     return () => this.listeners.delete(listener);
   }
 
+  /** Waits for the reads in progress (tests). */
+  async settle(): Promise<void> {
+    await Promise.all([this.hosts.settle(), ...[...this.pools.values()].map((m) => m.settle())]);
+  }
+
   stop(): void {
-    this.resync.stop();
-    this.watch?.cancel();
-    this.watch = undefined;
+    this.started = false;
+    this.hosts.stop();
+    for (const mirror of this.pools.values()) mirror.stop();
+    this.pools.clear();
   }
 
   private changed(): void {
     for (const listener of this.listeners) listener();
   }
 
-  /** One full read; starts the watch from just after it when there is none. */
-  private async readAll(): Promise<void> {
-    this.duringRead = [];
-    try {
-      const { entries, revision } = await this.etcd.snapshot(NAMES_PREFIX, deadlineFromNow());
-      const names = new Map<string, RemoteName>();
-      for (const entry of entries) this.put(names, entry);
-      const read = BigInt(revision);
-      for (const change of this.duringRead) if (change.modRevision > read) this.apply(names, change);
-      this.names = names;
-      this.readRevision = read;
-      this.watch ??= this.etcd.watchPrefix(NAMES_PREFIX, (read + 1n).toString(), {
-        put: (entry) => this.seen({ key: entry.key, modRevision: BigInt(entry.modRevision), entry }),
-        delete: (key, modRevision) => this.seen({ key, modRevision: BigInt(modRevision) }),
-        disconnected: (reason) => {
-          if (!this.disconnected) this.log.warn({ reason }, 'lost the watch on other hosts\' names; serving the last known');
-          this.disconnected = true;
-        },
-        reconnected: () => {
-          this.log.info('the watch on other hosts\' names is back; reading them again');
-          this.disconnected = false;
-          this.resync.request();
-        },
-        cancelled: (reason) => {
-          this.log.warn({ reason }, 'etcd ended the watch on other hosts\' names; reading them again');
-          this.watch?.cancel();
-          this.watch = undefined;
-          this.resync.request();
-        },
-      });
-      this.changed();
-    } finally {
-      this.duringRead = undefined;
-    }
-  }
-
-  private seen(change: Change): void {
-    this.duringRead?.push(change);
-    // Already in the last full read (a watch resumed from an older revision replays it).
-    if (change.modRevision <= this.readRevision) return;
-    this.apply(this.names, change);
-    this.changed();
-  }
-
-  private apply(names: Map<string, RemoteName>, change: Change): void {
-    if (change.entry) this.put(names, change.entry);
-    else names.delete(change.key);
-  }
-
-  /** Adds another host's entry; this host's own, and what tsnet did not write, are skipped. */
-  private put(names: Map<string, RemoteName>, entry: Entry): void {
+  /** Another host's name; this host's own, and what tsnet did not write, are skipped. */
+  private decode(entry: Entry): RemoteName | undefined {
     const where = parseNameKey(entry.key);
-    if (!where || where.host === this.hostId) return;
+    if (!where || where.host === this.hostId) return undefined;
     try {
-      names.set(entry.key, { ...where, ...decodeValue(PublishedName, entry.key, entry.value) });
+      return { host: where.host, endpointId: where.endpointId, ...decodeValue(PublishedName, entry.key, entry.value) };
     } catch (error) {
-      this.log.warn({ err: errorText(error) }, 'skipped a name in the cluster store');
-      names.delete(entry.key);
+      this.refuse(entry.key, errorText(error));
+      return undefined;
     }
+  }
+
+  private refuse(key: string, reason: string): void {
+    if (this.refused.has(key)) return;
+    if (this.refused.size >= REFUSED_KEPT) this.refused.clear();
+    this.refused.add(key);
+    this.log.warn({ key, reason }, 'skipped a name in the cluster store');
   }
 }

@@ -1,5 +1,5 @@
 import type { NetworkRecord } from '../../drivers/model.js';
-import { formatCidr, parseCidr } from '../net/address.js';
+import { type Cidr, formatCidr, parseCidr } from '../net/address.js';
 
 /** A shared pool this host uses: its name and subnet (one network per pool per host). */
 export interface PoolSubnet {
@@ -48,6 +48,16 @@ export class SharedNetworks {
   networkByPool(): Map<string, LocalNetwork> {
     const out = new Map<string, LocalNetwork>();
     for (const [id, pool] of this.poolByNetwork()) out.set(pool, { id, name: this.networkName(id) });
+    return out;
+  }
+
+  /** pool name → its subnets (one per family): where the addresses of its names must lie. */
+  subnetsByPool(): Map<string, Cidr[]> {
+    const out = new Map<string, Cidr[]>();
+    for (const pool of this.pools()) {
+      const cidr = parseCidr(pool.subnet)?.cidr;
+      if (cidr) out.set(pool.name, [...(out.get(pool.name) ?? []), cidr]);
+    }
     return out;
   }
 }

@@ -117,8 +117,8 @@ const servesExactly = (host: SimHost, expected: string[], what: string) =>
     diagnostics: () => `served: ${JSON.stringify(served(host))}`,
   });
 
-/** The names/ keys in etcd, as etcdctl sees them. */
-async function keysInEtcd(prefix = 'tsnet/v1/names/'): Promise<string[]> {
+/** The pool-names/ keys in etcd, as etcdctl sees them. */
+async function keysInEtcd(prefix = 'tsnet/v1/pool-names/'): Promise<string[]> {
   const r = await etcd.etcdctl(['get', '--prefix', '--keys-only', prefix]);
   expect(r.exitCode, r.stderr).toBe(0);
   return r.stdout.split('\n').filter(Boolean).sort();
@@ -126,6 +126,8 @@ async function keysInEtcd(prefix = 'tsnet/v1/names/'): Promise<string[]> {
 
 const LAN = { name: 'lan', subnet: '10.181.0.0/24' };
 const OTHER = { name: 'other', subnet: '10.181.1.0/24' };
+/** Pool lan's IPv6 half (a dual-stack shared network). */
+const LAN6 = { name: 'lan', subnet: 'fd81::/64' };
 
 describe('names shared through the cluster store', () => {
   beforeAll(async () => {
@@ -139,8 +141,8 @@ describe('names shared through the cluster store', () => {
 
   it('serves another host\'s names of a shared network under this host\'s network on the same pool, never its own twice', async () => {
     // Host a: network A1 on pool lan, A2 a local network. Host b: B1 on lan, B2 on pool other (which a does not use).
-    const a = await simHost('xa', { A1: LAN.subnet, A2: '10.181.9.0/24' }, [LAN]);
-    const b = await simHost('xb', { B1: LAN.subnet, B2: OTHER.subnet }, [LAN, OTHER]);
+    const a = await simHost('xa', { A1: LAN.subnet, A2: '10.181.9.0/24' }, [LAN, LAN6]);
+    const b = await simHost('xb', { B1: LAN.subnet, B2: OTHER.subnet }, [LAN, LAN6, OTHER]);
     b.records.set([
       entry('B1', 'e'.repeat(64), ['web', 'www'], '10.181.0.20', 'fd81::20'),
       entry('B1', 'f'.repeat(64), [], '10.181.0.21'),
@@ -150,22 +152,24 @@ describe('names shared through the cluster store', () => {
 
     await servesExactly(a, ['A1 xa-A1: - 10.181.0.21', 'A1 xa-A1: web,www 10.181.0.20 fd81::20'], 'a to serve b\'s names of pool lan');
     await servesExactly(b, ['B1 xb-B1: db 10.181.0.30'], 'b to serve a\'s names of pool lan');
+    // a follows the pools it has a network on, not pool other.
+    expect(a.remote.followedPools()).toEqual(['lan']);
     // Only shared-pool networks are published: A2 (local) is not, B2 (pool other) is but a has no network on it.
     expect(await keysInEtcd()).toEqual([
-      `tsnet/v1/names/xa/lan/${'1'.repeat(64)}`,
-      `tsnet/v1/names/xb/lan/${'e'.repeat(64)}`,
-      `tsnet/v1/names/xb/lan/${'f'.repeat(64)}`,
-      `tsnet/v1/names/xb/other/${'a'.repeat(64)}`,
+      `tsnet/v1/pool-names/lan/xa/${'1'.repeat(64)}`,
+      `tsnet/v1/pool-names/lan/xb/${'e'.repeat(64)}`,
+      `tsnet/v1/pool-names/lan/xb/${'f'.repeat(64)}`,
+      `tsnet/v1/pool-names/other/xb/${'a'.repeat(64)}`,
     ]);
     // Every name is bound to its host's lease.
-    const leases = await etcd.etcdctl(['get', '--prefix', '-w', 'json', 'tsnet/v1/names/xb/']);
+    const leases = await etcd.etcdctl(['get', '--prefix', '-w', 'json', 'tsnet/v1/pool-names/']);
     const kvs = (JSON.parse(leases.stdout) as { kvs: Array<{ lease: number }> }).kvs;
     expect(kvs.map((kv) => kv.lease).every((l) => l > 0)).toBe(true);
 
     // A container named later, one removed: followed within moments.
     b.records.set([entry('B1', 'f'.repeat(64), ['api'], '10.181.0.21')]);
     await servesExactly(a, ['A1 xa-A1: api 10.181.0.21'], 'a to follow b\'s rename and removal');
-    expect(await keysInEtcd('tsnet/v1/names/xb/')).toEqual([`tsnet/v1/names/xb/lan/${'f'.repeat(64)}`]);
+    expect((await keysInEtcd()).filter((key) => key.includes('/xb/'))).toEqual([`tsnet/v1/pool-names/lan/xb/${'f'.repeat(64)}`]);
     await stopHost(a);
     await stopHost(b);
   });
@@ -198,7 +202,7 @@ describe('names shared through the cluster store', () => {
     await servesExactly(a, ['A1 la-A1: again 10.181.0.50'], 'b\'s name to come back under its new lease');
     await b.publisher.settle();
     // Read as text: a lease ID does not fit a JSON number.
-    const json = (await etcd.etcdctl(['get', '-w', 'json', `tsnet/v1/names/lb/lan/${'d'.repeat(64)}`])).stdout;
+    const json = (await etcd.etcdctl(['get', '-w', 'json', `tsnet/v1/pool-names/lan/lb/${'d'.repeat(64)}`])).stdout;
     expect(/"lease":(\d+)/.exec(json)?.[1]).toBe(b.membership.leaseId);
     await stopHost(a);
     await stopHost(b);
@@ -230,7 +234,7 @@ describe('names shared through the cluster store', () => {
     await servesExactly(a, ['A1 pa-A1: before 10.181.0.70'], 'a to serve b\'s name');
     a.wire.cut();
     b.records.set([entry('B1', '7'.repeat(64), ['after'], '10.181.0.71')]);
-    await waitUntil(async () => (await keysInEtcd('tsnet/v1/names/pb/')).includes(`tsnet/v1/names/pb/lan/${'7'.repeat(64)}`), { timeoutMs: 10_000, what: 'b to publish its change' });
+    await waitUntil(async () => (await keysInEtcd('tsnet/v1/pool-names/lan/pb/')).includes(`tsnet/v1/pool-names/lan/pb/${'7'.repeat(64)}`), { timeoutMs: 10_000, what: 'b to publish its change' });
     // The history a's watch would resume from (b's change) is gone: compacted up to a later write.
     const later = await etcd.etcdctl(['put', '-w', 'json', `tsnet/v1/test/${id}`, 'x']);
     const revision = /"revision":(\d+)/.exec(later.stdout)![1]!;
@@ -245,21 +249,26 @@ describe('names shared through the cluster store', () => {
     await stopHost(b);
   });
 
-  it('skips what it cannot read in names/ (not JSON, a bad address, a key of another shape) and serves the rest', async () => {
+  it('skips what it cannot read or trust in pool-names/ (not JSON, a bad address, an address outside the pool, an unregistered host, a key of another shape) and serves the rest', async () => {
     const a = await simHost('ga', { A1: LAN.subnet }, [LAN]);
     try {
-      const put = async (key: string, value: string) => expect((await etcd.etcdctl(['put', `tsnet/v1/names/gx/${key}`, value])).exitCode).toBe(0);
-      await put(`lan/${'9'.repeat(64)}`, 'not json');
-      await put(`lan/${'8'.repeat(64)}`, '{"names":["bad"],"ipv4":"10.181.0.300"}');
-      await put('stray', '{"names":["stray"]}');
-      await put(`lan/${'7'.repeat(64)}`, '{"names":["good"],"ipv4":"10.181.0.90"}');
-      await servesExactly(a, ['A1 ga-A1: good 10.181.0.90'], 'a to serve the readable name only');
+      const put = async (key: string, value: string) => expect((await etcd.etcdctl(['put', `tsnet/v1/${key}`, value])).exitCode).toBe(0);
+      await put('hosts/gx', '{"id":"gx","joined":"2026-12-03T00:00:00.000Z"}');
+      await put(`pool-names/lan/gx/${'9'.repeat(64)}`, 'not json');
+      await put(`pool-names/lan/gx/${'8'.repeat(64)}`, '{"names":["bad"],"ipv4":"10.181.0.300"}');
+      await put(`pool-names/lan/gx/${'6'.repeat(64)}`, '{"names":["elsewhere"],"ipv4":"192.0.2.1"}');
+      await put(`pool-names/lan/ghost/${'5'.repeat(64)}`, '{"names":["ghost"],"ipv4":"10.181.0.91"}');
+      await put('pool-names/lan/stray', '{"names":["stray"]}');
+      await put(`pool-names/lan/gx/${'7'.repeat(64)}`, '{"names":["good"],"ipv4":"10.181.0.90"}');
+      await servesExactly(a, ['A1 ga-A1: good 10.181.0.90'], 'a to serve the readable, trusted name only');
       // A full read skips them the same way.
       const fresh = await simHost('gb', { B1: LAN.subnet }, [LAN]);
-      await servesExactly(fresh, ['B1 gb-B1: good 10.181.0.90'], 'a new host to read the readable name only');
+      await servesExactly(fresh, ['B1 gb-B1: good 10.181.0.90'], 'a new host to read the readable, trusted name only');
       await stopHost(fresh);
     } finally {
-      await etcd.etcdctl(['del', '--prefix', 'tsnet/v1/names/gx/']);
+      await etcd.etcdctl(['del', '--prefix', 'tsnet/v1/pool-names/lan/g']);
+      await etcd.etcdctl(['del', 'tsnet/v1/pool-names/lan/stray']);
+      await etcd.etcdctl(['del', 'tsnet/v1/hosts/gx']);
       await stopHost(a);
     }
   });
@@ -267,12 +276,12 @@ describe('names shared through the cluster store', () => {
   it('reports a watch whose start revision etcd has compacted away', async () => {
     const client = new EtcdClient({ endpoints: [etcd.endpoint] });
     try {
-      const first = await etcd.etcdctl(['put', 'tsnet/v1/names/zz/lan/x', '{"names":[]}', '-w', 'json']);
+      const first = await etcd.etcdctl(['put', 'tsnet/v1/pool-names/lan/zz/x', '{"names":[]}', '-w', 'json']);
       const revision = (JSON.parse(first.stdout) as { header: { revision: number } }).header.revision;
-      await etcd.etcdctl(['put', 'tsnet/v1/names/zz/lan/x', '{"names":["y"]}']);
+      await etcd.etcdctl(['put', 'tsnet/v1/pool-names/lan/zz/x', '{"names":["y"]}']);
       expect((await etcd.etcdctl(['compact', String(revision + 1)])).exitCode).toBe(0);
       const cancelled = new Promise<string>((resolve) => {
-        client.watchPrefix('tsnet/v1/names/', String(revision), {
+        client.watchPrefix('tsnet/v1/pool-names/', String(revision), {
           put: () => undefined,
           delete: () => undefined,
           disconnected: () => undefined,
@@ -284,7 +293,7 @@ describe('names shared through the cluster store', () => {
       expect(typeof (await cancelled)).toBe('string');
     } finally {
       client.close();
-      await etcd.etcdctl(['del', '--prefix', 'tsnet/v1/names/zz/']);
+      await etcd.etcdctl(['del', '--prefix', 'tsnet/v1/pool-names/lan/zz/']);
     }
   });
 });
