@@ -23,6 +23,7 @@ function printReport(r: ClusterReport): void {
   out.push(`races lost to other hosts (retried, never seen by dockerd): ${r.racesLost}; etcd work postponed: ${r.pending}${r.stuck > 0 ? ` (${r.stuck} refused by etcd again and again: see the daemon's log)` : ''}\n`);
   const orphans = r.orphans.length === 0 ? 'none' : `${r.orphans.join(', ')} (tsnet cluster gc frees them)`;
   out.push(`held in etcd for this host but unknown to its own record: ${orphans}\n`);
+  if (r.conflicts.length > 0) out.push(`HELD BY THIS HOST BUT GIVEN TO ANOTHER IN ETCD (two containers may use each; restart this host's): ${r.conflicts.join(', ')}\n`);
   out.push(`held by this host for no endpoint: ${r.unattached.length === 0 ? 'none' : `${r.unattached.join(', ')} (freed when the network is removed)`}\n`);
   process.stdout.write(out.join(''));
 }

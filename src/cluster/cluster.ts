@@ -22,6 +22,8 @@ export interface ClusterReport extends ClusterView {
   stuck: number;
   /** `pool address` held in etcd by this host but unknown to its own record: `tsnet cluster gc` frees them. */
   orphans: string[];
+  /** `pool address (who)` this host holds that etcd gives to another hold (found when it registered again): two containers may use each. */
+  conflicts: string[];
   /**
    * `pool address` this host holds for no endpoint: what a daemon killed after
    * recording an address but before dockerd read it leaves (a container being
@@ -102,6 +104,7 @@ export class Cluster {
   private registered(): void {
     this.pools?.drainSoon();
     this.publisher?.leaseChanged();
+    this.pools?.checkHolds().catch((error: unknown) => this.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot check this host\'s addresses against the cluster store'));
   }
 
   /** Registers in the background and works off postponed etcd work; never waits for etcd. */
@@ -123,7 +126,7 @@ export class Cluster {
     const unattached = (this.pools?.localPools() ?? []).flatMap(({ record, holds: mine }) =>
       mine.filter((h) => h.kind === 'container' && !endpointAddresses.has(h.address)).map((h) => `${record.name} ${h.address}`),
     );
-    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, stuck: this.pools?.stuckCount ?? 0, orphans, unattached };
+    return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, stuck: this.pools?.stuckCount ?? 0, conflicts: this.pools?.conflicts ?? [], orphans, unattached };
   }
 
   /** `--host ID`: free a dead host; no host: free this host's orphans. */

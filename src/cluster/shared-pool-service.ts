@@ -75,6 +75,8 @@ export class SharedPoolService implements SharedPools {
   private readonly queue: UndoQueue;
   /** Allocations that lost a race to another host and tried again (never seen by dockerd). */
   racesLost = 0;
+  /** `pool address (who has it)` of this host's addresses that etcd gives to another hold, as of the last check. */
+  conflicts: string[] = [];
 
   constructor(
     private readonly store: Store,
@@ -82,7 +84,7 @@ export class SharedPoolService implements SharedPools {
     private readonly membership: Membership,
     /** Whether a tsnet network on this subnet exists yet: before it does, chosen addresses are aux addresses. */
     private readonly subnetInUse: (subnet: string) => boolean,
-    log: Logger,
+    private readonly log: Logger,
   ) {
     const usesPool = (keys: PoolKeys) => [...this.pools.values()].some((p) => p.keys.prefix === keys.prefix);
     this.queue = new UndoQueue(store, etcd, this.mutex, membership.hostId, usesPool, log);
@@ -429,6 +431,41 @@ export class SharedPoolService implements SharedPools {
       });
       if (release) this.drainSoon();
     });
+  }
+
+  /**
+   * Checks every container address this host holds against etcd, after
+   * each registration (this host was away: etcd unreachable past its lease,
+   * or stopped). One whose key is gone (a gc or --reclaim-after while it was
+   * away) is claimed back when still free; one another hold has now is an
+   * address two containers may use, reported in `tsnet cluster ls` and logged.
+   */
+  async checkHolds(): Promise<void> {
+    const conflicts: string[] = [];
+    for (const live of this.pools.values()) {
+      await this.mutex.run(live.keys.prefix, async () => {
+        const mine = [...live.holds.values()].filter((h) => h.kind === 'container');
+        if (mine.length === 0) return;
+        const deadline = deadlineFromNow();
+        const inEtcd = new Map((await this.etcd.list(live.keys.addressesPrefix, deadline)).map((e) => [live.keys.addressOf(e.key), e]));
+        for (const hold of mine) {
+          let holder = inEtcd.get(hold.address);
+          if (holder?.value === hold.value) continue;
+          if (!holder) {
+            const key = live.keys.address(hold.address);
+            const back = await this.etcd.txn([{ key, absent: true }], [{ put: key, value: hold.value }], [{ get: key }], deadline);
+            if (back.succeeded) {
+              this.log.warn({ pool: live.record.name, address: hold.address }, 'an address of this host was freed in the cluster store while it was away (gc?); claimed it back');
+              continue;
+            }
+            holder = back.found[0];
+          }
+          conflicts.push(`${live.record.name} ${hold.address} (${holder ? this.describe(holder) : 'taken meanwhile'})`);
+        }
+      });
+    }
+    if (conflicts.length > 0) this.log.error({ conflicts }, 'addresses of this host\'s containers are given to others in the cluster store: two containers may use each; restart those containers');
+    this.conflicts = conflicts;
   }
 
   // ------------------------------------------------------------------ the undo queue

@@ -369,6 +369,23 @@ describe('shared pools in etcd', () => {
     expect([...(await store.readAll('cluster-pending')).keys()]).toEqual([UndoQueue.keyOf(poisoned)]);
   });
 
+  it('claims back, when it registers again, an address freed while it was away, and reports one given to another host', async () => {
+    const [a, b] = [await simHost('back-a'), await simHost('back-b')];
+    const { poolId } = await createNetwork(a, 'back', '10.176.0.0/24');
+    const netB = await createNetwork(b, 'back', '10.176.0.0/24');
+    const [freed, taken] = [await runContainer(a, poolId), await runContainer(a, poolId)];
+    // A gc of a while it was cut off: both holds deleted; b then gets one of them.
+    expect((await etcd.etcdctl(['del', `tsnet/v1/pools/back/v4/addresses/${freed}`])).exitCode).toBe(0);
+    expect((await etcd.etcdctl(['del', `tsnet/v1/pools/back/v4/addresses/${taken}`])).exitCode).toBe(0);
+    await runContainer(b, netB.poolId, taken);
+    await a.pools.checkHolds();
+    expect(await heldInEtcd('back')).toContain(freed);
+    expect(a.pools.conflicts).toEqual([`back ${taken} (held by host back-b)`]);
+    // b's container keeps its address; a's record of freed is in etcd again under a's own hold.
+    const value = (await etcd.etcdctl(['get', '--print-value-only', `tsnet/v1/pools/back/v4/addresses/${freed}`])).stdout.trim();
+    expect(a.pools.knowsHold(value)).toBe(true);
+  });
+
   it('revokes the lease of a registration that failed after etcd granted it', async () => {
     const leases = async () => {
       const r = await etcd.etcdctl(['lease', 'list']);
