@@ -4,6 +4,9 @@
  *  1. Allocation latency (p50, p99) of RequestAddress in process: the IPAM
  *     over SQLite alone, and the IPAM with a shared pool (SQLite + one etcd
  *     transaction), interleaved call by call. etcd runs on 127.0.0.1.
+ *     Then the shared pool on an empty etcd against one holding 50k endpoint
+ *     records of other hosts (20 pools, the allocating one among them),
+ *     interleaved (goal ≤ 1.2×). BENCH_ONLY=allocation stops after this.
  *  2. Attach overhead on one of three simulated hosts (etcd in the switch
  *     netns they are cabled to): Docker API connect + disconnect of a running
  *     container to a macvlan network with a local pool and to one with the
@@ -35,6 +38,7 @@ import {
   startEtcd,
   TEST_IMAGE,
 } from '../test/harness/index.js';
+import { scalePoolName, scaleSubnet, seedCluster } from '../test/harness/cluster-records.js';
 import { dockerApi, median, quantile } from './docker-api.js';
 
 /** This file runs as dist/bench/cluster.js, where the harness's REPO_ROOT would point into dist/. */
@@ -42,6 +46,7 @@ const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const ALLOCATIONS = Number(process.env.BENCH_ALLOCATIONS ?? 2000);
 const ATTACH_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 30);
 const BURSTS = Number(process.env.BENCH_BURSTS ?? 3);
+const SCALE_ENDPOINTS = 50_000;
 const log = pino({ level: 'silent' });
 
 async function timed<T>(work: () => Promise<T>): Promise<number> {
@@ -93,6 +98,53 @@ async function allocationLatency(dir: string): Promise<void> {
     await localStore.close();
     await sharedStore.close();
     await etcd.destroy();
+  }
+}
+
+/** An IPAM with a shared pool on its own store and etcd, as one host's daemon has it. */
+async function sharedIpam(dir: string, name: string, cleanup: CleanupStack) {
+  const etcd = await startEtcd({ name, address: '127.0.0.1', dataDir: join(dir, `etcd-${name}`), logFile: join(dir, `etcd-${name}.log`) });
+  cleanup.defer(`destroy etcd ${name}`, () => etcd.destroy());
+  const client = new EtcdClient({ endpoints: [etcd.endpoint] });
+  cleanup.defer(`close the client of ${name}`, () => client.close());
+  const store = new SqliteStore(join(dir, `store-${name}`));
+  cleanup.defer(`close the store of ${name}`, () => store.close());
+  const membership = new HostMembership(client, 'bench', store, log);
+  await membership.load();
+  cleanup.defer(`leave ${name}`, () => membership.stop());
+  const pools = new SharedPoolService(store, client, membership, () => true, log);
+  await pools.load();
+  cleanup.defer(`stop the pools of ${name}`, () => pools.stop());
+  const ipam = new IpamService(store, { shared: pools });
+  await ipam.load();
+  return { client, pools, ipam };
+}
+
+/** 1b: RequestAddress on a shared pool, empty etcd vs 50k endpoint records present, interleaved. */
+async function allocationAtScale(dir: string): Promise<void> {
+  const cleanup = new CleanupStack();
+  try {
+    const [empty, full] = [await sharedIpam(dir, 'empty', cleanup), await sharedIpam(dir, 'full', cleanup)];
+    const others = ['other1', 'other2', 'other3'];
+    const seeding = performance.now();
+    await seedCluster(full.client, { endpoints: SCALE_ENDPOINTS, pools: 20, hosts: others, hostOf: (n) => others[n % others.length]! });
+    const seeded = (performance.now() - seeding) / 1000;
+    const request = { addressSpace: LOCAL_ADDRESS_SPACE, pool: scaleSubnet(0), subPool: '', options: { 'tsnet.pool': scalePoolName(0) }, v6: false };
+    const pool = { empty: (await empty.ipam.requestPool(request)).poolId, full: (await full.ipam.requestPool(request)).poolId };
+    const samples = { empty: [] as number[], full: [] as number[] };
+    for (let i = 0; i < ALLOCATIONS; i++) {
+      for (const which of i % 2 ? (['full', 'empty'] as const) : (['empty', 'full'] as const)) {
+        const side = which === 'empty' ? empty : full;
+        samples[which].push(await timed(() => side.ipam.requestAddress({ poolId: pool[which], address: '', options: {} })));
+      }
+    }
+    const row = (name: string, values: number[]) => `  ${name.padEnd(34)} p50 ${median(values).toFixed(2)} ms, p99 ${quantile(values, 0.99).toFixed(2)} ms`;
+    console.log(`1b. RequestAddress on a shared pool, ${ALLOCATIONS} calls each, interleaved (${SCALE_ENDPOINTS} records seeded in ${seeded.toFixed(1)} s):`);
+    console.log(row('empty etcd', samples.empty));
+    console.log(row(`etcd with ${SCALE_ENDPOINTS} endpoint records`, samples.full));
+    console.log(`  ratio with/without: p50 ${(median(samples.full) / median(samples.empty)).toFixed(2)}x, p99 ${(quantile(samples.full, 0.99) / quantile(samples.empty, 0.99)).toFixed(2)}x (goal ≤ 1.2x)`);
+  } finally {
+    await cleanup.run();
   }
 }
 
@@ -188,6 +240,8 @@ async function main(): Promise<void> {
   cleanup.defer(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
   try {
     await allocationLatency(dir);
+    await allocationAtScale(dir);
+    if (process.env.BENCH_ONLY === 'allocation') return;
     const hosts = await threeHosts(id, cleanup);
     await attachOverhead(hosts[0]!);
     await throughput(hosts);

@@ -8,16 +8,16 @@
  * (one transaction each within one 4 s budget stopped half-way). The time of
  * each is printed, never asserted.
  */
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkRecord } from '../../drivers/model.js';
 import { gcDeadHost, readCluster } from '../../src/cluster/cluster-admin.js';
-import { deadlineFromNow, EtcdClient, MAX_TXN_OPS, type Op } from '../../src/cluster/etcd-client.js';
-import { type AddressHold, aliveKey, type AliveRecord, hostKey, nameKey, type PoolDefinition, PoolKeys, type PublishedName } from '../../src/cluster/keys.js';
+import { deadlineFromNow, EtcdClient, MAX_TXN_OPS } from '../../src/cluster/etcd-client.js';
+import { aliveKey, type AliveRecord, hostKey, type PoolDefinition, PoolKeys } from '../../src/cluster/keys.js';
 import { RemoteNames } from '../../src/cluster/remote-names.js';
 import { SharedNetworks } from '../../src/cluster/shared-networks.js';
+import { containerHold, putAll, scaleAddress, scalePoolName, scaleSubnet, seedCluster } from '../harness/cluster-records.js';
 import { type EtcdServer, newRunId, run, runDir, startEtcd, waitUntil } from '../harness/index.js';
 
 const ENDPOINTS = 50_000;
@@ -36,10 +36,6 @@ const dir = runDir(id);
 let etcd: EtcdServer;
 let client: EtcdClient;
 
-const poolName = (pool: number) => `scale${pool}`;
-const subnetOf = (pool: number) => `10.${100 + pool}.0.0/16`;
-/** The n-th address of a pool, past its gateway. */
-const addressOf = (pool: number, n: number) => `10.${100 + pool}.${(n + 2) >> 8}.${(n + 2) & 255}`;
 const hostOf = (endpoint: number) => (endpoint < DEAD_HOLDS ? DEAD : LIVE[endpoint % LIVE.length]!);
 
 const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
@@ -49,19 +45,9 @@ const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
   return result;
 };
 
-/** Puts in transactions of etcd's most operations. */
-async function putAll(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void> {
-  for (let first = 0; first < entries.length; first += MAX_TXN_OPS) {
-    const ops: Op[] = entries.slice(first, first + MAX_TXN_OPS).map(([key, value]) => ({ put: key, value: JSON.stringify(value) }));
-    await client.txn([], ops, [], deadlineFromNow());
-  }
-}
-
-const hold = (host: string): AddressHold => ({ kind: 'container', host, holder: randomBytes(8).toString('hex'), since: new Date().toISOString() });
-
 /** `count` address holds of `host` in pool 0, past the other endpoints' addresses. */
 const extraHolds = (host: string, count: number, offset: number) =>
-  Array.from({ length: count }, (_, n) => [new PoolKeys(poolName(0), 4).address(addressOf(0, offset + n)), hold(host)] as const);
+  Array.from({ length: count }, (_, n) => [new PoolKeys(scalePoolName(0), 4).address(scaleAddress(0, offset + n)), containerHold(host)] as const);
 
 /** How many address holds each host has in etcd, as etcdctl reads them. */
 async function holdsByHost(): Promise<Map<string, number>> {
@@ -80,21 +66,10 @@ describe('the cluster store at 50k endpoint records', () => {
   beforeAll(async () => {
     etcd = await startEtcd({ name: id, address: '127.0.0.1', dataDir: join(dir, 'etcd'), logFile: join(dir, 'etcd.log') });
     client = new EtcdClient({ endpoints: [etcd.endpoint] });
-    const hosts = [...LIVE, DEAD, BACK];
-    const definitions = Array.from({ length: POOLS }, (_, pool) => {
-      const definition: PoolDefinition = { name: poolName(pool), family: 4, subnet: subnetOf(pool), gateway: addressOf(pool, -1), definedBy: LIVE[0]!, users: hosts };
-      return [new PoolKeys(poolName(pool), 4).definition, definition] as const;
+    await timed('seeded', async () => {
+      await seedCluster(client, { endpoints: ENDPOINTS, pools: POOLS, hosts: [...LIVE, DEAD, BACK], hostOf });
+      await putAll(client, extraHolds(BACK, BACK_HOLDS, ENDPOINTS));
     });
-    const endpoints = Array.from({ length: ENDPOINTS }, (_, n) => ({ n, pool: n % POOLS, host: hostOf(n), address: addressOf(n % POOLS, Math.floor(n / POOLS)) }));
-    await timed('seeded', () =>
-      putAll([
-        ...hosts.map((host) => [hostKey(host), { id: host, joined: new Date().toISOString() }] as const),
-        ...definitions,
-        ...endpoints.map((e) => [new PoolKeys(poolName(e.pool), 4).address(e.address), hold(e.host)] as const),
-        ...endpoints.map((e) => [nameKey(e.host, poolName(e.pool), `${e.n}`.padStart(64, '0')), { names: [`c${e.n}`], ipv4: e.address } satisfies PublishedName] as const),
-        ...extraHolds(BACK, BACK_HOLDS, ENDPOINTS),
-      ]),
-    );
   }, 300_000);
 
   afterAll(async () => {
@@ -103,8 +78,8 @@ describe('the cluster store at 50k endpoint records', () => {
   });
 
   it('reads the names snapshot whole, and serves every other host\'s name', async () => {
-    const networks = Array.from({ length: POOLS }, (_, pool) => ({ id: `net${pool}`, ipv4: [{ pool: subnetOf(pool), aux: {} }], ipv6Subnets: [] }) as unknown as NetworkRecord);
-    const shared = new SharedNetworks(() => networks, () => networks.map((_, pool) => ({ name: poolName(pool), subnet: subnetOf(pool) })), (networkId) => networkId);
+    const networks = Array.from({ length: POOLS }, (_, pool) => ({ id: `net${pool}`, ipv4: [{ pool: scaleSubnet(pool), aux: {} }], ipv6Subnets: [] }) as unknown as NetworkRecord);
+    const shared = new SharedNetworks(() => networks, () => networks.map((_, pool) => ({ name: scalePoolName(pool), subnet: scaleSubnet(pool) })), (networkId) => networkId);
     const remote = new RemoteNames(client, LIVE[0]!, shared, log);
     const others = Array.from({ length: ENDPOINTS }, (_, n) => hostOf(n)).filter((host) => host !== LIVE[0]).length;
     try {
@@ -147,7 +122,7 @@ describe('the cluster store at 50k endpoint records', () => {
     await expect(gc).rejects.toThrow(`host: host ${BACK} came back (its tsnet registered again) during gc`);
     expect(cameBackAfter).toBe(MAX_TXN_OPS - 1);
     expect((await holdsByHost()).get(BACK)).toBe(BACK_HOLDS - cameBackAfter);
-    const pool = await client.get(new PoolKeys(poolName(0), 4).definition, deadlineFromNow());
+    const pool = await client.get(new PoolKeys(scalePoolName(0), 4).definition, deadlineFromNow());
     expect((JSON.parse(pool!.value) as PoolDefinition).users).toContain(BACK);
     expect(await client.get(hostKey(BACK), deadlineFromNow())).toBeDefined();
   });
