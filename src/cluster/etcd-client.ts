@@ -132,6 +132,15 @@ export interface TxnResult {
   found: Entry[];
 }
 
+/** The key-value calls of the shared pools' logic (EtcdClient; an in-memory fake in unit tests). */
+export interface ClusterKv {
+  get(key: string, deadline: number): Promise<Entry | undefined>;
+  list(prefix: string, deadline: number, keysOnly?: boolean): Promise<Entry[]>;
+  txn(compares: readonly Compare[], success: readonly Op[], failure: readonly Op[], deadline: number): Promise<TxnResult>;
+  /** A lease nobody keeps alive: what is put with it goes by itself after `ttlSeconds`. */
+  expiringLease(ttlSeconds: number, deadline: number): Promise<string>;
+}
+
 /** The end of the key range that holds exactly the keys starting with `prefix`. */
 function prefixEnd(prefix: string): Buffer {
   const end = Buffer.from(prefix);
@@ -167,7 +176,7 @@ const toEntry = (kv: Pick<IKeyValue, 'key' | 'value' | 'mod_revision' | 'lease'>
  * ClusterUnreachableError that names the store. No circuit breaker: a call
  * after etcd came back goes through at once.
  */
-export class EtcdClient {
+export class EtcdClient implements ClusterKv {
   readonly url: string;
   private readonly etcd: Etcd3;
   private readonly user: string | undefined;

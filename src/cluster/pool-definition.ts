@@ -1,5 +1,5 @@
 import { RequestError } from '../errors.js';
-import type { Compare, EtcdClient, Entry, Op } from './etcd-client.js';
+import type { ClusterKv, Compare, Entry, Op } from './etcd-client.js';
 import { aliveKey, decodeValue, PoolDefinition, type PoolKeys } from './keys.js';
 
 /** Conflicting writes (another host changed the definition first) a change survives before it gives up. */
@@ -26,7 +26,7 @@ export type DefinitionChange<T> =
  * meanwhile (its revision, or its absence), and starts over when somebody did.
  */
 export async function changeDefinition<T>(
-  etcd: EtcdClient,
+  etcd: ClusterKv,
   keys: PoolKeys,
   deadline: number,
   change: (definition: PoolDefinition | undefined) => DefinitionChange<T> | Promise<DefinitionChange<T>>,
@@ -44,7 +44,7 @@ export async function changeDefinition<T>(
 }
 
 /** Defines the pool, or checks a request against its definition, and adds `host` to its users. */
-export function joinPool(etcd: EtcdClient, keys: PoolKeys, host: string, subnet: string, range: string | undefined, poolField: string, deadline: number): Promise<void> {
+export function joinPool(etcd: ClusterKv, keys: PoolKeys, host: string, subnet: string, range: string | undefined, poolField: string, deadline: number): Promise<void> {
   return changeDefinition(etcd, keys, deadline, (definition) => {
     if (!definition) {
       const defined: PoolDefinition = { name: keys.name, family: keys.family, subnet, ...(range ? { range } : {}), definedBy: host, users: [host] };
@@ -64,7 +64,7 @@ export function joinPool(etcd: EtcdClient, keys: PoolKeys, host: string, subnet:
  * everything under it. `whileDead`: only while the host has no alive key
  * (gc), checked in the same transaction, so a host that comes back keeps its pools.
  */
-export function removeUser(etcd: EtcdClient, keys: PoolKeys, host: string, deadline: number, whileDead = false): Promise<void> {
+export function removeUser(etcd: ClusterKv, keys: PoolKeys, host: string, deadline: number, whileDead = false): Promise<void> {
   const alive = aliveKey(host);
   return changeDefinition(etcd, keys, deadline, (definition) => {
     if (!definition?.users.includes(host)) return { result: undefined };

@@ -1,15 +1,16 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RequestError } from '../errors.js';
 import { GATEWAY_REQUEST } from '../ipam/ipam-service.js';
-import { checkChosenAddress, PoolAllocator } from '../ipam/pool-allocator.js';
+import { PoolAllocator } from '../ipam/pool-allocator.js';
 import { type PoolGrant, POOL_OPTION, SHARED_POOL_ID_PREFIX, type SharedPoolRequest, type SharedPools } from '../ipam/shared-pools.js';
 import { KeyedMutex } from '../mutex.js';
 import { type Cidr, type Family, type Ip, cidrSize, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
 import { type Store, type Write, del, put } from '../store/store.js';
-import { ClusterStoreError, ClusterUnreachableError, deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
-import { AddressHold, decodeValue, PoolKeys } from './keys.js';
-import { changeDefinition, type DefinitionChange, joinPool, MAX_ATTEMPTS } from './pool-definition.js';
+import { AddressClaims, type ClaimedPool } from './address-claims.js';
+import { ClusterStoreError, ClusterUnreachableError, deadlineFromNow, type EtcdClient } from './etcd-client.js';
+import { type AddressHold, PoolKeys } from './keys.js';
+import { joinPool } from './pool-definition.js';
 import { type PendingOp, UndoQueue } from './undo-queue.js';
 
 /**
@@ -47,14 +48,9 @@ export interface Membership {
   ensureAlive(deadline: number): Promise<void>;
 }
 
-interface LivePool {
+interface LivePool extends ClaimedPool {
   record: SharedPoolRecord;
-  keys: PoolKeys;
-  /** The pool's shape alone (no address taken): checks addresses users choose. */
-  shape: PoolAllocator;
   holds: Map<string, SharedAddressRecord>;
-  /** This host's picture of the addresses taken cluster-wide: refreshed from etcd when it proves stale. */
-  view?: PoolAllocator;
   /** When dockerd last asked this pool's gateway (a network being created). */
   gatewayAskedAt?: number;
 }
@@ -62,10 +58,12 @@ interface LivePool {
 const holdKey = (poolId: string, address: string) => `${poolId} ${address}`;
 
 /**
- * Pools several hosts allocate from, with etcd as the authority. Every
- * address is one etcd transaction that creates its key only if it is absent,
- * so two hosts never hold the same address. A container hold is first noted
- * in SQLite as "to undo", then written to etcd, then recorded as held in the
+ * Pools several hosts allocate from, with etcd as the authority: this
+ * host's side of them (its record in SQLite, the order of its durable notes,
+ * one request per pool at a time). The etcd writes are AddressClaims' (an
+ * address) and pool-definition's (the pool's document); what must still
+ * reach etcd waits in the UndoQueue. A container hold is first noted in
+ * SQLite as "to undo", then written to etcd, then recorded as held in the
  * same SQLite commit that drops the note: a daemon killed between the two
  * undoes the hold when it runs again, so a crash leaves nothing held by no one.
  */
@@ -73,8 +71,7 @@ export class SharedPoolService implements SharedPools {
   private readonly pools = new Map<string, LivePool>();
   private readonly mutex = new KeyedMutex();
   private readonly queue: UndoQueue;
-  /** Allocations that lost a race to another host and tried again (never seen by dockerd). */
-  racesLost = 0;
+  private readonly claims: AddressClaims;
   /** `pool address (who has it)` of this host's addresses that etcd gives to another hold, as of the last check. */
   conflicts: string[] = [];
 
@@ -88,6 +85,12 @@ export class SharedPoolService implements SharedPools {
   ) {
     const usesPool = (keys: PoolKeys) => [...this.pools.values()].some((p) => p.keys.prefix === keys.prefix);
     this.queue = new UndoQueue(store, etcd, this.mutex, membership.hostId, usesPool, log);
+    this.claims = new AddressClaims(etcd, membership.hostId);
+  }
+
+  /** Allocations that lost a race to another host and tried again (never seen by dockerd). */
+  get racesLost(): number {
+    return this.claims.racesLost;
   }
 
   async load(): Promise<void> {
@@ -130,11 +133,6 @@ export class SharedPoolService implements SharedPools {
     const live = this.pools.get(poolId);
     if (!live) throw new RequestError('PoolID', `unknown shared pool "${poolId}"`);
     return live;
-  }
-
-  private newHold(kind: AddressHold['kind']): string {
-    const hold: AddressHold = { kind, host: this.membership.hostId, holder: randomBytes(8).toString('hex'), since: new Date().toISOString() };
-    return JSON.stringify(hold);
   }
 
   private async commit(writes: Write[], apply: () => void): Promise<void> {
@@ -246,12 +244,14 @@ export class SharedPoolService implements SharedPools {
       let ip: string;
       if (options.RequestAddressType === GATEWAY_REQUEST) {
         live.gatewayAskedAt = Date.now();
-        ip = await this.gateway(live, address, deadline);
+        ip = await this.claims.gateway(live, address, deadline);
+        await this.record(live, ip, 'gateway', '');
       } else if (this.subnetInUse(live.record.pool)) {
         ip = await this.container(live, address, deadline);
       } else if (address !== '' && Date.now() - (live.gatewayAskedAt ?? 0) < AUX_WINDOW_MS) {
         // Before the network exists, dockerd asks only for its gateway and its --aux-address values.
-        ip = await this.aux(live, address, deadline);
+        ip = await this.claims.aux(live, address, deadline);
+        await this.record(live, ip, 'aux', '');
       } else {
         // Another network driver's network: tsnet could not tell its aux addresses from its containers'.
         throw new RequestError('PoolID', `shared pool ${live.keys.name} serves -d tsnet networks only, and this host has no tsnet network on ${live.record.pool}`);
@@ -268,52 +268,9 @@ export class SharedPoolService implements SharedPools {
     });
   }
 
-  /** The pool's gateway: set once, by the first network on any host, and the same for all. */
-  private async gateway(live: LivePool, chosen: string, deadline: number): Promise<string> {
-    const { keys } = live;
-    const gateway = await changeDefinition(this.etcd, keys, deadline, async (definition): Promise<DefinitionChange<string>> => {
-      if (!definition) throw this.gone(keys.name);
-      if (definition.gateway) {
-        if (chosen !== '' && chosen !== definition.gateway) {
-          throw new RequestError('Address', `pool ${keys.name} has gateway ${definition.gateway} on every host; give --gateway ${definition.gateway} or leave it out`);
-        }
-        return { result: definition.gateway };
-      }
-      const ip = chosen !== '' ? checkChosenAddress(live.shape, chosen, `pool ${keys.name}`) : (await this.refreshView(live, deadline)).peekFirstInPool();
-      if (!ip) throw this.exhausted(live);
-      const address = formatIp(ip);
-      const key = keys.address(address);
-      return {
-        result: address,
-        ops: [{ put: keys.definition, value: JSON.stringify({ ...definition, gateway: address }) }, { put: key, value: this.newHold('gateway') }],
-        compares: [{ key, absent: true }],
-        reads: [{ get: key }],
-        // Taken: a chosen gateway is refused; otherwise the definition changed meanwhile, or the candidate was taken: look again.
-        lost: ([holder]) => {
-          if (holder && chosen !== '') throw new RequestError('Address', `${chosen} is already allocated in pool ${keys.name}: ${this.describe(holder)}`);
-        },
-      };
-    });
-    await this.record(live, gateway, 'gateway', '');
-    return gateway;
-  }
-
-  /** An --aux-address: held by the pool for every host; a host asking it again shares it. */
-  private async aux(live: LivePool, chosen: string, deadline: number): Promise<string> {
-    const address = formatIp(checkChosenAddress(live.shape, chosen, `pool ${live.keys.name}`));
-    const key = live.keys.address(address);
-    const result = await this.etcd.txn([{ key, absent: true }], [{ put: key, value: this.newHold('aux') }], [{ get: key }], deadline);
-    const holder = result.found[0];
-    if (!result.succeeded && holder && decodeValue(AddressHold, holder.key, holder.value).kind !== 'aux') {
-      throw new RequestError('Address', `${chosen} is already allocated in pool ${live.keys.name}: ${this.describe(holder)}`);
-    }
-    await this.record(live, address, 'aux', '');
-    return address;
-  }
-
   /** A container address (automatic or --ip), held by this host until dockerd releases it. */
   private async container(live: LivePool, chosen: string, deadline: number): Promise<string> {
-    const value = this.newHold('container');
+    const value = this.claims.newHold('container');
     const undo: PendingOp = { op: 'release', name: live.record.name, family: live.keys.family, value };
     const undoKey = UndoQueue.keyOf(undo);
     const noted = this.queue.add(undoKey, undo);
@@ -325,7 +282,7 @@ export class SharedPoolService implements SharedPools {
     };
     let ip: Ip;
     try {
-      ip = chosen === '' ? await this.claimNext(live, value, trying, deadline) : await this.claimChosen(live, chosen, value, trying, deadline);
+      ip = chosen === '' ? await this.claims.claimNext(live, value, trying, deadline) : await this.claims.claimChosen(live, chosen, value, trying, deadline);
     } catch (error) {
       // The store failed: the write may have happened, so the note stays and the drain undoes it. Refused: nothing was written.
       if (error instanceof ClusterStoreError) this.drainSoon();
@@ -344,71 +301,6 @@ export class SharedPoolService implements SharedPools {
       live.record = record;
     });
     return address;
-  }
-
-  /**
-   * Writes a container hold if the address is free and the pool still exists
-   * (gc may have deleted it); undefined when another hold is there. A retried
-   * transaction that had gone through finds its own value: that is success.
-   */
-  private async claim(live: LivePool, ip: Ip, value: string, trying: (ip: Ip) => Promise<void>, deadline: number): Promise<{ claimed: true } | { claimed: false; holder?: Entry }> {
-    const { keys } = live;
-    await trying(ip);
-    const key = keys.address(formatIp(ip));
-    const result = await this.etcd.txn(
-      [{ key, absent: true }, { key: keys.definition, present: true }],
-      [{ put: key, value }],
-      [{ get: key }, { get: keys.definition }],
-      deadline,
-    );
-    const holder = result.found.find((e) => e.key === key);
-    if (result.succeeded || holder?.value === value) return { claimed: true };
-    if (!result.found.some((e) => e.key === keys.definition)) throw this.gone(keys.name);
-    return { claimed: false, ...(holder ? { holder } : {}) };
-  }
-
-  private async claimChosen(live: LivePool, chosen: string, value: string, trying: (ip: Ip) => Promise<void>, deadline: number): Promise<Ip> {
-    const ip = checkChosenAddress(live.shape, chosen, `pool ${live.keys.name}`);
-    const result = await this.claim(live, ip, value, trying, deadline);
-    if (!result.claimed) {
-      throw new RequestError('Address', `${chosen} is already allocated in pool ${live.keys.name}: ${result.holder ? this.describe(result.holder) : 'taken meanwhile'}`);
-    }
-    live.view?.take(ip, false);
-    return ip;
-  }
-
-  /** The next free address after this host's cursor; a race lost to another host refreshes the view and tries the next. */
-  private async claimNext(live: LivePool, value: string, trying: (ip: Ip) => Promise<void>, deadline: number): Promise<Ip> {
-    let view = live.view ?? (await this.refreshView(live, deadline));
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      let ip = view.peekNext();
-      if (!ip) {
-        // Other hosts may have released addresses this host has not seen yet.
-        view = await this.refreshView(live, deadline);
-        ip = view.peekNext();
-        if (!ip) throw this.exhausted(live);
-      }
-      if ((await this.claim(live, ip, value, trying, deadline)).claimed) {
-        view.take(ip, true);
-        return ip;
-      }
-      this.racesLost++;
-      view = await this.refreshView(live, deadline);
-    }
-    throw this.busy(live.keys.name);
-  }
-
-  /** Rebuilds this host's view of the taken addresses from etcd, keeping its cursor. */
-  private async refreshView(live: LivePool, deadline: number): Promise<PoolAllocator> {
-    const entries = await this.etcd.list(live.keys.addressesPrefix, deadline, true);
-    const view = new PoolAllocator(live.shape.pool, live.shape.range);
-    view.cursor = live.view?.cursor ?? BigInt(live.record.cursor);
-    for (const entry of entries) {
-      const ip = parseIp(live.keys.addressOf(entry.key));
-      if (ip && view.contains(ip) && !view.isReserved(ip)) view.take(ip, false);
-    }
-    live.view = view;
-    return view;
   }
 
   releaseAddress(poolId: string, address: string): Promise<void> {
@@ -444,24 +336,11 @@ export class SharedPoolService implements SharedPools {
     const conflicts: string[] = [];
     for (const live of this.pools.values()) {
       await this.mutex.run(live.keys.prefix, async () => {
-        const mine = [...live.holds.values()].filter((h) => h.kind === 'container');
-        if (mine.length === 0) return;
-        const deadline = deadlineFromNow();
-        const inEtcd = new Map((await this.etcd.list(live.keys.addressesPrefix, deadline)).map((e) => [live.keys.addressOf(e.key), e]));
-        for (const hold of mine) {
-          let holder = inEtcd.get(hold.address);
-          if (holder?.value === hold.value) continue;
-          if (!holder) {
-            const key = live.keys.address(hold.address);
-            const back = await this.etcd.txn([{ key, absent: true }], [{ put: key, value: hold.value }], [{ get: key }], deadline);
-            if (back.succeeded) {
-              this.log.warn({ pool: live.record.name, address: hold.address }, 'an address of this host was freed in the cluster store while it was away (gc?); claimed it back');
-              continue;
-            }
-            holder = back.found[0];
-          }
-          conflicts.push(`${live.record.name} ${hold.address} (${holder ? this.describe(holder) : 'taken meanwhile'})`);
-        }
+        const mine = new Map([...live.holds.values()].filter((h) => h.kind === 'container').map((h) => [h.address, h.value]));
+        if (mine.size === 0) return;
+        const found = await this.claims.reconcile(live, mine, deadlineFromNow());
+        for (const address of found.claimedBack) this.log.warn({ pool: live.record.name, address }, 'an address of this host was freed in the cluster store while it was away (gc?); claimed it back');
+        conflicts.push(...found.conflicts.map((c) => `${live.record.name} ${c}`));
       });
     }
     if (conflicts.length > 0) this.log.error({ conflicts }, 'addresses of this host\'s containers are given to others in the cluster store: two containers may use each; restart those containers');
@@ -482,27 +361,5 @@ export class SharedPoolService implements SharedPools {
 
   stop(): void {
     this.queue.stop();
-  }
-
-  // ------------------------------------------------------------------ messages
-
-  private describe(holder: Entry): string {
-    const hold = decodeValue(AddressHold, holder.key, holder.value);
-    if (hold.kind === 'gateway') return 'it is the pool\'s gateway';
-    if (hold.kind === 'aux') return 'it is an aux address of the pool';
-    return hold.host === this.membership.hostId ? 'held by this host' : `held by host ${hold.host}`;
-  }
-
-  private exhausted(live: LivePool): RequestError {
-    const range = live.record.subPool ? ` (ip-range ${live.record.subPool})` : '';
-    return new RequestError('Address', `no free address left in shared pool ${live.keys.name} ${live.record.pool}${range}`);
-  }
-
-  private gone(name: string): RequestError {
-    return new RequestError('PoolID', `pool ${name} is no longer in the cluster store (removed by tsnet cluster gc?); re-create the network`);
-  }
-
-  private busy(name: string): RequestError {
-    return new RequestError('Address', `pool ${name}: ${MAX_ATTEMPTS} writes in a row lost to other hosts' writes; try again`);
   }
 }

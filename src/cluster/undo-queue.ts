@@ -3,7 +3,7 @@ import type { KeyedMutex } from '../mutex.js';
 import type { Family } from '../net/address.js';
 import { del, put, type Store, type Write } from '../store/store.js';
 import { BackgroundTask, errorText } from './background-task.js';
-import { ClusterUnreachableError, deadlineFromNow, type EtcdClient } from './etcd-client.js';
+import { ClusterUnreachableError, type ClusterKv, deadlineFromNow } from './etcd-client.js';
 import { type AddressHold, PoolKeys } from './keys.js';
 import { removeUser } from './pool-definition.js';
 
@@ -58,7 +58,7 @@ export class UndoQueue {
 
   constructor(
     private readonly store: Store,
-    private readonly etcd: EtcdClient,
+    private readonly etcd: ClusterKv,
     /** The pools' locks: a request in flight owns its own note until it finishes. */
     private readonly mutex: KeyedMutex,
     private readonly hostId: string,
