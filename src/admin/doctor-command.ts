@@ -1,7 +1,8 @@
 import { Command } from 'commander';
-import { describeDrift, type Drift } from '../sys/drift.js';
+import { describeDrift } from '../sys/drift.js';
 import type { RepairReport } from '../repair/reconciler.js';
 import { adminCall } from './client.js';
+import type { DoctorReport } from './server.js';
 import { adminSocketOf, type Target, withTarget } from './target.js';
 
 interface DoctorFlags extends Target {
@@ -23,24 +24,31 @@ export function doctorCommand(): Command {
     .option('--fix', 'repair what differs; exit 0 once nothing does')
     .option('--json', 'print the differences as JSON')
     .action(async (opts: DoctorFlags) => {
-      let report: RepairReport;
+      let report: Found;
       try {
-        report = opts.fix
-          ? ((await adminCall(adminSocketOf(opts), 'POST', '/doctor/fix')) as RepairReport)
-          : { repaired: [], remaining: ((await adminCall(adminSocketOf(opts), 'GET', '/doctor')) as { drift: Drift[] }).drift };
+        if (opts.fix) report = (await adminCall(adminSocketOf(opts), 'POST', '/doctor/fix')) as Found;
+        else {
+          const { drift, clusterConflicts } = (await adminCall(adminSocketOf(opts), 'GET', '/doctor')) as DoctorReport;
+          report = { repaired: [], remaining: drift, clusterConflicts };
+        }
       } catch (error) {
         process.stderr.write(`tsnet doctor: cannot tell: ${error instanceof Error ? error.message : String(error)}\n`);
         process.exitCode = DOCTOR_EXIT.unknown;
         return;
       }
-      if (opts.json) process.stdout.write(`${JSON.stringify(opts.fix ? report : { drift: report.remaining }, null, 2)}\n`);
+      if (opts.json) process.stdout.write(`${JSON.stringify(opts.fix ? report : { drift: report.remaining, clusterConflicts: report.clusterConflicts }, null, 2)}\n`);
       else process.stdout.write(text(report, opts.fix === true));
-      process.exitCode = report.remaining.length === 0 ? DOCTOR_EXIT.inSync : DOCTOR_EXIT.drift;
+      process.exitCode = report.remaining.length === 0 && (report.clusterConflicts ?? []).length === 0 ? DOCTOR_EXIT.inSync : DOCTOR_EXIT.drift;
     });
 }
 
-function text({ repaired, remaining }: RepairReport, fixing: boolean): string {
+/** What the daemon found (and repaired, with --fix); an older daemon sends no clusterConflicts. */
+type Found = RepairReport & { clusterConflicts?: string[] };
+
+function text({ repaired, remaining, clusterConflicts = [] }: Found, fixing: boolean): string {
   const lines = [...repaired.map((d) => `repaired: ${describeDrift(d)}`), ...remaining.map((d) => `${fixing ? 'still ' : ''}${describeDrift(d)}`)];
-  if (remaining.length === 0) lines.push(repaired.length > 0 ? 'in sync now' : 'in sync: the kernel holds what tsnet recorded');
+  // Never repaired: the other host's container may be the one using the address.
+  lines.push(...clusterConflicts.map((c) => `cluster store: address ${c} is given to another hold: two containers may use it; restart this host's container on it`));
+  if (remaining.length === 0 && clusterConflicts.length === 0) lines.push(repaired.length > 0 ? 'in sync now' : 'in sync: the kernel holds what tsnet recorded');
   return `${lines.join('\n')}\n`;
 }

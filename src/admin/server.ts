@@ -7,6 +7,7 @@ import type { ListenerStatus } from '../dns/dns-server.js';
 import { RequestError } from '../errors.js';
 import type { InFlight } from '../in-flight.js';
 import type { Reconciler } from '../repair/reconciler.js';
+import type { Drift } from '../sys/drift.js';
 import type { Inventory } from './inventory.js';
 import { formatPortSpec, parsePortSpec } from './port-spec.js';
 
@@ -28,7 +29,16 @@ export interface AdminParts {
   /** `tsnet doctor`: compares the records with the kernel, and repairs. */
   reconciler: Reconciler;
   /** Present with --cluster-store. */
-  cluster?: Cluster;
+  cluster?: ClusterAdmin;
+}
+
+/** What the admin API asks of the cluster room. */
+export type ClusterAdmin = Pick<Cluster, 'report' | 'gc' | 'conflicts'>;
+
+/** `tsnet doctor`'s answer: the kernel's differences, and this host's addresses the cluster store gives to others. */
+export interface DoctorReport {
+  drift: Drift[];
+  clusterConflicts: string[];
 }
 
 /** Whether `spec` (what a user typed) names the published port: its chosen host port, on the address it asked or got. */
@@ -96,13 +106,14 @@ export function createAdminApp({ networks, dns, inFlight, inventory, reconciler,
   app.get('/inspect', (req, res) => {
     res.json(inventory.inspect(typeof req.query.q === 'string' ? req.query.q : ''));
   });
+  // Conflicts are reported, never "fixed": the other host's container may be the one using the address.
   app.get('/doctor', async (_req, res) => {
-    res.json({ drift: await reconciler.check() });
+    res.json({ drift: await reconciler.check(), clusterConflicts: cluster?.conflicts() ?? [] } satisfies DoctorReport);
   });
   app.post('/doctor/fix', changing(async (_req, res) => {
-    res.json(await reconciler.fix('tsnet doctor --fix'));
+    res.json({ ...(await reconciler.fix('tsnet doctor --fix')), clusterConflicts: cluster?.conflicts() ?? [] });
   }));
-  const clusterOf = (): Cluster => {
+  const clusterOf = (): ClusterAdmin => {
     if (!cluster) throw new RequestError('cluster', 'this tsnet daemon runs without --cluster-store');
     return cluster;
   };

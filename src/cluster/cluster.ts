@@ -129,6 +129,11 @@ export class Cluster {
     return { ...view, racesLost: this.pools?.racesLost ?? 0, pending: this.pools?.pendingCount ?? 0, stuck: this.pools?.stuckCount ?? 0, conflicts: this.pools?.conflicts ?? [], orphans, unattached };
   }
 
+  /** `pool address (who)` this host holds that etcd gives to another hold, as found when it last registered. */
+  conflicts(): string[] {
+    return this.pools?.conflicts ?? [];
+  }
+
   /** `--host ID`: free a dead host; no host: free this host's orphans. */
   gc(host?: string): Promise<GcResult> {
     const target = host ?? this.hostId;
