@@ -11,15 +11,17 @@ export const vethContainerName = (endpointId: string) => `tsc${endpointId.slice(
 export const macvlanName = (endpointId: string) => `tsm${endpointId.slice(0, 12)}`;
 /** The host's own macvlan shim on a parent, per network. */
 export const shimName = (networkId: string) => `tss${networkId.slice(0, 12)}`;
+/** An overlay network's VXLAN device, a port of its bridge. */
+export const vxlanName = (networkId: string) => `tsx${networkId.slice(0, 12)}`;
 
 /** Every name above, and nothing a user or Docker would pick by chance: the IDs are lower-case hex. */
-export const GENERATED_LINK = /^(tsbr-[0-9a-f]{10}|ts[vcms][0-9a-f]{12})$/;
+export const GENERATED_LINK = /^(tsbr-[0-9a-f]{10}|ts[vcmsx][0-9a-f]{12})$/;
 /**
  * The generated links that stay in the host's netns, which tsnet keeps as
- * recorded: bridges, veth host ends, shims. A container's end (tsc, tsm) only
+ * recorded: bridges, veth host ends, shims, VXLAN devices. A container's end (tsc, tsm) only
  * passes through on its way into the container, and goes with it.
  */
-export const HOST_KEPT_LINK = /^(tsbr-[0-9a-f]{10}|ts[vs][0-9a-f]{12})$/;
+export const HOST_KEPT_LINK = /^(tsbr-[0-9a-f]{10}|ts[vsx][0-9a-f]{12})$/;
 /**
  * A bridge's own MAC, fixed and derived from the network ID (locally
  * administered, unicast). Left to itself the kernel gives a bridge the

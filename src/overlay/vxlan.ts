@@ -1,0 +1,115 @@
+import type { Ip } from '../sys/ip.js';
+import { CommandError, type Runner } from '../sys/runner.js';
+
+/** VXLAN adds 50 bytes to every frame on an IPv4 underlay (outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14), 70 on IPv6. */
+export const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
+/** IANA's VXLAN port, Linux's default is 8472. */
+export const DEFAULT_VXLAN_PORT = 4789;
+
+/** One segment's VXLAN device on one host. */
+export interface VxlanDevice {
+  name: string;
+  vni: number;
+  /** This host's underlay address: the source of what it sends, and where the others send to it. */
+  local: string;
+  port: number;
+  /** The segment's bridge on this host, which the device is a port of. */
+  bridge: string;
+  mtu: number;
+}
+
+/**
+ * A container of the segment on another host: its address and MAC, and
+ * that host's underlay address. One neighbour entry (IP → MAC, which the
+ * device answers ARP and NDP with) and one forwarding entry (MAC → host).
+ */
+export interface RemotePeer {
+  ip: string;
+  mac: string;
+  host: string;
+}
+
+/**
+ * The device: no learning (every entry comes from the store), ARP/NDP
+ * answered from its neighbour table (`proxy`), and no l2miss/l3miss nor any
+ * flooding entry, so broadcast stays on this host: the same gateway address
+ * on every host's bridge is safe, and each host routes and NATs its own
+ * containers' traffic.
+ */
+export function vxlanLines(device: VxlanDevice): string[][] {
+  return [
+    ['link', 'add', 'name', device.name, 'type', 'vxlan', 'id', String(device.vni), 'local', device.local, 'dstport', String(device.port), 'nolearning', 'proxy'],
+    ['link', 'set', 'dev', device.name, 'master', device.bridge, 'mtu', String(device.mtu), 'up'],
+  ];
+}
+
+/** The neighbour entry of a peer, replaced whatever was there (a MAC or an address can move between hosts). */
+export const neighbourLine = (device: string, peer: RemotePeer): string[] => ['neigh', 'replace', peer.ip, 'lladdr', peer.mac, 'dev', device, 'nud', 'permanent'];
+export const forwardingLine = (device: string, peer: RemotePeer): string[] => ['fdb', 'replace', peer.mac, 'dev', device, 'dst', peer.host, 'self', 'permanent'];
+
+/**
+ * bridge(8)'s forwarding table: `bridge -batch -`, one process per change
+ * set (the ip session cannot take fdb lines). Entries are always replaced,
+ * never appended: `append` would leave a moved MAC sent to both hosts.
+ */
+export class ForwardingTable {
+  constructor(
+    private readonly runner: Runner,
+    /** `bridge -n <netns>`: inside a named netns (tests). */
+    private readonly netns?: string,
+  ) {}
+
+  async batch(lines: ReadonlyArray<readonly string[]>): Promise<void> {
+    if (lines.length === 0) return;
+    await this.runner.run('bridge', [...(this.netns ? ['-n', this.netns] : []), '-batch', '-'], { input: lines.map((l) => l.join(' ')).join('\n') + '\n' });
+  }
+
+  /** Deletes a MAC's entry on `device`; one already gone is success. */
+  async remove(device: string, mac: string): Promise<void> {
+    try {
+      await this.batch([['fdb', 'del', mac, 'dev', device, 'self']]);
+    } catch (error) {
+      if (!(error instanceof CommandError) || !/No such file or directory/.test(error.stderr)) throw error;
+    }
+  }
+}
+
+const peerKey = (peer: RemotePeer) => `${peer.ip} ${peer.mac} ${peer.host}`;
+
+/**
+ * The remote peers of one segment as this host's kernel holds them, kept
+ * equal to what the store says: each change writes only the difference
+ * (new or moved peers replaced, gone ones deleted), neighbour and
+ * forwarding entries together.
+ */
+export class SegmentPeers {
+  private readonly applied = new Map<string, RemotePeer>();
+
+  constructor(
+    private readonly device: string,
+    private readonly ip: Ip,
+    private readonly fdb: ForwardingTable,
+  ) {}
+
+  /** Makes the kernel hold exactly `wanted` (by address). */
+  async set(wanted: readonly RemotePeer[]): Promise<{ written: number; removed: number }> {
+    const byIp = new Map(wanted.map((p) => [p.ip, p]));
+    const gone = [...this.applied.values()].filter((p) => byIp.get(p.ip) === undefined);
+    const changed = wanted.filter((p) => this.applied.get(p.ip) === undefined || peerKey(this.applied.get(p.ip)!) !== peerKey(p));
+    // A MAC that left (its container gone, or moved to another address) loses its forwarding entry.
+    const wantedMacs = new Set(wanted.map((p) => p.mac));
+    const macsGone = [...this.applied.values()].filter((p) => !wantedMacs.has(p.mac));
+    for (const peer of gone) await this.ip.undo(['neigh', 'del', peer.ip, 'dev', this.device]);
+    for (const peer of macsGone) await this.fdb.remove(this.device, peer.mac);
+    await this.ip.batch(changed.map((p) => neighbourLine(this.device, p)));
+    await this.fdb.batch(changed.map((p) => forwardingLine(this.device, p)));
+    for (const peer of gone) this.applied.delete(peer.ip);
+    for (const peer of changed) this.applied.set(peer.ip, peer);
+    return { written: changed.length, removed: gone.length };
+  }
+
+  /** What this table wrote and believes the kernel holds. */
+  peers(): RemotePeer[] {
+    return [...this.applied.values()];
+  }
+}
