@@ -292,7 +292,7 @@ for (const setup of SETUPS) {
       await execInNetnsOk(host.netns, ['ip', 'link', 'set', BRIDGE, 'down']);
       const r = await host.doctor('--json');
       expect(r.exitCode).toBe(1);
-      expect(JSON.parse(r.stdout)).toEqual({ drift: [{ network: BRIDGE_NET, object: 'link', problem: 'changed', detail: `${BRIDGE} is down` }] });
+      expect(JSON.parse(r.stdout)).toEqual({ drift: [{ network: BRIDGE_NET, object: 'link', problem: 'changed', detail: `${BRIDGE} is down` }], clusterConflicts: [] });
       expect((await host.doctor('--fix')).exitCode).toBe(0);
     });
   });
