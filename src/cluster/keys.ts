@@ -6,6 +6,7 @@
  *   pools/<name>/v4/definition              PoolDefinition: subnet, range, gateway, hosts using it
  *   pools/<name>/v4/addresses/<ip>          AddressHold: who holds the address
  *   pool-names/<pool>/<host>/<endpoint ID>  PublishedName: a container's DNS names, bound to the host's lease
+ *   vnis/<vni>                              the name of the overlay pool that has the VNI
  *
  * One pool's keys share a prefix, so the last host leaving deletes the pool
  * (its gateway, aux addresses and any orphan) in one range delete. Names go
@@ -23,6 +24,10 @@ export const HOSTS_PREFIX = `${ROOT}hosts/`;
 export const ALIVE_PREFIX = `${ROOT}alive/`;
 export const POOLS_PREFIX = `${ROOT}pools/`;
 export const NAMES_PREFIX = `${ROOT}pool-names/`;
+export const VNIS_PREFIX = `${ROOT}vnis/`;
+
+/** Which pool an overlay segment's VNI belongs to: created only if absent, so two segments never share one. */
+export const vniKey = (vni: number) => `${VNIS_PREFIX}${vni}`;
 
 export const hostKey = (id: string) => `${HOSTS_PREFIX}${id}`;
 export const aliveKey = (id: string) => `${ALIVE_PREFIX}${id}`;
@@ -83,6 +88,8 @@ export const PoolDefinition = z.object({
   definedBy: z.string(),
   /** Hosts with a network on the pool; the last one to leave deletes the pool. */
   users: z.array(z.string()),
+  /** An overlay segment's pool (docs/overlay.md): its networks are bridged over VXLAN with this VNI. */
+  vni: z.number().int().min(1).max(0xffffff).optional(),
 });
 export type PoolDefinition = z.infer<typeof PoolDefinition>;
 
@@ -96,6 +103,8 @@ export const AddressHold = z.object({
   host: z.string(),
   holder: z.string(),
   since: z.string(),
+  /** The container's MAC when the user chose it (--mac-address); absent: derived from the address (macFor). */
+  mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/).optional(),
 });
 export type AddressHold = z.infer<typeof AddressHold>;
 
@@ -113,7 +122,13 @@ export const PublishedName = z.object({
 });
 export type PublishedName = z.infer<typeof PublishedName>;
 
-export const HostRecord = z.object({ id: z.string(), joined: z.string() });
+export const HostRecord = z.object({
+  id: z.string(),
+  joined: z.string(),
+  /** Where the other hosts send this host's overlay traffic (--advertise-address), and on which UDP port. */
+  underlay: z.string().refine((a) => parseIp(a) !== undefined, 'not an IP address').optional(),
+  vxlanPort: z.number().int().min(1).max(65535).optional(),
+});
 export type HostRecord = z.infer<typeof HostRecord>;
 
 export const AliveRecord = z.object({

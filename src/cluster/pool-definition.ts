@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { RequestError } from '../errors.js';
 import type { ClusterKv, Compare, Entry, Op } from './etcd-client.js';
-import { aliveKey, decodeValue, PoolDefinition, type PoolKeys } from './keys.js';
+import { aliveKey, decodeValue, PoolDefinition, type PoolKeys, vniKey } from './keys.js';
 
 /** Conflicting writes (another host changed the definition first) a change survives before it gives up. */
 export const MAX_ATTEMPTS = 16;
@@ -43,19 +44,68 @@ export async function changeDefinition<T>(
   throw new RequestError('cluster store', `pool ${keys.name}: ${MAX_ATTEMPTS} writes in a row lost to other hosts' writes; try again`);
 }
 
-/** Defines the pool, or checks a request against its definition, and adds `host` to its users. */
-export function joinPool(etcd: ClusterKv, keys: PoolKeys, host: string, subnet: string, range: string | undefined, poolField: string, deadline: number): Promise<void> {
-  return changeDefinition(etcd, keys, deadline, (definition) => {
+/** What a host asks of a shared pool when its IPAM is asked for it (before the network exists). */
+export interface PoolAsk {
+  host: string;
+  subnet: string;
+  range?: string;
+  /** The request's field a refusal names (the pool option). */
+  field: string;
+}
+
+const shape = (s: string, r?: string) => `${s}${r ? ` with ip-range ${r}` : ' without ip-range'}`;
+
+/** Defines the pool, or checks a request against its definition, and adds the host to its users. */
+export function joinPool(etcd: ClusterKv, keys: PoolKeys, ask: PoolAsk, deadline: number): Promise<PoolDefinition> {
+  return changeDefinition(etcd, keys, deadline, (definition): DefinitionChange<PoolDefinition> => {
     if (!definition) {
-      const defined: PoolDefinition = { name: keys.name, family: keys.family, subnet, ...(range ? { range } : {}), definedBy: host, users: [host] };
-      return { result: undefined, ops: [{ put: keys.definition, value: JSON.stringify(defined) }] };
+      const defined: PoolDefinition = { name: keys.name, family: keys.family, subnet: ask.subnet, ...(ask.range ? { range: ask.range } : {}), definedBy: ask.host, users: [ask.host] };
+      return { result: defined, ops: [{ put: keys.definition, value: JSON.stringify(defined) }] };
     }
-    if (definition.subnet !== subnet || definition.range !== range) {
-      const shape = (s: string, r?: string) => `${s}${r ? ` with ip-range ${r}` : ' without ip-range'}`;
-      throw new RequestError(poolField, `pool ${keys.name} is ${shape(definition.subnet, definition.range)} (defined by host ${definition.definedBy}); this network asks ${shape(subnet, range)}`);
+    if (definition.subnet !== ask.subnet || definition.range !== ask.range) {
+      throw new RequestError(ask.field, `pool ${keys.name} is ${shape(definition.subnet, definition.range)} (defined by host ${definition.definedBy}); this network asks ${shape(ask.subnet, ask.range)}`);
     }
-    if (definition.users.includes(host)) return { result: undefined };
-    return { result: undefined, ops: [{ put: keys.definition, value: JSON.stringify({ ...definition, users: [...definition.users, host] }) }] };
+    if (definition.users.includes(ask.host)) return { result: definition };
+    const joined = { ...definition, users: [...definition.users, ask.host] };
+    return { result: joined, ops: [{ put: keys.definition, value: JSON.stringify(joined) }] };
+  });
+}
+
+/**
+ * Where tsnet's VNIs start: far above the 4096 on that Docker's swarm
+ * overlay starts from, so both can run on one host. A pool's first choice
+ * comes from its name; a VNI another pool has is skipped.
+ */
+const VNI_BASE = 0x740000;
+const VNI_SPREAD = 0x10000;
+const firstVni = (name: string) => VNI_BASE + (createHash('sha256').update(name).digest().readUInt32BE(0) % VNI_SPREAD);
+
+/**
+ * The VNI of the overlay segment on the pool, given to it by the first
+ * overlay network (the IPAM, asked before, cannot tell an overlay: dockerd
+ * gives it only the --ipam-opt). A pool other hosts use for networks of one
+ * L2 (bridge, macvlan) is no segment, and is refused naming them.
+ */
+export function segmentVni(etcd: ClusterKv, keys: PoolKeys, host: string, field: string, deadline: number): Promise<number> {
+  let vni = firstVni(keys.name);
+  return changeDefinition(etcd, keys, deadline, (definition): DefinitionChange<number> => {
+    if (!definition) throw new RequestError(field, `pool ${keys.name} is not in the cluster store (removed by tsnet cluster gc?); re-create the network`);
+    if (definition.vni !== undefined) return { result: definition.vni };
+    const others = definition.users.filter((user) => user !== host);
+    if (others.length > 0) {
+      throw new RequestError(field, `pool ${keys.name} serves networks of one L2 (bridge or macvlan) on host${others.length > 1 ? 's' : ''} ${others.join(', ')}; an overlay needs a pool of its own`);
+    }
+    const key = vniKey(vni);
+    return {
+      result: vni,
+      ops: [{ put: keys.definition, value: JSON.stringify({ ...definition, vni }) }, { put: key, value: keys.name }],
+      compares: [{ key, absent: true }],
+      reads: [{ get: key }],
+      // Another segment has this VNI: the next one is tried.
+      lost: (found) => {
+        if (found.length > 0) vni = VNI_BASE + ((vni + 1 - VNI_BASE) % VNI_SPREAD);
+      },
+    };
   });
 }
 
@@ -69,11 +119,14 @@ export function removeUser(etcd: ClusterKv, keys: PoolKeys, host: string, deadli
   return changeDefinition(etcd, keys, deadline, (definition) => {
     if (!definition?.users.includes(host)) return { result: undefined };
     const users = definition.users.filter((u) => u !== host);
-    const op: Op = users.length === 0 ? { deletePrefix: keys.prefix } : { put: keys.definition, value: JSON.stringify({ ...definition, users }) };
-    if (!whileDead) return { result: undefined, ops: [op] };
+    // The last user takes the pool along, its VNI too.
+    const ops: Op[] = users.length > 0
+      ? [{ put: keys.definition, value: JSON.stringify({ ...definition, users }) }]
+      : [{ deletePrefix: keys.prefix }, ...(definition.vni !== undefined ? [{ delete: vniKey(definition.vni) }] : [])];
+    if (!whileDead) return { result: undefined, ops };
     return {
       result: undefined,
-      ops: [op],
+      ops,
       compares: [{ key: alive, absent: true }],
       reads: [{ get: alive }],
       lost: (found) => {

@@ -156,7 +156,7 @@ export class SharedPoolService implements SharedPools {
       const noted = this.queue.add(leaveKey, leave);
       await this.commit([noted.write], noted.apply);
       try {
-        await joinPool(this.etcd, keys, this.membership.hostId, subnet, range, `Options.${POOL_OPTION}`, deadline);
+        await joinPool(this.etcd, keys, { host: this.membership.hostId, subnet, ...(range ? { range } : {}), field: `Options.${POOL_OPTION}` }, deadline);
       } catch (error) {
         this.drainSoon();
         throw error;

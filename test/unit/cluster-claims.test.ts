@@ -77,7 +77,7 @@ describe('address claims', () => {
 
   it('set the gateway once for every host, and refuse another', async () => {
     const kv = new FakeClusterKv();
-    await joinPool(kv, keys, ME, SUBNET, undefined, 'Options.tsnet.pool', deadline());
+    await joinPool(kv, keys, { host: ME, subnet: SUBNET, field: 'Options.tsnet.pool' }, deadline());
     const pool: ClaimedPool = { keys, shape: new PoolAllocator(parseCidr(SUBNET)!.cidr), record: { pool: SUBNET, cursor: '-1' } };
     const claims = new AddressClaims(kv, ME);
     expect(await claims.gateway(pool, '', deadline())).toBe('10.1.0.1');
@@ -197,7 +197,7 @@ describe('the pool definition', () => {
 
   it('refuses a pool asked with another subnet, naming both', async () => {
     const { kv } = await definedPool();
-    await expect(joinPool(kv, keys, 'new', '10.2.0.0/24', undefined, 'Options.tsnet.pool', deadline())).rejects.toThrow(
+    await expect(joinPool(kv, keys, { host: 'new', subnet: '10.2.0.0/24', field: 'Options.tsnet.pool' }, deadline())).rejects.toThrow(
       'Options.tsnet.pool: pool lan is 10.1.0.0/28 without ip-range (defined by host me); this network asks 10.2.0.0/24 without ip-range',
     );
   });
