@@ -63,6 +63,8 @@ program
   .option('--cluster-store-password-file <file>', "file holding that user's password (never on the command line: other users see it there)")
   .option('--host-id <id>', "this host's name in the cluster (default: the hostname)")
   .option('--reclaim-after <duration>', "free the addresses of a host seen dead this long (90s, 10m, 2h…); default never")
+  .option('--advertise-address <ip>', "where the other hosts send this host's overlay traffic (default: the source address of the route to the first etcd member)")
+  .option('--vxlan-port <port>', 'UDP port of overlay traffic, the same on every host (default 4789)')
   .option('--no-drift-watch', 'do not repair what others change of tsnet\'s links and rules while it runs (tsnet doctor --fix still does)')
   .option('--docker-host <url>', 'Docker API for container names (unix:///path or tcp://host:port)', 'unix:///var/run/docker.sock')
   .option('--dns-domain <domain>', 'DNS names are <container>.<network>.<domain>', 'tsnet')

@@ -73,6 +73,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const store: Store = new SqliteStore(options.stateDir);
   // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
   const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log);
+  await cluster?.checkUnderlay();
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
   // What plugin requests change is tsnet's own: the drift watcher leaves it alone.
   const own = new OwnChanges();

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { formatIp, parseIp } from '../net/address.js';
 import { LEASE_TTL_SECONDS } from './membership.js';
 
 /** How tsnet reaches the cluster store and who it is there; absent = a single host on SQLite alone. */
@@ -12,6 +13,10 @@ export interface ClusterConfig {
   hostId: string;
   /** Free a dead host's addresses after it has been seen dead this long; undefined = never automatically. */
   reclaimAfterMs?: number;
+  /** --advertise-address: this host's underlay address for overlays; undefined = the source of the route to the first etcd member. */
+  advertiseAddress?: string;
+  /** --vxlan-port; undefined = DEFAULT_VXLAN_PORT. */
+  vxlanPort?: number;
 }
 
 /** What `tsnet daemon` was given on its command line. */
@@ -25,6 +30,8 @@ export interface ClusterFlags {
   clusterStorePasswordFile?: string;
   hostId?: string;
   reclaimAfter?: string;
+  advertiseAddress?: string;
+  vxlanPort?: string;
 }
 
 /** Host IDs and pool names become etcd key segments: no slashes, no spaces, at most 63 bytes. */
@@ -77,7 +84,7 @@ function clusterAuth(user: string, passwordFile: string): { username: string; pa
 /** Checks the cluster flags together; undefined when --cluster-store is absent (and then no other cluster flag may be given). */
 export function clusterConfig(flags: ClusterFlags): ClusterConfig | undefined {
   if (flags.clusterStore === undefined) {
-    const stray = (['clusterCa', 'clusterCert', 'clusterKey', 'clusterStoreUser', 'clusterStorePasswordFile', 'reclaimAfter'] as const).find((k) => flags[k] !== undefined);
+    const stray = (['clusterCa', 'clusterCert', 'clusterKey', 'clusterStoreUser', 'clusterStorePasswordFile', 'reclaimAfter', 'advertiseAddress', 'vxlanPort'] as const).find((k) => flags[k] !== undefined);
     if (stray) throw new Error(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --cluster-store`);
     return undefined;
   }
@@ -100,7 +107,21 @@ export function clusterConfig(flags: ClusterFlags): ClusterConfig | undefined {
       : {}),
     ...(flags.clusterStoreUser !== undefined ? { auth: clusterAuth(flags.clusterStoreUser, flags.clusterStorePasswordFile!) } : {}),
     ...(flags.reclaimAfter !== undefined ? { reclaimAfterMs: reclaimAfter(flags.reclaimAfter) } : {}),
+    ...(flags.advertiseAddress !== undefined ? { advertiseAddress: advertiseAddress(flags.advertiseAddress) } : {}),
+    ...(flags.vxlanPort !== undefined ? { vxlanPort: vxlanPort(flags.vxlanPort) } : {}),
   };
+}
+
+function advertiseAddress(text: string): string {
+  const ip = parseIp(text);
+  if (!ip) throw new Error(`--advertise-address "${text}": not an IP address`);
+  return formatIp(ip);
+}
+
+function vxlanPort(text: string): number {
+  const port = Number(text);
+  if (!/^\d{1,5}$/.test(text) || port < 1 || port > 65535) throw new Error(`--vxlan-port "${text}": a UDP port, 1-65535`);
+  return port;
 }
 
 /**

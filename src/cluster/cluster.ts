@@ -2,11 +2,14 @@ import type { Logger } from 'pino';
 import type { NetworkRecord } from '../../drivers/model.js';
 import type { RecordSource } from '../dns/name-entry.js';
 import type { SharedPools } from '../ipam/shared-pools.js';
+import { findUnderlay, type Underlay } from '../overlay/underlay.js';
 import type { Store } from '../store/store.js';
+import { Ip } from '../sys/ip.js';
+import { ExecaRunner } from '../sys/runner.js';
 import type { ClusterConfig } from './cluster-config.js';
 import { ADMIN_READ_MS, type ClusterView, gcDeadHost, gcOrphans, type GcProgress, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
 import { deadlineFromNow, EtcdClient } from './etcd-client.js';
-import { HostMembership } from './membership.js';
+import { HostMembership, LEASE_TTL_SECONDS } from './membership.js';
 import { NamePublisher } from './name-publisher.js';
 import { RemoteNames } from './remote-names.js';
 import { SharedNetworks } from './shared-networks.js';
@@ -55,6 +58,8 @@ export class Cluster {
   private reclaimTimer: NodeJS.Timeout | undefined;
   /** When this daemon first saw each dead host dead (reclaim counts from there; a restart starts over, the safe way). */
   private readonly deadSince = new Map<string, number>();
+  /** Reads of the host's own addresses and routes (the underlay), outside the plugin's sessions. */
+  private readonly hostIp = new Ip(new ExecaRunner());
 
   constructor(
     private readonly config: ClusterConfig,
@@ -62,7 +67,26 @@ export class Cluster {
     private readonly log: Logger,
   ) {
     this.etcd = new EtcdClient(config);
-    this.membership = new HostMembership(this.etcd, config.hostId, store, log, () => this.registered());
+    this.membership = new HostMembership(this.etcd, config.hostId, store, log, () => this.registered(), LEASE_TTL_SECONDS, () => this.underlay());
+  }
+
+  /** Refuses an --advertise-address this host does not have (at start, before anything is created). */
+  async checkUnderlay(): Promise<void> {
+    if (this.config.advertiseAddress !== undefined) await findUnderlay(this.config, this.hostIp);
+  }
+
+  /**
+   * Where the other hosts send this host's overlay traffic, for its registry
+   * entry; one that cannot be found (no route to etcd's address yet) is
+   * logged and left out: registration, and every network but an overlay, go on without it.
+   */
+  private async underlay(): Promise<Underlay | undefined> {
+    try {
+      return await findUnderlay(this.config, this.hostIp);
+    } catch (error) {
+      this.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'no underlay address for overlay networks');
+      return undefined;
+    }
   }
 
   get hostId(): string {

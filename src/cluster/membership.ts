@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Lease } from 'etcd3';
 import type { Logger } from 'pino';
 import { RequestError } from '../errors.js';
+import type { Underlay } from '../overlay/underlay.js';
 import { put, type Store } from '../store/store.js';
 import { deadlineFromNow, type EtcdClient, type Entry } from './etcd-client.js';
-import { AliveRecord, aliveKey, decodeValue, hostKey, type HostRecord } from './keys.js';
+import { AliveRecord, aliveKey, decodeValue, hostKey, HostRecord } from './keys.js';
 import type { Membership } from './shared-pool-service.js';
 
 /** A host whose daemon stopped answering etcd this long is shown dead. */
@@ -35,6 +36,8 @@ export class HostMembership implements Membership {
     /** Called each time the host (re)registers: etcd is reachable, postponed work can go. */
     private readonly onAlive: () => void = () => {},
     private readonly ttlSeconds = LEASE_TTL_SECONDS,
+    /** This host's overlay underlay, written to its registry entry at each registration; undefined: none known. */
+    private readonly underlay?: () => Promise<Underlay | undefined>,
   ) {}
 
   async load(): Promise<void> {
@@ -118,8 +121,19 @@ export class HostMembership implements Membership {
     if (!claimed.succeeded) throw new RequestError('--host-id', `host ID ${this.hostId} was registered by another daemon at the same moment`);
     // Our predecessor's lease (a killed daemon) would keep nothing alive now, only expire later.
     if (existing && existing.lease !== '0') await this.etcd.revokeLease(existing.lease, deadline).catch(() => undefined);
-    const joined: HostRecord = { id: this.hostId, joined: record.since };
-    await this.etcd.txn([{ key: hostKey(this.hostId), absent: true }], [{ put: hostKey(this.hostId), value: JSON.stringify(joined) }], [], deadline);
+    await this.writeRegistryEntry(record.since, deadline);
+  }
+
+  /** hosts/<id>: written once (when it joined), and again when its underlay changed (another address, another port). */
+  private async writeRegistryEntry(since: string, deadline: number): Promise<void> {
+    const key = hostKey(this.hostId);
+    const underlay = await this.underlay?.();
+    const fields = underlay ? { underlay: underlay.address, vxlanPort: underlay.port } : {};
+    const existing = await this.etcd.get(key, deadline);
+    const before = existing && decodeValue(HostRecord, key, existing.value);
+    if (before && before.underlay === fields.underlay && before.vxlanPort === fields.vxlanPort) return;
+    const entry: HostRecord = { ...(before ?? { id: this.hostId, joined: since }), ...fields };
+    await this.etcd.txn([existing ? { key, value: existing.value } : { key, absent: true }], [{ put: key, value: JSON.stringify(entry) }], [], deadline);
   }
 
   /** Revokes the lease, so other hosts see this one stopped at once. */

@@ -106,6 +106,17 @@ export class Ip {
     return (JSON.parse(stdout) as AddressInfo[]).flatMap((entry) => entry.addr_info.map((a) => `${a.local}/${a.prefixlen}`));
   }
 
+  /** The source address the kernel picks for a packet to `destination` (a plain IP); undefined without a route. */
+  async routeSource(destination: string): Promise<string | undefined> {
+    try {
+      const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'route', 'get', destination]);
+      return (JSON.parse(stdout) as Array<{ prefsrc?: string }>)[0]?.prefsrc;
+    } catch (error) {
+      if (error instanceof CommandError && /unreachable|No route/i.test(error.stderr)) return undefined;
+      throw error;
+    }
+  }
+
   async routes(family: 4 | 6): Promise<RouteInfo[]> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', `-${family}`, 'route', 'show']);
     return JSON.parse(stdout) as RouteInfo[];

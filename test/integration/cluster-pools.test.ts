@@ -386,6 +386,30 @@ describe('shared pools in etcd', () => {
     expect(a.pools.knowsHold(value)).toBe(true);
   });
 
+  it('writes its underlay address into its registry entry, and again when it changed, keeping when it joined', async () => {
+    let underlay = { address: '192.0.2.10', port: 4789 };
+    const client = new EtcdClient({ endpoints: [etcd.endpoint] });
+    const membership = new HostMembership(client, 'under-a', new MemoryStore(), log, () => {}, 10, async () => underlay);
+    try {
+      await membership.load();
+      await membership.ensureAlive(deadlineFromNow());
+      const entry = async () => JSON.parse((await etcd.etcdctl(['get', '--print-value-only', 'tsnet/v1/hosts/under-a'])).stdout) as Record<string, unknown>;
+      const first = await entry();
+      expect(first).toMatchObject({ id: 'under-a', underlay: '192.0.2.10', vxlanPort: 4789 });
+      // The host comes back with another address (a new DHCP lease): its entry follows, its join date stays.
+      await membership.stop();
+      underlay = { address: '192.0.2.11', port: 4789 };
+      const again = new HostMembership(client, 'under-a', new MemoryStore(), log, () => {}, 10, async () => underlay);
+      await again.load();
+      await again.ensureAlive(deadlineFromNow());
+      expect(await entry()).toEqual({ ...first, underlay: '192.0.2.11' });
+      await again.stop();
+    } finally {
+      await membership.stop();
+      client.close();
+    }
+  });
+
   it('revokes the lease of a registration that failed after etcd granted it', async () => {
     const leases = async () => {
       const r = await etcd.etcdctl(['lease', 'list']);

@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findUnderlay } from '../../src/overlay/underlay.js';
 import { ForwardingTable, type RemotePeer, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
 import { Ip } from '../../src/sys/ip.js';
 import { ExecaRunner } from '../../src/sys/runner.js';
@@ -85,6 +86,13 @@ describe('the overlay data path across routed hosts', () => {
   });
 
   const peer = (ip: string, mac: string, host: string): RemotePeer => ({ ip, mac, host });
+
+  it('finds each host\'s underlay address: its source toward etcd, or the one advertised if the host has it', async () => {
+    // etcd on host B's side: host A sends from its own routed address.
+    expect(await findUnderlay({ endpoints: [`${underlay.b}:2379`] }, new Ip(runner, ns.a))).toEqual({ address: underlay.a, port: 4789 });
+    expect(await findUnderlay({ endpoints: [`${underlay.b}:2379`], advertiseAddress: underlay.a, vxlanPort: 4790 }, new Ip(runner, ns.a))).toEqual({ address: underlay.a, port: 4790 });
+    await expect(findUnderlay({ endpoints: [`${underlay.b}:2379`], advertiseAddress: underlay.c }, new Ip(runner, ns.a))).rejects.toThrow(`--advertise-address ${underlay.c}: not an address of this host`);
+  });
 
   it('reaches nothing across hosts before the store gives the peers: no learning, no flooding', async () => {
     expect(await echoes(ns.ca, '10.90.0.3')).toBe(false);

@@ -34,6 +34,13 @@ describe('--cluster-store and friends', () => {
     // Three lease lengths: a host whose keepalives a busy etcd delayed would lose its addresses.
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', reclaimAfter: '30s' })).toThrow('--reclaim-after "30s": at least 60s');
     expect(clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', reclaimAfter: '60s' })).toMatchObject({ reclaimAfterMs: 60_000 });
+  });
+
+  it('reads the overlay\'s underlay flags, and refuses them without a store or malformed', () => {
+    expect(clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', advertiseAddress: '192.0.2.7', vxlanPort: '4790' })).toMatchObject({ advertiseAddress: '192.0.2.7', vxlanPort: 4790 });
+    expect(() => clusterConfig({ advertiseAddress: '192.0.2.7' })).toThrow('--advertise-address needs --cluster-store');
+    expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', advertiseAddress: 'eth1' })).toThrow('--advertise-address "eth1": not an IP address');
+    expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'h1', vxlanPort: '70000' })).toThrow('--vxlan-port "70000": a UDP port, 1-65535');
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'has/slash' })).toThrow('--host-id "has/slash"');
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', hostId: 'x'.repeat(64) })).toThrow('--host-id');
     expect(() => clusterConfig({ clusterStore: 'etcd://a:1', clusterCert: '/c' })).toThrow('--cluster-cert and --cluster-key go together');
