@@ -57,6 +57,11 @@ export class PrefixMirror<T> {
     this.watch = undefined;
   }
 
+  /** Whether the prefix was read once: until then, no value means nothing known, not nothing there. */
+  get loaded(): boolean {
+    return this.readRevision > 0n;
+  }
+
   get(key: string): T | undefined {
     return this.values.get(key);
   }

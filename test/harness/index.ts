@@ -17,6 +17,7 @@ export { waitUntil, type WaitOptions } from './wait.js';
 export { createOutside, nodeInNetns, REMOTE_SERVER, udpAsk, udpEchoServer, UPLINK_HOST, UPLINK_OUTSIDE } from './outside.js';
 export { ETCD_BINARY, ETCDCTL_BINARY, type EtcdOptions, EtcdServer, startEtcd } from './etcd.js';
 export { createSwitch, plugIntoSwitch, SWITCH_BRIDGE, type SwitchPort } from './switch.js';
+export { createRoutedHosts, type RoutedHost } from './routed-hosts.js';
 export { makeTestPki, type TestPki } from './pki.js';
 export { seededRandom } from './random.js';
 export { dig, parseDig, rawUdpQuery, type DigAnswer } from './dig.js';

@@ -12,16 +12,16 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findUnderlay } from '../../src/overlay/underlay.js';
-import { ForwardingTable, type RemotePeer, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
+import { type RemotePeer, type SegmentPeers, VXLAN_OVERHEAD } from '../../src/overlay/vxlan.js';
 import { Ip } from '../../src/sys/ip.js';
 import { ExecaRunner } from '../../src/sys/runner.js';
-import { CleanupStack, createNetns, createVethPair, deleteNetns, execInNetns, ipIn, netnsPath, nodeInNetns, udpEchoServer } from '../harness/index.js';
+import { CleanupStack, createRoutedHosts, deleteNetns, execInNetns, ipIn } from '../harness/index.js';
+import { buildSegment, echoes, segmentContainer } from '../harness/overlay-segment.js';
 
 const run = randomBytes(2).toString('hex');
 const ns = { router: `tsor${run}`, a: `tsoa${run}`, b: `tsob${run}`, c: `tsoc${run}`, ca: `tsoca${run}`, cb: `tsocb${run}`, cb2: `tsocd${run}`, cc: `tsocc${run}` };
 const UNDERLAY_MTU = 1500;
 const MTU = UNDERLAY_MTU - VXLAN_OVERHEAD[4];
-const VNI = 4242;
 const underlay = { a: '10.251.1.1', b: '10.251.2.1', c: '10.251.3.1' };
 const runner = new ExecaRunner();
 const cleanup = new CleanupStack();
@@ -33,53 +33,15 @@ interface Host {
 }
 const hosts: Record<'a' | 'b' | 'c', Host> = {} as Record<'a' | 'b' | 'c', Host>;
 
-/** A container on a host's bridge: a netns with a veth, its address, and its MAC (`mac`, or the kernel's). */
-async function container(host: string, name: string, address: string, mac?: string): Promise<string> {
-  await createNetns(name);
-  cleanup.defer(`delete netns ${name}`, () => deleteNetns(name));
-  await createVethPair({ netns: host, name: `v${name.slice(-6)}` }, { netns: name, name: 'eth0', ...(mac ? {} : { address: `${address}/24` }) });
-  if (mac) {
-    await ipIn(name, ['link', 'set', 'eth0', 'address', mac]);
-    await ipIn(name, ['address', 'add', `${address}/24`, 'dev', 'eth0']);
-  }
-  await ipIn(host, ['link', 'set', `v${name.slice(-6)}`, 'master', 'seg', 'mtu', String(MTU)]);
-  await ipIn(name, ['link', 'set', 'eth0', 'mtu', String(MTU)]);
-  await ipIn(name, ['route', 'add', 'default', 'via', '10.90.0.1']);
-  return (JSON.parse((await ipIn(name, ['-json', 'link', 'show', 'eth0'])).stdout) as Array<{ address: string }>)[0]!.address;
-}
-
-/** Whether `from` gets an echo of a `bytes`-byte UDP payload from `address` (sent with DF, as Linux sends UDP). */
-async function echoes(from: string, address: string, bytes = 16): Promise<boolean> {
-  const script = `const s = require('dgram').createSocket('udp4');
-    s.on('message', (m) => process.exit(m.length === ${bytes} + 4 ? 0 : 4));
-    s.send(Buffer.alloc(${bytes}, 120), 7007, '${address}', (e) => e && process.exit(5));
-    setTimeout(() => process.exit(3), 2000);`;
-  const r = await execInNetns(from, [process.execPath, '-e', script]);
-  return r.exitCode === 0;
-}
-
 describe('the overlay data path across routed hosts', () => {
   let macs: { ca: string; cb: string; cb2: string };
 
   beforeAll(async () => {
-    for (const name of [ns.router, ns.a, ns.b, ns.c]) {
-      await createNetns(name);
-      cleanup.defer(`delete netns ${name}`, () => deleteNetns(name));
-    }
-    // Two subnets routed through the router: the hosts share no L2.
-    await createVethPair({ netns: ns.a, name: 'u0', address: `${underlay.a}/30` }, { netns: ns.router, name: 'ra', address: '10.251.1.2/30' });
-    await createVethPair({ netns: ns.b, name: 'u0', address: `${underlay.b}/30` }, { netns: ns.router, name: 'rb', address: '10.251.2.2/30' });
-    await execInNetns(ns.router, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    await createVethPair({ netns: ns.c, name: 'u0', address: `${underlay.c}/30` }, { netns: ns.router, name: 'rc', address: '10.251.3.2/30' });
-    for (const [netns, via] of [[ns.a, '10.251.1.2'], [ns.b, '10.251.2.2'], [ns.c, '10.251.3.2']] as const) await ipIn(netns, ['route', 'add', 'default', 'via', via]);
-    for (const [key, netns] of [['a', ns.a], ['b', ns.b], ['c', ns.c]] as const) {
-      const ip = new Ip(runner, netns);
-      await ip.batch([['link', 'add', 'name', 'seg', 'mtu', String(MTU), 'type', 'bridge'], ['address', 'add', '10.90.0.1/24', 'dev', 'seg'], ['link', 'set', 'dev', 'seg', 'up']]);
-      await ip.batch(vxlanLines({ name: 'vx', vni: VNI, local: underlay[key], port: 4789, bridge: 'seg', mtu: MTU }));
-      hosts[key] = { netns, peers: new SegmentPeers('vx', ip, new ForwardingTable(runner, netns)) };
-    }
+    // Three hosts in their own subnets, routed: they share no L2.
+    await createRoutedHosts(ns.router, [ns.a, ns.b, ns.c], cleanup);
+    for (const [key, netns] of [['a', ns.a], ['b', ns.b], ['c', ns.c]] as const) hosts[key] = { netns, peers: await buildSegment(runner, netns, underlay[key], MTU) };
+    const container = (host: string, name: string, address: string) => segmentContainer(host, name, address, MTU, cleanup);
     macs = { ca: await container(ns.a, ns.ca, '10.90.0.2'), cb: await container(ns.b, ns.cb, '10.90.0.3'), cb2: await container(ns.b, ns.cb2, '10.90.0.4') };
-    for (const name of [ns.cb, ns.cb2, ns.ca]) await nodeInNetns(netnsPath(name), udpEchoServer(7007), cleanup);
   });
   afterAll(async () => {
     await cleanup.run();
@@ -112,8 +74,7 @@ describe('the overlay data path across routed hosts', () => {
   it('reaches an address that moved to another host, its forwarding entry replaced, not appended', async () => {
     // The container of 10.90.0.3 goes from host B to host C, with its MAC.
     await deleteNetns(ns.cb);
-    await container(ns.c, ns.cc, '10.90.0.3', macs.cb);
-    await nodeInNetns(netnsPath(ns.cc), udpEchoServer(7007), cleanup);
+    await segmentContainer(ns.c, ns.cc, '10.90.0.3', MTU, cleanup, macs.cb);
     await hosts.c.peers.set([peer('10.90.0.2', macs.ca, underlay.a)]);
     const written = await hosts.a.peers.set([peer('10.90.0.3', macs.cb, underlay.c), peer('10.90.0.4', macs.cb2, underlay.b)]);
     expect(written).toEqual({ written: 1, removed: 0 });

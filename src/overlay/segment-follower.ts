@@ -1,0 +1,111 @@
+import type { Logger } from 'pino';
+import { BackgroundTask, errorText } from '../cluster/background-task.js';
+import type { EtcdClient, Entry } from '../cluster/etcd-client.js';
+import { AddressHold, decodeValue, HostRecord, hostOfKey, HOSTS_PREFIX, type PoolKeys } from '../cluster/keys.js';
+import { PrefixMirror } from '../cluster/prefix-mirror.js';
+import { remotePeers } from './segment-members.js';
+import type { SegmentPeers } from './vxlan.js';
+
+/** How soon a kernel write that failed is tried again. */
+const RETRY_MS = 1000;
+
+/**
+ * The host registry, mirrored once for every segment of this host: who the
+ * other hosts are and where their underlay is.
+ */
+export class HostRegistry {
+  private readonly listeners = new Set<() => void>();
+  private readonly mirror: PrefixMirror<HostRecord>;
+
+  constructor(etcd: EtcdClient, log: Logger) {
+    const decode = (entry: Entry) => {
+      try {
+        return hostOfKey(entry.key) ? decodeValue(HostRecord, entry.key, entry.value) : undefined;
+      } catch (error) {
+        log.warn({ key: entry.key, err: errorText(error) }, 'skipped a host record in the cluster store');
+        return undefined;
+      }
+    };
+    this.mirror = new PrefixMirror(etcd, HOSTS_PREFIX, 'the host registry', decode, () => this.listeners.forEach((l) => l()), log);
+  }
+
+  start(): void {
+    this.mirror.start();
+  }
+
+  stop(): void {
+    this.mirror.stop();
+  }
+
+  /** host ID → its record. */
+  hosts(): Map<string, HostRecord> {
+    return new Map([...this.mirror.entries()].map(([, record]) => [record.id, record]));
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  settle(): Promise<void> {
+    return this.mirror.settle();
+  }
+}
+
+/**
+ * Keeps one segment's peer entries on this host equal to the store: the
+ * pool's address holds (mirrored: a paged read, then a watch, read again
+ * after a reconnect or a compaction) and the host registry. While etcd is
+ * unreachable the entries stay as they are, so traffic keeps flowing; a
+ * burst of changes is written as one difference.
+ */
+export class SegmentFollower {
+  private readonly holds: PrefixMirror<AddressHold>;
+  private readonly sync: BackgroundTask;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    etcd: EtcdClient,
+    keys: PoolKeys,
+    private readonly registry: HostRegistry,
+    private readonly self: string,
+    private readonly peers: SegmentPeers,
+    private readonly log: Logger,
+  ) {
+    const decode = (entry: Entry) => {
+      try {
+        return decodeValue(AddressHold, entry.key, entry.value);
+      } catch (error) {
+        log.warn({ key: entry.key, err: errorText(error) }, 'skipped an address hold in the cluster store');
+        return undefined;
+      }
+    };
+    this.holds = new PrefixMirror(etcd, keys.addressesPrefix, `the addresses of segment ${keys.name}`, decode, () => this.sync.request(), log);
+    this.sync = new BackgroundTask(() => this.apply(keys), (error) => this.log.warn({ segment: keys.name, err: errorText(error) }, 'cannot write the segment\'s peer entries; retrying'), RETRY_MS);
+  }
+
+  start(): void {
+    this.unsubscribe = this.registry.onChange(() => this.sync.request());
+    this.holds.start();
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+    this.holds.stop();
+    this.sync.stop();
+  }
+
+  /** Waits for the read and the kernel writes in progress (tests). */
+  async settle(): Promise<void> {
+    await this.holds.settle();
+    await this.sync.settle();
+  }
+
+  private async apply(keys: PoolKeys): Promise<void> {
+    // Before the first read the entries the kernel has are all there is to go by: none is removed.
+    if (!this.holds.loaded) return;
+    const holds = [...this.holds.entries()].map(([key, hold]) => [keys.addressOf(key), hold] as const);
+    const changed = await this.peers.set(remotePeers(holds, this.registry.hosts(), this.self));
+    if (changed.written + changed.removed > 0) this.log.debug({ segment: keys.name, ...changed }, 'segment peers written');
+  }
+}
