@@ -74,7 +74,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
   const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log);
   await cluster?.checkUnderlay();
-  const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster) } : options;
+  const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster), segments: () => cluster.segments() } : options;
   // What plugin requests change is tsnet's own: the drift watcher leaves it alone.
   const own = new OwnChanges();
   const runner = own.watch(metrics?.runner() ?? sessionRunner(new ExecaRunner()));

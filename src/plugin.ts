@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import { BridgeDriver } from '../drivers/bridge/bridge-driver.js';
+import { OverlayPart } from '../drivers/bridge/overlay.js';
 import type { Driver } from '../drivers/driver.js';
 import { MacvlanDriver } from '../drivers/macvlan/macvlan-driver.js';
 import type { DriverKind } from '../drivers/model.js';
@@ -17,6 +18,7 @@ import { IpamService } from './ipam/ipam-service.js';
 import { removeLeftoverLinks } from './repair/leftover-links.js';
 import { Reconciler } from './repair/reconciler.js';
 import type { SharedPools } from './ipam/shared-pools.js';
+import type { Segments } from './overlay/segments.js';
 import type { Store } from './store/store.js';
 import { chooseFirewall, type Drift, type FirewallKind, type HostPorts, Ip, LinkReaper, removeOtherBackend, type Runner, type Sysctl } from './sys/index.js';
 
@@ -29,6 +31,8 @@ export interface PluginOptions {
   netnsDir?: string;
   /** The cluster's shared pools (--cluster-store); told which subnets have a network on this host. */
   sharedPools?: (subnetInUse: (subnet: string) => boolean) => Promise<SharedPools>;
+  /** The cluster's overlay segments (--cluster-store), asked once the shared pools are there. */
+  segments?: () => Segments | undefined;
   /** How long an endpoint that looks gone at start-up is kept before it is dropped (default 10 s; tests shorten it). */
   staleGraceMs?: number;
 }
@@ -78,7 +82,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
     log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
   }
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, sandboxes) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, runner, options.segments ?? (() => undefined)), sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(ip, runner, sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.

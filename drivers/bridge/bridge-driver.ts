@@ -9,6 +9,7 @@ import { bridgeMac, bridgeName, vethContainerName, vethHostName } from '../names
 import { type GoneEndpoints, lostSandbox, SandboxFiles, sortGone } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
+import { type OverlayPart, wantsOverlay } from './overlay.js';
 import { allocatePorts, PortTable, portForwards, takenMessage } from './ports.js';
 
 export interface BridgeEndpointState {
@@ -99,12 +100,20 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     hostPorts: HostPorts,
     private readonly reaper: LinkReaper,
     private readonly log: Logger,
+    private readonly overlay: OverlayPart,
     private readonly sandboxes = new SandboxFiles(),
   ) {
     this.ports = new PortTable(hostPorts);
   }
 
   async prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<BridgeConfig> {
+    const config = await this.prepareBridge(spec, others);
+    if (!wantsOverlay(spec)) return config;
+    const { overlay, mtu } = await this.overlay.prepare(spec);
+    return { ...config, overlay, mtu };
+  }
+
+  private async prepareBridge(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<BridgeConfig> {
     const name = new OptionReader(spec.options).linkName(BRIDGE_OPTIONS.name);
     const existing = name ? await this.ip.link(name) : undefined;
     if (!existing || existing.linkinfo?.info_kind !== 'bridge') return parseBridgeConfig(spec, others, existing && { isBridge: false, addresses: [], routeLocalnet: false });
@@ -115,6 +124,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   async createNetwork(network: BridgeNetwork): Promise<void> {
     await this.makeBridge(network);
     try {
+      await this.overlay.create(network);
       await this.firewall.setupNetwork(firewallNetwork(network), new Map());
     } catch (error) {
       await this.deleteNetwork(network).catch(() => undefined);
@@ -147,6 +157,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   async deleteNetwork(network: BridgeNetwork): Promise<void> {
+    await this.overlay.delete(network);
     await this.firewall.teardownNetwork(firewallNetwork(network));
     if (network.config.createdBridge) {
       // A bridge named after the network is never made again: it goes in the background. One the
@@ -324,7 +335,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   }
 
   ownedLinks(network: BridgeNetwork, endpoints: readonly BridgeEndpoint[]): string[] {
-    return [network.config.bridge, ...endpoints.flatMap((e) => [e.state.hostIf, e.state.containerIf])];
+    return [network.config.bridge, ...this.overlay.links(network), ...endpoints.flatMap((e) => [e.state.hostIf, e.state.containerIf])];
   }
 
   hostAddresses(network: BridgeNetwork): string[] {
@@ -355,6 +366,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
       return;
     }
     await this.ensureBridge(network);
+    await this.overlay.restore(network);
     const links = endpoints.length > 0 ? await this.ip.linkNames() : new Set<string>();
     const present = endpoints.filter((e) => links.has(e.state.hostIf));
     await this.ip.batch(
@@ -387,6 +399,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
     });
     return [
       ...(link.flags.includes('UP') ? [] : [drift(network.id, 'link', 'changed', `${bridge} is down`)]),
+      ...this.overlay.drift(network, kernel),
       ...gatewayAddresses(network)
         .filter((g) => !link.addresses.includes(g.address))
         .map((g) => drift(network.id, 'address', 'missing', `${g.address} on ${bridge}`)),

@@ -4,6 +4,7 @@ import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { bridgeName } from '../names.js';
 import { firstOverlap } from '../subnets.js';
 import { OptionReader } from '../option-values.js';
+import type { OverlayConfig } from './overlay.js';
 
 /** Docker's bridge option keys; they mean the same with tsnet. */
 export const BRIDGE_OPTIONS = {
@@ -46,6 +47,8 @@ export interface BridgeConfig {
   isolate: boolean;
   /** tsnet.masquerade6 (default off). */
   masquerade6: boolean;
+  /** tsnet.mode=overlay: the network is one segment across hosts (drivers/bridge/overlay.ts). */
+  overlay?: OverlayConfig;
 }
 
 export const DEFAULT_MTU = 1500;

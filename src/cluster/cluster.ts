@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { NetworkRecord } from '../../drivers/model.js';
 import type { RecordSource } from '../dns/name-entry.js';
 import type { SharedPools } from '../ipam/shared-pools.js';
+import { ClusterSegments, type Segments } from '../overlay/segments.js';
 import { findUnderlay, type Underlay } from '../overlay/underlay.js';
 import type { Store } from '../store/store.js';
 import { Ip } from '../sys/ip.js';
@@ -54,6 +55,7 @@ export class Cluster {
   private pools: SharedPoolService | undefined;
   private publisher: NamePublisher | undefined;
   private remote: RemoteNames | undefined;
+  private overlays: ClusterSegments | undefined;
   private unsubscribe: (() => void) | undefined;
   private reclaimTimer: NodeJS.Timeout | undefined;
   /** When this daemon first saw each dead host dead (reclaim counts from there; a restart starts over, the safe way). */
@@ -122,6 +124,14 @@ export class Cluster {
       remote.followPools();
     });
     return remote;
+  }
+
+  /** Overlay segments on the shared pools (docs/overlay.md); undefined until the shared pools are loaded. */
+  segments(): Segments | undefined {
+    const pools = this.pools;
+    if (!pools) return undefined;
+    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool })), () => this.underlay(), this.log.child({ room: 'overlay' }));
+    return this.overlays;
   }
 
   /** Each (re)registration: etcd answers again, and keys must be bound to the new lease. */
@@ -195,6 +205,7 @@ export class Cluster {
     this.unsubscribe?.();
     this.publisher?.stop();
     this.remote?.stop();
+    this.overlays?.stop();
     this.pools?.stop();
     await this.membership.stop();
     this.etcd.close();

@@ -82,19 +82,15 @@ const firstVni = (name: string) => VNI_BASE + (createHash('sha256').update(name)
 
 /**
  * The VNI of the overlay segment on the pool, given to it by the first
- * overlay network (the IPAM, asked before, cannot tell an overlay: dockerd
- * gives it only the --ipam-opt). A pool other hosts use for networks of one
- * L2 (bridge, macvlan) is no segment, and is refused naming them.
+ * overlay network. The IPAM, asked before, cannot tell an overlay (dockerd
+ * gives it only the --ipam-opt), so the pool's users, which join at that
+ * moment, say nothing of their networks' kind.
  */
-export function segmentVni(etcd: ClusterKv, keys: PoolKeys, host: string, field: string, deadline: number): Promise<number> {
+export function segmentVni(etcd: ClusterKv, keys: PoolKeys, field: string, deadline: number): Promise<number> {
   let vni = firstVni(keys.name);
   return changeDefinition(etcd, keys, deadline, (definition): DefinitionChange<number> => {
     if (!definition) throw new RequestError(field, `pool ${keys.name} is not in the cluster store (removed by tsnet cluster gc?); re-create the network`);
     if (definition.vni !== undefined) return { result: definition.vni };
-    const others = definition.users.filter((user) => user !== host);
-    if (others.length > 0) {
-      throw new RequestError(field, `pool ${keys.name} serves networks of one L2 (bridge or macvlan) on host${others.length > 1 ? 's' : ''} ${others.join(', ')}; an overlay needs a pool of its own`);
-    }
     const key = vniKey(vni);
     return {
       result: vni,

@@ -52,11 +52,11 @@ function flag(options: Record<string, unknown>, key: string): boolean {
   throw new RequestError(`Options.${key}`, `must be a boolean, got ${JSON.stringify(value)}`);
 }
 
-/** macvlan when asked for, or when a parent is given; bridge otherwise. */
+/** macvlan when asked for, or when a parent is given; bridge otherwise. An overlay is a bridge network whose bridge has a VXLAN port (drivers/bridge/overlay.ts). */
 export function kindOf(generic: Record<string, string>): DriverKind {
-  const mode = new OptionReader(generic).oneOf(COMMON_OPTIONS.mode, ['bridge', 'macvlan'] as const, generic.parent !== undefined ? 'macvlan' : 'bridge');
-  if (mode === 'bridge' && generic.parent !== undefined) throw new RequestError('parent', 'only macvlan networks take a parent interface');
-  return mode;
+  const mode = new OptionReader(generic).oneOf(COMMON_OPTIONS.mode, ['bridge', 'macvlan', 'overlay'] as const, generic.parent !== undefined ? 'macvlan' : 'bridge');
+  if (mode !== 'macvlan' && generic.parent !== undefined) throw new RequestError('parent', 'only macvlan networks take a parent interface');
+  return mode === 'overlay' ? 'bridge' : mode;
 }
 
 /** Checks one IPAM data entry and turns dockerd's `ip/len` gateways into plain IPs. */

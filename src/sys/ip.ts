@@ -94,6 +94,13 @@ export class Ip {
     return (JSON.parse(stdout) as AddressInfo[]).some((link) => link.addr_info.length > 0);
   }
 
+  /** The link holding `address` (a plain IP) and its MTU; undefined when no link has it. */
+  async linkOfAddress(address: string): Promise<{ ifname: string; mtu: number } | undefined> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show', 'to', `${address}/${address.includes(':') ? 128 : 32}`]);
+    const link = (JSON.parse(stdout) as Array<AddressInfo & { mtu: number }>).find((l) => l.addr_info.length > 0);
+    return link && { ifname: link.ifname, mtu: link.mtu };
+  }
+
   /** The names of every link of the netns. */
   async linkNames(): Promise<Set<string>> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'link', 'show']);

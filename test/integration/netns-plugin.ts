@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import supertest from 'supertest';
-import { createPlugin, type Plugin } from '../../src/plugin.js';
+import { createPlugin, type Plugin, type PluginOptions } from '../../src/plugin.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { CommandError, CommandSysctl, ExecaRunner, type FirewallKind, ProgramNotFound, type RunOptions, type RunResult, type Runner, UncheckedHostPorts } from '../../src/sys/index.js';
 
@@ -37,13 +37,15 @@ export class NetnsPlugin {
     private firewall?: FirewallKind,
     /** How long endpoints that look gone at start-up are kept (the daemon's 10 s would only slow the tests). */
     private readonly staleGraceMs = 300,
+    /** More of the daemon's options (the cluster's shared pools and segments). */
+    private readonly extra: Pick<PluginOptions, 'sharedPools' | 'segments'> = {},
   ) {}
 
   async start(): Promise<this> {
     this.store = new SqliteStore(this.stateDir);
     const runner = new NetnsRunner(this.netns);
     // Its sockets would hold ports of the test process's netns, not the plugin's: host ports are left to the e2e tests.
-    this.plugin = await createPlugin({ store: this.store, runner, hostPorts: new UncheckedHostPorts(), sysctl: new CommandSysctl(runner) }, { staleGraceMs: this.staleGraceMs, ...(this.firewall ? { firewall: this.firewall } : {}) }, pino({ level: 'silent' }));
+    this.plugin = await createPlugin({ store: this.store, runner, hostPorts: new UncheckedHostPorts(), sysctl: new CommandSysctl(runner) }, { staleGraceMs: this.staleGraceMs, ...this.extra, ...(this.firewall ? { firewall: this.firewall } : {}) }, pino({ level: 'silent' }));
     return this;
   }
 

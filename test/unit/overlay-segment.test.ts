@@ -10,7 +10,7 @@ import { FakeClusterKv } from '../harness/fake-cluster-kv.js';
 
 const FIELD = 'Options.tsnet.pool';
 const join = (kv: FakeClusterKv, keys: PoolKeys, host: string) => joinPool(kv, keys, { host, subnet: '10.90.0.0/16', field: FIELD }, deadlineFromNow());
-const vniOf = (kv: FakeClusterKv, keys: PoolKeys, host: string) => segmentVni(kv, keys, host, FIELD, deadlineFromNow());
+const vniOf = (kv: FakeClusterKv, keys: PoolKeys) => segmentVni(kv, keys, FIELD, deadlineFromNow());
 const definition = (kv: FakeClusterKv, keys: PoolKeys) => JSON.parse(kv.value(keys.definition)!) as PoolDefinition;
 
 describe('an overlay segment\'s VNI', () => {
@@ -18,11 +18,11 @@ describe('an overlay segment\'s VNI', () => {
     const kv = new FakeClusterKv();
     const app = new PoolKeys('app', 4);
     await join(kv, app, 'h1');
-    const vni = await vniOf(kv, app, 'h1');
+    const vni = await vniOf(kv, app);
     expect(vni).toBeGreaterThanOrEqual(0x740000);
     expect(kv.value(vniKey(vni))).toBe('app');
     await join(kv, app, 'h2');
-    expect(await vniOf(kv, app, 'h2')).toBe(vni);
+    expect(await vniOf(kv, app)).toBe(vni);
     expect(definition(kv, app)).toMatchObject({ vni, users: ['h1', 'h2'] });
     await removeUser(kv, app, 'h1', deadlineFromNow());
     expect(kv.value(vniKey(vni))).toBe('app');
@@ -37,20 +37,20 @@ describe('an overlay segment\'s VNI', () => {
     // What the name gives on an empty store, taken here by another pool: the next one is used.
     const probe = new FakeClusterKv();
     await join(probe, app, 'h1');
-    const first = await vniOf(probe, app, 'h1');
+    const first = await vniOf(probe, app);
     await kv.txn([], [{ put: vniKey(first), value: 'other' }], []);
-    expect(await vniOf(kv, app, 'h1')).toBe(first + 1);
+    expect(await vniOf(kv, app)).toBe(first + 1);
     expect(kv.value(vniKey(first))).toBe('other');
   });
 
-  it('is refused for a pool other hosts use for networks of one L2, naming them', async () => {
+  it('is given whoever joined the pool before (hosts join at the IPAM request, before any network exists)', async () => {
     const kv = new FakeClusterKv();
-    const lan = new PoolKeys('lan', 4);
-    await join(kv, lan, 'h1');
-    await join(kv, lan, 'h2');
-    await join(kv, lan, 'h3');
-    await expect(vniOf(kv, lan, 'h3')).rejects.toThrow(`${FIELD}: pool lan serves networks of one L2 (bridge or macvlan) on hosts h1, h2; an overlay needs a pool of its own`);
-    expect(definition(kv, lan).vni).toBeUndefined();
+    const app = new PoolKeys('app', 4);
+    await join(kv, app, 'h1');
+    await join(kv, app, 'h2');
+    const vni = await vniOf(kv, app);
+    expect(await vniOf(kv, app)).toBe(vni);
+    expect(definition(kv, app)).toMatchObject({ vni, users: ['h1', 'h2'] });
   });
 });
 

@@ -1,0 +1,99 @@
+import { RequestError } from '../../src/errors.js';
+import type { Segments } from '../../src/overlay/segments.js';
+import { ForwardingTable, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
+import { type Drift, drift, type Ip, type Runner } from '../../src/sys/index.js';
+import type { KernelView } from '../../src/sys/index.js';
+import type { NetworkRecord, NetworkSpec } from '../model.js';
+import { vxlanName } from '../names.js';
+import { OptionReader } from '../option-values.js';
+
+/** tsnet.mode=overlay (read by core, which makes it a bridge network): one segment across the hosts of its shared pool. */
+const MODE_OPTION = 'tsnet.mode';
+const MTU_OPTION = 'com.docker.network.driver.mtu';
+
+/** What an overlay network keeps in its record besides its bridge's configuration. */
+export interface OverlayConfig {
+  /** The shared pool: the segment's identity across hosts. */
+  pool: string;
+  vni: number;
+  device: string;
+  /** This host's underlay address and the VXLAN port, as the device was made with. */
+  underlay: string;
+  port: number;
+}
+
+/** Whether the bridge network asks to be an overlay. */
+export const wantsOverlay = (spec: NetworkSpec): boolean => new OptionReader(spec.options).string(MODE_OPTION) === 'overlay';
+
+type OverlayNetwork = NetworkRecord<{ bridge: string; mtu: number; overlay?: OverlayConfig }>;
+
+/**
+ * The overlay part of a bridge network: the segment's VXLAN device on the
+ * network's bridge, and its peers followed from the cluster store. The
+ * bridge, its gateway (the same on every host), its containers and its
+ * firewall are the bridge network's own.
+ */
+export class OverlayPart {
+  private readonly fdb: ForwardingTable;
+
+  constructor(
+    private readonly ip: Ip,
+    runner: Runner,
+    /** Present with --cluster-store. */
+    private readonly segments: () => Segments | undefined,
+  ) {
+    this.fdb = new ForwardingTable(runner);
+  }
+
+  /** Joins the segment (its VNI, given now if it has none) and checks the MTU against the underlay's: a larger one would black-hole large packets. */
+  async prepare(spec: NetworkSpec): Promise<{ overlay: OverlayConfig; mtu: number }> {
+    const segments = this.segments();
+    if (!segments) throw new RequestError(MODE_OPTION, 'an overlay needs the cluster store: run tsnet daemon with --cluster-store');
+    const segment = await segments.join(spec.ipv4[0]?.pool ?? '', MODE_OPTION);
+    const link = await this.ip.linkOfAddress(segment.underlay.address);
+    if (!link) throw new RequestError(MODE_OPTION, `underlay address ${segment.underlay.address} is on no link of this host`);
+    const overhead = VXLAN_OVERHEAD[segment.underlay.address.includes(':') ? 6 : 4];
+    const largest = link.mtu - overhead;
+    if (spec.mtu !== undefined && spec.mtu > largest) {
+      throw new RequestError(MTU_OPTION, `${spec.mtu} is more than an overlay on this host carries: at most ${largest} (${link.ifname}'s ${link.mtu} − ${overhead} of VXLAN)`);
+    }
+    const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port };
+    return { overlay, mtu: spec.mtu ?? largest };
+  }
+
+  /** The device on the bridge (made unless `exists`), then the peers followed. */
+  async create(network: OverlayNetwork, exists = false): Promise<void> {
+    const { overlay, bridge, mtu } = network.config;
+    if (!overlay) return;
+    const [add, attach] = vxlanLines({ name: overlay.device, vni: overlay.vni, local: overlay.underlay, port: overlay.port, bridge, mtu });
+    await this.ip.batch(exists ? [attach!] : [add!, attach!]);
+    this.segments()?.follow(network.id, overlay.pool, new SegmentPeers(overlay.device, this.ip, this.fdb));
+  }
+
+  async delete(network: OverlayNetwork): Promise<void> {
+    const { overlay } = network.config;
+    if (!overlay) return;
+    this.segments()?.unfollow(network.id);
+    await this.ip.deleteLinks([overlay.device]);
+  }
+
+  /** After a restart or a repair: the device as recorded, and the peers followed again (a fresh table reads the store in full). */
+  async restore(network: OverlayNetwork): Promise<void> {
+    const { overlay } = network.config;
+    if (!overlay) return;
+    await this.create(network, (await this.ip.link(overlay.device)) !== undefined);
+  }
+
+  links(network: OverlayNetwork): string[] {
+    return network.config.overlay ? [network.config.overlay.device] : [];
+  }
+
+  drift(network: OverlayNetwork, kernel: KernelView): Drift[] {
+    const { overlay, bridge } = network.config;
+    if (!overlay) return [];
+    const device = kernel.links.get(overlay.device);
+    if (!device) return [drift(network.id, 'link', 'missing', overlay.device)];
+    if (device.master !== bridge) return [drift(network.id, 'link', 'changed', `${overlay.device} is not a port of ${bridge}`)];
+    return device.flags.includes('UP') ? [] : [drift(network.id, 'link', 'changed', `${overlay.device} is down`)];
+  }
+}

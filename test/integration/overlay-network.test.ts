@@ -1,0 +1,153 @@
+/**
+ * `-o tsnet.mode=overlay` through the plugin API, as dockerd drives it, on
+ * two hosts in different L3 subnets joined through a router netns, with a
+ * real etcd (Debian's 3.4, on 127.0.0.1 of the test process). Each host is a
+ * plugin programming its own netns, wired as the daemon wires it: shared
+ * pools, membership with its underlay, segments. A "container" is what
+ * dockerd makes of an endpoint: its veth end moved into a netns, addressed,
+ * its gateway the network's.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdClient } from '../../src/cluster/etcd-client.js';
+import { type PoolDefinition } from '../../src/cluster/keys.js';
+import { HostMembership } from '../../src/cluster/membership.js';
+import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
+import { ClusterSegments } from '../../src/overlay/segments.js';
+import { CleanupStack, createNetns, createRoutedHosts, deleteNetns, type EtcdServer, ipIn, netnsPath, newRunId, nodeInNetns, type RoutedHost, runDir, startEtcd, udpEchoServer, waitUntil } from '../harness/index.js';
+import { echoes } from '../harness/overlay-segment.js';
+import { NetnsPlugin } from './netns-plugin.js';
+
+const run = randomBytes(2).toString('hex');
+const log = pino({ level: 'silent' });
+const id = newRunId();
+const cleanup = new CleanupStack();
+const SUBNET = '10.92.0.0/24';
+let etcd: EtcdServer;
+
+interface Host {
+  id: string;
+  routed: RoutedHost;
+  tsnet: NetnsPlugin;
+  segments: ClusterSegments;
+  network: string;
+}
+const hosts: Host[] = [];
+
+/** One host as the daemon wires it for --cluster-store, its plugin programming `routed.netns`. */
+async function host(hostId: string, routed: RoutedHost): Promise<Host> {
+  const client = new EtcdClient({ endpoints: [etcd.endpoint] });
+  cleanup.defer(`close ${hostId}'s etcd client`, () => client.close());
+  const underlay = async () => ({ address: routed.underlay, port: 4789 });
+  let pools: SharedPoolService | undefined;
+  let membership: HostMembership | undefined;
+  const segments = new ClusterSegments(client, hostId, () => (pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool })), underlay, log);
+  const tsnet: NetnsPlugin = new NetnsPlugin(routed.netns, undefined, 300, {
+    sharedPools: async (subnetInUse): Promise<SharedPoolService> => {
+      membership = new HostMembership(client, hostId, tsnet.store, log, () => pools?.drainSoon(), 10, underlay);
+      await membership.load();
+      pools = new SharedPoolService(tsnet.store, client, membership, subnetInUse, log);
+      await pools.load();
+      return pools;
+    },
+    segments: () => segments,
+  });
+  await tsnet.start();
+  await membership!.ensureAlive(Date.now() + 4000);
+  cleanup.defer(`stop ${hostId}`, async () => {
+    segments.stop();
+    pools?.stop();
+    await membership?.stop();
+    await tsnet.close();
+  });
+  return { id: hostId, routed, tsnet, segments, network: randomBytes(32).toString('hex') };
+}
+
+async function ok(h: Host, method: string, body: unknown): Promise<Record<string, unknown>> {
+  const r = await h.tsnet.post(method, body);
+  expect(r.status, `${method}: ${JSON.stringify(r.body)}`).toBe(200);
+  return r.body as Record<string, unknown>;
+}
+
+const createNetwork = (h: Host, generic: Record<string, string>, gateway: string) => h.tsnet.post('NetworkDriver.CreateNetwork', {
+  NetworkID: h.network,
+  Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': generic },
+  IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: SUBNET, Gateway: gateway }],
+  IPv6Data: [],
+});
+
+/** What dockerd does for `docker run --network`: an address, the endpoint, its veth end moved into a new netns. */
+async function runContainer(h: Host, poolId: string, name: string): Promise<string> {
+  const { Address } = await ok(h, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} });
+  const endpoint = randomBytes(32).toString('hex');
+  await ok(h, 'NetworkDriver.CreateEndpoint', { NetworkID: h.network, EndpointID: endpoint, Interface: { Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
+  const join = await ok(h, 'NetworkDriver.Join', { NetworkID: h.network, EndpointID: endpoint, SandboxKey: netnsPath(name), Options: null });
+  await createNetns(name);
+  cleanup.defer(`delete netns ${name}`, () => deleteNetns(name));
+  const srcName = (join.InterfaceName as { SrcName: string }).SrcName;
+  await ipIn(h.routed.netns, ['link', 'set', srcName, 'netns', name]);
+  await ipIn(name, ['link', 'set', srcName, 'name', 'eth0']);
+  await ipIn(name, ['link', 'set', 'eth0', 'address', `02:42:${(Address as string).split('/')[0]!.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`]);
+  await ipIn(name, ['address', 'add', Address as string, 'dev', 'eth0']);
+  await ipIn(name, ['link', 'set', 'eth0', 'up']);
+  await ipIn(name, ['route', 'add', 'default', 'via', join.Gateway as string]);
+  await nodeInNetns(netnsPath(name), udpEchoServer(7007), cleanup);
+  return (Address as string).split('/')[0]!;
+}
+
+describe('overlay networks through the plugin API, across routed hosts', () => {
+  let pools: string[];
+
+  beforeAll(async () => {
+    etcd = await startEtcd({ name: id, address: '127.0.0.1', dataDir: join(runDir(id), 'etcd'), logFile: join(runDir(id), 'etcd.log') });
+    cleanup.defer('destroy etcd', () => etcd.destroy());
+    const routed = await createRoutedHosts(`tsnr${run}`, [`tsna${run}`, `tsnb${run}`], cleanup);
+    hosts.push(await host('ov-a', routed[0]!), await host('ov-b', routed[1]!));
+    pools = [];
+    for (const h of hosts) {
+      const { PoolID } = await ok(h, 'IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: SUBNET, SubPool: '', Options: { 'tsnet.pool': 'ov' }, V6: false });
+      await ok(h, 'IpamDriver.RequestAddress', { PoolID, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+      pools.push(PoolID as string);
+    }
+  });
+  afterAll(async () => {
+    await cleanup.run();
+  });
+
+  it('refuses an MTU the underlay cannot carry and an unknown mode, naming the option, and creates nothing', async () => {
+    const [a] = hosts;
+    const tooLarge = await createNetwork(a!, { 'tsnet.mode': 'overlay', 'com.docker.network.driver.mtu': '1500' }, '10.92.0.1/24');
+    expect(tooLarge.body).toEqual({ Err: 'com.docker.network.driver.mtu: 1500 is more than an overlay on this host carries: at most 1450 (u0\'s 1500 − 50 of VXLAN)' });
+    const bogus = await createNetwork(a!, { 'tsnet.mode': 'mesh' }, '10.92.0.1/24');
+    expect(bogus.body).toEqual({ Err: 'tsnet.mode: "mesh" is not one of bridge, macvlan, overlay' });
+    expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
+  });
+
+  it('makes one segment of the pool on both hosts: the same VNI, the underlay\'s MTU − 50, a VXLAN port on each bridge', async () => {
+    for (const h of hosts) expect((await createNetwork(h, { 'tsnet.mode': 'overlay' }, '10.92.0.1/24')).status).toBe(200);
+    const definition = JSON.parse((await etcd.etcdctl(['get', '--print-value-only', 'tsnet/v1/pools/ov/v4/definition'])).stdout) as PoolDefinition;
+    expect(definition.vni).toBeGreaterThanOrEqual(0x740000);
+    for (const h of hosts) {
+      const [device] = JSON.parse((await ipIn(h.routed.netns, ['-json', '-details', 'link', 'show', `tsx${h.network.slice(0, 12)}`])).stdout) as Array<{ mtu: number; master: string; linkinfo: { info_data: { id: number; local: string; port: number; learning: boolean } } }>;
+      expect(device).toMatchObject({ mtu: 1450, master: `tsbr-${h.network.slice(0, 10)}`, linkinfo: { info_data: { id: definition.vni, local: h.routed.underlay, port: 4789, learning: false } } });
+    }
+  });
+
+  it('lets a container on one host reach a container on the other, both ways', async () => {
+    const [a, b] = hosts;
+    const onA = await runContainer(a!, pools[0]!, `tsnca${run}`);
+    const onB = await runContainer(b!, pools[1]!, `tsncb${run}`);
+    await waitUntil(async () => (await echoes(`tsnca${run}`, onB, 16, 300)) && (await echoes(`tsncb${run}`, onA, 16, 300)), { timeoutMs: 10_000, what: 'containers to reach each other across the hosts' });
+    // The largest datagram the containers' MTU carries unfragmented, DF set.
+    expect(await echoes(`tsnca${run}`, onB, 1450 - 28)).toBe(true);
+  });
+
+  it('deletes the VXLAN device with the network and stops following the segment', async () => {
+    const [a] = hosts;
+    await ok(a!, 'NetworkDriver.DeleteNetwork', { NetworkID: a!.network });
+    await a!.tsnet.plugin.linkReaper.settled();
+    expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
+  });
+});
