@@ -66,8 +66,12 @@ export class OverlayPart {
     const { overlay, bridge, mtu } = network.config;
     if (!overlay) return;
     const [add, attach] = vxlanLines({ name: overlay.device, vni: overlay.vni, local: overlay.underlay, port: overlay.port, bridge, mtu });
+    const segments = this.segments();
+    if (!segments) throw new RequestError(MODE_OPTION, 'an overlay needs the cluster store: run tsnet daemon with --cluster-store');
+    // The device would take VXLAN from anyone who reaches the port: the gate goes up first.
+    await segments.guard(network.id, overlay.port);
     await this.ip.batch(exists ? [attach!] : [add!, attach!]);
-    this.segments()?.follow(network.id, overlay.pool, new SegmentPeers(overlay.device, this.ip, this.fdb));
+    segments.follow(network.id, overlay.pool, new SegmentPeers(overlay.device, this.ip, this.fdb));
   }
 
   async delete(network: OverlayNetwork): Promise<void> {

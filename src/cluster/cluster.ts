@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { NetworkRecord } from '../../drivers/model.js';
 import type { RecordSource } from '../dns/name-entry.js';
 import type { SharedPools } from '../ipam/shared-pools.js';
+import { OverlayGate } from '../overlay/gate.js';
 import { ClusterSegments, type Segments } from '../overlay/segments.js';
 import { findUnderlay, type Underlay } from '../overlay/underlay.js';
 import type { Store } from '../store/store.js';
@@ -130,7 +131,8 @@ export class Cluster {
   segments(): Segments | undefined {
     const pools = this.pools;
     if (!pools) return undefined;
-    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool })), () => this.underlay(), this.log.child({ room: 'overlay' }));
+    const localPools = () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool }));
+    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, () => this.underlay(), new OverlayGate(new ExecaRunner()), this.log.child({ room: 'overlay' }));
     return this.overlays;
   }
 

@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
+import { BackgroundTask, errorText } from '../cluster/background-task.js';
 import { deadlineFromNow, type EtcdClient } from '../cluster/etcd-client.js';
 import { PoolKeys } from '../cluster/keys.js';
 import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
 import { formatCidr, parseCidr } from '../net/address.js';
+import type { OverlayGate } from './gate.js';
 import { HostRegistry, SegmentFollower } from './segment-follower.js';
 import type { Underlay } from './underlay.js';
 import type { SegmentPeers } from './vxlan.js';
@@ -20,6 +22,8 @@ export interface Segment {
 export interface Segments {
   /** The segment of the shared pool on `subnet`: its VNI (given now, when it has none), and this host's underlay. `field` names the option a refusal blames. */
   join(subnet: string, field: string): Promise<Segment>;
+  /** Lets VXLAN on `port` in from the cluster's hosts only, for the network: before its VXLAN device is made, kept as hosts come and go, until unfollow. */
+  guard(networkId: string, port: number): Promise<void>;
   /** Keeps `peers` equal to the segment's other containers in the store, until unfollow. */
   follow(networkId: string, pool: string, peers: SegmentPeers): void;
   unfollow(networkId: string): void;
@@ -33,20 +37,43 @@ const canonical = (cidr: string) => {
   return parsed ? formatCidr(parsed.cidr) : cidr;
 };
 
-/** Segments on the cluster store: one follower per overlay network, one host registry mirror for all. */
+/**
+ * Segments on the cluster store: one follower per overlay network, one host
+ * registry mirror for all, and the gate that lets VXLAN in from the
+ * registered hosts only, up before the first VXLAN device and gone with the last.
+ */
 export class ClusterSegments implements Segments {
   private readonly followers = new Map<string, SegmentFollower>();
   private readonly registry: HostRegistry;
   private registryStarted = false;
+  /** The VXLAN port the gate guards, while an overlay network is there. */
+  private port: number | undefined;
+  /** The overlay networks the gate is up for. */
+  private readonly guarded = new Set<string>();
+  private readonly gateTask: BackgroundTask;
 
   constructor(
     private readonly etcd: EtcdClient,
     private readonly hostId: string,
     private readonly localPools: LocalPools,
     private readonly underlay: () => Promise<Underlay | undefined>,
+    private readonly gate: OverlayGate,
     private readonly log: Logger,
   ) {
     this.registry = new HostRegistry(etcd, log);
+    this.gateTask = new BackgroundTask(() => this.keepGate(), (error) => this.log.warn({ err: errorText(error) }, 'cannot update the overlay gate; retrying'), 1000);
+    this.registry.onChange(() => this.gateTask.request());
+  }
+
+  /** Members in, everyone else out; no gate once no overlay is left. */
+  private async keepGate(): Promise<void> {
+    if (this.port === undefined) return;
+    if (this.guarded.size === 0) {
+      this.port = undefined;
+      return this.gate.remove();
+    }
+    const members = [...this.registry.hosts().values()].flatMap((h) => (h.underlay ? [h.underlay] : []));
+    await this.gate.set(this.port, members);
   }
 
   async join(subnet: string, field: string): Promise<Segment> {
@@ -59,9 +86,23 @@ export class ClusterSegments implements Segments {
     return { pool: pool.name, vni, underlay };
   }
 
-  follow(networkId: string, pool: string, peers: SegmentPeers): void {
+  async guard(networkId: string, port: number): Promise<void> {
+    this.guarded.add(networkId);
+    if (this.port === port) return;
+    // Closed before the first device exists: members come in as the registry is read.
+    this.port = port;
+    await this.gate.set(port, []);
+    this.startRegistry();
+    this.gateTask.request();
+  }
+
+  private startRegistry(): void {
     if (!this.registryStarted) this.registry.start();
     this.registryStarted = true;
+  }
+
+  follow(networkId: string, pool: string, peers: SegmentPeers): void {
+    this.startRegistry();
     this.followers.get(networkId)?.stop();
     const follower = new SegmentFollower(this.etcd, new PoolKeys(pool, 4), this.registry, this.hostId, peers, this.log);
     this.followers.set(networkId, follower);
@@ -71,16 +112,20 @@ export class ClusterSegments implements Segments {
   unfollow(networkId: string): void {
     this.followers.get(networkId)?.stop();
     this.followers.delete(networkId);
+    this.guarded.delete(networkId);
+    this.gateTask.request();
   }
 
   /** Waits for the followers' reads and kernel writes in progress (tests). */
   async settle(): Promise<void> {
     await this.registry.settle();
     await Promise.all([...this.followers.values()].map((f) => f.settle()));
+    await this.gateTask.settle();
   }
 
   stop(): void {
     for (const id of [...this.followers.keys()]) this.unfollow(id);
     this.registry.stop();
+    this.gateTask.stop();
   }
 }

@@ -15,10 +15,13 @@ import { EtcdClient } from '../../src/cluster/etcd-client.js';
 import { type PoolDefinition } from '../../src/cluster/keys.js';
 import { HostMembership } from '../../src/cluster/membership.js';
 import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
+import { OverlayGate } from '../../src/overlay/gate.js';
 import { ClusterSegments } from '../../src/overlay/segments.js';
-import { CleanupStack, createNetns, createRoutedHosts, deleteNetns, type EtcdServer, ipIn, netnsPath, newRunId, nodeInNetns, type RoutedHost, runDir, startEtcd, udpEchoServer, waitUntil } from '../harness/index.js';
+import { ForwardingTable, SegmentPeers, vxlanLines } from '../../src/overlay/vxlan.js';
+import { Ip } from '../../src/sys/ip.js';
+import { CleanupStack, createNetns, createRoutedHosts, deleteNetns, type EtcdServer, execInNetns, ipIn, netnsPath, newRunId, nodeInNetns, type RoutedHost, runDir, startEtcd, udpEchoServer, waitUntil } from '../harness/index.js';
 import { echoes } from '../harness/overlay-segment.js';
-import { NetnsPlugin } from './netns-plugin.js';
+import { NetnsPlugin, NetnsRunner } from './netns-plugin.js';
 
 const run = randomBytes(2).toString('hex');
 const log = pino({ level: 'silent' });
@@ -43,7 +46,8 @@ async function host(hostId: string, routed: RoutedHost): Promise<Host> {
   const underlay = async () => ({ address: routed.underlay, port: 4789 });
   let pools: SharedPoolService | undefined;
   let membership: HostMembership | undefined;
-  const segments = new ClusterSegments(client, hostId, () => (pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool })), underlay, log);
+  const localPools = () => (pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool }));
+  const segments = new ClusterSegments(client, hostId, localPools, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log);
   const tsnet: NetnsPlugin = new NetnsPlugin(routed.netns, undefined, 300, {
     sharedPools: async (subnetInUse): Promise<SharedPoolService> => {
       membership = new HostMembership(client, hostId, tsnet.store, log, () => pools?.drainSoon(), 10, underlay);
@@ -99,11 +103,15 @@ async function runContainer(h: Host, poolId: string, name: string): Promise<stri
 
 describe('overlay networks through the plugin API, across routed hosts', () => {
   let pools: string[];
+  let stranger: RoutedHost;
+  let onA: string;
 
   beforeAll(async () => {
     etcd = await startEtcd({ name: id, address: '127.0.0.1', dataDir: join(runDir(id), 'etcd'), logFile: join(runDir(id), 'etcd.log') });
     cleanup.defer('destroy etcd', () => etcd.destroy());
-    const routed = await createRoutedHosts(`tsnr${run}`, [`tsna${run}`, `tsnb${run}`], cleanup);
+    // A third host on the routed underlay, never registered: a stranger who can reach the VXLAN port.
+    const routed = await createRoutedHosts(`tsnr${run}`, [`tsna${run}`, `tsnb${run}`, `tsns${run}`], cleanup);
+    stranger = routed[2]!;
     hosts.push(await host('ov-a', routed[0]!), await host('ov-b', routed[1]!));
     pools = [];
     for (const h of hosts) {
@@ -137,11 +145,27 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
 
   it('lets a container on one host reach a container on the other, both ways', async () => {
     const [a, b] = hosts;
-    const onA = await runContainer(a!, pools[0]!, `tsnca${run}`);
+    onA = await runContainer(a!, pools[0]!, `tsnca${run}`);
     const onB = await runContainer(b!, pools[1]!, `tsncb${run}`);
     await waitUntil(async () => (await echoes(`tsnca${run}`, onB, 16, 300)) && (await echoes(`tsncb${run}`, onA, 16, 300)), { timeoutMs: 10_000, what: 'containers to reach each other across the hosts' });
     // The largest datagram the containers' MTU carries unfragmented, DF set.
     expect(await echoes(`tsnca${run}`, onB, 1450 - 28)).toBe(true);
+  });
+
+  it('drops VXLAN from a host that is not in the cluster, and counts it', async () => {
+    const [a] = hosts;
+    const vni = (JSON.parse((await etcd.etcdctl(['get', '--print-value-only', 'tsnet/v1/pools/ov/v4/definition'])).stdout) as PoolDefinition).vni!;
+    // The stranger builds the segment by hand: the VNI (a number anyone can guess), a device, an entry for A's container.
+    const runner = new NetnsRunner(stranger.netns);
+    const ip = new Ip(runner);
+    await ip.batch([['link', 'add', 'name', 'seg', 'type', 'bridge'], ['address', 'add', '10.92.0.250/24', 'dev', 'seg'], ['link', 'set', 'dev', 'seg', 'up']]);
+    await ip.batch(vxlanLines({ name: 'vx', vni, local: stranger.underlay, port: 4789, bridge: 'seg', mtu: 1450 }));
+    const mac = `02:42:${onA.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`;
+    await new SegmentPeers('vx', ip, new ForwardingTable(runner)).set([{ ip: onA, mac, host: a!.routed.underlay }]);
+    const gate = new OverlayGate(new NetnsRunner(a!.routed.netns));
+    const before = await gate.strangers();
+    expect(await echoes(stranger.netns, onA, 16, 500)).toBe(false);
+    expect(await gate.strangers()).toBeGreaterThan(before);
   });
 
   it('deletes the VXLAN device with the network and stops following the segment', async () => {
@@ -149,5 +173,9 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     await ok(a!, 'NetworkDriver.DeleteNetwork', { NetworkID: a!.network });
     await a!.tsnet.plugin.linkReaper.settled();
     expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
+    // The last overlay of the host gone, so is its gate.
+    await a!.segments.settle();
+    expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show'])).exitCode).toBe(0);
+    expect((await execInNetns(a!.routed.netns, ['nft', 'list', 'table', 'inet', 'tsnet_overlay'])).exitCode).not.toBe(0);
   });
 });

@@ -1,0 +1,56 @@
+import type { Runner } from '../sys/runner.js';
+import { CommandError } from '../sys/runner.js';
+
+/** A table of its own: the gate holds whatever --firewall is (iptables-nft and nftables share the kernel's hooks). */
+const TABLE = 'inet tsnet_overlay';
+const COUNTER = 'strangers';
+
+/**
+ * Only the hosts of the cluster may send into an overlay: UDP to the VXLAN
+ * port is dropped unless it comes from a registered host's underlay
+ * address, and counted. VXLAN has no authentication of its own: a VNI is a
+ * number anyone who reaches the port can guess, and the frames it carries
+ * land on the segment's bridge. Rewritten whole, in one nft transaction,
+ * when the members change (hosts join or leave: seldom).
+ */
+export class OverlayGate {
+  constructor(private readonly runner: Runner) {}
+
+  /** Lets VXLAN on `port` in from `members` (underlay addresses) only. */
+  async set(port: number, members: readonly string[]): Promise<void> {
+    const v4 = members.filter((a) => !a.includes(':'));
+    const v6 = members.filter((a) => a.includes(':'));
+    const elements = (list: readonly string[]) => (list.length > 0 ? ` elements = { ${list.join(', ')} };` : '');
+    const script = [
+      `add table ${TABLE}`,
+      `delete table ${TABLE}`,
+      `table ${TABLE} {`,
+      `  set members4 { type ipv4_addr;${elements(v4)} }`,
+      `  set members6 { type ipv6_addr;${elements(v6)} }`,
+      `  counter ${COUNTER} { }`,
+      // Before the filter priority: no accept of another table can come first (a drop in any base chain is final anyway).
+      '  chain input { type filter hook input priority filter - 5; policy accept;',
+      `    meta nfproto ipv4 udp dport ${port} ip saddr != @members4 counter name ${COUNTER} drop`,
+      `    meta nfproto ipv6 udp dport ${port} ip6 saddr != @members6 counter name ${COUNTER} drop`,
+      '  }',
+      '}',
+    ].join('\n');
+    await this.runner.run('nft', ['-f', '-'], { input: `${script}\n` });
+  }
+
+  /** No overlay left on this host: the port is nobody's, the table goes. */
+  async remove(): Promise<void> {
+    try {
+      await this.runner.run('nft', ['delete', 'table', ...TABLE.split(' ')]);
+    } catch (error) {
+      if (!(error instanceof CommandError) || !/No such file or directory/.test(error.stderr)) throw error;
+    }
+  }
+
+  /** VXLAN datagrams dropped since the gate was set (for the metrics). */
+  async strangers(): Promise<number> {
+    const { stdout } = await this.runner.run('nft', ['-j', 'list', 'counter', ...TABLE.split(' '), COUNTER]);
+    const counter = (JSON.parse(stdout) as { nftables: Array<{ counter?: { packets: number } }> }).nftables.find((o) => o.counter)?.counter;
+    return counter?.packets ?? 0;
+  }
+}
