@@ -1,15 +1,18 @@
 // Simulated cluster hosts: a "switch" netns running etcd on <net>.1, and one
 // Docker host per host ID (own netns, dockerd and tsnet started with
 // --cluster-store and --host-id), each cabled to the switch as `wire` with
-// <net>.<11+i>/24. Resolves once every tsnet is registered (alive) in etcd.
-// Everything is registered on the caller's CleanupStack.
+// <net>.<11+i>/24. With `routed`, the switch is a router instead and the hosts
+// share no L2: host i has 10.252.<i>.1/30 on its wire, the router .2, and
+// etcd listens on the router's loopback address <net>.1. Resolves once every
+// tsnet is registered (alive) in etcd. Everything is registered on the
+// caller's CleanupStack.
 import { join } from 'node:path';
 import type { CleanupStack } from './cleanup.js';
 import { type EtcdServer, startEtcd } from './etcd.js';
 import { run } from './exec.js';
 import { createDockerHost, type DockerHost } from './host.js';
 import { runDir } from './names.js';
-import { deleteNetns } from './netns.js';
+import { createNetns, createVethPair, deleteNetns, execInNetns, ipIn } from './netns.js';
 import { createSwitch, plugIntoSwitch } from './switch.js';
 import { waitUntil } from './wait.js';
 
@@ -23,6 +26,8 @@ export interface ClusterHostsOptions {
   wire: string;
   /** More tsnet flags for every host. */
   tsnetArgs?: readonly string[];
+  /** Hosts in their own subnets, routed (no shared L2: an overlay's ground). */
+  routed?: boolean;
 }
 
 export interface ClusterHosts {
@@ -37,7 +42,11 @@ interface AliveReport {
 export async function createClusterHosts(opts: ClusterHostsOptions, cleanup: CleanupStack): Promise<ClusterHosts> {
   const switchNetns = `${opts.id}sw`;
   const etcdAddress = `${opts.net}.1`;
-  await createSwitch(switchNetns, `${etcdAddress}/24`);
+  if (opts.routed) {
+    await createNetns(switchNetns);
+    await execInNetns(switchNetns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    await ipIn(switchNetns, ['address', 'add', `${etcdAddress}/32`, 'dev', 'lo']);
+  } else await createSwitch(switchNetns, `${etcdAddress}/24`);
   cleanup.defer(`delete netns ${switchNetns}`, () => deleteNetns(switchNetns));
   cleanup.defer(`remove ${runDir(opts.id)}`, () => run('rm', ['-rf', runDir(opts.id)]));
   const etcd = await startEtcd({ name: opts.id, netns: switchNetns, address: etcdAddress, dataDir: join(runDir(opts.id), 'etcd'), logFile: join(runDir(opts.id), 'etcd.log') });
@@ -52,7 +61,12 @@ export async function createClusterHosts(opts: ClusterHostsOptions, cleanup: Cle
   if (failure) throw failure.reason;
   const hosts = created.map((c) => (c as PromiseFulfilledResult<DockerHost>).value);
   for (const [i, host] of hosts.entries()) {
-    await plugIntoSwitch(switchNetns, { netns: host.netns, ifname: opts.wire, port: `p${i + 1}`, address: `${opts.net}.${11 + i}/24` });
+    if (!opts.routed) {
+      await plugIntoSwitch(switchNetns, { netns: host.netns, ifname: opts.wire, port: `p${i + 1}`, address: `${opts.net}.${11 + i}/24` });
+      continue;
+    }
+    await createVethPair({ netns: host.netns, name: opts.wire, address: `10.252.${i}.1/30` }, { netns: switchNetns, name: `p${i + 1}`, address: `10.252.${i}.2/30` });
+    for (const destination of [`${etcdAddress}/32`, '10.252.0.0/16']) await ipIn(host.netns, ['route', 'add', destination, 'via', `10.252.${i}.2`]);
   }
   // tsnet served at once; it registers in etcd as soon as the wire reaches it.
   await waitUntil(async () => {
