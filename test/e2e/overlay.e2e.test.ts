@@ -3,23 +3,31 @@
  * only through a router netns (no shared L2: macvlan could not work here),
  * etcd on the router, each host a private dockerd with tsnet started with
  * --cluster-store. The same `docker network create -o tsnet.mode=overlay` on
- * each host; containers reach each other across hosts by address, with the
- * underlay's MTU − 50; a removed container's entries leave the other host.
+ * each host; containers reach each other across hosts by address and by
+ * tsnet's DNS name, with the underlay's MTU − 50; traffic keeps flowing
+ * while a host's tsnet is SIGKILLed and while etcd is down, and new runs on
+ * it are refused naming the store; a removed container's entries leave the
+ * other host.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createClusterHosts, type DockerHost, newRunId, TEST_IMAGE, waitUntil } from '../harness/index.js';
+import { CleanupStack, createClusterHosts, type DockerHost, type EtcdServer, newRunId, TEST_IMAGE, waitUntil } from '../harness/index.js';
 
 const id = newRunId();
 const SUBNET = '10.93.0.0/24';
 const cleanup = new CleanupStack();
 let hosts: DockerHost[] = [];
+let etcd: EtcdServer;
+/** Every host's gateway on the network (the same on each): where tsnet's DNS answers its containers. */
+const GATEWAY = '10.93.0.1';
+
+const pings = async (host: DockerHost, from: string, to: string) => (await host.docker(['exec', from, 'ping', '-c', '1', '-W', '2', to])).exitCode === 0;
 
 const addressOf = async (host: DockerHost, name: string) =>
   (await host.dockerOk(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name])).stdout.trim();
 
 describe('overlay networks across routed Docker hosts', () => {
   beforeAll(async () => {
-    ({ hosts } = await createClusterHosts({ id, net: '10.250.9', hostIds: ['ova', 'ovb'], wire: 'wire', routed: true }, cleanup));
+    ({ hosts, etcd } = await createClusterHosts({ id, net: '10.250.9', hostIds: ['ova', 'ovb'], wire: 'wire', routed: true }, cleanup));
     for (const host of hosts) {
       await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'tsnet.mode=overlay', '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.pool=ov', '--subnet', SUBNET, 'ov']);
     }
@@ -30,8 +38,8 @@ describe('overlay networks across routed Docker hosts', () => {
 
   it('lets containers on different hosts reach each other, at the underlay\'s MTU − 50', async () => {
     const [a, b] = hosts as [DockerHost, DockerHost];
-    await a.dockerOk(['run', '-d', '--pull=never', '--name', 'a1', '--network', 'ov', TEST_IMAGE, 'sleep', '600']);
-    await b.dockerOk(['run', '-d', '--pull=never', '--name', 'b1', '--network', 'ov', TEST_IMAGE, 'sleep', '600']);
+    await a.dockerOk(['run', '-d', '--pull=never', '--name', 'a1', '--network', 'ov', '--dns', GATEWAY, TEST_IMAGE, 'sleep', '600']);
+    await b.dockerOk(['run', '-d', '--pull=never', '--name', 'b1', '--network', 'ov', '--dns', GATEWAY, TEST_IMAGE, 'sleep', '600']);
     const [onA, onB] = [await addressOf(a, 'a1'), await addressOf(b, 'b1')];
     expect(onA).not.toBe(onB);
     await waitUntil(async () => (await a.docker(['exec', 'a1', 'ping', '-c', '1', '-W', '1', onB])).exitCode === 0, {
@@ -41,6 +49,46 @@ describe('overlay networks across routed Docker hosts', () => {
     });
     expect((await b.docker(['exec', 'b1', 'ping', '-c', '1', '-W', '2', onA])).exitCode).toBe(0);
     expect((await a.dockerOk(['exec', 'a1', 'cat', '/sys/class/net/eth0/mtu'])).stdout.trim()).toBe('1450');
+  });
+
+  it('answers a container of the other host by name from each host\'s own DNS', async () => {
+    const [a, b] = hosts as [DockerHost, DockerHost];
+    const onB = await addressOf(b, 'b1');
+    await waitUntil(async () => (await a.docker(['exec', 'a1', 'nslookup', 'b1.ov.tsnet', GATEWAY])).stdout.includes(onB), { timeoutMs: 15_000, what: 'b1.ov.tsnet to be answered on host A' });
+    expect(await pings(a, 'a1', 'b1.ov.tsnet')).toBe(true);
+  });
+
+  it('keeps traffic flowing while a host\'s tsnet is SIGKILLed, and follows again after its restart', async () => {
+    const [a, b] = hosts as [DockerHost, DockerHost];
+    const onB = await addressOf(b, 'b1');
+    await a.tsnet.kill9();
+    try {
+      expect(await pings(a, 'a1', onB)).toBe(true);
+    } finally {
+      await a.tsnet.restart();
+    }
+    // A container started on B while A's tsnet was away, or after: reached from A once it follows again.
+    await b.dockerOk(['run', '-d', '--pull=never', '--name', 'b2', '--network', 'ov', TEST_IMAGE, 'sleep', '600']);
+    const onB2 = await addressOf(b, 'b2');
+    await waitUntil(() => pings(a, 'a1', onB2), { timeoutMs: 15_000, what: `a1 to reach b2 (${onB2}) after A's tsnet restarted`, diagnostics: () => a.tsnet.logTail(20) });
+  });
+
+  it('keeps traffic flowing while etcd is down, refuses new runs naming the store, and works again once it is back', async () => {
+    const [a, b] = hosts as [DockerHost, DockerHost];
+    const onB = await addressOf(b, 'b1');
+    await etcd.kill9();
+    try {
+      expect(await pings(a, 'a1', onB)).toBe(true);
+      const refused = await a.docker(['run', '--rm', '--pull=never', '--network', 'ov', TEST_IMAGE, 'true'], { timeoutMs: 60_000 });
+      expect(refused.exitCode).not.toBe(0);
+      expect(refused.stderr).toMatch(/cluster store: etcd:\/\/10\.250\.9\.1:2379 is unreachable/);
+    } finally {
+      await etcd.start();
+    }
+    await waitUntil(async () => (await a.docker(['run', '--rm', '--pull=never', '--network', 'ov', TEST_IMAGE, 'ping', '-c', '1', '-W', '2', onB], { timeoutMs: 60_000 })).exitCode === 0, {
+      timeoutMs: 30_000,
+      what: 'a new run on A to reach b1 once etcd is back',
+    });
   });
 
   it('takes a removed container off the other host', async () => {
