@@ -18,7 +18,7 @@
 # and installs just what is missing. Needs root (CI machines run as root).
 set -euo pipefail
 
-packages=(docker.io iptables busybox-static kmod qemu-system-x86 iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev)
+packages=(docker.io iptables busybox-static kmod qemu-system-x86 iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev iperf3)
 
 is_installed() {
   # "install ok installed" is dpkg's status for a fully configured package;

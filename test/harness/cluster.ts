@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { CleanupStack } from './cleanup.js';
 import { type EtcdServer, startEtcd } from './etcd.js';
 import { run } from './exec.js';
-import { createDockerHost, type DockerHost } from './host.js';
+import { createDockerHost, type DockerHost, type DockerHostOptions } from './host.js';
 import { runDir } from './names.js';
 import { createNetns, createVethPair, deleteNetns, execInNetns, ipIn } from './netns.js';
 import { createSwitch, plugIntoSwitch } from './switch.js';
@@ -28,6 +28,9 @@ export interface ClusterHostsOptions {
   tsnetArgs?: readonly string[];
   /** Hosts in their own subnets, routed (no shared L2: an overlay's ground). */
   routed?: boolean;
+  /** tsnet's CLI (benches run from dist/, where the harness's default would point into dist/dist). */
+  tsnetCli?: string;
+  logLevel?: DockerHostOptions['logLevel'];
 }
 
 export interface ClusterHosts {
@@ -53,7 +56,12 @@ export async function createClusterHosts(opts: ClusterHostsOptions, cleanup: Cle
   cleanup.defer('destroy etcd', () => etcd.destroy());
   const created = await Promise.allSettled(
     opts.hostIds.map((hostId) =>
-      createDockerHost({ dockerdArgs: ['--bridge=none'], tsnetArgs: ['--cluster-store', etcd.url, '--host-id', hostId, ...(opts.tsnetArgs ?? [])] }),
+      createDockerHost({
+        dockerdArgs: ['--bridge=none'],
+        tsnetArgs: ['--cluster-store', etcd.url, '--host-id', hostId, ...(opts.tsnetArgs ?? [])],
+        ...(opts.tsnetCli ? { tsnetCli: opts.tsnetCli } : {}),
+        ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
+      }),
     ),
   );
   for (const c of created) if (c.status === 'fulfilled') cleanup.defer(`destroy host ${c.value.id}`, () => c.value.destroy());
