@@ -12,8 +12,11 @@ const short = (id: string) => id.slice(0, 12);
 const named = (id: string, name: string | undefined) => (name ? `${short(id)} (${name})` : short(id));
 const orDash = (values: readonly string[]) => values.join(',') || '-';
 
+/** The kind as users asked it: an overlay is a bridge network made one segment across hosts. */
+const kindOf = (n: NetworkSummary) => (n.overlay ? `overlay (VNI ${n.overlay.vni})` : n.kind);
+
 function printNetworks(networks: readonly NetworkSummary[]): string {
-  const rows = networks.map((n) => [n.name ?? '-', short(n.id), n.internal ? `${n.kind} (internal)` : n.kind, orDash(n.subnets), orDash(n.gateways), n.link, String(n.endpoints)]);
+  const rows = networks.map((n) => [n.name ?? '-', short(n.id), n.internal ? `${kindOf(n)} (internal)` : kindOf(n), orDash(n.subnets), orDash(n.gateways), n.link, String(n.endpoints)]);
   return table([['NAME', 'NETWORK ID', 'KIND', 'SUBNETS', 'GATEWAYS', 'LINK', 'ENDPOINTS'], ...rows]);
 }
 
@@ -38,7 +41,8 @@ function printNetwork(n: NetworkView): string {
   const out = [
     `network ${n.id}${n.name ? ` (${n.name})` : ''}\n`,
     fields([
-      ['kind', n.internal ? `${n.kind}, internal` : n.kind],
+      ['kind', n.internal ? `${kindOf(n)}, internal` : kindOf(n)],
+      ...(n.overlay ? ([['segment', `shared pool ${n.overlay.pool}, VNI ${n.overlay.vni}, this host's underlay ${n.overlay.underlay}`]] as Array<[string, string]>) : []),
       ['subnets', orDash(n.subnets)],
       ['gateways', orDash(n.gateways)],
       ['link', n.vlan !== undefined ? `${n.link} (VLAN ${n.vlan})` : n.link],

@@ -21,6 +21,8 @@ export interface NetworkSummary {
   /** The bridge, or the macvlan parent (a VLAN subinterface for 802.1Q). */
   link: string;
   vlan?: number;
+  /** An overlay's segment: its shared pool, VNI, and this host's underlay (address:port). */
+  overlay?: { pool: string; vni: number; underlay: string };
   internal: boolean;
   endpoints: number;
 }
@@ -110,6 +112,7 @@ export class Inventory {
     const subnets = [...network.ipv4, ...(network.ipv6 ? network.ipv6Subnets : [])];
     const name = this.names.networkName(network.id);
     const vlan = network.kind === 'macvlan' ? (network.config as MacvlanConfig).vlan?.id : undefined;
+    const overlay = network.kind === 'bridge' ? (network.config as BridgeConfig).overlay : undefined;
     return {
       id: network.id,
       ...(name ? { name } : {}),
@@ -118,6 +121,7 @@ export class Inventory {
       gateways: subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
       link: network.kind === 'bridge' ? (network.config as BridgeConfig).bridge : (network.config as MacvlanConfig).parent,
       ...(vlan !== undefined ? { vlan } : {}),
+      ...(overlay ? { overlay: { pool: overlay.pool, vni: overlay.vni, underlay: `${overlay.underlay}:${overlay.port}` } } : {}),
       internal: network.internal,
       endpoints,
     };

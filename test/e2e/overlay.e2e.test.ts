@@ -49,6 +49,7 @@ describe('overlay networks across routed Docker hosts', () => {
     });
     expect((await b.docker(['exec', 'b1', 'ping', '-c', '1', '-W', '2', onA])).exitCode).toBe(0);
     expect((await a.dockerOk(['exec', 'a1', 'cat', '/sys/class/net/eth0/mtu'])).stdout.trim()).toBe('1450');
+    expect((await a.tsnet.runCli(['ls'])).stdout).toMatch(/ov +\w{12} +overlay \(VNI \d+\)/);
   });
 
   it('answers a container of the other host by name from each host\'s own DNS', async () => {

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Inventory } from '../../src/admin/inventory.js';
 import { EtcdClient } from '../../src/cluster/etcd-client.js';
 import { type PoolDefinition } from '../../src/cluster/keys.js';
 import { HostMembership } from '../../src/cluster/membership.js';
@@ -140,6 +141,9 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     for (const h of hosts) {
       const [device] = JSON.parse((await ipIn(h.routed.netns, ['-json', '-details', 'link', 'show', `tsx${h.network.slice(0, 12)}`])).stdout) as Array<{ mtu: number; master: string; linkinfo: { info_data: { id: number; local: string; port: number; learning: boolean } } }>;
       expect(device).toMatchObject({ mtu: 1450, master: `tsbr-${h.network.slice(0, 10)}`, linkinfo: { info_data: { id: definition.vni, local: h.routed.underlay, port: 4789, learning: false } } });
+      // tsnet ls shows the segment.
+      const inventory = new Inventory(h.tsnet.plugin.networks, h.tsnet.plugin.ipam, { networkName: () => undefined, containerOfEndpoint: () => undefined });
+      expect(inventory.list().find((n) => n.id === h.network)?.overlay).toEqual({ pool: 'ov', vni: definition.vni, underlay: `${h.routed.underlay}:4789` });
     }
   });
 
