@@ -49,6 +49,8 @@ export class OverlayPart {
   async prepare(spec: NetworkSpec): Promise<{ overlay: OverlayConfig; mtu: number }> {
     const segments = this.segments();
     if (!segments) throw new RequestError(MODE_OPTION, 'an overlay needs the cluster store: run tsnet daemon with --cluster-store');
+    // The store's peers are followed per IPv4 pool; IPv6 containers would be unreachable across hosts without a word.
+    if (spec.ipv6) throw new RequestError('com.docker.network.enable_ipv6', 'an overlay carries IPv4 only so far; create it without --ipv6');
     const segment = await segments.join(spec.ipv4[0]?.pool ?? '', MODE_OPTION);
     const link = await this.ip.linkOfAddress(segment.underlay.address);
     if (!link) throw new RequestError(MODE_OPTION, `underlay address ${segment.underlay.address} is on no link of this host`);

@@ -125,10 +125,17 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     await cleanup.run();
   });
 
-  it('refuses an MTU the underlay cannot carry and an unknown mode, naming the option, and creates nothing', async () => {
+  it('refuses an MTU the underlay cannot carry, IPv6 and an unknown mode, naming the option, and creates nothing', async () => {
     const [a] = hosts;
     const tooLarge = await createNetwork(a!, { 'tsnet.mode': 'overlay', 'com.docker.network.driver.mtu': '1500' }, '10.92.0.1/24');
     expect(tooLarge.body).toEqual({ Err: 'com.docker.network.driver.mtu: 1500 is more than an overlay on this host carries: at most 1450 (u0\'s 1500 − 50 of VXLAN)' });
+    const v6 = await a!.tsnet.post('NetworkDriver.CreateNetwork', {
+      NetworkID: a!.network,
+      Options: { 'com.docker.network.enable_ipv6': true, 'com.docker.network.generic': { 'tsnet.mode': 'overlay' } },
+      IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: SUBNET, Gateway: '10.92.0.1/24' }],
+      IPv6Data: [{ AddressSpace: 'tsnet-local', Pool: 'fd92::/64', Gateway: 'fd92::1/64' }],
+    });
+    expect(v6.body).toEqual({ Err: 'com.docker.network.enable_ipv6: an overlay carries IPv4 only so far; create it without --ipv6' });
     const bogus = await createNetwork(a!, { 'tsnet.mode': 'mesh' }, '10.92.0.1/24');
     expect(bogus.body).toEqual({ Err: 'tsnet.mode: "mesh" is not one of bridge, macvlan, overlay' });
     expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
