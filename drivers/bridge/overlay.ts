@@ -4,7 +4,7 @@ import { ForwardingTable, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../..
 import { type Drift, drift, type Ip, type Runner } from '../../src/sys/index.js';
 import type { KernelView } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
-import { vxlanName } from '../names.js';
+import { GENERATED_LINK, vxlanName } from '../names.js';
 import { OptionReader } from '../option-values.js';
 
 /** tsnet.mode=overlay (read by core, which makes it a bridge network): one segment across the hosts of its shared pool. */
@@ -52,6 +52,7 @@ export class OverlayPart {
     // The store's peers are followed per IPv4 pool; IPv6 containers would be unreachable across hosts without a word.
     if (spec.ipv6) throw new RequestError('com.docker.network.enable_ipv6', 'an overlay carries IPv4 only so far; create it without --ipv6');
     const segment = await segments.join(spec.ipv4[0]?.pool ?? '', MODE_OPTION);
+    await this.refuseForeignDevices(segment.underlay.port);
     const link = await this.ip.linkOfAddress(segment.underlay.address);
     if (!link) throw new RequestError(MODE_OPTION, `underlay address ${segment.underlay.address} is on no link of this host`);
     const overhead = VXLAN_OVERHEAD[segment.underlay.address.includes(':') ? 6 : 4];
@@ -61,6 +62,18 @@ export class OverlayPart {
     }
     const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port };
     return { overlay, mtu: spec.mtu ?? largest };
+  }
+
+  /**
+   * Another program's VXLAN on the port (Docker's swarm overlay, flannel)
+   * would have its traffic dropped by tsnet's gate, which lets only tsnet's
+   * hosts in: refused, naming it.
+   */
+  private async refuseForeignDevices(port: number): Promise<void> {
+    const foreign = (await this.ip.linksOfKind('vxlan')).filter((l) => !GENERATED_LINK.test(l.ifname) && (l.linkinfo?.info_data as { port?: number } | undefined)?.port === port);
+    if (foreign.length === 0) return;
+    const named = foreign.map((l) => `${l.ifname} (VNI ${String((l.linkinfo?.info_data as { id?: number }).id)})`).join(', ');
+    throw new RequestError(MODE_OPTION, `UDP port ${port} carries VXLAN of another program here (${named}); run tsnet daemon with another --vxlan-port`);
   }
 
   /** The device on the bridge (made unless `exists`), then the peers followed. */

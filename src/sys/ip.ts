@@ -94,6 +94,12 @@ export class Ip {
     return (JSON.parse(stdout) as AddressInfo[]).some((link) => link.addr_info.length > 0);
   }
 
+  /** Every link of one kind (`vxlan`, `bridge`…) with its details. */
+  async linksOfKind(kind: string): Promise<LinkInfo[]> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'link', 'show', 'type', kind]);
+    return JSON.parse(stdout) as LinkInfo[];
+  }
+
   /** The link holding `address` (a plain IP) and its MTU; undefined when no link has it. */
   async linkOfAddress(address: string): Promise<{ ifname: string; mtu: number } | undefined> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show', 'to', `${address}/${address.includes(':') ? 128 : 32}`]);

@@ -125,7 +125,7 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     await cleanup.run();
   });
 
-  it('refuses an MTU the underlay cannot carry, IPv6 and an unknown mode, naming the option, and creates nothing', async () => {
+  it('refuses an MTU the underlay cannot carry, IPv6, a port another program\'s VXLAN uses and an unknown mode, naming the option, and creates nothing', async () => {
     const [a] = hosts;
     const tooLarge = await createNetwork(a!, { 'tsnet.mode': 'overlay', 'com.docker.network.driver.mtu': '1500' }, '10.92.0.1/24');
     expect(tooLarge.body).toEqual({ Err: 'com.docker.network.driver.mtu: 1500 is more than an overlay on this host carries: at most 1450 (u0\'s 1500 − 50 of VXLAN)' });
@@ -136,6 +136,14 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
       IPv6Data: [{ AddressSpace: 'tsnet-local', Pool: 'fd92::/64', Gateway: 'fd92::1/64' }],
     });
     expect(v6.body).toEqual({ Err: 'com.docker.network.enable_ipv6: an overlay carries IPv4 only so far; create it without --ipv6' });
+    // Docker's swarm overlay (or flannel) on the same port: its peers are no tsnet hosts, the gate would drop them.
+    await ipIn(a!.routed.netns, ['link', 'add', 'swarmvx', 'type', 'vxlan', 'id', '4097', 'dstport', '4789']);
+    try {
+      const foreign = await createNetwork(a!, { 'tsnet.mode': 'overlay' }, '10.92.0.1/24');
+      expect(foreign.body).toEqual({ Err: 'tsnet.mode: UDP port 4789 carries VXLAN of another program here (swarmvx (VNI 4097)); run tsnet daemon with another --vxlan-port' });
+    } finally {
+      await ipIn(a!.routed.netns, ['link', 'del', 'swarmvx']);
+    }
     const bogus = await createNetwork(a!, { 'tsnet.mode': 'mesh' }, '10.92.0.1/24');
     expect(bogus.body).toEqual({ Err: 'tsnet.mode: "mesh" is not one of bridge, macvlan, overlay' });
     expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
