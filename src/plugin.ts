@@ -83,7 +83,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   }
   const drivers = new Map<DriverKind, Driver>([
     ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, runner, options.segments ?? (() => undefined)), sandboxes) as Driver],
-    ['macvlan', new MacvlanDriver(ip, runner, sandboxes) as Driver],
+    ['macvlan', new MacvlanDriver(ip, runner, options.segments ?? (() => undefined), sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
   const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) }, options.staleGraceMs, () => linkReaper.settled());

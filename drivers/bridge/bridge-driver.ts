@@ -108,7 +108,10 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
 
   async prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<BridgeConfig> {
     const config = await this.prepareBridge(spec, others);
-    if (!wantsOverlay(spec)) return config;
+    if (!wantsOverlay(spec)) {
+      await this.overlay.refuseSegmentPool(spec);
+      return config;
+    }
     const { overlay, mtu } = await this.overlay.prepare(spec);
     return { ...config, overlay, mtu };
   }

@@ -5,6 +5,7 @@ import { type Drift, drift, type Ip, type Runner } from '../../src/sys/index.js'
 import type { KernelView } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { GENERATED_LINK, vxlanName } from '../names.js';
+import { refuseSegmentPool } from '../segment-pool.js';
 import { OptionReader } from '../option-values.js';
 
 /** tsnet.mode=overlay (read by core, which makes it a bridge network): one segment across the hosts of its shared pool. */
@@ -43,6 +44,11 @@ export class OverlayPart {
     private readonly segments: () => Segments | undefined,
   ) {
     this.fdb = new ForwardingTable(runner);
+  }
+
+  /** Refuses a network of one L2 on an overlay's pool (see segment-pool.ts). */
+  refuseSegmentPool(spec: NetworkSpec): Promise<void> {
+    return refuseSegmentPool(this.segments(), spec);
   }
 
   /** Joins the segment (its VNI, given now if it has none) and checks the MTU against the underlay's: a larger one would black-hole large packets. */

@@ -1,10 +1,12 @@
 import { RequestError } from '../../src/errors.js';
+import type { Segments } from '../../src/overlay/segments.js';
 import { addressAnswers, CommandError, type Drift, drift, type Ip, type Runner } from '../../src/sys/index.js';
 import type { Driver, DriftView, OtherNetworks } from '../driver.js';
 import type { EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, NetworkSpec } from '../model.js';
 import { macvlanName } from '../names.js';
 import { type GoneEndpoints, lostSandbox, SandboxFiles, sortGone } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
+import { refuseSegmentPool } from '../segment-pool.js';
 import { HostShim } from './host-shim.js';
 import { MACVLAN_OPTIONS, type MacvlanConfig, macvlanNetworks, parseMacvlanConfig } from './options.js';
 import { parseParentName } from './parent.js';
@@ -33,6 +35,8 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     private readonly ip: Ip,
     /** For the ARP probe (tsnet.arp_probe), which `ip` cannot do. */
     private readonly runner: Runner,
+    /** The cluster's overlay segments (--cluster-store): a macvlan network on a segment's pool is refused. */
+    private readonly segments: () => Segments | undefined = () => undefined,
     private readonly sandboxes = new SandboxFiles(),
   ) {
     this.shared = new SharedParent(ip);
@@ -43,7 +47,9 @@ export class MacvlanDriver implements Driver<MacvlanConfig, MacvlanEndpointState
     // Syntax first, so a malformed name never reaches ip(8).
     const parent = parseParentName(new OptionReader(spec.options), MACVLAN_OPTIONS.parent, MACVLAN_OPTIONS.vlan);
     const [parentLink, baseLink] = await Promise.all([this.ip.link(parent.name), parent.vlan ? this.ip.link(parent.vlan.base) : undefined]);
-    return parseMacvlanConfig(spec, others, parent, { parent: parentLink, base: baseLink });
+    const config = parseMacvlanConfig(spec, others, parent, { parent: parentLink, base: baseLink });
+    await refuseSegmentPool(this.segments(), spec);
+    return config;
   }
 
   async createNetwork(network: MacvlanNetwork, others: OtherNetworks): Promise<void> {

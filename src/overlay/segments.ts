@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { BackgroundTask, errorText } from '../cluster/background-task.js';
 import { deadlineFromNow, type EtcdClient } from '../cluster/etcd-client.js';
-import { PoolKeys } from '../cluster/keys.js';
+import { decodeValue, PoolDefinition, PoolKeys } from '../cluster/keys.js';
 import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
 import { formatCidr, parseCidr } from '../net/address.js';
@@ -22,6 +22,8 @@ export interface Segment {
 export interface Segments {
   /** The segment of the shared pool on `subnet`: its VNI (given now, when it has none), and this host's underlay. `field` names the option a refusal blames. */
   join(subnet: string, field: string): Promise<Segment>;
+  /** The VNI of the shared pool on `subnet` when it is an overlay segment; undefined for any other subnet. */
+  vniOf(subnet: string): Promise<number | undefined>;
   /** Lets VXLAN on `port` in from the cluster's hosts only, for the network: before its VXLAN device is made, kept as hosts come and go, until unfollow. */
   guard(networkId: string, port: number): Promise<void>;
   /** Keeps `peers` equal to the segment's other containers in the store, until unfollow. */
@@ -84,6 +86,14 @@ export class ClusterSegments implements Segments {
     const family = parseCidr(subnet)!.cidr.family;
     const vni = await segmentVni(this.etcd, new PoolKeys(pool.name, family), field, deadlineFromNow());
     return { pool: pool.name, vni, underlay };
+  }
+
+  async vniOf(subnet: string): Promise<number | undefined> {
+    const pool = this.localPools().find((p) => canonical(p.subnet) === canonical(subnet));
+    if (!pool) return undefined;
+    const keys = new PoolKeys(pool.name, parseCidr(subnet)!.cidr.family);
+    const entry = await this.etcd.get(keys.definition, deadlineFromNow());
+    return entry ? decodeValue(PoolDefinition, entry.key, entry.value).vni : undefined;
   }
 
   async guard(networkId: string, port: number): Promise<void> {

@@ -5,7 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { deadlineFromNow } from '../../src/cluster/etcd-client.js';
 import { type AddressHold, type HostRecord, type PoolDefinition, PoolKeys, vniKey } from '../../src/cluster/keys.js';
 import { joinPool, removeUser, segmentVni } from '../../src/cluster/pool-definition.js';
+import type { NetworkSpec } from '../../drivers/model.js';
+import { refuseSegmentPool } from '../../drivers/segment-pool.js';
 import { remotePeers } from '../../src/overlay/segment-members.js';
+import type { Segments } from '../../src/overlay/segments.js';
 import { FakeClusterKv } from '../harness/fake-cluster-kv.js';
 
 const FIELD = 'Options.tsnet.pool';
@@ -75,5 +78,16 @@ describe('a segment\'s remote peers', () => {
       { ip: '10.90.0.3', mac: '02:42:0a:5a:00:03', host: '198.51.100.7' },
       { ip: '10.90.0.4', mac: '02:00:00:00:00:99', host: '198.51.100.7' },
     ]);
+  });
+});
+
+describe('a network of one L2 on a segment\'s pool', () => {
+  const spec = (pool: string) => ({ id: 'n', options: {}, ipv4: [{ pool, aux: {} }], ipv6: false, ipv6Subnets: [], internal: false }) as unknown as NetworkSpec;
+  const segments = { vniOf: async (subnet: string) => (subnet === '10.90.0.0/16' ? 7602176 : undefined) } as unknown as Segments;
+
+  it('is refused, naming the segment; any other pool, or no cluster store, passes', async () => {
+    await expect(refuseSegmentPool(segments, spec('10.90.0.0/16'))).rejects.toThrow('tsnet.mode: 10.90.0.0/16 is the shared pool of an overlay segment (VNI 7602176); create the network with -o tsnet.mode=overlay');
+    await expect(refuseSegmentPool(segments, spec('10.91.0.0/16'))).resolves.toBeUndefined();
+    await expect(refuseSegmentPool(undefined, spec('10.90.0.0/16'))).resolves.toBeUndefined();
   });
 });
