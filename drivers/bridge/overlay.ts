@@ -92,7 +92,10 @@ export class OverlayPart {
     // The device would take VXLAN from anyone who reaches the port: the gate goes up first.
     await segments.guard(network.id, overlay.port);
     await this.ip.batch(exists ? [attach!] : [add!, attach!]);
-    segments.follow(network.id, overlay.pool, new SegmentPeers(overlay.device, this.ip, this.fdb));
+    const peers = new SegmentPeers(overlay.device, this.ip, this.fdb);
+    // A device that outlived the daemon holds the entries it wrote: those the store dropped meanwhile must go.
+    if (exists) await peers.adoptKernel();
+    segments.follow(network.id, overlay.pool, peers);
   }
 
   async delete(network: OverlayNetwork): Promise<void> {

@@ -64,6 +64,13 @@ export class ForwardingTable {
     await this.runner.run('bridge', [...(this.netns ? ['-n', this.netns] : []), '-batch', '-'], { input: lines.map((l) => l.join(' ')).join('\n') + '\n' });
   }
 
+  /** The destinations the device's own (`self`) entries send MACs to: MAC → underlay address. */
+  async destinations(device: string): Promise<Map<string, string>> {
+    const { stdout } = await this.runner.run('bridge', [...(this.netns ? ['-n', this.netns] : []), '-json', 'fdb', 'show', 'dev', device]);
+    const entries = JSON.parse(stdout) as Array<{ mac: string; dst?: string; flags?: string[] }>;
+    return new Map(entries.filter((e) => e.dst !== undefined && e.flags?.includes('self')).map((e) => [e.mac, e.dst!]));
+  }
+
   /** Deletes a MAC's entry on `device`; one already gone is success. */
   async remove(device: string, mac: string): Promise<void> {
     try {
@@ -106,6 +113,16 @@ export class SegmentPeers {
     for (const peer of gone) this.applied.delete(peer.ip);
     for (const peer of changed) this.applied.set(peer.ip, peer);
     return { written: changed.length, removed: gone.length };
+  }
+
+  /**
+   * Takes what the kernel holds as written (a restarted daemon): peers
+   * removed from the store while it was away are then deleted by the next
+   * set(), and the rest are not written again.
+   */
+  async adoptKernel(): Promise<void> {
+    const [neighbours, destinations] = await Promise.all([this.ip.permanentNeighbours(this.device), this.fdb.destinations(this.device)]);
+    for (const { ip, mac } of neighbours) this.applied.set(ip, { ip, mac, host: destinations.get(mac) ?? '' });
   }
 
   /** What this table wrote and believes the kernel holds. */

@@ -94,6 +94,12 @@ export class Ip {
     return (JSON.parse(stdout) as AddressInfo[]).some((link) => link.addr_info.length > 0);
   }
 
+  /** The permanent neighbour entries of a link: address → MAC. */
+  async permanentNeighbours(dev: string): Promise<Array<{ ip: string; mac: string }>> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'neigh', 'show', 'dev', dev, 'nud', 'permanent']);
+    return (JSON.parse(stdout) as Array<{ dst: string; lladdr?: string }>).flatMap((n) => (n.lladdr ? [{ ip: n.dst, mac: n.lladdr }] : []));
+  }
+
   /** Every link of one kind (`vxlan`, `bridge`…) with its details. */
   async linksOfKind(kind: string): Promise<LinkInfo[]> {
     const { stdout } = await this.runner.run('ip', [...this.base(), '-json', '-details', 'link', 'show', 'type', kind]);

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findUnderlay } from '../../src/overlay/underlay.js';
-import { type RemotePeer, type SegmentPeers, VXLAN_OVERHEAD } from '../../src/overlay/vxlan.js';
+import { ForwardingTable, type RemotePeer, SegmentPeers, VXLAN_OVERHEAD } from '../../src/overlay/vxlan.js';
 import { Ip } from '../../src/sys/ip.js';
 import { ExecaRunner } from '../../src/sys/runner.js';
 import { CleanupStack, createRoutedHosts, deleteNetns, execInNetns, ipIn } from '../harness/index.js';
@@ -83,6 +83,15 @@ describe('the overlay data path across routed hosts', () => {
     expect(fdb).toContain(`${macs.cb} dst ${underlay.c}`);
     // One entry for the MAC, the new host's: `append` would have left the old host too.
     expect(fdb.match(new RegExp(`${macs.cb} dst`, 'g'))).toHaveLength(1);
+  });
+
+  it('takes over what the kernel holds after a restart, and deletes what the store dropped meanwhile', async () => {
+    // A new table for A's device, as a restarted daemon has: it adopts the entries, then the store says 10.90.0.4 is gone.
+    const restarted = new SegmentPeers('vx', new Ip(runner, ns.a), new ForwardingTable(runner, ns.a));
+    await restarted.adoptKernel();
+    expect(restarted.peers().map((p) => `${p.ip} ${p.host}`).sort()).toEqual([`10.90.0.3 ${underlay.c}`, `10.90.0.4 ${underlay.b}`]);
+    expect(await restarted.set([peer('10.90.0.3', macs.cb, underlay.c)])).toEqual({ written: 0, removed: 1 });
+    hosts.a.peers = restarted;
   });
 
   it('reaches a removed peer no more, and leaves no entry of it', async () => {
