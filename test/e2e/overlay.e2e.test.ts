@@ -1,5 +1,5 @@
 /**
- * Overlay networks with real dockerds: hosts in their own subnets, joined
+ * Overlay networks with real dockerds: three hosts in their own subnets, joined
  * only through a router netns (no shared L2: macvlan could not work here),
  * etcd on the router, each host a private dockerd with tsnet started with
  * --cluster-store. The same `docker network create -o tsnet.mode=overlay` on
@@ -27,7 +27,7 @@ const addressOf = async (host: DockerHost, name: string) =>
 
 describe('overlay networks across routed Docker hosts', () => {
   beforeAll(async () => {
-    ({ hosts, etcd } = await createClusterHosts({ id, net: '10.250.9', hostIds: ['ova', 'ovb'], wire: 'wire', routed: true }, cleanup));
+    ({ hosts, etcd } = await createClusterHosts({ id, net: '10.250.9', hostIds: ['ova', 'ovb', 'ovc'], wire: 'wire', routed: true }, cleanup));
     for (const host of hosts) {
       await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'tsnet.mode=overlay', '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.pool=ov', '--subnet', SUBNET, 'ov']);
     }
@@ -50,6 +50,28 @@ describe('overlay networks across routed Docker hosts', () => {
     expect((await b.docker(['exec', 'b1', 'ping', '-c', '1', '-W', '2', onA])).exitCode).toBe(0);
     expect((await a.dockerOk(['exec', 'a1', 'cat', '/sys/class/net/eth0/mtu'])).stdout.trim()).toBe('1450');
     expect((await a.tsnet.runCli(['ls'])).stdout).toMatch(/ov +\w{12} +overlay \(VNI \d+\)/);
+  });
+
+  it('gives 30 concurrent runs over three hosts 30 distinct addresses, each reaching a container on every other host', async () => {
+    const names = Array.from({ length: 30 }, (_, i) => `m${i}`);
+    const hostOf = (i: number) => hosts[i % hosts.length]!;
+    const started = await Promise.all(names.map((name, i) => hostOf(i).docker(['run', '-d', '--pull=never', '--name', name, '--network', 'ov', TEST_IMAGE, 'sleep', '600'], { timeoutMs: 240_000 })));
+    expect(started.filter((r) => r.exitCode !== 0).map((r) => r.stderr)).toEqual([]);
+    const addresses = await Promise.all(names.map((name, i) => addressOf(hostOf(i), name)));
+    expect(new Set(addresses).size).toBe(names.length);
+    // Each container pings the first container of each other host (m0 on A, m1 on B, m2 on C).
+    const failures: string[] = [];
+    await Promise.all(names.map(async (name, i) => {
+      for (let other = 0; other < hosts.length; other++) {
+        if (other === i % hosts.length) continue;
+        const target = addresses[other]!;
+        let reached = false;
+        for (let attempt = 0; attempt < 5 && !reached; attempt++) reached = await pings(hostOf(i), name, target);
+        if (!reached) failures.push(`${name} → ${target}`);
+      }
+    }));
+    expect(failures).toEqual([]);
+    await Promise.all(names.map((name, i) => hostOf(i).dockerOk(['rm', '-f', name])));
   });
 
   it('answers a container of the other host by name from each host\'s own DNS', async () => {
