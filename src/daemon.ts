@@ -88,6 +88,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   };
   const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges, linkReaper } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
+  if (cluster) metrics?.watchOverlayGate(cluster.gate);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
   const turnOn = options.dockerHostSetting ?? `give --docker-host dockerd's API address (now ${options.dockerHost})`;
   const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }), { turnOn });

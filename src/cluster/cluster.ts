@@ -63,6 +63,8 @@ export class Cluster {
   private readonly deadSince = new Map<string, number>();
   /** Reads of the host's own addresses and routes (the underlay), outside the plugin's sessions. */
   private readonly hostIp = new Ip(new ExecaRunner());
+  /** Lets VXLAN in from the cluster's hosts only (docs/overlay.md). */
+  readonly gate = new OverlayGate(new ExecaRunner());
 
   constructor(
     private readonly config: ClusterConfig,
@@ -132,7 +134,7 @@ export class Cluster {
     const pools = this.pools;
     if (!pools) return undefined;
     const localPools = () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool }));
-    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, () => this.underlay(), new OverlayGate(new ExecaRunner()), this.log.child({ room: 'overlay' }));
+    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }));
     return this.overlays;
   }
 

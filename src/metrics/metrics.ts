@@ -176,4 +176,17 @@ export class Metrics {
       },
     });
   }
+
+  /** VXLAN datagrams the overlay gate dropped: sent to the VXLAN port from hosts that are not in the cluster. */
+  watchOverlayGate(gate: { strangers(): Promise<number> }): void {
+    new Counter({
+      name: 'tsnet_overlay_strangers_total',
+      help: 'VXLAN datagrams dropped by the overlay gate (from addresses of no registered host); 0 while this host has no overlay',
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        this.inc(await gate.strangers());
+      },
+    });
+  }
 }

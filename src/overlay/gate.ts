@@ -47,9 +47,15 @@ export class OverlayGate {
     }
   }
 
-  /** VXLAN datagrams dropped since the gate was set (for the metrics). */
+  /** VXLAN datagrams dropped since the gate was set (for the metrics); 0 without a gate. */
   async strangers(): Promise<number> {
-    const { stdout } = await this.runner.run('nft', ['-j', 'list', 'counter', ...TABLE.split(' '), COUNTER]);
+    let stdout: string;
+    try {
+      ({ stdout } = await this.runner.run('nft', ['-j', 'list', 'counter', ...TABLE.split(' '), COUNTER]));
+    } catch (error) {
+      if (error instanceof CommandError && /No such file or directory/.test(error.stderr)) return 0;
+      throw error;
+    }
     const counter = (JSON.parse(stdout) as { nftables: Array<{ counter?: { packets: number } }> }).nftables.find((o) => o.counter)?.counter;
     return counter?.packets ?? 0;
   }

@@ -13,9 +13,10 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Inventory } from '../../src/admin/inventory.js';
 import { EtcdClient } from '../../src/cluster/etcd-client.js';
-import { type PoolDefinition } from '../../src/cluster/keys.js';
+import type { PoolDefinition } from '../../src/cluster/keys.js';
 import { HostMembership } from '../../src/cluster/membership.js';
 import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 import { OverlayGate } from '../../src/overlay/gate.js';
 import { ClusterSegments } from '../../src/overlay/segments.js';
 import { ForwardingTable, SegmentPeers, vxlanLines } from '../../src/overlay/vxlan.js';
@@ -185,6 +186,10 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     const before = await gate.strangers();
     expect(await echoes(stranger.netns, onA, 16, 500)).toBe(false);
     expect(await gate.strangers()).toBeGreaterThan(before);
+    // As --metrics shows it.
+    const metrics = new Metrics();
+    metrics.watchOverlayGate(gate);
+    expect(await metrics.registry.metrics()).toMatch(/^tsnet_overlay_strangers_total [1-9]\d*$/m);
   });
 
   it('deletes the VXLAN device with the network and stops following the segment', async () => {
