@@ -78,8 +78,13 @@ export class ClusterSegments implements Segments {
     await this.gate.set(this.port, members);
   }
 
+  /** The shared pool this host has on `subnet`, if any. */
+  private poolOn(subnet: string): { name: string; subnet: string } | undefined {
+    return this.localPools().find((p) => canonical(p.subnet) === canonical(subnet));
+  }
+
   async join(subnet: string, field: string): Promise<Segment> {
-    const pool = this.localPools().find((p) => canonical(p.subnet) === canonical(subnet));
+    const pool = this.poolOn(subnet);
     if (!pool) throw new RequestError(field, `an overlay needs a shared pool: create it with --ipam-driver tsnet --ipam-opt tsnet.pool=NAME (${subnet} is no shared pool of this host)`);
     const underlay = await this.underlay();
     if (!underlay) throw new RequestError(field, 'this host has no underlay address for overlays: give tsnet daemon --advertise-address');
@@ -89,7 +94,7 @@ export class ClusterSegments implements Segments {
   }
 
   async vniOf(subnet: string): Promise<number | undefined> {
-    const pool = this.localPools().find((p) => canonical(p.subnet) === canonical(subnet));
+    const pool = this.poolOn(subnet);
     if (!pool) return undefined;
     const keys = new PoolKeys(pool.name, parseCidr(subnet)!.cidr.family);
     const entry = await this.etcd.get(keys.definition, deadlineFromNow());
