@@ -6,7 +6,7 @@ import type { DriverKind, EndpointRecord, NetworkRecord } from '../../drivers/mo
 import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
 import type { IpamService, PoolRecord } from '../ipam/ipam-service.js';
-import { cidrSize, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
+import { canonicalCidr, cidrSize, formatIp, parseCidr, parseIp } from '../net/address.js';
 import type { DockerNames } from './docker-names.js';
 import { formatPortSpec } from './port-spec.js';
 
@@ -74,10 +74,6 @@ export interface AddressView {
 export type Inspected = { type: 'network'; network: NetworkView } | { type: 'endpoint'; endpoint: EndpointView } | { type: 'address'; address: AddressView };
 
 const plain = (cidr: string) => cidr.split('/')[0]!;
-const canonical = (pool: string) => {
-  const parsed = parseCidr(pool);
-  return parsed ? formatCidr(parsed.cidr) : pool;
-};
 
 /**
  * What `tsnet ls` and `tsnet inspect` show: the daemon's networks, endpoints
@@ -129,8 +125,8 @@ export class Inventory {
 
   private networkView(network: NetworkRecord): NetworkView {
     const endpointList = this.networks.listEndpoints().filter((e) => e.networkId === network.id).map((e) => this.endpointView(e));
-    const subnets = new Set([...network.ipv4, ...network.ipv6Subnets].map((s) => canonical(s.pool)));
-    const pools = this.ipam.list().filter((p) => subnets.has(canonical(p.pool)));
+    const subnets = new Set([...network.ipv4, ...network.ipv6Subnets].map((s) => canonicalCidr(s.pool)));
+    const pools = this.ipam.list().filter((p) => subnets.has(canonicalCidr(p.pool)));
     return {
       ...this.summary(network, endpointList.length),
       options: network.options,
@@ -194,7 +190,7 @@ export class Inventory {
   }
 
   private networkOfSubnet(pool: string): NetworkRecord | undefined {
-    return this.networks.listNetworks().find((n) => [...n.ipv4, ...n.ipv6Subnets].some((s) => canonical(s.pool) === canonical(pool)));
+    return this.networks.listNetworks().find((n) => [...n.ipv4, ...n.ipv6Subnets].some((s) => canonicalCidr(s.pool) === canonicalCidr(pool)));
   }
 
   private inspectAddress(address: string): Inspected {

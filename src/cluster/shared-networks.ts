@@ -1,5 +1,5 @@
 import type { NetworkRecord } from '../../drivers/model.js';
-import { type Cidr, formatCidr, parseCidr } from '../net/address.js';
+import { type Cidr, canonicalCidr, parseCidr } from '../net/address.js';
 
 /** A shared pool this host uses: its name and subnet (one network per pool per host). */
 export interface PoolSubnet {
@@ -12,11 +12,6 @@ export interface LocalNetwork {
   id: string;
   name: string;
 }
-
-const canonical = (cidr: string) => {
-  const parsed = parseCidr(cidr);
-  return parsed ? formatCidr(parsed.cidr) : cidr;
-};
 
 /**
  * Which of this host's networks is on which shared pool. The same shared
@@ -38,7 +33,7 @@ export class SharedNetworks {
     const out = new Map<string, string>();
     for (const network of this.networks()) {
       // A dual-stack network's two families share one pool name; the IPv4 one is asked first.
-      const pool = [...network.ipv4, ...network.ipv6Subnets].map((s) => bySubnet.get(canonical(s.pool))).find((name) => name !== undefined);
+      const pool = [...network.ipv4, ...network.ipv6Subnets].map((s) => bySubnet.get(canonicalCidr(s.pool))).find((name) => name !== undefined);
       if (pool !== undefined) out.set(network.id, pool);
     }
     return out;

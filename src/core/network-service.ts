@@ -4,7 +4,7 @@ import type { GoneEndpoints } from '../../drivers/sandbox.js';
 import type { DriverKind, EndpointRecord, EndpointSpec, JoinInfo, NetworkRecord, PortBinding, PublishedPort } from '../../drivers/model.js';
 import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
-import { formatCidr, formatIp, parseCidr, parseCidrWithIp } from '../net/address.js';
+import { canonicalCidr, formatCidr, formatIp, parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import type { Drift } from '../sys/index.js';
@@ -318,11 +318,7 @@ export class NetworkService {
 
   /** The network with this subnet (canonical CIDR) among its subnets, of either family. */
   private networkOn(subnet: string): NetworkRecord | undefined {
-    const canonical = (pool: string) => {
-      const parsed = parseCidr(pool);
-      return parsed ? formatCidr(parsed.cidr) : pool;
-    };
-    return this.listNetworks().find((n) => [...n.ipv4, ...n.ipv6Subnets].some((s) => canonical(s.pool) === subnet));
+    return this.listNetworks().find((n) => [...n.ipv4, ...n.ipv6Subnets].some((s) => canonicalCidr(s.pool) === subnet));
   }
 
   /**

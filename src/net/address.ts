@@ -84,6 +84,12 @@ export function formatCidr(cidr: Cidr): string {
   return `${formatIp({ family: cidr.family, value: cidr.network })}/${cidr.prefix}`;
 }
 
+/** A CIDR as tsnet compares them (`10.1.0.5/24` → `10.1.0.0/24`, IPv6 compressed); text that is no CIDR as it is. */
+export function canonicalCidr(text: string): string {
+  const parsed = parseCidr(text);
+  return parsed ? formatCidr(parsed.cidr) : text;
+}
+
 export function cidrContains(cidr: Cidr, ip: Ip): boolean {
   return ip.family === cidr.family && ip.value >= cidr.network && ip.value < cidr.network + cidrSize(cidr);
 }

@@ -4,7 +4,7 @@ import { deadlineFromNow, type EtcdClient } from '../cluster/etcd-client.js';
 import { decodeValue, PoolDefinition, PoolKeys } from '../cluster/keys.js';
 import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
-import { formatCidr, parseCidr } from '../net/address.js';
+import { canonicalCidr, parseCidr } from '../net/address.js';
 import type { OverlayGate } from './gate.js';
 import { HostRegistry, SegmentFollower } from './segment-follower.js';
 import type { Underlay } from './underlay.js';
@@ -33,11 +33,6 @@ export interface Segments {
 
 /** The shared pools this host has networks on (the shared pool service's record). */
 export type LocalPools = () => ReadonlyArray<{ name: string; subnet: string }>;
-
-const canonical = (cidr: string) => {
-  const parsed = parseCidr(cidr);
-  return parsed ? formatCidr(parsed.cidr) : cidr;
-};
 
 /**
  * Segments on the cluster store: one follower per overlay network, one host
@@ -80,7 +75,7 @@ export class ClusterSegments implements Segments {
 
   /** The shared pool this host has on `subnet`, if any. */
   private poolOn(subnet: string): { name: string; subnet: string } | undefined {
-    return this.localPools().find((p) => canonical(p.subnet) === canonical(subnet));
+    return this.localPools().find((p) => canonicalCidr(p.subnet) === canonicalCidr(subnet));
   }
 
   async join(subnet: string, field: string): Promise<Segment> {
