@@ -1,7 +1,7 @@
 import { RequestError } from '../../src/errors.js';
 import type { Segments } from '../../src/overlay/segments.js';
-import { ForwardingTable, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
-import { type Drift, drift, type Ip, type Runner } from '../../src/sys/index.js';
+import { SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
+import { type Drift, drift, ForwardingTable, type Ip, type Runner } from '../../src/sys/index.js';
 import type { KernelView } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { GENERATED_LINK, vxlanName } from '../names.js';

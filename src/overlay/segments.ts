@@ -5,7 +5,7 @@ import { decodeValue, PoolDefinition, PoolKeys } from '../cluster/keys.js';
 import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
 import { canonicalCidr, parseCidr } from '../net/address.js';
-import type { OverlayGate } from './gate.js';
+import type { OverlayGate } from '../sys/overlay-gate.js';
 import { HostRegistry, SegmentFollower } from './segment-follower.js';
 import type { Underlay } from './underlay.js';
 import type { SegmentPeers } from './vxlan.js';

@@ -12,3 +12,5 @@ export { CommandError, ExecaRunner, ProgramNotFound, RecordingRunner, type Recor
 export { type HostPort, type HostPorts, SocketHostPorts, UncheckedHostPorts } from './host-ports.js';
 export { CommandSysctl, ProcSysctl, type Sysctl } from './sysctl.js';
 export { addressAnswers } from './arp-probe.js';
+export { ForwardingTable } from './fdb.js';
+export { OverlayGate } from './overlay-gate.js';

@@ -4,7 +4,8 @@
  * host, its VXLAN device `vx`, and containers as netns on the bridge, each
  * with a UDP echo on port 7007.
  */
-import { SegmentPeers, vxlanLines, ForwardingTable } from '../../src/overlay/vxlan.js';
+import { SegmentPeers, vxlanLines } from '../../src/overlay/vxlan.js';
+import { ForwardingTable } from '../../src/sys/fdb.js';
 import { Ip } from '../../src/sys/ip.js';
 import type { Runner } from '../../src/sys/runner.js';
 import type { CleanupStack } from './cleanup.js';

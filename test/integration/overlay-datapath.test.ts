@@ -12,7 +12,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findUnderlay } from '../../src/overlay/underlay.js';
-import { ForwardingTable, type RemotePeer, SegmentPeers, VXLAN_OVERHEAD } from '../../src/overlay/vxlan.js';
+import { type RemotePeer, SegmentPeers, VXLAN_OVERHEAD } from '../../src/overlay/vxlan.js';
+import { ForwardingTable } from '../../src/sys/fdb.js';
 import { Ip } from '../../src/sys/ip.js';
 import { ExecaRunner } from '../../src/sys/runner.js';
 import { CleanupStack, createRoutedHosts, deleteNetns, execInNetns, ipIn } from '../harness/index.js';

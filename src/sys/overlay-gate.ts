@@ -1,5 +1,4 @@
-import type { Runner } from '../sys/runner.js';
-import { CommandError } from '../sys/runner.js';
+import { CommandError, type Runner } from './runner.js';
 
 /** A table of its own: the gate holds whatever --firewall is (iptables-nft and nftables share the kernel's hooks). */
 const TABLE = 'inet tsnet_overlay';
