@@ -90,8 +90,7 @@ export class Ip {
 
   /** Whether `address` (a plain IP of either family) is on one of the netns' links; ip reads only the matching addresses. */
   async hasAddress(address: string): Promise<boolean> {
-    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'address', 'show', 'to', `${address}/${address.includes(':') ? 128 : 32}`]);
-    return (JSON.parse(stdout) as AddressInfo[]).some((link) => link.addr_info.length > 0);
+    return (await this.linkOfAddress(address)) !== undefined;
   }
 
   /** The permanent neighbour entries of a link: address → MAC. */
