@@ -11,6 +11,7 @@ import { ExecaRunner } from '../sys/runner.js';
 import type { ClusterConfig } from './cluster-config.js';
 import { ADMIN_READ_MS, type ClusterView, gcDeadHost, gcOrphans, type GcProgress, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
 import { deadlineFromNow, EtcdClient } from './etcd-client.js';
+import { HostRegistry } from './host-registry.js';
 import { HostMembership, LEASE_TTL_SECONDS } from './membership.js';
 import { NamePublisher } from './name-publisher.js';
 import { RemoteNames } from './remote-names.js';
@@ -63,6 +64,8 @@ export class Cluster {
   private readonly deadSince = new Map<string, number>();
   /** Reads of the host's own addresses and routes (the underlay), outside the plugin's sessions. */
   private readonly hostIp = new Ip(new ExecaRunner());
+  /** Who the other hosts are and where their underlay is: one mirror for the names and the overlay. */
+  private readonly registry: HostRegistry;
   /** Lets VXLAN in from the cluster's hosts only (docs/overlay.md). */
   readonly gate = new OverlayGate(new ExecaRunner());
 
@@ -72,6 +75,7 @@ export class Cluster {
     private readonly log: Logger,
   ) {
     this.etcd = new EtcdClient(config);
+    this.registry = new HostRegistry(this.etcd, log);
     this.membership = new HostMembership(this.etcd, config.hostId, store, log, () => this.registered(), LEASE_TTL_SECONDS, () => this.underlay());
   }
 
@@ -119,7 +123,7 @@ export class Cluster {
     );
     const log = this.log.child({ room: 'cluster-names' });
     this.publisher = new NamePublisher(this.etcd, this.membership, local.records, shared, log);
-    this.remote = new RemoteNames(this.etcd, this.hostId, shared, log);
+    this.remote = new RemoteNames(this.etcd, this.hostId, shared, this.registry, log);
     const [publisher, remote] = [this.publisher, this.remote];
     // The records change with the networks too: a network on a new pool brings that pool's names.
     this.unsubscribe = local.records.onChange(() => {
@@ -134,7 +138,7 @@ export class Cluster {
     const pools = this.pools;
     if (!pools) return undefined;
     const localPools = () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool }));
-    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }));
+    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }));
     return this.overlays;
   }
 
@@ -210,6 +214,7 @@ export class Cluster {
     this.publisher?.stop();
     this.remote?.stop();
     this.overlays?.stop();
+    this.registry.stop();
     this.pools?.stop();
     await this.membership.stop();
     this.etcd.close();

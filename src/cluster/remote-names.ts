@@ -3,7 +3,8 @@ import type { NameEntry, RecordSource } from '../dns/name-entry.js';
 import { type Cidr, cidrContains, parseIp } from '../net/address.js';
 import { errorText } from './background-task.js';
 import type { EtcdClient, Entry } from './etcd-client.js';
-import { decodeValue, hostOfKey, HOSTS_PREFIX, parseNameKey, poolNamesPrefix, PublishedName } from './keys.js';
+import type { HostRegistry } from './host-registry.js';
+import { decodeValue, parseNameKey, poolNamesPrefix, PublishedName } from './keys.js';
 import { PrefixMirror } from './prefix-mirror.js';
 import type { SharedNetworks } from './shared-networks.js';
 
@@ -34,7 +35,7 @@ function inPool(text: string | undefined, subnets: readonly Cidr[]): string | un
  */
 export class RemoteNames implements RecordSource {
   private readonly pools = new Map<string, PrefixMirror<RemoteName>>();
-  private readonly hosts: PrefixMirror<true>;
+  private unsubscribe: (() => void) | undefined;
   private readonly listeners = new Set<() => void>();
   /** Keys refused by validation, each logged once (forgotten all at once past REFUSED_KEPT, so a flood costs bounded memory). */
   private readonly refused = new Set<string>();
@@ -44,14 +45,15 @@ export class RemoteNames implements RecordSource {
     private readonly etcd: EtcdClient,
     private readonly hostId: string,
     private readonly shared: SharedNetworks,
+    /** The host registry (shared with the overlay; its owner stops it). */
+    private readonly hosts: HostRegistry,
     private readonly log: Logger,
-  ) {
-    this.hosts = new PrefixMirror(etcd, HOSTS_PREFIX, 'the host registry', (entry) => (hostOfKey(entry.key) ? true : undefined), () => this.changed(), log);
-  }
+  ) {}
 
   /** Reads the names in the background, then follows them. */
   start(): void {
     this.started = true;
+    this.unsubscribe = this.hosts.onChange(() => this.changed());
     this.hosts.start();
     this.followPools();
   }
@@ -88,7 +90,7 @@ export class RemoteNames implements RecordSource {
       if (!network) continue;
       const subnets = subnetsOf.get(pool) ?? [];
       for (const [key, name] of mirror.entries()) {
-        if (!this.hosts.get(`${HOSTS_PREFIX}${name.host}`)) continue;
+        if (!this.hosts.has(name.host)) continue;
         const [ipv4, ipv6] = [inPool(name.ipv4, subnets), inPool(name.ipv6, subnets)];
         if (ipv4 !== name.ipv4 || ipv6 !== name.ipv6) {
           this.refuse(key, `an address outside this host's subnets of pool ${pool} (not served)`);
@@ -112,7 +114,7 @@ export class RemoteNames implements RecordSource {
 
   stop(): void {
     this.started = false;
-    this.hosts.stop();
+    this.unsubscribe?.();
     for (const mirror of this.pools.values()) mirror.stop();
     this.pools.clear();
   }

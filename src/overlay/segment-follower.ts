@@ -1,56 +1,14 @@
 import type { Logger } from 'pino';
 import { BackgroundTask, errorText } from '../cluster/background-task.js';
 import type { EtcdClient, Entry } from '../cluster/etcd-client.js';
-import { AddressHold, decodeValue, HostRecord, hostOfKey, HOSTS_PREFIX, type PoolKeys } from '../cluster/keys.js';
+import type { HostRegistry } from '../cluster/host-registry.js';
+import { AddressHold, decodeValue, type PoolKeys } from '../cluster/keys.js';
 import { PrefixMirror } from '../cluster/prefix-mirror.js';
 import { remotePeers } from './segment-members.js';
 import type { SegmentPeers } from './vxlan.js';
 
 /** How soon a kernel write that failed is tried again. */
 const RETRY_MS = 1000;
-
-/**
- * The host registry, mirrored once for every segment of this host: who the
- * other hosts are and where their underlay is.
- */
-export class HostRegistry {
-  private readonly listeners = new Set<() => void>();
-  private readonly mirror: PrefixMirror<HostRecord>;
-
-  constructor(etcd: EtcdClient, log: Logger) {
-    const decode = (entry: Entry) => {
-      try {
-        return hostOfKey(entry.key) ? decodeValue(HostRecord, entry.key, entry.value) : undefined;
-      } catch (error) {
-        log.warn({ key: entry.key, err: errorText(error) }, 'skipped a host record in the cluster store');
-        return undefined;
-      }
-    };
-    this.mirror = new PrefixMirror(etcd, HOSTS_PREFIX, 'the host registry', decode, () => this.listeners.forEach((l) => l()), log);
-  }
-
-  start(): void {
-    this.mirror.start();
-  }
-
-  stop(): void {
-    this.mirror.stop();
-  }
-
-  /** host ID → its record. */
-  hosts(): Map<string, HostRecord> {
-    return new Map([...this.mirror.entries()].map(([, record]) => [record.id, record]));
-  }
-
-  onChange(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  settle(): Promise<void> {
-    return this.mirror.settle();
-  }
-}
 
 /**
  * Keeps one segment's peer entries on this host equal to the store: the

@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 import { BackgroundTask, errorText } from '../cluster/background-task.js';
 import { deadlineFromNow, type EtcdClient } from '../cluster/etcd-client.js';
+import type { HostRegistry } from '../cluster/host-registry.js';
 import { decodeValue, PoolDefinition, PoolKeys } from '../cluster/keys.js';
 import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
 import { canonicalCidr, parseCidr } from '../net/address.js';
 import type { OverlayGate } from '../sys/overlay-gate.js';
-import { HostRegistry, SegmentFollower } from './segment-follower.js';
+import { SegmentFollower } from './segment-follower.js';
 import type { Underlay } from './underlay.js';
 import type { SegmentPeers } from './vxlan.js';
 
@@ -35,14 +36,12 @@ export interface Segments {
 export type LocalPools = () => ReadonlyArray<{ name: string; subnet: string }>;
 
 /**
- * Segments on the cluster store: one follower per overlay network, one host
- * registry mirror for all, and the gate that lets VXLAN in from the
+ * Segments on the cluster store: one follower per overlay network, the
+ * daemon's host registry, and the gate that lets VXLAN in from the
  * registered hosts only, up before the first VXLAN device and gone with the last.
  */
 export class ClusterSegments implements Segments {
   private readonly followers = new Map<string, SegmentFollower>();
-  private readonly registry: HostRegistry;
-  private registryStarted = false;
   /** The VXLAN port the gate guards, while an overlay network is there. */
   private port: number | undefined;
   /** The overlay networks the gate is up for. */
@@ -53,11 +52,12 @@ export class ClusterSegments implements Segments {
     private readonly etcd: EtcdClient,
     private readonly hostId: string,
     private readonly localPools: LocalPools,
+    /** The host registry (shared with the cluster names; its owner stops it). */
+    private readonly registry: HostRegistry,
     private readonly underlay: () => Promise<Underlay | undefined>,
     private readonly gate: OverlayGate,
     private readonly log: Logger,
   ) {
-    this.registry = new HostRegistry(etcd, log);
     this.gateTask = new BackgroundTask(() => this.keepGate(), (error) => this.log.warn({ err: errorText(error) }, 'cannot update the overlay gate; retrying'), 1000);
     this.registry.onChange(() => this.gateTask.request());
   }
@@ -102,17 +102,12 @@ export class ClusterSegments implements Segments {
     // Closed before the first device exists: members come in as the registry is read.
     this.port = port;
     await this.gate.set(port, []);
-    this.startRegistry();
+    this.registry.start();
     this.gateTask.request();
   }
 
-  private startRegistry(): void {
-    if (!this.registryStarted) this.registry.start();
-    this.registryStarted = true;
-  }
-
   follow(networkId: string, pool: string, peers: SegmentPeers): void {
-    this.startRegistry();
+    this.registry.start();
     this.followers.get(networkId)?.stop();
     const follower = new SegmentFollower(this.etcd, new PoolKeys(pool, 4), this.registry, this.hostId, peers, this.log);
     this.followers.set(networkId, follower);
@@ -135,7 +130,6 @@ export class ClusterSegments implements Segments {
 
   stop(): void {
     for (const id of [...this.followers.keys()]) this.unfollow(id);
-    this.registry.stop();
     this.gateTask.stop();
   }
 }

@@ -12,6 +12,7 @@ import type { NetworkRecord } from '../../drivers/model.js';
 import { EtcdClient } from '../../src/cluster/etcd-client.js';
 import { HostMembership } from '../../src/cluster/membership.js';
 import { NamePublisher } from '../../src/cluster/name-publisher.js';
+import { HostRegistry } from '../../src/cluster/host-registry.js';
 import { RemoteNames } from '../../src/cluster/remote-names.js';
 import { type PoolSubnet, SharedNetworks } from '../../src/cluster/shared-networks.js';
 import type { NameEntry, RecordSource } from '../../src/dns/name-entry.js';
@@ -50,6 +51,7 @@ interface SimHost {
   membership: HostMembership;
   records: TestRecords;
   publisher: NamePublisher;
+  registry: HostRegistry;
   remote: RemoteNames;
 }
 
@@ -74,10 +76,11 @@ async function simHost(hostId: string, networks: Record<string, string>, pools: 
   await membership.load();
   const publisher: NamePublisher = new NamePublisher(client, membership, records, shared, log);
   records.onChange(() => publisher.publishSoon());
-  const remote = new RemoteNames(client, hostId, shared, log);
+  const registry = new HostRegistry(client, log);
+  const remote = new RemoteNames(client, hostId, shared, registry, log);
   remote.start();
   membership.start();
-  const host = { id: hostId, wire, client, membership, records, publisher, remote };
+  const host = { id: hostId, wire, client, membership, records, publisher, registry, remote };
   hosts.push(host);
   return host;
 }
@@ -88,6 +91,7 @@ const killHost = (host: SimHost) => host.wire.cut();
 async function stopHost(host: SimHost): Promise<void> {
   host.publisher.stop();
   host.remote.stop();
+  host.registry.stop();
   await host.membership.stop();
   host.client.close();
   await host.wire.close();

@@ -15,6 +15,7 @@ import type { NetworkRecord } from '../../drivers/model.js';
 import { gcDeadHost, readCluster } from '../../src/cluster/cluster-admin.js';
 import { deadlineFromNow, EtcdClient, MAX_TXN_OPS } from '../../src/cluster/etcd-client.js';
 import { aliveKey, type AliveRecord, hostKey, type PoolDefinition, PoolKeys } from '../../src/cluster/keys.js';
+import { HostRegistry } from '../../src/cluster/host-registry.js';
 import { RemoteNames } from '../../src/cluster/remote-names.js';
 import { SharedNetworks } from '../../src/cluster/shared-networks.js';
 import { containerHold, putAll, scaleAddress, scalePoolName, scaleSubnet, seedCluster } from '../harness/cluster-records.js';
@@ -80,7 +81,8 @@ describe('the cluster store at 50k endpoint records', () => {
   it('reads the names snapshot whole, and serves every other host\'s name', async () => {
     const networks = Array.from({ length: POOLS }, (_, pool) => ({ id: `net${pool}`, ipv4: [{ pool: scaleSubnet(pool), aux: {} }], ipv6Subnets: [] }) as unknown as NetworkRecord);
     const shared = new SharedNetworks(() => networks, () => networks.map((_, pool) => ({ name: scalePoolName(pool), subnet: scaleSubnet(pool) })), (networkId) => networkId);
-    const remote = new RemoteNames(client, LIVE[0]!, shared, log);
+    const registry = new HostRegistry(client, log);
+    const remote = new RemoteNames(client, LIVE[0]!, shared, registry, log);
     const others = Array.from({ length: ENDPOINTS }, (_, n) => hostOf(n)).filter((host) => host !== LIVE[0]).length;
     try {
       await timed('names snapshot read and served', async () => {
@@ -89,6 +91,7 @@ describe('the cluster store at 50k endpoint records', () => {
       });
     } finally {
       remote.stop();
+      registry.stop();
     }
   });
 

@@ -13,6 +13,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Inventory } from '../../src/admin/inventory.js';
 import { EtcdClient } from '../../src/cluster/etcd-client.js';
+import { HostRegistry } from '../../src/cluster/host-registry.js';
 import type { PoolDefinition } from '../../src/cluster/keys.js';
 import { HostMembership } from '../../src/cluster/membership.js';
 import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
@@ -50,7 +51,8 @@ async function host(hostId: string, routed: RoutedHost): Promise<Host> {
   let pools: SharedPoolService | undefined;
   let membership: HostMembership | undefined;
   const localPools = () => (pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool }));
-  const segments = new ClusterSegments(client, hostId, localPools, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log);
+  const registry = new HostRegistry(client, log);
+  const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log);
   const tsnet: NetnsPlugin = new NetnsPlugin(routed.netns, undefined, 300, {
     sharedPools: async (subnetInUse): Promise<SharedPoolService> => {
       membership = new HostMembership(client, hostId, tsnet.store, log, () => pools?.drainSoon(), 10, underlay);
@@ -65,6 +67,7 @@ async function host(hostId: string, routed: RoutedHost): Promise<Host> {
   await membership!.ensureAlive(Date.now() + 4000);
   cleanup.defer(`stop ${hostId}`, async () => {
     segments.stop();
+    registry.stop();
     pools?.stop();
     await membership?.stop();
     await tsnet.close();
