@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { errorText } from './background-task.js';
 import type { EtcdClient, Entry } from './etcd-client.js';
 import { decodeValue, HostRecord, hostKey, hostOfKey, HOSTS_PREFIX } from './keys.js';
 import { PrefixMirror } from './prefix-mirror.js';
@@ -15,14 +14,7 @@ export class HostRegistry {
   private started = false;
 
   constructor(etcd: EtcdClient, log: Logger) {
-    const decode = (entry: Entry) => {
-      try {
-        return hostOfKey(entry.key) ? decodeValue(HostRecord, entry.key, entry.value) : undefined;
-      } catch (error) {
-        log.warn({ key: entry.key, err: errorText(error) }, 'skipped a host record in the cluster store');
-        return undefined;
-      }
-    };
+    const decode = (entry: Entry) => (hostOfKey(entry.key) ? decodeValue(HostRecord, entry.key, entry.value) : undefined);
     this.mirror = new PrefixMirror(etcd, HOSTS_PREFIX, 'the host registry', decode, () => this.listeners.forEach((l) => l()), log);
   }
 

@@ -14,7 +14,7 @@ interface Change {
 
 /**
  * The keys under one etcd prefix, mirrored here, each decoded once as it
- * arrives (undefined: skipped). The mirror is one paged read (a snapshot at
+ * arrives (undefined: skipped; a decode that throws: logged and skipped). The mirror is one paged read (a snapshot at
  * revision R) followed by a watch from R+1. When the watch breaks (etcd down,
  * restarted), the values stay as last known; when it is back, the prefix is
  * read again in full (changes during the gap may be gone from etcd's
@@ -124,8 +124,14 @@ export class PrefixMirror<T> {
     else values.delete(change.key);
   }
 
+  /** A value that does not decode (another version, a hand edit) is logged and left out: it never breaks the watch. */
   private put(values: Map<string, T>, entry: Entry): void {
-    const value = this.decode(entry);
+    let value: T | undefined;
+    try {
+      value = this.decode(entry);
+    } catch (error) {
+      this.log.warn({ key: entry.key, err: errorText(error) }, `skipped a key of ${this.what} in the cluster store`);
+    }
     if (value === undefined) values.delete(entry.key);
     else values.set(entry.key, value);
   }

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import type { NameEntry, RecordSource } from '../dns/name-entry.js';
 import { type Cidr, cidrContains, parseIp } from '../net/address.js';
-import { errorText } from './background-task.js';
 import type { EtcdClient, Entry } from './etcd-client.js';
 import type { HostRegistry } from './host-registry.js';
 import { decodeValue, parseNameKey, poolNamesPrefix, PublishedName } from './keys.js';
@@ -127,12 +126,7 @@ export class RemoteNames implements RecordSource {
   private decode(entry: Entry): RemoteName | undefined {
     const where = parseNameKey(entry.key);
     if (!where || where.host === this.hostId) return undefined;
-    try {
-      return { host: where.host, endpointId: where.endpointId, ...decodeValue(PublishedName, entry.key, entry.value) };
-    } catch (error) {
-      this.refuse(entry.key, errorText(error));
-      return undefined;
-    }
+    return { host: where.host, endpointId: where.endpointId, ...decodeValue(PublishedName, entry.key, entry.value) };
   }
 
   private refuse(key: string, reason: string): void {

@@ -30,14 +30,7 @@ export class SegmentFollower {
     private readonly peers: SegmentPeers,
     private readonly log: Logger,
   ) {
-    const decode = (entry: Entry) => {
-      try {
-        return decodeValue(AddressHold, entry.key, entry.value);
-      } catch (error) {
-        log.warn({ key: entry.key, err: errorText(error) }, 'skipped an address hold in the cluster store');
-        return undefined;
-      }
-    };
+    const decode = (entry: Entry) => decodeValue(AddressHold, entry.key, entry.value);
     this.holds = new PrefixMirror(etcd, keys.addressesPrefix, `the addresses of segment ${keys.name}`, decode, () => this.sync.request(), log);
     this.sync = new BackgroundTask(() => this.apply(keys), (error) => this.log.warn({ segment: keys.name, err: errorText(error) }, 'cannot write the segment\'s peer entries; retrying'), RETRY_MS);
   }
