@@ -72,7 +72,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
 
   const store: Store = new SqliteStore(options.stateDir);
   // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
-  const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log);
+  const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log, metrics?.observePeerWrite);
   await cluster?.checkUnderlay();
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster), segments: () => cluster.segments() } : options;
   // What plugin requests change is tsnet's own: the drift watcher leaves it alone.
@@ -115,7 +115,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   await listenPrivately(server, socketPath);
   // tsnet ls/inspect show Docker's names as far as the watcher knows them.
   const dockerNames: DockerNames = { networkName: (id) => names.networkName(id), containerOfEndpoint: (id) => names.endpoints().get(id)?.containerName };
-  const inventory = new Inventory(networks, ipam, dockerNames);
+  const inventory = new Inventory(networks, ipam, dockerNames, cluster ? (id) => cluster.segments()?.members(id) : undefined);
   const admin = createServer(createAdminApp({ networks, dns, inFlight, inventory, reconciler, ...(cluster ? { cluster } : {}) }, log));
   await listenPrivately(admin, adminPath);
   // Registering in the cluster never delays serving: running containers need no etcd.

@@ -20,7 +20,7 @@ import { Reconciler } from './repair/reconciler.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Segments } from './overlay/segments.js';
 import type { Store } from './store/store.js';
-import { chooseFirewall, type Drift, type FirewallKind, type HostPorts, Ip, LinkReaper, removeOtherBackend, type Runner, type Sysctl } from './sys/index.js';
+import { chooseFirewall, type Drift, type FirewallKind, ForwardingTable, type HostPorts, Ip, LinkReaper, removeOtherBackend, type Runner, type Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   /** --firewall; absent: nftables where it works, else iptables. */
@@ -73,6 +73,7 @@ export interface PluginParts {
 /** Builds drivers, IPAM and network service on its parts, loads the state and restores the kernel. */
 export async function createPlugin({ store, runner, hostPorts, sysctl, observeRequest, observeRepairs, requestScope }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
+  const fdb = new ForwardingTable(runner);
   const firewall = await chooseFirewall(options.firewall, runner, sysctl);
   // Before anything is restored: what the other backend left must not act on tsnet's traffic.
   await removeOtherBackend(firewall.kind, runner).catch((error: unknown) => log.warn({ err: error }, `could not remove the rules of the other firewall backend than ${firewall.kind}`));
@@ -82,7 +83,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
     log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
   }
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, runner, options.segments ?? (() => undefined)), sandboxes) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, options.segments ?? (() => undefined)), sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(ip, runner, options.segments ?? (() => undefined), sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
@@ -105,6 +106,6 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   await removeLeftoverLinks(ip, networks, log);
   await networks.removeLeftovers();
   const inFlight = new InFlight();
-  const reconciler = new Reconciler(networks, ip, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
+  const reconciler = new Reconciler(networks, ip, fdb, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
   return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest, requestScope), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges, linkReaper };
 }

@@ -1,8 +1,8 @@
 import { RequestError } from '../../src/errors.js';
 import type { Segments } from '../../src/overlay/segments.js';
-import { SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
-import { type Drift, drift, ForwardingTable, type Ip, type Runner } from '../../src/sys/index.js';
-import type { KernelView } from '../../src/sys/index.js';
+import { type RemotePeer, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
+import { type Drift, drift, type ForwardingTable, type Ip } from '../../src/sys/index.js';
+import type { KernelView, VxlanEntries } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { GENERATED_LINK, vxlanName } from '../names.js';
 import { refuseSegmentPool } from '../segment-pool.js';
@@ -35,16 +35,12 @@ type OverlayNetwork = NetworkRecord<{ bridge: string; mtu: number; overlay?: Ove
  * firewall are the bridge network's own.
  */
 export class OverlayPart {
-  private readonly fdb: ForwardingTable;
-
   constructor(
     private readonly ip: Ip,
-    runner: Runner,
+    private readonly fdb: ForwardingTable,
     /** Present with --cluster-store. */
     private readonly segments: () => Segments | undefined,
-  ) {
-    this.fdb = new ForwardingTable(runner);
-  }
+  ) {}
 
   /** Refuses a network of one L2 on an overlay's pool (see segment-pool.ts). */
   refuseSegmentPool(spec: NetworkSpec): Promise<void> {
@@ -95,7 +91,7 @@ export class OverlayPart {
     const peers = new SegmentPeers(overlay.device, this.ip, this.fdb);
     // A device that outlived the daemon holds the entries it wrote: those the store dropped meanwhile must go.
     if (exists) await peers.adoptKernel();
-    segments.follow(network.id, overlay.pool, peers);
+    await segments.follow(network.id, overlay.pool, peers);
   }
 
   async delete(network: OverlayNetwork): Promise<void> {
@@ -105,7 +101,7 @@ export class OverlayPart {
     await this.ip.deleteLinks([overlay.device]);
   }
 
-  /** After a restart or a repair: the device as recorded, and the peers followed again (a fresh table reads the store in full). */
+  /** After a restart or a repair: the device as recorded, and its peers made the store's again (read in full after a restart). */
   async restore(network: OverlayNetwork): Promise<void> {
     const { overlay } = network.config;
     if (!overlay) return;
@@ -122,6 +118,31 @@ export class OverlayPart {
     const device = kernel.links.get(overlay.device);
     if (!device) return [drift(network.id, 'link', 'missing', overlay.device)];
     if (device.master !== bridge) return [drift(network.id, 'link', 'changed', `${overlay.device} is not a port of ${bridge}`)];
-    return device.flags.includes('UP') ? [] : [drift(network.id, 'link', 'changed', `${overlay.device} is down`)];
+    if (!device.flags.includes('UP')) return [drift(network.id, 'link', 'changed', `${overlay.device} is down`)];
+    const wanted = this.segments()?.wanted(network.id);
+    return wanted ? peerDrift(network.id, overlay.device, wanted, kernel.vxlanEntries.get(overlay.device)) : [];
   }
+}
+
+const NONE: VxlanEntries = { neighbours: new Map(), destinations: new Map() };
+
+/**
+ * The device's entries against the peers the store asks for: each peer's
+ * neighbour and forwarding entry, and nothing else (an entry someone added,
+ * or one of a container gone while a write failed). Repaired by restore,
+ * which adopts the kernel's entries and writes the difference.
+ */
+export function peerDrift(networkId: string, device: string, wanted: readonly RemotePeer[], held: VxlanEntries = NONE): Drift[] {
+  const found: Drift[] = [];
+  for (const peer of wanted) {
+    const mac = held.neighbours.get(peer.ip);
+    if (mac !== peer.mac) found.push(drift(networkId, 'neighbour', mac === undefined ? 'missing' : 'changed', `${peer.ip} lladdr ${peer.mac} dev ${device}`));
+    const host = held.destinations.get(peer.mac);
+    if (host !== peer.host) found.push(drift(networkId, 'fdb', host === undefined ? 'missing' : 'changed', `${peer.mac} dst ${peer.host} dev ${device}`));
+  }
+  const ips = new Set(wanted.map((p) => p.ip));
+  const macs = new Set(wanted.map((p) => p.mac));
+  for (const [ip, mac] of held.neighbours) if (!ips.has(ip)) found.push(drift(networkId, 'neighbour', 'extra', `${ip} lladdr ${mac} dev ${device}`));
+  for (const [mac, host] of held.destinations) if (!macs.has(mac)) found.push(drift(networkId, 'fdb', 'extra', `${mac} dst ${host} dev ${device}`));
+  return found;
 }

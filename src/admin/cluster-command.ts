@@ -20,6 +20,10 @@ function printReport(r: ClusterReport): void {
       ]),
     );
   }
+  if (r.segments.length > 0) {
+    const rows = r.segments.flatMap((s) => s.hosts.map((h, i) => [i === 0 ? s.pool : '', i === 0 ? String(s.vni) : '', i === 0 ? s.subnet : '', h.id === r.self ? `${h.id} *` : h.id, h.underlay ?? 'none', h.alive ? 'alive' : 'dead', String(h.containers)]));
+    out.push(table([['SEGMENT', 'VNI', 'SUBNET', 'HOST', 'UNDERLAY', 'STATE', 'CONTAINERS'], ...rows]));
+  }
   out.push(`races lost to other hosts (retried, never seen by dockerd): ${r.racesLost}; etcd work postponed: ${r.pending}${r.stuck > 0 ? ` (${r.stuck} refused by etcd again and again: see the daemon's log)` : ''}\n`);
   const orphans = r.orphans.length === 0 ? 'none' : `${r.orphans.join(', ')} (tsnet cluster gc frees them)`;
   out.push(`held in etcd for this host but unknown to its own record: ${orphans}\n`);
@@ -32,7 +36,7 @@ function printReport(r: ClusterReport): void {
 export function clusterCommand(): Command {
   const cluster = new Command('cluster').description('hosts and shared pools in the cluster store (tsnet daemon --cluster-store)');
   withTarget(cluster.command('ls'))
-    .description('hosts (alive or dead) with the addresses each holds and the names each publishes, and the shared pools')
+    .description('hosts (alive or dead) with the addresses each holds and the names each publishes, the shared pools, and the overlay segments with their hosts')
     .option('--json', 'print the report as JSON')
     .action(async (opts: JsonFlag) => {
       const report = (await adminCall(socket(opts), 'GET', '/cluster')) as ClusterReport;

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { adminCall } from './client.js';
 import type { AddressView, EndpointView, Inspected, NetworkSummary, NetworkView } from './inventory.js';
+import type { SegmentMember } from '../overlay/segment-members.js';
 import { table } from './table.js';
 import { adminSocketOf as socket, type Target, withTarget } from './target.js';
 
@@ -15,8 +16,11 @@ const orDash = (values: readonly string[]) => values.join(',') || '-';
 /** The kind as users asked it: an overlay is a bridge network made one segment across hosts. */
 const kindOf = (n: NetworkSummary) => (n.overlay ? `overlay (VNI ${n.overlay.vni})` : n.kind);
 
+/** This host's endpoints, and for an overlay the other hosts' containers on its segment. */
+const endpointsOf = (n: NetworkSummary) => (n.overlay?.remoteContainers !== undefined ? `${n.endpoints} (+${n.overlay.remoteContainers} remote)` : String(n.endpoints));
+
 function printNetworks(networks: readonly NetworkSummary[]): string {
-  const rows = networks.map((n) => [n.name ?? '-', short(n.id), n.internal ? `${kindOf(n)} (internal)` : kindOf(n), orDash(n.subnets), orDash(n.gateways), n.link, String(n.endpoints)]);
+  const rows = networks.map((n) => [n.name ?? '-', short(n.id), n.internal ? `${kindOf(n)} (internal)` : kindOf(n), orDash(n.subnets), orDash(n.gateways), n.link, endpointsOf(n)]);
   return table([['NAME', 'NETWORK ID', 'KIND', 'SUBNETS', 'GATEWAYS', 'LINK', 'ENDPOINTS'], ...rows]);
 }
 
@@ -54,6 +58,12 @@ function printNetwork(n: NetworkView): string {
     const rows = n.endpointList.map((e) => [`  ${short(e.id)}`, e.container ?? '-', orDash(e.addresses), e.mac, e.links.host ?? e.links.container, orDash(e.ports)]);
     out.push(table([['  ENDPOINT', 'CONTAINER', 'ADDRESSES', 'MAC', 'LINK', 'PORTS'], ...rows]));
   } else out.push('endpoints: none\n');
+  if (n.members) {
+    out.push('segment hosts (with containers on it)\n');
+    const state = (m: SegmentMember) => (m.alive === undefined ? '?' : m.alive ? 'alive' : 'dead (its entries kept)');
+    const rows = n.members.map((m) => [`  ${m.self ? `${m.host} *` : m.host}`, m.underlay ?? 'none (unreachable)', state(m), String(m.containers)]);
+    out.push(table([['  HOST', 'UNDERLAY', 'STATE', 'CONTAINERS'], ...rows]));
+  }
   for (const p of n.pools) {
     out.push(`pool ${p.pool}${p.range ? ` range ${p.range}` : ''} (tsnet IPAM): ${p.held.length} of ${p.size} addresses held\n`);
     out.push(p.held.map((h) => `  ${h.address}  ${h.use}\n`).join(''));

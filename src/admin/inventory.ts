@@ -7,6 +7,7 @@ import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
 import type { IpamService, PoolRecord } from '../ipam/ipam-service.js';
 import { canonicalCidr, cidrSize, formatIp, parseCidr, parseIp } from '../net/address.js';
+import type { SegmentMember } from '../overlay/segment-members.js';
 import type { DockerNames } from './docker-names.js';
 import { formatPortSpec } from './port-spec.js';
 
@@ -21,8 +22,12 @@ export interface NetworkSummary {
   /** The bridge, or the macvlan parent (a VLAN subinterface for 802.1Q). */
   link: string;
   vlan?: number;
-  /** An overlay's segment: its shared pool, VNI, and this host's underlay (address:port). */
-  overlay?: { pool: string; vni: number; underlay: string };
+  /**
+   * An overlay's segment: its shared pool, VNI, this host's underlay
+   * (address:port), and the containers of the other hosts on it (absent
+   * until the store was read).
+   */
+  overlay?: { pool: string; vni: number; underlay: string; remoteContainers?: number };
   internal: boolean;
   endpoints: number;
 }
@@ -60,6 +65,8 @@ export interface NetworkView extends NetworkSummary {
   endpointList: EndpointView[];
   /** Pools of tsnet's IPAM that the network's subnets came from (none with Docker's IPAM). */
   pools: PoolView[];
+  /** An overlay's hosts with containers on its segment, as this host last read the store. */
+  members?: SegmentMember[];
 }
 
 /** An address that is no endpoint's: a gateway, an aux address, or one held for nothing. */
@@ -84,6 +91,8 @@ export class Inventory {
     private readonly networks: NetworkService,
     private readonly ipam: IpamService,
     private readonly names: DockerNames,
+    /** An overlay network's segment members (the cluster's segments); absent without a cluster store. */
+    private readonly segmentMembers: (networkId: string) => SegmentMember[] | undefined = () => undefined,
   ) {}
 
   list(): NetworkSummary[] {
@@ -117,22 +126,29 @@ export class Inventory {
       gateways: subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
       link: network.kind === 'bridge' ? (network.config as BridgeConfig).bridge : (network.config as MacvlanConfig).parent,
       ...(vlan !== undefined ? { vlan } : {}),
-      ...(overlay ? { overlay: { pool: overlay.pool, vni: overlay.vni, underlay: `${overlay.underlay}:${overlay.port}` } } : {}),
+      ...(overlay ? { overlay: { pool: overlay.pool, vni: overlay.vni, underlay: `${overlay.underlay}:${overlay.port}`, ...this.remoteContainers(network.id) } } : {}),
       internal: network.internal,
       endpoints,
     };
+  }
+
+  private remoteContainers(networkId: string): { remoteContainers?: number } {
+    const members = this.segmentMembers(networkId);
+    return members ? { remoteContainers: members.reduce((n, m) => n + (m.self ? 0 : m.containers), 0) } : {};
   }
 
   private networkView(network: NetworkRecord): NetworkView {
     const endpointList = this.networks.listEndpoints().filter((e) => e.networkId === network.id).map((e) => this.endpointView(e));
     const subnets = new Set([...network.ipv4, ...network.ipv6Subnets].map((s) => canonicalCidr(s.pool)));
     const pools = this.ipam.list().filter((p) => subnets.has(canonicalCidr(p.pool)));
+    const members = this.segmentMembers(network.id);
     return {
       ...this.summary(network, endpointList.length),
       options: network.options,
       config: network.config,
       endpointList,
       pools: pools.map((p) => this.poolView(p, network)),
+      ...(members ? { members } : {}),
     };
   }
 

@@ -42,8 +42,16 @@ export class BackgroundTask {
   private retryLater(): void {
     if (this.stopped) return;
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.request(), this.retryMs);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.request();
+    }, this.retryMs);
     this.retryTimer.unref();
+  }
+
+  /** Whether a run is in progress or a failed one waits to be tried again. */
+  get busy(): boolean {
+    return this.running !== undefined || this.retryTimer !== undefined;
   }
 
   /** Waits for the run in progress and the runs asked meanwhile (tests, shutdown). */

@@ -2,6 +2,7 @@ import { RequestError } from '../errors.js';
 import { type Compare, deadlineFromNow, type EtcdClient, MAX_TXN_OPS, type Op } from './etcd-client.js';
 import { AddressHold, ALIVE_PREFIX, AliveRecord, aliveKey, decodeValue, hostKey, HOSTS_PREFIX, HostRecord, NAMES_PREFIX, parseNameKey, PoolDefinition, PoolKeys, POOLS_PREFIX } from './keys.js';
 import { hostCameBack, removeUser } from './pool-definition.js';
+import { DEFAULT_VXLAN_PORT } from '../overlay/vxlan.js';
 
 export interface HostView {
   id: string;
@@ -12,6 +13,8 @@ export interface HostView {
   names: number;
   joined?: string;
   aliveSince?: string;
+  /** Where overlay traffic to the host goes (address:port); absent for a host registered without one. */
+  underlay?: string;
 }
 
 export interface PoolView {
@@ -35,11 +38,20 @@ export interface HoldView {
   hold: AddressHold;
 }
 
+/** An overlay segment (a shared pool with a VNI) and the hosts on it: its users and whoever holds containers in it. */
+export interface SegmentView {
+  pool: string;
+  vni: number;
+  subnet: string;
+  hosts: Array<{ id: string; alive: boolean; underlay?: string; containers: number }>;
+}
+
 export interface ClusterView {
   store: string;
   self: string;
   hosts: HostView[];
   pools: PoolView[];
+  segments: SegmentView[];
 }
 
 const ADDRESS_KEY = /^tsnet\/v1\/pools\/([^/]+)\/v([46])\/addresses\/(.+)$/;
@@ -57,7 +69,9 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
   const hostView = (id: string) => hosts.get(id) ?? hosts.set(id, { id, alive: alive.has(id), addresses: 0, names: 0 }).get(id)!;
   for (const entry of hostEntries) {
     const record = decodeValue(HostRecord, entry.key, entry.value);
-    hostView(record.id).joined = record.joined;
+    const view = hostView(record.id);
+    view.joined = record.joined;
+    if (record.underlay) view.underlay = `${record.underlay}:${record.vxlanPort ?? DEFAULT_VXLAN_PORT}`;
   }
   for (const [id, record] of alive) hostView(id).aliveSince = record.since;
   for (const entry of nameKeys) {
@@ -66,12 +80,14 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
   }
 
   const pools = new Map<string, PoolView>();
+  const vnis = new Map<string, number>();
   const holds: HoldView[] = [];
   for (const entry of poolEntries) {
     const keys = PoolKeys.ofDefinition(entry.key);
     if (keys) {
-      const { name, family, subnet, range, gateway, definedBy, users } = decodeValue(PoolDefinition, entry.key, entry.value);
+      const { name, family, subnet, range, gateway, definedBy, users, vni } = decodeValue(PoolDefinition, entry.key, entry.value);
       pools.set(keys.prefix, { name, family, subnet, ...(range ? { range } : {}), ...(gateway ? { gateway } : {}), definedBy, users, held: pools.get(keys.prefix)?.held ?? 0 });
+      if (vni !== undefined) vnis.set(keys.prefix, vni);
       continue;
     }
     const match = ADDRESS_KEY.exec(entry.key);
@@ -87,9 +103,29 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
   }
   const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
   return {
-    view: { store: etcd.url, self, hosts: [...hosts.values()].sort(byId), pools: [...pools.values()].sort((a, b) => a.name.localeCompare(b.name) || a.family - b.family) },
+    view: {
+      store: etcd.url,
+      self,
+      hosts: [...hosts.values()].sort(byId),
+      pools: [...pools.values()].sort((a, b) => a.name.localeCompare(b.name) || a.family - b.family),
+      segments: segmentsOf(pools, vnis, holds, hostView).sort((a, b) => a.pool.localeCompare(b.pool)),
+    },
     holds,
   };
+}
+
+/** The overlay pools (by key prefix → VNI) with their hosts: users first known, then every host holding containers. */
+function segmentsOf(pools: ReadonlyMap<string, PoolView>, vnis: ReadonlyMap<string, number>, holds: readonly HoldView[], hostView: (id: string) => HostView): SegmentView[] {
+  return [...vnis].map(([prefix, vni]) => {
+    const pool = pools.get(prefix)!;
+    const containers = new Map(pool.users.map((id) => [id, 0]));
+    for (const { hold } of holds.filter((h) => h.pool === pool.name && h.key.startsWith(prefix) && h.hold.kind === 'container')) containers.set(hold.host, (containers.get(hold.host) ?? 0) + 1);
+    const hosts = [...containers].sort(([a], [b]) => a.localeCompare(b)).map(([id, count]) => {
+      const { alive, underlay } = hostView(id);
+      return { id, alive, ...(underlay ? { underlay } : {}), containers: count };
+    });
+    return { pool: pool.name, vni, subnet: pool.subnet, hosts };
+  });
 }
 
 /** What ls, gc and reclaim may take to read the whole cluster: they are not on dockerd's path, and 50k records take seconds. */

@@ -3,6 +3,7 @@ import type { NetworkService } from '../core/network-service.js';
 import type { DnsCounts } from '../dns/dns-server.js';
 import type { IpamService } from '../ipam/ipam-service.js';
 import { cidrSize, parseCidr } from '../net/address.js';
+import type { PeerWrite } from '../overlay/segment-follower.js';
 import { type Drift, ExecaRunner, type RunOptions, type RunResult, type Runner } from '../sys/index.js';
 import { sessionRunner } from '../sys/sessions.js';
 
@@ -33,7 +34,10 @@ export class Metrics {
   private readonly programStarts = new Counter({ name: 'tsnet_program_starts_total', help: 'Programs started (iptables-save and -restore, ip and nft reads, and the long-lived ip -batch and nft -i sessions)', labelNames: ['program'], registers: [this.registry] });
 
   private readonly looks = new Counter({ name: 'tsnet_drift_looks_total', help: 'Reads of the whole kernel the drift watcher made to compare it with the records (after changes it could not tell from drift, and every few minutes)', registers: [this.registry] });
-  private readonly repairs = new Counter({ name: 'tsnet_repairs_total', help: 'Differences between the records and the kernel that tsnet repaired (drift watcher, doctor --fix), by object (link, address, route, port-flag, promisc, table, chain, rule, hook, element)', labelNames: ['object'], registers: [this.registry] });
+  private readonly repairs = new Counter({ name: 'tsnet_repairs_total', help: 'Differences between the records and the kernel that tsnet repaired (drift watcher, doctor --fix), by object (link, address, route, port-flag, promisc, neighbour, fdb, table, chain, rule, hook, element)', labelNames: ['object'], registers: [this.registry] });
+
+  private readonly peerChanges = new Counter({ name: 'tsnet_overlay_peer_changes_total', help: 'Overlay peer entries (a neighbour and a forwarding entry each) written into the kernel or removed from it, following the cluster store', labelNames: ['change'], registers: [this.registry] });
+  private readonly convergence = new Histogram({ name: 'tsnet_overlay_convergence_seconds', help: "From a change of an overlay segment arriving from the cluster store to its peer entries in this host's kernel", buckets: BUCKETS, registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -53,6 +57,13 @@ export class Metrics {
   /** For the reconciler: the differences it repaired. */
   readonly observeRepairs = (found: readonly Drift[]): void => {
     for (const d of found) this.repairs.inc({ object: d.object });
+  };
+
+  /** For the overlay segments: one write of peer entries. */
+  readonly observePeerWrite = (write: PeerWrite): void => {
+    this.peerChanges.inc({ change: 'written' }, write.written);
+    this.peerChanges.inc({ change: 'removed' }, write.removed);
+    this.convergence.observe(write.seconds);
   };
 
   /** The daemon's door to programs, counted: each program start, each command with its latency, each ip batch line. */

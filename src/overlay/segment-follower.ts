@@ -4,11 +4,21 @@ import type { EtcdClient, Entry } from '../cluster/etcd-client.js';
 import type { HostRegistry } from '../cluster/host-registry.js';
 import { AddressHold, decodeValue, type PoolKeys } from '../cluster/keys.js';
 import { PrefixMirror } from '../cluster/prefix-mirror.js';
-import { remotePeers } from './segment-members.js';
-import type { SegmentPeers } from './vxlan.js';
+import { remotePeers, type SegmentMember, segmentMembers } from './segment-members.js';
+import type { RemotePeer, SegmentPeers } from './vxlan.js';
 
 /** How soon a kernel write that failed is tried again. */
 const RETRY_MS = 1000;
+
+/** One write of a segment's peers into the kernel: entries written and removed, and the time since the store's change arrived. */
+export interface PeerWrite {
+  written: number;
+  removed: number;
+  seconds: number;
+}
+
+/** Told of every write that changed something (metrics). */
+export type PeerWriteObserver = (write: PeerWrite) => void;
 
 /**
  * Keeps one segment's peer entries on this host equal to the store: the
@@ -21,22 +31,25 @@ export class SegmentFollower {
   private readonly holds: PrefixMirror<AddressHold>;
   private readonly sync: BackgroundTask;
   private unsubscribe: (() => void) | undefined;
+  /** When the oldest change not yet written arrived. */
+  private changedAt: bigint | undefined;
 
   constructor(
     etcd: EtcdClient,
-    keys: PoolKeys,
+    private readonly keys: PoolKeys,
     private readonly registry: HostRegistry,
     private readonly self: string,
-    private readonly peers: SegmentPeers,
+    private peers: SegmentPeers,
     private readonly log: Logger,
+    private readonly observe: PeerWriteObserver = () => undefined,
   ) {
     const decode = (entry: Entry) => decodeValue(AddressHold, entry.key, entry.value);
-    this.holds = new PrefixMirror(etcd, keys.addressesPrefix, `the addresses of segment ${keys.name}`, decode, () => this.sync.request(), log);
-    this.sync = new BackgroundTask(() => this.apply(keys), (error) => this.log.warn({ segment: keys.name, err: errorText(error) }, 'cannot write the segment\'s peer entries; retrying'), RETRY_MS);
+    this.holds = new PrefixMirror(etcd, keys.addressesPrefix, `the addresses of segment ${keys.name}`, decode, () => this.changed(), log);
+    this.sync = new BackgroundTask(() => this.apply(), (error) => this.log.warn({ segment: keys.name, err: errorText(error) }, 'cannot write the segment\'s peer entries; retrying'), RETRY_MS);
   }
 
   start(): void {
-    this.unsubscribe = this.registry.onChange(() => this.sync.request());
+    this.unsubscribe = this.registry.onChange(() => this.changed());
     this.holds.start();
   }
 
@@ -46,17 +59,63 @@ export class SegmentFollower {
     this.sync.stop();
   }
 
+  /**
+   * Takes over `peers`, a table that adopted the kernel's entries again (a
+   * repair: someone changed them), and writes the store's difference now
+   * when the store was read already: no new read of etcd, which may be down.
+   */
+  async repair(peers: SegmentPeers): Promise<void> {
+    this.peers = peers;
+    this.changed();
+    await this.sync.settle();
+  }
+
   /** Waits for the read and the kernel writes in progress (tests). */
   async settle(): Promise<void> {
     await this.holds.settle();
     await this.sync.settle();
   }
 
-  private async apply(keys: PoolKeys): Promise<void> {
+  /**
+   * The peers the store asks for, to compare with the kernel (doctor, the
+   * drift watcher); undefined while that comparison would mislead: before
+   * the first read, or while a write is under way or waits for a retry.
+   */
+  wanted(): RemotePeer[] | undefined {
+    if (!this.holds.loaded || this.sync.busy || this.changedAt !== undefined) return undefined;
+    return remotePeers(this.addressHolds(), this.registry.hosts(), this.self);
+  }
+
+  /** The hosts with containers on the segment, as last read; undefined before the first read. */
+  members(): SegmentMember[] | undefined {
+    if (!this.holds.loaded) return undefined;
+    return segmentMembers(this.addressHolds(), this.registry, this.self);
+  }
+
+  private changed(): void {
+    this.changedAt ??= process.hrtime.bigint();
+    this.sync.request();
+  }
+
+  private addressHolds(): Array<readonly [string, AddressHold]> {
+    return [...this.holds.entries()].map(([key, hold]) => [this.keys.addressOf(key), hold] as const);
+  }
+
+  private async apply(): Promise<void> {
     // Before the first read the entries the kernel has are all there is to go by: none is removed.
     if (!this.holds.loaded) return;
-    const holds = [...this.holds.entries()].map(([key, hold]) => [keys.addressOf(key), hold] as const);
-    const changed = await this.peers.set(remotePeers(holds, this.registry.hosts(), this.self));
-    if (changed.written + changed.removed > 0) this.log.debug({ segment: keys.name, ...changed }, 'segment peers written');
+    const since = this.changedAt ?? process.hrtime.bigint();
+    this.changedAt = undefined;
+    let changed: { written: number; removed: number };
+    try {
+      changed = await this.peers.set(remotePeers(this.addressHolds(), this.registry.hosts(), this.self));
+    } catch (error) {
+      // Not written: the retry measures from the same change.
+      this.changedAt = since;
+      throw error;
+    }
+    if (changed.written + changed.removed === 0) return;
+    this.log.debug({ segment: this.keys.name, ...changed }, 'segment peers written');
+    this.observe({ ...changed, seconds: Number(process.hrtime.bigint() - since) / 1e9 });
   }
 }

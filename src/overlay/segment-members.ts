@@ -23,3 +23,34 @@ export function remotePeers(holds: Iterable<readonly [string, AddressHold]>, hos
   }
   return peers;
 }
+
+/** A host with containers on a segment, as `tsnet inspect` shows it. */
+export interface SegmentMember {
+  host: string;
+  /** Where its VXLAN goes; absent: the host registered no underlay (its containers are unreachable from here). */
+  underlay?: string;
+  /** Whether it holds its lease; undefined: not known yet. A dead host keeps its entries (docs/overlay.md). */
+  alive?: boolean;
+  containers: number;
+  self: boolean;
+}
+
+/** What segmentMembers reads of the host registry. */
+export interface HostsView {
+  hosts(): ReadonlyMap<string, HostRecord>;
+  isAlive(hostId: string): boolean | undefined;
+}
+
+/** The hosts holding containers on the segment (this one always), with their container counts, sorted by host. */
+export function segmentMembers(holds: Iterable<readonly [string, AddressHold]>, registry: HostsView, self: string): SegmentMember[] {
+  const counts = new Map<string, number>([[self, 0]]);
+  for (const [, hold] of holds) if (hold.kind === 'container') counts.set(hold.host, (counts.get(hold.host) ?? 0) + 1);
+  const hosts = registry.hosts();
+  return [...counts]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([host, containers]) => {
+      const underlay = hosts.get(host)?.underlay;
+      const alive = registry.isAlive(host);
+      return { host, ...(underlay ? { underlay } : {}), ...(alive !== undefined ? { alive } : {}), containers, self: host === self };
+    });
+}

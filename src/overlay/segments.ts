@@ -7,9 +7,10 @@ import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
 import { canonicalCidr, parseCidr } from '../net/address.js';
 import type { OverlayGate } from '../sys/overlay-gate.js';
-import { SegmentFollower } from './segment-follower.js';
+import { type PeerWriteObserver, SegmentFollower } from './segment-follower.js';
+import type { SegmentMember } from './segment-members.js';
 import type { Underlay } from './underlay.js';
-import type { SegmentPeers } from './vxlan.js';
+import type { RemotePeer, SegmentPeers } from './vxlan.js';
 
 /** An overlay network's segment, as its host sees it. */
 export interface Segment {
@@ -27,9 +28,13 @@ export interface Segments {
   vniOf(subnet: string): Promise<number | undefined>;
   /** Lets VXLAN on `port` in from the cluster's hosts only, for the network: before its VXLAN device is made, kept as hosts come and go, until unfollow. */
   guard(networkId: string, port: number): Promise<void>;
-  /** Keeps `peers` equal to the segment's other containers in the store, until unfollow. */
-  follow(networkId: string, pool: string, peers: SegmentPeers): void;
+  /** Keeps `peers` equal to the segment's other containers in the store, until unfollow; followed already, `peers` (which adopted the kernel's entries) takes over and is repaired. */
+  follow(networkId: string, pool: string, peers: SegmentPeers): Promise<void>;
   unfollow(networkId: string): void;
+  /** The peers the store asks of the network's device, to compare with the kernel; undefined while not known or being written. */
+  wanted(networkId: string): RemotePeer[] | undefined;
+  /** The hosts with containers on the network's segment; undefined before the store was read. */
+  members(networkId: string): SegmentMember[] | undefined;
 }
 
 /** The shared pools this host has networks on (the shared pool service's record). */
@@ -41,7 +46,7 @@ export type LocalPools = () => ReadonlyArray<{ name: string; subnet: string }>;
  * registered hosts only, up before the first VXLAN device and gone with the last.
  */
 export class ClusterSegments implements Segments {
-  private readonly followers = new Map<string, SegmentFollower>();
+  private readonly followers = new Map<string, { pool: string; follower: SegmentFollower }>();
   /** The VXLAN port the gate guards, while an overlay network is there. */
   private port: number | undefined;
   /** The overlay networks the gate is up for. */
@@ -57,6 +62,7 @@ export class ClusterSegments implements Segments {
     private readonly underlay: () => Promise<Underlay | undefined>,
     private readonly gate: OverlayGate,
     private readonly log: Logger,
+    private readonly observe?: PeerWriteObserver,
   ) {
     this.gateTask = new BackgroundTask(() => this.keepGate(), (error) => this.log.warn({ err: errorText(error) }, 'cannot update the overlay gate; retrying'), 1000);
     this.registry.onChange(() => this.gateTask.request());
@@ -106,25 +112,35 @@ export class ClusterSegments implements Segments {
     this.gateTask.request();
   }
 
-  follow(networkId: string, pool: string, peers: SegmentPeers): void {
+  async follow(networkId: string, pool: string, peers: SegmentPeers): Promise<void> {
+    const current = this.followers.get(networkId);
+    if (current?.pool === pool) return current.follower.repair(peers);
     this.registry.start();
-    this.followers.get(networkId)?.stop();
-    const follower = new SegmentFollower(this.etcd, new PoolKeys(pool, 4), this.registry, this.hostId, peers, this.log);
-    this.followers.set(networkId, follower);
+    current?.follower.stop();
+    const follower = new SegmentFollower(this.etcd, new PoolKeys(pool, 4), this.registry, this.hostId, peers, this.log, this.observe);
+    this.followers.set(networkId, { pool, follower });
     follower.start();
   }
 
   unfollow(networkId: string): void {
-    this.followers.get(networkId)?.stop();
+    this.followers.get(networkId)?.follower.stop();
     this.followers.delete(networkId);
     this.guarded.delete(networkId);
     this.gateTask.request();
   }
 
+  wanted(networkId: string): RemotePeer[] | undefined {
+    return this.followers.get(networkId)?.follower.wanted();
+  }
+
+  members(networkId: string): SegmentMember[] | undefined {
+    return this.followers.get(networkId)?.follower.members();
+  }
+
   /** Waits for the followers' reads and kernel writes in progress (tests). */
   async settle(): Promise<void> {
     await this.registry.settle();
-    await Promise.all([...this.followers.values()].map((f) => f.settle()));
+    await Promise.all([...this.followers.values()].map(({ follower }) => follower.settle()));
     await this.gateTask.settle();
   }
 

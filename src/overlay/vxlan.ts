@@ -57,6 +57,8 @@ const peerKey = (peer: RemotePeer) => `${peer.ip} ${peer.mac} ${peer.host}`;
  */
 export class SegmentPeers {
   private readonly applied = new Map<string, RemotePeer>();
+  /** Forwarding entries found without a neighbour entry (adoptKernel): removed by the next set() unless wanted. */
+  private readonly strays = new Set<string>();
 
   constructor(
     private readonly device: string,
@@ -71,9 +73,10 @@ export class SegmentPeers {
     const changed = wanted.filter((p) => this.applied.get(p.ip) === undefined || peerKey(this.applied.get(p.ip)!) !== peerKey(p));
     // A MAC that left (its container gone, or moved to another address) loses its forwarding entry.
     const wantedMacs = new Set(wanted.map((p) => p.mac));
-    const macsGone = [...this.applied.values()].filter((p) => !wantedMacs.has(p.mac));
+    const macsGone = new Set([...this.applied.values()].map((p) => p.mac).concat([...this.strays]).filter((mac) => !wantedMacs.has(mac)));
     for (const peer of gone) await this.ip.undo(['neigh', 'del', peer.ip, 'dev', this.device]);
-    for (const peer of macsGone) await this.fdb.remove(this.device, peer.mac);
+    for (const mac of macsGone) await this.fdb.remove(this.device, mac);
+    this.strays.clear();
     await this.ip.batch(changed.map((p) => neighbourLine(this.device, p)));
     await this.fdb.batch(changed.map((p) => forwardingLine(this.device, p)));
     for (const peer of gone) this.applied.delete(peer.ip);
@@ -89,6 +92,8 @@ export class SegmentPeers {
   async adoptKernel(): Promise<void> {
     const [neighbours, destinations] = await Promise.all([this.ip.permanentNeighbours(this.device), this.fdb.destinations(this.device)]);
     for (const { ip, mac } of neighbours) this.applied.set(ip, { ip, mac, host: destinations.get(mac) ?? '' });
+    const macs = new Set(neighbours.map((n) => n.mac));
+    for (const mac of destinations.keys()) if (!macs.has(mac)) this.strays.add(mac);
   }
 
   /** What this table wrote and believes the kernel holds. */

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { DriftView } from '../../drivers/driver.js';
 import type { NetworkService } from '../core/network-service.js';
-import { describeDrift, type Drift, type Firewall, type Ip, isRuleDrift, readKernelView } from '../sys/index.js';
+import { describeDrift, type Drift, type Firewall, type ForwardingTable, type Ip, isRuleDrift, readKernelView } from '../sys/index.js';
 
 /** Enough to keep both cores busy with programs (ip, nft, iptables-restore) while one waits on the kernel. */
 const REPAIRS_AT_ONCE = 4;
@@ -17,7 +17,7 @@ export interface RepairReport {
 /**
  * Compares every network's record with the kernel (`tsnet doctor`) and makes
  * the kernel match again where it differs (`doctor --fix`, the drift
- * watcher). One read of links, addresses, routes and rules serves every
+ * watcher). One read of links, addresses, routes, overlay entries and rules serves every
  * network; a network is read again under its lock only if a request changed
  * it meanwhile.
  */
@@ -25,6 +25,7 @@ export class Reconciler {
   constructor(
     private readonly networks: NetworkService,
     private readonly ip: Ip,
+    private readonly fdb: ForwardingTable,
     private readonly firewall: Firewall,
     private readonly log: Logger,
     /** Told of every difference repaired (metrics). */
@@ -32,7 +33,7 @@ export class Reconciler {
   ) {}
 
   private readonly read = async (): Promise<DriftView> => {
-    const [kernel, rules] = await Promise.all([readKernelView(this.ip), this.firewall.snapshot()]);
+    const [kernel, rules] = await Promise.all([readKernelView(this.ip, this.fdb), this.firewall.snapshot()]);
     return { kernel, rules };
   };
 

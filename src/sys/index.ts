@@ -1,6 +1,6 @@
 export type { EndpointForwards, Family, Firewall, FirewallNetwork, OutboundNat, PortForward, RuleSnapshot, TransportProtocol } from './firewall.js';
 export { type Drift, type DriftObject, describeDrift, drift, isRuleDrift } from './drift.js';
-export { type KernelView, type LinkView, readKernelView } from './kernel-view.js';
+export { type KernelView, type LinkView, readKernelView, type VxlanEntries } from './kernel-view.js';
 export { LinkReaper } from './link-reaper.js';
 export { Ip, LINK_NAME, type AddressInfo, type LinkInfo, type RouteInfo } from './ip.js';
 export { IptablesFirewall } from './iptables/iptables-firewall.js';

@@ -93,10 +93,10 @@ export class Ip {
     return (await this.linkOfAddress(address)) !== undefined;
   }
 
-  /** The permanent neighbour entries of a link: address → MAC. */
-  async permanentNeighbours(dev: string): Promise<Array<{ ip: string; mac: string }>> {
-    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'neigh', 'show', 'dev', dev, 'nud', 'permanent']);
-    return (JSON.parse(stdout) as Array<{ dst: string; lladdr?: string }>).flatMap((n) => (n.lladdr ? [{ ip: n.dst, mac: n.lladdr }] : []));
+  /** The permanent neighbour entries of a link, or of every link: address → MAC, and the link. */
+  async permanentNeighbours(dev?: string): Promise<Array<{ ip: string; mac: string; dev: string }>> {
+    const { stdout } = await this.runner.run('ip', [...this.base(), '-json', 'neigh', 'show', ...(dev ? ['dev', dev] : []), 'nud', 'permanent']);
+    return (JSON.parse(stdout) as Array<{ dst: string; lladdr?: string; dev?: string }>).flatMap((n) => (n.lladdr ? [{ ip: n.dst, mac: n.lladdr, dev: n.dev ?? dev ?? '' }] : []));
   }
 
   /** Every link of one kind (`vxlan`, `bridge`…) with its details. */

@@ -38,11 +38,13 @@ export async function segmentContainer(host: string, name: string, address: stri
   return (JSON.parse((await ipIn(name, ['-json', 'link', 'show', 'eth0'])).stdout) as Array<{ address: string }>)[0]!.address;
 }
 
-/** Whether `from` gets an echo of a `bytes`-byte UDP payload from `address` within `waitMs` (sent with DF, as Linux sends UDP). */
+/** Whether `from` gets an echo of a `bytes`-byte UDP payload from `address` within `waitMs` (sent with DF, as Linux sends UDP; resent every 250 ms, so one lost datagram on a busy host is no failure). */
 export async function echoes(from: string, address: string, bytes = 16, waitMs = 2000): Promise<boolean> {
   const script = `const s = require('dgram').createSocket('udp4');
     s.on('message', (m) => process.exit(m.length === ${bytes} + 4 ? 0 : 4));
-    s.send(Buffer.alloc(${bytes}, 120), ${ECHO_PORT}, '${address}', (e) => e && process.exit(5));
+    const send = () => s.send(Buffer.alloc(${bytes}, 120), ${ECHO_PORT}, '${address}', (e) => e && process.exit(5));
+    send();
+    setInterval(send, 250);
     setTimeout(() => process.exit(3), ${waitMs});`;
   return (await execInNetns(from, [process.execPath, '-e', script])).exitCode === 0;
 }

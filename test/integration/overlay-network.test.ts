@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Inventory } from '../../src/admin/inventory.js';
+import { readCluster } from '../../src/cluster/cluster-admin.js';
 import { EtcdClient } from '../../src/cluster/etcd-client.js';
 import { HostRegistry } from '../../src/cluster/host-registry.js';
 import type { PoolDefinition } from '../../src/cluster/keys.js';
@@ -40,6 +41,8 @@ interface Host {
   tsnet: NetnsPlugin;
   segments: ClusterSegments;
   network: string;
+  /** As --metrics serves them: the segments report their peer writes here. */
+  metrics: Metrics;
 }
 const hosts: Host[] = [];
 
@@ -52,7 +55,8 @@ async function host(hostId: string, routed: RoutedHost): Promise<Host> {
   let membership: HostMembership | undefined;
   const localPools = () => (pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool }));
   const registry = new HostRegistry(client, log);
-  const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log);
+  const metrics = new Metrics();
+  const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log, metrics.observePeerWrite);
   const tsnet: NetnsPlugin = new NetnsPlugin(routed.netns, undefined, 300, {
     sharedPools: async (subnetInUse): Promise<SharedPoolService> => {
       membership = new HostMembership(client, hostId, tsnet.store, log, () => pools?.drainSoon(), 10, underlay);
@@ -72,7 +76,7 @@ async function host(hostId: string, routed: RoutedHost): Promise<Host> {
     await membership?.stop();
     await tsnet.close();
   });
-  return { id: hostId, routed, tsnet, segments, network: randomBytes(32).toString('hex') };
+  return { id: hostId, routed, tsnet, segments, network: randomBytes(32).toString('hex'), metrics };
 }
 
 async function ok(h: Host, method: string, body: unknown): Promise<Record<string, unknown>> {
@@ -174,6 +178,52 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     await waitUntil(async () => (await echoes(`tsnca${run}`, onB, 16, 300)) && (await echoes(`tsncb${run}`, onA, 16, 300)), { timeoutMs: 10_000, what: 'containers to reach each other across the hosts' });
     // The largest datagram the containers' MTU carries unfragmented, DF set.
     expect(await echoes(`tsnca${run}`, onB, 1450 - 28)).toBe(true);
+  });
+
+  it('shows the segment\'s hosts and counts the peer writes and their convergence time', async () => {
+    const [a] = hosts;
+    await a!.segments.settle();
+    const inventory = new Inventory(a!.tsnet.plugin.networks, a!.tsnet.plugin.ipam, { networkName: () => undefined, containerOfEndpoint: () => undefined }, (id) => a!.segments.members(id));
+    const found = inventory.inspect(a!.network);
+    expect(found.type === 'network' && found.network.members).toEqual([
+      { host: 'ov-a', underlay: a!.routed.underlay, alive: true, containers: 1, self: true },
+      { host: 'ov-b', underlay: hosts[1]!.routed.underlay, alive: true, containers: 1, self: false },
+    ]);
+    expect(inventory.list().find((n) => n.id === a!.network)?.overlay?.remoteContainers).toBe(1);
+    // tsnet cluster ls: the segment, its VNI and both hosts.
+    const client = new EtcdClient({ endpoints: [etcd.endpoint] });
+    try {
+      const { view } = await readCluster(client, 'ov-a', Date.now() + 4000);
+      expect(view.segments).toEqual([{ pool: 'ov', vni: expect.any(Number), subnet: SUBNET, hosts: [
+        { id: 'ov-a', alive: true, underlay: `${a!.routed.underlay}:4789`, containers: 1 },
+        { id: 'ov-b', alive: true, underlay: `${hosts[1]!.routed.underlay}:4789`, containers: 1 },
+      ] }]);
+    } finally {
+      client.close();
+    }
+    const text = await a!.metrics.registry.metrics();
+    expect(text).toMatch(/^tsnet_overlay_peer_changes_total\{change="written"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^tsnet_overlay_convergence_seconds_count [1-9]\d*$/m);
+  });
+
+  it('finds peer entries someone removed or added (tsnet doctor) and repairs them from the store', async () => {
+    const [a, b] = hosts;
+    const device = `tsx${a!.network.slice(0, 12)}`;
+    const onB = b!.tsnet.plugin.networks.listEndpoints()[0]!.address!.split('/')[0]!;
+    await a!.segments.settle();
+    const reconciler = a!.tsnet.plugin.reconciler;
+    expect(await reconciler.check()).toEqual([]);
+    // Another tool deletes B's container's neighbour entry and adds a forwarding entry of its own.
+    await ipIn(a!.routed.netns, ['neigh', 'del', onB, 'dev', device]);
+    await execInNetns(a!.routed.netns, ['bridge', 'fdb', 'add', '02:42:0a:5c:00:fe', 'dev', device, 'dst', stranger.underlay, 'self', 'permanent']);
+    const found = await reconciler.check();
+    expect(found.map((d) => `${d.problem} ${d.object}`).sort()).toEqual(['extra fdb', 'missing neighbour']);
+    const { remaining } = await reconciler.fix('test');
+    expect(remaining).toEqual([]);
+    expect((await ipIn(a!.routed.netns, ['neigh', 'show', onB, 'dev', device])).stdout).toContain('PERMANENT');
+    expect(await echoes(`tsnca${run}`, onB)).toBe(true);
+    const fdb = (await execInNetns(a!.routed.netns, ['bridge', 'fdb', 'show', 'dev', device])).stdout;
+    expect(fdb).not.toContain('02:42:0a:5c:00:fe');
   });
 
   it('drops VXLAN from a host that is not in the cluster, and counts it', async () => {

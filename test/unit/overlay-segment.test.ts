@@ -7,7 +7,8 @@ import { type AddressHold, type HostRecord, type PoolDefinition, PoolKeys, vniKe
 import { joinPool, removeUser, segmentVni } from '../../src/cluster/pool-definition.js';
 import type { NetworkSpec } from '../../drivers/model.js';
 import { refuseSegmentPool } from '../../drivers/segment-pool.js';
-import { remotePeers } from '../../src/overlay/segment-members.js';
+import { remotePeers, segmentMembers } from '../../src/overlay/segment-members.js';
+import { peerDrift } from '../../drivers/bridge/overlay.js';
 import type { Segments } from '../../src/overlay/segments.js';
 import { FakeClusterKv } from '../harness/fake-cluster-kv.js';
 
@@ -78,6 +79,52 @@ describe('a segment\'s remote peers', () => {
       { ip: '10.90.0.3', mac: '02:42:0a:5a:00:03', host: '198.51.100.7' },
       { ip: '10.90.0.4', mac: '02:00:00:00:00:99', host: '198.51.100.7' },
     ]);
+  });
+});
+
+describe('a segment\'s members', () => {
+  it('are the hosts holding containers on it, and this one, with their underlay, lease and count', () => {
+    const hold = (host: string, kind: AddressHold['kind'] = 'container'): AddressHold => ({ kind, host, holder: 'x', since: 'y' });
+    const registry = {
+      hosts: () => new Map<string, HostRecord>([['a', { id: 'a', joined: 'x', underlay: '192.0.2.1' }], ['b', { id: 'b', joined: 'x', underlay: '198.51.100.7' }]]),
+      isAlive: (id: string) => id === 'a',
+    };
+    const holds: Array<[string, AddressHold]> = [['10.90.0.1', hold('b', 'gateway')], ['10.90.0.2', hold('b')], ['10.90.0.3', hold('b')], ['10.90.0.4', hold('gone')]];
+    expect(segmentMembers(holds, registry, 'a')).toEqual([
+      { host: 'a', underlay: '192.0.2.1', alive: true, containers: 0, self: true },
+      { host: 'b', underlay: '198.51.100.7', alive: false, containers: 2, self: false },
+      { host: 'gone', alive: false, containers: 1, self: false },
+    ]);
+  });
+});
+
+describe('a segment device\'s entries against the store', () => {
+  const wanted = [
+    { ip: '10.90.0.3', mac: '02:42:0a:5a:00:03', host: '198.51.100.7' },
+    { ip: '10.90.0.4', mac: '02:42:0a:5a:00:04', host: '198.51.100.7' },
+  ];
+  const entries = (neighbours: Array<[string, string]>, destinations: Array<[string, string]>) => ({ neighbours: new Map(neighbours), destinations: new Map(destinations) });
+  const shown = (held: ReturnType<typeof entries>) => peerDrift('n', 'tsx1', wanted, held).map((d) => `${d.problem} ${d.object} ${d.detail}`);
+
+  it('match when every peer has its neighbour and forwarding entry and nothing else is there', () => {
+    expect(shown(entries([['10.90.0.3', '02:42:0a:5a:00:03'], ['10.90.0.4', '02:42:0a:5a:00:04']], [['02:42:0a:5a:00:03', '198.51.100.7'], ['02:42:0a:5a:00:04', '198.51.100.7']]))).toEqual([]);
+  });
+
+  it('differ by each entry missing, pointing elsewhere, or added by someone else', () => {
+    const held = entries(
+      [['10.90.0.3', '02:42:0a:5a:00:99'], ['10.90.0.9', '02:42:0a:5a:00:09']],
+      [['02:42:0a:5a:00:03', '203.0.113.5'], ['02:42:0a:5a:00:09', '203.0.113.5']],
+    );
+    expect(shown(held)).toEqual([
+      'changed neighbour 10.90.0.3 lladdr 02:42:0a:5a:00:03 dev tsx1',
+      'changed fdb 02:42:0a:5a:00:03 dst 198.51.100.7 dev tsx1',
+      'missing neighbour 10.90.0.4 lladdr 02:42:0a:5a:00:04 dev tsx1',
+      'missing fdb 02:42:0a:5a:00:04 dst 198.51.100.7 dev tsx1',
+      'extra neighbour 10.90.0.9 lladdr 02:42:0a:5a:00:09 dev tsx1',
+      'extra fdb 02:42:0a:5a:00:09 dst 203.0.113.5 dev tsx1',
+    ]);
+    // A device the read did not find entries on: every peer missing.
+    expect(peerDrift('n', 'tsx1', wanted).length).toBe(4);
   });
 });
 
