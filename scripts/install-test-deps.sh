@@ -8,7 +8,8 @@
 # and etcd-client for the cluster-store tests, which start their own etcd; dig,
 # dnsmasq and dnsperf for the DNS tests and bench/dns; systemd for
 # `systemd-analyze verify` of tsnet's unit (not run as init); nftables because
-# the managed plugin's rootfs carries nft; docker-registry for the managed
+# the managed plugin's rootfs carries nft; ethtool, which the overlay's
+# tsnet.vxlan_csum_offload=off runs (and the plugin's rootfs carries); docker-registry for the managed
 # plugin's `docker plugin upgrade` test, which runs its own registry;
 # strace, with which the store-durability test counts fsyncs; gcc and
 # libc6-dev to build the seccomp helper that applies the systemd unit's
@@ -18,7 +19,7 @@
 # and installs just what is missing. Needs root (CI machines run as root).
 set -euo pipefail
 
-packages=(docker.io iptables busybox-static kmod qemu-system-x86 iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev iperf3)
+packages=(docker.io iptables busybox-static kmod qemu-system-x86 iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev iperf3 ethtool)
 
 is_installed() {
   # "install ok installed" is dpkg's status for a fully configured package;

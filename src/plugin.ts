@@ -20,7 +20,7 @@ import { Reconciler } from './repair/reconciler.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Segments } from './overlay/segments.js';
 import type { Store } from './store/store.js';
-import { chooseFirewall, type Drift, type FirewallKind, ForwardingTable, type HostPorts, Ip, LinkReaper, removeOtherBackend, type Runner, type Sysctl } from './sys/index.js';
+import { chooseFirewall, type Drift, type FirewallKind, ForwardingTable, type HostPorts, Ip, LinkReaper, Offloads, removeOtherBackend, type Runner, type Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
   /** --firewall; absent: nftables where it works, else iptables. */
@@ -83,7 +83,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
     log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
   }
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, options.segments ?? (() => undefined)), sandboxes) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, new Offloads(runner), options.segments ?? (() => undefined)), sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(ip, runner, options.segments ?? (() => undefined), sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.

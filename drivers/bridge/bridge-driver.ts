@@ -9,7 +9,7 @@ import { bridgeMac, bridgeName, vethContainerName, vethHostName } from '../names
 import { type GoneEndpoints, lostSandbox, SandboxFiles, sortGone } from '../sandbox.js';
 import { OptionReader } from '../option-values.js';
 import { BRIDGE_OPTIONS, type BridgeConfig, parseBridgeConfig } from './options.js';
-import { type OverlayPart, wantsOverlay } from './overlay.js';
+import { OVERLAY_OPTIONS, type OverlayPart, refuseOverlayOptions, wantsOverlay } from './overlay.js';
 import { allocatePorts, PortTable, portForwards, takenMessage } from './ports.js';
 
 export interface BridgeEndpointState {
@@ -86,7 +86,7 @@ function bridgeLines(network: BridgeNetwork, exists: boolean, present: ReadonlyS
  */
 export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   readonly kind = 'bridge' as const;
-  readonly optionKeys = Object.values(BRIDGE_OPTIONS);
+  readonly optionKeys = [...Object.values(BRIDGE_OPTIONS), ...Object.values(OVERLAY_OPTIONS)];
   private readonly ports: PortTable;
   /** Choosing and holding host ports is one step for one endpoint at a time, whatever its network: it is short (no firewall work). */
   private readonly portLock = new KeyedMutex();
@@ -109,6 +109,7 @@ export class BridgeDriver implements Driver<BridgeConfig, BridgeEndpointState> {
   async prepareNetwork(spec: NetworkSpec, others: readonly NetworkRecord[]): Promise<BridgeConfig> {
     const config = await this.prepareBridge(spec, others);
     if (!wantsOverlay(spec)) {
+      refuseOverlayOptions(spec);
       await this.overlay.refuseSegmentPool(spec);
       return config;
     }

@@ -1,7 +1,7 @@
 import { RequestError } from '../../src/errors.js';
 import type { Segments } from '../../src/overlay/segments.js';
 import { type RemotePeer, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
-import { type Drift, drift, type ForwardingTable, type Ip } from '../../src/sys/index.js';
+import { type Drift, drift, type ForwardingTable, type Ip, type Offloads } from '../../src/sys/index.js';
 import type { KernelView, VxlanEntries } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { GENERATED_LINK, vxlanName } from '../names.js';
@@ -11,6 +11,17 @@ import { OptionReader } from '../option-values.js';
 /** tsnet.mode=overlay (read by core, which makes it a bridge network): one segment across the hosts of its shared pool. */
 const MODE_OPTION = 'tsnet.mode';
 const MTU_OPTION = 'com.docker.network.driver.mtu';
+/** tsnet's options that only an overlay takes. */
+export const OVERLAY_OPTIONS = {
+  /**
+   * off: the VXLAN device computes checksums itself instead of leaving them
+   * to the NIC, the workaround for NICs whose offload of encapsulated
+   * checksums is broken (packets held ~63 s, kubernetes#88986, flannel#1282).
+   */
+  checksumOffload: 'tsnet.vxlan_csum_offload',
+} as const;
+/** The feature ethtool names for the device's TX checksum offload. */
+const TX_CHECKSUM_FEATURE = 'tx-checksum-ip-generic';
 
 /** What an overlay network keeps in its record besides its bridge's configuration. */
 export interface OverlayConfig {
@@ -21,10 +32,18 @@ export interface OverlayConfig {
   /** This host's underlay address and the VXLAN port, as the device was made with. */
   underlay: string;
   port: number;
+  /** tsnet.vxlan_csum_offload (absent in records from before it: on, the kernel's default). */
+  checksumOffload?: boolean;
 }
 
 /** Whether the bridge network asks to be an overlay. */
 export const wantsOverlay = (spec: NetworkSpec): boolean => new OptionReader(spec.options).string(MODE_OPTION) === 'overlay';
+
+/** An overlay's option on a network of one host is refused rather than ignored: the user meant an overlay. */
+export function refuseOverlayOptions(spec: NetworkSpec): void {
+  const key = Object.values(OVERLAY_OPTIONS).find((k) => new OptionReader(spec.options).has(k));
+  if (key) throw new RequestError(key, 'only overlay networks (-o tsnet.mode=overlay) have a VXLAN device');
+}
 
 type OverlayNetwork = NetworkRecord<{ bridge: string; mtu: number; overlay?: OverlayConfig }>;
 
@@ -38,6 +57,7 @@ export class OverlayPart {
   constructor(
     private readonly ip: Ip,
     private readonly fdb: ForwardingTable,
+    private readonly offloads: Offloads,
     /** Present with --cluster-store. */
     private readonly segments: () => Segments | undefined,
   ) {}
@@ -53,6 +73,8 @@ export class OverlayPart {
     if (!segments) throw new RequestError(MODE_OPTION, 'an overlay needs the cluster store: run tsnet daemon with --cluster-store');
     // The store's peers are followed per IPv4 pool; IPv6 containers would be unreachable across hosts without a word.
     if (spec.ipv6) throw new RequestError('com.docker.network.enable_ipv6', 'an overlay carries IPv4 only so far; create it without --ipv6');
+    const checksumOffload = new OptionReader(spec.options).onOff(OVERLAY_OPTIONS.checksumOffload, true);
+    if (!checksumOffload && !(await this.offloads.available())) throw new RequestError(OVERLAY_OPTIONS.checksumOffload, 'off needs ethtool on this host: apt-get install ethtool');
     const segment = await segments.join(spec.ipv4[0]?.pool ?? '', MODE_OPTION);
     await this.refuseForeignDevices(segment.underlay.port);
     const link = await this.ip.linkOfAddress(segment.underlay.address);
@@ -62,7 +84,7 @@ export class OverlayPart {
     if (spec.mtu !== undefined && spec.mtu > largest) {
       throw new RequestError(MTU_OPTION, `${spec.mtu} is more than an overlay on this host carries: at most ${largest} (${link.ifname}'s ${link.mtu} − ${overhead} of VXLAN)`);
     }
-    const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port };
+    const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port, checksumOffload };
     return { overlay, mtu: spec.mtu ?? largest };
   }
 
@@ -88,6 +110,8 @@ export class OverlayPart {
     // The device would take VXLAN from anyone who reaches the port: the gate goes up first.
     await segments.guard(network.id, overlay.port);
     await this.ip.batch(exists ? [attach!] : [add!, attach!]);
+    // Every time, not only when made: a device someone re-made by hand comes back with the kernel's default.
+    if (overlay.checksumOffload === false) await this.offloads.set(overlay.device, { [TX_CHECKSUM_FEATURE]: false });
     const peers = new SegmentPeers(overlay.device, this.ip, this.fdb);
     // A device that outlived the daemon holds the entries it wrote: those the store dropped meanwhile must go.
     if (exists) await peers.adoptKernel();

@@ -14,3 +14,4 @@ export { CommandSysctl, ProcSysctl, type Sysctl } from './sysctl.js';
 export { addressAnswers } from './arp-probe.js';
 export { ForwardingTable } from './fdb.js';
 export { OverlayGate } from './overlay-gate.js';
+export { Offloads } from './offloads.js';

@@ -58,6 +58,7 @@ const CASES: Array<[string, string, unknown, string]> = [
   ['an option value that is not a string', 'NetworkDriver.CreateNetwork', network({}, { 'com.docker.network.driver.mtu': 1400 }), 'com.docker.network.driver.mtu: value must be a string'],
   ['enable_ipv6 that is not a boolean', 'NetworkDriver.CreateNetwork', network({ Options: { 'com.docker.network.enable_ipv6': 'yes' } }), 'Options.com.docker.network.enable_ipv6:'],
   ['an interface prefix with capitals', 'NetworkDriver.CreateNetwork', network({}, { 'com.docker.network.container_iface_prefix': 'ETH' }), 'com.docker.network.container_iface_prefix:'],
+  ['an overlay option on a plain bridge network', 'NetworkDriver.CreateNetwork', network({}, { 'tsnet.vxlan_csum_offload': 'off' }), 'tsnet.vxlan_csum_offload: only overlay networks'],
   ['a parent on a bridge network', 'NetworkDriver.CreateNetwork', network({}, { 'tsnet.mode': 'bridge', parent: 'eth1' }), 'parent:'],
   ['an endpoint on an unknown network', 'NetworkDriver.CreateEndpoint', endpoint({}, {}, { NetworkID: 'c'.repeat(64) }), 'NetworkID: no such network'],
   ['a missing EndpointID', 'NetworkDriver.CreateEndpoint', endpoint({}, {}, { EndpointID: undefined }), 'EndpointID: is required'],

@@ -155,11 +155,21 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     }
     const bogus = await createNetwork(a!, { 'tsnet.mode': 'mesh' }, '10.92.0.1/24');
     expect(bogus.body).toEqual({ Err: 'tsnet.mode: "mesh" is not one of bridge, macvlan, overlay' });
+    const offload = await createNetwork(a!, { 'tsnet.mode': 'overlay', 'tsnet.vxlan_csum_offload': 'maybe' }, '10.92.0.1/24');
+    expect(offload.body).toEqual({ Err: 'tsnet.vxlan_csum_offload: "maybe" must be on or off' });
     expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
   });
 
-  it('makes one segment of the pool on both hosts: the same VNI, the underlay\'s MTU − 50, a VXLAN port on each bridge', async () => {
-    for (const h of hosts) expect((await createNetwork(h, { 'tsnet.mode': 'overlay' }, '10.92.0.1/24')).status).toBe(200);
+  it('makes one segment of the pool on both hosts: the same VNI, the underlay\'s MTU − 50, a VXLAN port on each bridge, checksum offload off where asked', async () => {
+    const [a, b] = hosts;
+    expect((await createNetwork(a!, { 'tsnet.mode': 'overlay' }, '10.92.0.1/24')).status).toBe(200);
+    // B turns the device's TX checksum offload off (the 63-second-delay workaround); the next case sends across it.
+    expect((await createNetwork(b!, { 'tsnet.mode': 'overlay', 'tsnet.vxlan_csum_offload': 'off' }, '10.92.0.1/24')).status).toBe(200);
+    const txChecksum = async (h: Host) => {
+      const [features] = JSON.parse((await execInNetns(h.routed.netns, ['ethtool', '--json', '-k', `tsx${h.network.slice(0, 12)}`])).stdout) as Array<Record<string, { active: boolean }>>;
+      return features!['tx-checksum-ip-generic']!.active;
+    };
+    expect([await txChecksum(a!), await txChecksum(b!)]).toEqual([true, false]);
     const definition = JSON.parse((await etcd.etcdctl(['get', '--print-value-only', 'tsnet/v1/pools/ov/v4/definition'])).stdout) as PoolDefinition;
     expect(definition.vni).toBeGreaterThanOrEqual(0x740000);
     for (const h of hosts) {
