@@ -27,3 +27,4 @@ export { type FakeContainer, FakeDockerApi, type FakeDockerMode } from './fake-d
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 export { type ClusterHosts, type ClusterHostsOptions, createClusterHosts } from './cluster.js';
 export { SERVICE_UNIT, serviceProperties, serviceSandbox } from './service-sandbox.js';
+export { raiseNeighbourLimits } from './neighbour-limits.js';
