@@ -83,7 +83,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
     log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
   }
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, new Offloads(runner), options.segments ?? (() => undefined)), sandboxes) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, new Offloads(runner), hostPorts, options.segments ?? (() => undefined)), sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(ip, runner, options.segments ?? (() => undefined), sandboxes) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.

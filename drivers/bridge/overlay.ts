@@ -1,7 +1,7 @@
 import { RequestError } from '../../src/errors.js';
 import type { Segments } from '../../src/overlay/segments.js';
 import { type RemotePeer, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
-import { type Drift, drift, type ForwardingTable, type Ip, type Offloads } from '../../src/sys/index.js';
+import { type Drift, drift, type ForwardingTable, type HostPorts, type Ip, type Offloads } from '../../src/sys/index.js';
 import type { KernelView, VxlanEntries } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { GENERATED_LINK, vxlanName } from '../names.js';
@@ -58,6 +58,7 @@ export class OverlayPart {
     private readonly ip: Ip,
     private readonly fdb: ForwardingTable,
     private readonly offloads: Offloads,
+    private readonly hostPorts: HostPorts,
     /** Present with --cluster-store. */
     private readonly segments: () => Segments | undefined,
   ) {}
@@ -91,13 +92,22 @@ export class OverlayPart {
   /**
    * Another program's VXLAN on the port (Docker's swarm overlay, flannel)
    * would have its traffic dropped by tsnet's gate, which lets only tsnet's
-   * hosts in: refused, naming it.
+   * hosts in: refused, naming it. A device in this netns is named; Docker's
+   * swarm keeps its devices in netns of its own, and only the UDP socket they
+   * share with every VXLAN device on the port shows here: a port bound while
+   * tsnet has no device on it is someone else's.
    */
   private async refuseForeignDevices(port: number): Promise<void> {
-    const foreign = (await this.ip.linksOfKind('vxlan')).filter((l) => !GENERATED_LINK.test(l.ifname) && (l.linkinfo?.info_data as { port?: number } | undefined)?.port === port);
-    if (foreign.length === 0) return;
-    const named = foreign.map((l) => `${l.ifname} (VNI ${String((l.linkinfo?.info_data as { id?: number }).id)})`).join(', ');
-    throw new RequestError(MODE_OPTION, `UDP port ${port} carries VXLAN of another program here (${named}); run tsnet daemon with another --vxlan-port`);
+    const onPort = (await this.ip.linksOfKind('vxlan')).filter((l) => (l.linkinfo?.info_data as { port?: number } | undefined)?.port === port);
+    const foreign = onPort.filter((l) => !GENERATED_LINK.test(l.ifname));
+    const remedy = 'run tsnet daemon with another --vxlan-port';
+    if (foreign.length > 0) {
+      const named = foreign.map((l) => `${l.ifname} (VNI ${String((l.linkinfo?.info_data as { id?: number }).id)})`).join(', ');
+      throw new RequestError(MODE_OPTION, `UDP port ${port} carries VXLAN of another program here (${named}); ${remedy}`);
+    }
+    if (onPort.length === 0 && (await this.hostPorts.inUse({ proto: 'udp', hostIp: '', hostPort: port }))) {
+      throw new RequestError(MODE_OPTION, `UDP port ${port} is taken by another program (Docker's swarm overlay, in a netns of its own, holds it so); ${remedy}`);
+    }
   }
 
   /** The device on the bridge (made unless `exists`), then the peers followed. */

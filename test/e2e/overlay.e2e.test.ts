@@ -9,7 +9,7 @@
  * container of the other hosts; traffic keeps flowing
  * while a host's tsnet is SIGKILLed and while etcd is down, and new runs on
  * it are refused naming the store; a removed container's entries leave the
- * other host.
+ * other host; a host where Docker's swarm overlay holds the port is refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CleanupStack, createClusterHosts, type DockerHost, type EtcdServer, newRunId, raiseNeighbourLimits, TEST_IMAGE, waitUntil } from '../harness/index.js';
@@ -20,6 +20,8 @@ const cleanup = new CleanupStack();
 let hosts: DockerHost[] = [];
 let etcd: EtcdServer;
 const HOST_IDS = ['ova', 'ovb', 'ovc'];
+/** Host C's underlay address (createClusterHosts, routed: 10.252.<index>.1). */
+const C_UNDERLAY = '10.252.2.1';
 /** Every host's gateway on the network (the same on each): where tsnet's DNS answers its containers. */
 const GATEWAY = '10.93.0.1';
 
@@ -132,5 +134,22 @@ describe('overlay networks across routed Docker hosts', () => {
     const mac = (await b.dockerOk(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}', 'b1'])).stdout.trim();
     await b.dockerOk(['rm', '-f', 'b1']);
     await waitUntil(async () => !(await a.execInHost(['bridge', 'fdb', 'show'])).stdout.includes(`${mac} dst`), { timeoutMs: 10_000, what: `${mac} (${onB}) to leave host A's forwarding table` });
+  });
+  it('refuses an overlay where Docker\'s swarm overlay holds the VXLAN port from a netns of its own, naming it', async () => {
+    const c = hosts[2]!;
+    await c.dockerOk(['network', 'rm', 'ov']);
+    await c.dockerOk(['swarm', 'init', '--advertise-addr', C_UNDERLAY]);
+    try {
+      await c.dockerOk(['network', 'create', '-d', 'overlay', '--attachable', '--subnet', '10.96.0.0/24', 'swarmov']);
+      // Swarm makes its VXLAN device, in a netns of its own, for the first container on the network.
+      await c.dockerOk(['run', '-d', '--pull=never', '--name', 'sw1', '--network', 'swarmov', TEST_IMAGE, 'sleep', '600'], { timeoutMs: 60_000 });
+      const refused = await c.docker(['network', 'create', '-d', c.driver, '-o', 'tsnet.mode=overlay', '--ipam-driver', c.driver, '--ipam-opt', 'tsnet.pool=ov', '--subnet', SUBNET, 'ov']);
+      expect(refused.exitCode).not.toBe(0);
+      expect(refused.stderr).toContain('tsnet.mode: UDP port 4789 is taken by another program (Docker\'s swarm overlay, in a netns of its own, holds it so); run tsnet daemon with another --vxlan-port');
+      expect((await c.execInHost(['ip', '-d', 'link', 'show', 'type', 'vxlan'])).stdout).not.toContain('tsx');
+    } finally {
+      await c.docker(['rm', '-f', 'sw1']);
+      await c.docker(['swarm', 'leave', '--force']);
+    }
   });
 });
