@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deadlineFromNow, EtcdClient } from '../../src/cluster/etcd-client.js';
 import { HostRegistry } from '../../src/cluster/host-registry.js';
-import { type AddressHold, hostKey, type HostRecord, PoolKeys } from '../../src/cluster/keys.js';
+import { type AddressHold, aliveKey, type AliveRecord, hostKey, type HostRecord, PoolKeys } from '../../src/cluster/keys.js';
 import { SegmentFollower } from '../../src/overlay/segment-follower.js';
 import { VXLAN_OVERHEAD } from '../../src/overlay/vxlan.js';
 import { ExecaRunner } from '../../src/sys/runner.js';
@@ -89,6 +89,19 @@ describe('a segment followed from the store', () => {
     await put(keys.address('10.90.0.9'), 'not json');
     await converges('a hold written next to a bad one', () => put(keys.address('10.90.0.3'), hold('b', macs.cb)), () => echoes(ns.ca, '10.90.0.3', 16, 200));
     await remove(keys.address('10.90.0.9'));
+  });
+
+  it('keeps the entries of a host whose lease expired: only --reclaim-after, freeing its holds, removes them', async () => {
+    // B's liveness bound to a 2 s lease that nobody keeps alive, as when B's daemon or its link to etcd is gone.
+    const lease = /lease ([0-9a-f]+) granted/.exec((await etcd.etcdctl(['lease', 'grant', '2'])).stdout)![1]!;
+    const alive: AliveRecord = { id: 'b', instance: 'test', since: new Date().toISOString(), pid: process.pid };
+    await etcd.etcdctl(['put', `--lease=${lease}`, aliveKey('b'), JSON.stringify(alive)]);
+    await waitUntil(async () => registries[0]!.isAlive('b') === true, { timeoutMs: 5_000, what: 'A to see B alive' });
+    await waitUntil(async () => registries[0]!.isAlive('b') === false, { timeoutMs: 10_000, what: 'B\'s lease to expire, seen by A' });
+    // A follower that acted on liveness would have removed B's peers by now.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await fdbOf(ns.a)).toContain(`${macs.cb} dst`);
+    expect(await echoes(ns.ca, '10.90.0.3')).toBe(true);
   });
 
   it('keeps the entries while etcd is down, and catches up with what changed once it is back', async () => {
