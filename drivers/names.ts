@@ -14,6 +14,9 @@ export const shimName = (networkId: string) => `tss${networkId.slice(0, 12)}`;
 /** An overlay network's VXLAN device, a port of its bridge. */
 export const vxlanName = (networkId: string) => `tsx${networkId.slice(0, 12)}`;
 
+/** An overlay's VXLAN device (vxlanName). */
+export const VXLAN_LINK = /^tsx[0-9a-f]{12}$/;
+
 /** Every name above, and nothing a user or Docker would pick by chance: the IDs are lower-case hex. */
 export const GENERATED_LINK = /^(tsbr-[0-9a-f]{10}|ts[vcmsx][0-9a-f]{12})$/;
 /**

@@ -22,7 +22,7 @@ import { ExecaRunner, iptablesIsLegacy, ProcSysctl, SocketHostPorts } from './sy
 import { sessionRunner } from './sys/sessions.js';
 import { DriftWatcher } from './repair/drift-watcher.js';
 import { OwnChanges } from './repair/own-changes.js';
-import { bridgeName, HOST_KEPT_LINK } from '../drivers/names.js';
+import { bridgeName, HOST_KEPT_LINK, VXLAN_LINK } from '../drivers/names.js';
 
 export interface DaemonOptions extends PluginOptions {
   name: string;
@@ -71,12 +71,13 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const dockerAddress = parseDockerHost(options.dockerHost);
 
   const store: Store = new SqliteStore(options.stateDir);
+  // What plugin requests change, and the overlay's peer writes, are tsnet's own: the drift watcher leaves them alone.
+  const own = new OwnChanges();
   // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
-  const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log, metrics?.observePeerWrite);
+  const peerWrites = { asOwnChange: <T>(work: () => Promise<T>) => own.during(work), ...(metrics ? { observe: metrics.observePeerWrite } : {}) };
+  const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log, peerWrites);
   await cluster?.checkUnderlay();
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster), segments: () => cluster.segments() } : options;
-  // What plugin requests change is tsnet's own: the drift watcher leaves it alone.
-  const own = new OwnChanges();
   const runner = own.watch(metrics?.runner() ?? sessionRunner(new ExecaRunner()));
   const parts = {
     store,
@@ -124,7 +125,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     ? new DriftWatcher((reason) => inFlight.track(() => reconciler.fix(reason)), runner, log.child({ room: 'repair' }), {
         pollRules: await iptablesIsLegacy(runner),
         quietForMs: () => inFlight.quietForMs(),
-        judge: { ownsLink: (name) => (HOST_KEPT_LINK.test(name) && !linkReaper.has(name)) || networks.borrowedLinks().has(name), changedLink: (name) => own.changedLink(name), changedPorts: (name) => own.changedPorts(name), changedRules: () => own.changedRules(), rulesChangedAt: () => own.rulesChangedAt() },
+        judge: { ownsLink: (name) => (HOST_KEPT_LINK.test(name) && !linkReaper.has(name)) || networks.borrowedLinks().has(name), keepsPeers: (name) => VXLAN_LINK.test(name), changedLink: (name) => own.changedLink(name), changedPorts: (name) => own.changedPorts(name), changedRules: () => own.changedRules(), rulesChangedAt: () => own.rulesChangedAt() },
         ...(metrics ? { onLook: metrics.observeLook } : {}),
       })
     : undefined;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { NetworkRecord } from '../../drivers/model.js';
 import type { RecordSource } from '../dns/name-entry.js';
 import type { SharedPools } from '../ipam/shared-pools.js';
-import type { PeerWriteObserver } from '../overlay/segment-follower.js';
+import type { PeerWriteHooks } from '../overlay/segment-follower.js';
 import { ClusterSegments, type Segments } from '../overlay/segments.js';
 import { findUnderlay, type Underlay } from '../overlay/underlay.js';
 import type { Store } from '../store/store.js';
@@ -74,8 +74,8 @@ export class Cluster {
     private readonly config: ClusterConfig,
     private readonly store: Store,
     private readonly log: Logger,
-    /** Told of every write of overlay peers (metrics). */
-    private readonly observePeerWrite?: PeerWriteObserver,
+    /** Around every write of overlay peers: metrics, and the drift watcher's own-change notes. */
+    private readonly peerWrites: PeerWriteHooks = {},
   ) {
     this.etcd = new EtcdClient(config);
     this.registry = new HostRegistry(this.etcd, log);
@@ -141,7 +141,7 @@ export class Cluster {
     const pools = this.pools;
     if (!pools) return undefined;
     const localPools = () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool }));
-    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }), this.observePeerWrite);
+    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }), this.peerWrites);
     return this.overlays;
   }
 

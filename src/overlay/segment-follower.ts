@@ -17,8 +17,13 @@ export interface PeerWrite {
   seconds: number;
 }
 
-/** Told of every write that changed something (metrics). */
-export type PeerWriteObserver = (write: PeerWrite) => void;
+/** What the daemon hears of, and wraps around, each write of peers. */
+export interface PeerWriteHooks {
+  /** Told of every write that changed something (metrics). */
+  observe?: (write: PeerWrite) => void;
+  /** Runs each write as tsnet's own change, so the drift watcher takes the kernel's events about it for no drift. */
+  asOwnChange?: <T>(work: () => Promise<T>) => Promise<T>;
+}
 
 /**
  * Keeps one segment's peer entries on this host equal to the store: the
@@ -41,7 +46,7 @@ export class SegmentFollower {
     private readonly self: string,
     private peers: SegmentPeers,
     private readonly log: Logger,
-    private readonly observe: PeerWriteObserver = () => undefined,
+    private readonly hooks: PeerWriteHooks = {},
   ) {
     const decode = (entry: Entry) => decodeValue(AddressHold, entry.key, entry.value);
     this.holds = new PrefixMirror(etcd, keys.addressesPrefix, `the addresses of segment ${keys.name}`, decode, () => this.changed(), log);
@@ -108,7 +113,8 @@ export class SegmentFollower {
     this.changedAt = undefined;
     let changed: { written: number; removed: number };
     try {
-      changed = await this.peers.set(remotePeers(this.addressHolds(), this.registry.hosts(), this.self));
+      const wanted = remotePeers(this.addressHolds(), this.registry.hosts(), this.self);
+      changed = await (this.hooks.asOwnChange ?? ((work) => work()))(() => this.peers.set(wanted));
     } catch (error) {
       // Not written: the retry measures from the same change.
       this.changedAt = since;
@@ -116,6 +122,6 @@ export class SegmentFollower {
     }
     if (changed.written + changed.removed === 0) return;
     this.log.debug({ segment: this.keys.name, ...changed }, 'segment peers written');
-    this.observe({ ...changed, seconds: Number(process.hrtime.bigint() - since) / 1e9 });
+    this.hooks.observe?.({ ...changed, seconds: Number(process.hrtime.bigint() - since) / 1e9 });
   }
 }

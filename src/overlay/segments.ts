@@ -7,7 +7,7 @@ import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
 import { canonicalCidr, parseCidr } from '../net/address.js';
 import type { OverlayGate } from '../sys/overlay-gate.js';
-import { type PeerWriteObserver, SegmentFollower } from './segment-follower.js';
+import { type PeerWriteHooks, SegmentFollower } from './segment-follower.js';
 import type { SegmentMember } from './segment-members.js';
 import type { Underlay } from './underlay.js';
 import type { RemotePeer, SegmentPeers } from './vxlan.js';
@@ -62,7 +62,7 @@ export class ClusterSegments implements Segments {
     private readonly underlay: () => Promise<Underlay | undefined>,
     private readonly gate: OverlayGate,
     private readonly log: Logger,
-    private readonly observe?: PeerWriteObserver,
+    private readonly peerWrites: PeerWriteHooks = {},
   ) {
     this.gateTask = new BackgroundTask(() => this.keepGate(), (error) => this.log.warn({ err: errorText(error) }, 'cannot update the overlay gate; retrying'), 1000);
     this.registry.onChange(() => this.gateTask.request());
@@ -117,7 +117,7 @@ export class ClusterSegments implements Segments {
     if (current?.pool === pool) return current.follower.repair(peers);
     this.registry.start();
     current?.follower.stop();
-    const follower = new SegmentFollower(this.etcd, new PoolKeys(pool, 4), this.registry, this.hostId, peers, this.log, this.observe);
+    const follower = new SegmentFollower(this.etcd, new PoolKeys(pool, 4), this.registry, this.hostId, peers, this.log, this.peerWrites);
     this.followers.set(networkId, { pool, follower });
     follower.start();
   }

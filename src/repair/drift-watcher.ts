@@ -43,7 +43,8 @@ const PERIODIC_LOOK_MS = 2 * 60_000;
 
 /**
  * Watches the kernel for changes tsnet did not make and has them repaired:
- * one long-lived `ip -o monitor` for links, addresses and routes, one `nft
+ * one long-lived `ip -o monitor` for links, addresses, routes and the
+ * neighbour and forwarding entries of overlays, one `nft
  * monitor` for rules (and a poll of iptables-save on iptables-legacy). An
  * event schedules one look at every network only when it may be drift: a
  * change to what tsnet keeps in place that tsnet did not just make itself
@@ -75,7 +76,7 @@ export class DriftWatcher {
   ) {}
 
   start(): void {
-    this.follow('ip', ['-o', 'monitor', 'link', 'address', 'route'], 'a link, address or route changed', (line) => judgeLinkEvent(line, this.options.judge));
+    this.follow('ip', ['-o', 'monitor', 'link', 'address', 'route', 'neigh'], 'a link, address, route or overlay peer entry changed', (line) => judgeLinkEvent(line, this.options.judge));
     // nftables (tsnet's table, and iptables-nft's) sends events; iptables-legacy does not.
     this.follow('nft', ['monitor'], 'a rule changed', (line) => judgeRuleEvent(line, this.options.judge));
     if (this.options.pollRules) this.pollRules(4);

@@ -1,5 +1,5 @@
 /**
- * What one line of `ip -o monitor link address route` or of `nft monitor`
+ * What one line of `ip -o monitor link address route neigh` or of `nft monitor`
  * means for the drift watcher: whether it may be drift of tsnet's (look) or
  * cannot be (ignore). Every `docker run` makes a dozen such lines, most of
  * them tsnet's own doing or nothing tsnet checks (IPv6 link-local addresses
@@ -11,7 +11,9 @@
 export interface EventJudge {
   /** A link tsnet keeps in place: its bridges, veths, macvlans, shims, and the parents and VLAN links of its macvlan networks. */
   ownsLink(name: string): boolean;
-  /** tsnet itself changed this link a moment ago (serving a plugin request). */
+  /** A link whose neighbour and forwarding entries tsnet keeps equal to the store: an overlay's VXLAN device. */
+  keepsPeers(name: string): boolean;
+  /** tsnet itself changed this link a moment ago (serving a plugin request, or writing an overlay's peers). */
   changedLink(name: string): boolean;
   /** tsnet itself changed the ports of this bridge lately: its carrier may still be catching up. */
   changedPorts(name: string): boolean;
@@ -23,11 +25,18 @@ export interface EventJudge {
 
 export type Verdict = 'look' | 'ignore';
 
-/** The link a monitor line is about: `N: name[@peer]: …` (link), `N: name    inet …` (address), `… dev name …` (route). */
+/** The link a monitor line is about: `N: name[@peer]: …` (link), `N: name    inet …` (address), `… dev name …` (route, neighbour, forwarding entry). */
 function subjectOf(line: string): string | undefined {
   const body = line.replace(/^Deleted /, '');
-  return /^\d+: ([^\s:@]+)/.exec(body)?.[1] ?? / dev ([^\s]+)/.exec(body)?.[1];
+  return /^\d+: ([^\s:@]+)/.exec(body)?.[1] ?? /(?:^| )dev ([^\s]+)/.exec(body)?.[1];
 }
+
+/**
+ * A neighbour line (`ADDR dev X lladdr MAC STATE`), or a bridge forwarding
+ * entry shown as one (`dev X lladdr MAC STATE`, or `DST dev X lladdr MAC NOARP
+ * PERMANENT` for a VXLAN device's): it ends with a NUD state.
+ */
+const isNeighbourLine = (line: string) => /\b(PERMANENT|NOARP|REACHABLE|STALE|DELAY|PROBE|FAILED|INCOMPLETE|NONE)\s*$/.test(line);
 
 /**
  * What tsnet never checks: IPv6 link-local addresses (which the kernel adds,
@@ -51,6 +60,8 @@ export function judgeLinkEvent(line: string, judge: EventJudge): Verdict {
   const subject = subjectOf(line);
   // A line this reading does not understand: look rather than miss drift.
   if (subject === undefined) return 'look';
+  // Neighbours come and go with every conversation on a bridge; tsnet keeps only the VXLAN devices' (a deleted one shows as FAILED).
+  if (isNeighbourLine(line)) return judge.keepsPeers(subject) && !judge.changedLink(subject) ? 'look' : 'ignore';
   if (!judge.ownsLink(subject) || unchecked(line) || judge.changedLink(subject)) return 'ignore';
   // Still up (tsnet never puts its bridge down): the carrier following the ports, not someone's change.
   return judge.changedPorts(subject) && isUpLinkLine(line) ? 'ignore' : 'look';

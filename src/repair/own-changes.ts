@@ -79,14 +79,14 @@ export class OwnChanges {
     return Math.max(0, this.rulesAt);
   }
 
-  /** Every word of an ip command may name a link (`dev X`, `master X`, `peer name X`): noting a few extra words costs nothing. */
+  /** Every word of an ip or bridge command may name a link (`dev X`, `master X`, `peer name X`): noting a few extra words costs nothing. */
   private note(file: string, args: readonly string[], input: string | undefined): void {
     const at = this.now();
     if (RULE_PROGRAMS.has(file)) {
       this.rulesAt = at;
       return;
     }
-    if (file === 'ip') this.noteLinks([...args, ...(input?.split(/\s+/) ?? [])]);
+    if (file === 'ip' || file === 'bridge') this.noteLinks([...args, ...(input?.split(/\s+/) ?? [])]);
   }
 
   private noteLinks(names: readonly string[]): void {

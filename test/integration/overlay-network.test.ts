@@ -56,7 +56,7 @@ async function host(hostId: string, routed: RoutedHost): Promise<Host> {
   const localPools = () => (pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool }));
   const registry = new HostRegistry(client, log);
   const metrics = new Metrics();
-  const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log, metrics.observePeerWrite);
+  const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log, { observe: metrics.observePeerWrite });
   const tsnet: NetnsPlugin = new NetnsPlugin(routed.netns, undefined, 300, {
     sharedPools: async (subnetInUse): Promise<SharedPoolService> => {
       membership = new HostMembership(client, hostId, tsnet.store, log, () => pools?.drainSoon(), 10, underlay);

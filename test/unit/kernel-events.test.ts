@@ -8,6 +8,7 @@ import { RecordingRunner } from '../../src/sys/index.js';
 
 const BRIDGE = 'tsbr-abcdef0123';
 const VETH = 'tsv0123456789ab';
+const VXLAN = 'tsx0123456789ab';
 const lines = {
   bridgeUp: `2: ${BRIDGE}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UNKNOWN group default \\    link/ether 1e:be:5b:af:ed:0e brd ff:ff:ff:ff:ff:ff`,
   vethMaster: `4: ${VETH}@tsc0123456789ab: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 qdisc noqueue master ${BRIDGE} state LOWERLAYERDOWN group default`,
@@ -19,11 +20,20 @@ const lines = {
   multicast: `multicast ff00::/8 dev ${VETH} table local proto kernel metric 256 pref medium`,
   localRoute: `local 10.9.0.1 dev ${BRIDGE} table local proto kernel scope host src 10.9.0.1 `,
   dockerVeth: `9: veth3f2a1b1@if8: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master docker0 state UP group default`,
+  // `ip -o monitor neigh`: an overlay's peer entries (a neighbour deleted shows FAILED), its forwarding entry (as
+  // the bridge family's neighbour, with its destination), and what every conversation on a bridge makes.
+  peerAdded: `10.90.0.5 dev ${VXLAN} lladdr 02:42:0a:5a:00:05 PERMANENT `,
+  peerDeleted: `Deleted 10.90.0.5 dev ${VXLAN} FAILED `,
+  forwardingDeleted: `Deleted 10.252.1.1 dev ${VXLAN} lladdr 02:42:0a:5a:00:05 NOARP PERMANENT `,
+  containerArp: `10.9.0.2 dev ${BRIDGE} lladdr 02:42:0a:09:00:02 REACHABLE `,
+  learnedMac: `dev ${VETH} lladdr 02:42:0a:09:00:02 REACHABLE `,
+  portMac: `dev ${VETH} lladdr 72:6c:c3:7f:2f:ef PERMANENT `,
   parentPromiscOff: `2: eth1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc fq_codel state UP group default \\    link/ether 52:54:00:12:34:56`,
 };
 
 const judge = (own: Partial<EventJudge> = {}): EventJudge => ({
   ownsLink: (name) => /^ts/.test(name) || name === 'eth1',
+  keepsPeers: (name) => name === VXLAN,
   changedLink: () => false,
   changedPorts: () => false,
   changedRules: () => false,
@@ -53,6 +63,13 @@ describe('monitor lines the drift watcher looks after', () => {
     expect([judgeLinkEvent(noCarrier, ports), judgeLinkEvent(down, ports), judgeLinkEvent(lines.gatewayDeleted, ports)]).toEqual(['ignore', 'look', 'look']);
   });
 
+  it('looks when someone else changes an overlay\'s peer entries, and at no other neighbour: conversations on a bridge make them all the time', () => {
+    for (const line of [lines.peerAdded, lines.peerDeleted, lines.forwardingDeleted]) expect([line, judgeLinkEvent(line, judge())]).toEqual([line, 'look']);
+    const own = judge({ changedLink: (name) => name === VXLAN });
+    for (const line of [lines.peerAdded, lines.peerDeleted, lines.forwardingDeleted]) expect([line, judgeLinkEvent(line, own)]).toEqual([line, 'ignore']);
+    for (const line of [lines.containerArp, lines.learnedMac, lines.portMac]) expect([line, judgeLinkEvent(line, judge())]).toEqual([line, 'ignore']);
+  });
+
   it('looks at a line it cannot read rather than miss drift', () => {
     expect(judgeLinkEvent('something new from iproute2', judge())).toBe('look');
   });
@@ -80,6 +97,13 @@ describe('tsnet\'s own changes', () => {
     expect([own.changedLink(VETH), own.changedLink(BRIDGE), own.changedLink('tsc0123456789ab'), own.changedLink('tsvoutside'), own.changedRules()]).toEqual([true, true, true, false, true]);
     now += 301;
     expect([own.changedLink(VETH), own.changedRules()]).toEqual([false, false]);
+  });
+
+  it('include the forwarding entries bridge(8) writes', async () => {
+    const own = new OwnChanges(() => 0);
+    const runner = own.watch(new RecordingRunner());
+    await own.during(() => runner.run('bridge', ['-batch', '-'], { input: `fdb replace 02:42:0a:5a:00:05 dev ${VXLAN} dst 10.252.1.1 self permanent\n` }));
+    expect(own.changedLink(VXLAN)).toBe(true);
   });
 
   it('count a request\'s bridge as changing carrier for a while after it', async () => {
