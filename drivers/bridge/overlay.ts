@@ -1,8 +1,7 @@
 import { RequestError } from '../../src/errors.js';
 import type { Segments } from '../../src/overlay/segments.js';
 import { type RemotePeer, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
-import { type Drift, drift, type ForwardingTable, type HostPorts, type Ip, type Offloads } from '../../src/sys/index.js';
-import type { KernelView, VxlanEntries } from '../../src/sys/index.js';
+import { type Drift, drift, type ForwardingTable, type HostPorts, type Ip, type KernelView, type Offloads, type VxlanEntries } from '../../src/sys/index.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { GENERATED_LINK, vxlanName } from '../names.js';
 import { refuseSegmentPool } from '../segment-pool.js';
