@@ -58,6 +58,14 @@ export interface Driver<C = unknown, S = unknown> {
    */
   goneEndpoints(endpoints: readonly EndpointRecord<S>[]): Promise<GoneEndpoints<EndpointRecord<S>>>;
 
+  /**
+   * The MAC the kernel gives every endpoint of the network, which no request
+   * can change (ipvlan children have their parent's); '' when not known.
+   * Absent: core picks each endpoint's MAC, or takes dockerd's, and the
+   * driver puts it on the link.
+   */
+  sharedMac?(network: NetworkRecord<C>): string;
+
   /** The links of the host netns with generated names (names.ts) that the network and its endpoints own. */
   ownedLinks(network: NetworkRecord<C>, endpoints: readonly EndpointRecord<S>[]): string[];
 

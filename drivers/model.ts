@@ -1,11 +1,13 @@
 /** The records tsnet persists for networks and endpoints, shared by core and drivers. */
 
-export type DriverKind = 'bridge' | 'macvlan';
+export type DriverKind = 'bridge' | 'macvlan' | 'ipvlan';
 
 /** One subnet of a network as the IPAM gave it: the pool, its gateway and aux addresses (plain IPs). */
 export interface SubnetRecord {
   pool: string;
   gateway?: string;
+  /** The user chose the gateway (--gateway), as tsnet's IPAM saw it; absent: the IPAM picked it, or another IPAM gave it. */
+  gatewayChosen?: true;
   aux: Record<string, string>;
 }
 

@@ -7,9 +7,9 @@ export const bridgeName = (networkId: string) => `tsbr-${networkId.slice(0, 10)}
 export const vethHostName = (endpointId: string) => `tsv${endpointId.slice(0, 12)}`;
 /** Container end, until dockerd moves it into the sandbox and renames it eth<N>. */
 export const vethContainerName = (endpointId: string) => `tsc${endpointId.slice(0, 12)}`;
-/** An endpoint's macvlan link, until dockerd moves it into the sandbox. */
-export const macvlanName = (endpointId: string) => `tsm${endpointId.slice(0, 12)}`;
-/** The host's own macvlan shim on a parent, per network. */
+/** An endpoint's macvlan or ipvlan link, until dockerd moves it into the sandbox. */
+export const childLinkName = (endpointId: string) => `tsm${endpointId.slice(0, 12)}`;
+/** The host's own macvlan or ipvlan shim on a parent, per network. */
 export const shimName = (networkId: string) => `tss${networkId.slice(0, 12)}`;
 /** An overlay network's VXLAN device, a port of its bridge. */
 export const vxlanName = (networkId: string) => `tsx${networkId.slice(0, 12)}`;

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import { BridgeDriver } from '../drivers/bridge/bridge-driver.js';
 import { OverlayPart } from '../drivers/bridge/overlay.js';
 import type { Driver } from '../drivers/driver.js';
+import { IpvlanDriver } from '../drivers/ipvlan/ipvlan-driver.js';
 import { MacvlanDriver } from '../drivers/macvlan/macvlan-driver.js';
+import { SharedParent } from '../drivers/parent/shared-parent.js';
 import type { DriverKind } from '../drivers/model.js';
 import { SandboxFiles } from '../drivers/sandbox.js';
 import { ipamRoutes } from './api/ipam-routes.js';
@@ -82,12 +84,15 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   if (options.netnsDir && !existsSync(options.netnsDir)) {
     log.warn({ netnsDir: options.netnsDir }, "dockerd's netns directory is not there (no container has run yet, or the managed plugin's exec-root.source is not dockerd's --exec-root): every joined endpoint counts as alive");
   }
+  // One SharedParent for both kinds: a macvlan and an ipvlan network may share a VLAN's base and its PROMISC hold.
+  const parentParts = { ip, runner, shared: new SharedParent(ip), sandboxes, ...(options.segments ? { segments: options.segments } : {}) };
   const drivers = new Map<DriverKind, Driver>([
     ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, new Offloads(runner), hostPorts, options.segments ?? (() => undefined)), sandboxes) as Driver],
-    ['macvlan', new MacvlanDriver(ip, runner, options.segments ?? (() => undefined), sandboxes) as Driver],
+    ['macvlan', new MacvlanDriver(parentParts) as Driver],
+    ['ipvlan', new IpvlanDriver(parentParts) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
-  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address: string): Promise<void> => ipam.releaseStale(address) }, options.staleGraceMs, () => linkReaper.settled());
+  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address) => ipam.releaseStale(address), gatewayChosen: (subnet, gateway) => ipam.gatewayChosen(subnet, gateway) }, options.staleGraceMs, () => linkReaper.settled());
   const shared = await options.sharedPools?.((subnet) => networks.hasNetworkOn(subnet));
   const ipam: IpamService = new IpamService(store, {
     ...(options.defaultPoolsV4 ? { defaultPoolsV4: options.defaultPoolsV4 } : {}),

@@ -14,7 +14,7 @@ const named = (id: string, name: string | undefined) => (name ? `${short(id)} ($
 const orDash = (values: readonly string[]) => values.join(',') || '-';
 
 /** The kind as users asked it: an overlay is a bridge network made one segment across hosts. */
-const kindOf = (n: NetworkSummary) => (n.overlay ? `overlay (VNI ${n.overlay.vni})` : n.kind);
+const kindOf = (n: NetworkSummary) => (n.overlay ? `overlay (VNI ${n.overlay.vni})` : n.ipvlanMode ? `ipvlan ${n.ipvlanMode}` : n.kind);
 
 /** This host's endpoints, and for an overlay the other hosts' containers on its segment. */
 const endpointsOf = (n: NetworkSummary) => (n.overlay?.remoteContainers !== undefined ? `${n.endpoints} (+${n.overlay.remoteContainers} remote)` : String(n.endpoints));

@@ -1,7 +1,8 @@
 import type { BridgeEndpointState } from '../../drivers/bridge/bridge-driver.js';
 import type { BridgeConfig } from '../../drivers/bridge/options.js';
-import type { MacvlanEndpointState } from '../../drivers/macvlan/macvlan-driver.js';
-import type { MacvlanConfig } from '../../drivers/macvlan/options.js';
+import type { IpvlanConfig } from '../../drivers/ipvlan/options.js';
+import type { ParentConfig } from '../../drivers/parent/parent-config.js';
+import type { ParentEndpointState } from '../../drivers/parent/parent-link-driver.js';
 import type { DriverKind, EndpointRecord, NetworkRecord } from '../../drivers/model.js';
 import type { NetworkService } from '../core/network-service.js';
 import { RequestError } from '../errors.js';
@@ -19,9 +20,11 @@ export interface NetworkSummary {
   kind: DriverKind;
   subnets: string[];
   gateways: string[];
-  /** The bridge, or the macvlan parent (a VLAN subinterface for 802.1Q). */
+  /** The bridge, or the macvlan/ipvlan parent (a VLAN subinterface for 802.1Q). */
   link: string;
   vlan?: number;
+  /** An ipvlan network's mode and flag, e.g. `l3 bridge`: one per parent. */
+  ipvlanMode?: string;
   /**
    * An overlay's segment: its shared pool, VNI, this host's underlay
    * (address:port), and the containers of the other hosts on it (absent
@@ -116,7 +119,8 @@ export class Inventory {
   private summary(network: NetworkRecord, endpoints: number): NetworkSummary {
     const subnets = [...network.ipv4, ...(network.ipv6 ? network.ipv6Subnets : [])];
     const name = this.names.networkName(network.id);
-    const vlan = network.kind === 'macvlan' ? (network.config as MacvlanConfig).vlan?.id : undefined;
+    const parent = network.kind === 'bridge' ? undefined : (network.config as ParentConfig);
+    const ipvlan = network.kind === 'ipvlan' ? (network.config as IpvlanConfig) : undefined;
     const overlay = network.kind === 'bridge' ? (network.config as BridgeConfig).overlay : undefined;
     return {
       id: network.id,
@@ -124,8 +128,9 @@ export class Inventory {
       kind: network.kind,
       subnets: subnets.map((s) => s.pool),
       gateways: subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
-      link: network.kind === 'bridge' ? (network.config as BridgeConfig).bridge : (network.config as MacvlanConfig).parent,
-      ...(vlan !== undefined ? { vlan } : {}),
+      link: parent ? parent.parent : (network.config as BridgeConfig).bridge,
+      ...(parent?.vlan ? { vlan: parent.vlan.id } : {}),
+      ...(ipvlan ? { ipvlanMode: `${ipvlan.mode} ${ipvlan.flag}` } : {}),
       ...(overlay ? { overlay: { pool: overlay.pool, vni: overlay.vni, underlay: `${overlay.underlay}:${overlay.port}`, ...this.remoteContainers(network.id) } } : {}),
       internal: network.internal,
       endpoints,
@@ -157,8 +162,8 @@ export class Inventory {
     const networkName = this.names.networkName(endpoint.networkId);
     const container = this.names.containerOfEndpoint(endpoint.id);
     const links =
-      network?.kind === 'macvlan'
-        ? { container: (endpoint.state as MacvlanEndpointState).link }
+      network?.kind === 'macvlan' || network?.kind === 'ipvlan'
+        ? { container: (endpoint.state as ParentEndpointState).link }
         : { host: (endpoint.state as BridgeEndpointState).hostIf, container: (endpoint.state as BridgeEndpointState).containerIf };
     return {
       id: endpoint.id,

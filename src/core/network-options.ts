@@ -52,15 +52,28 @@ function flag(options: Record<string, unknown>, key: string): boolean {
   throw new RequestError(`Options.${key}`, `must be a boolean, got ${JSON.stringify(value)}`);
 }
 
-/** macvlan when asked for, or when a parent is given; bridge otherwise. An overlay is a bridge network whose bridge has a VXLAN port (drivers/bridge/overlay.ts). */
+/** Docker's ipvlan keys: either one makes a network ipvlan, as `-d ipvlan` would. */
+const IPVLAN_KEYS = ['ipvlan_mode', 'ipvlan_flag'];
+
+/**
+ * The kind asked for (tsnet.mode), else the one Docker's options imply:
+ * ipvlan for its ipvlan keys, macvlan for a parent, bridge otherwise. An
+ * overlay is a bridge network whose bridge has a VXLAN port (drivers/bridge/overlay.ts).
+ */
 export function kindOf(generic: Record<string, string>): DriverKind {
-  const mode = new OptionReader(generic).oneOf(COMMON_OPTIONS.mode, ['bridge', 'macvlan', 'overlay'] as const, generic.parent !== undefined ? 'macvlan' : 'bridge');
-  if (mode !== 'macvlan' && generic.parent !== undefined) throw new RequestError('parent', 'only macvlan networks take a parent interface');
+  const ipvlanKey = IPVLAN_KEYS.find((key) => generic[key] !== undefined);
+  const implied = ipvlanKey ? 'ipvlan' : generic.parent !== undefined ? 'macvlan' : 'bridge';
+  const mode = new OptionReader(generic).oneOf(COMMON_OPTIONS.mode, ['bridge', 'macvlan', 'ipvlan', 'overlay'] as const, implied);
+  if (ipvlanKey && mode !== 'ipvlan') throw new RequestError(ipvlanKey, `only ipvlan networks take it, not tsnet.mode=${mode}`);
+  if (generic.parent !== undefined && mode !== 'macvlan' && mode !== 'ipvlan') throw new RequestError('parent', 'only macvlan and ipvlan networks take a parent interface');
   return mode === 'overlay' ? 'bridge' : mode;
 }
 
+/** Whether the user chose a subnet's gateway (--gateway): only tsnet's IPAM knows. */
+export type GatewayChosen = (subnet: string, gateway: string) => boolean;
+
 /** Checks one IPAM data entry and turns dockerd's `ip/len` gateways into plain IPs. */
-function subnetRecord(data: IpamDataInput, index: number, family: Family): SubnetRecord {
+function subnetRecord(data: IpamDataInput, index: number, family: Family, chosen: GatewayChosen): SubnetRecord {
   const field = `IPv${family}Data.${index}`;
   const pool = parseCidr(data.pool);
   if (!pool || pool.cidr.family !== family) throw new RequestError(`${field}.Pool`, `"${data.pool}" is not an IPv${family} subnet`);
@@ -73,15 +86,17 @@ function subnetRecord(data: IpamDataInput, index: number, family: Family): Subne
   };
   const aux: Record<string, string> = {};
   for (const [name, address] of Object.entries(data.auxAddresses)) aux[name] = plainInPool(address, `${field}.AuxAddresses.${name}`);
+  const gateway = data.gateway ? plainInPool(data.gateway, `${field}.Gateway`) : undefined;
   return {
     pool: data.pool,
-    ...(data.gateway ? { gateway: plainInPool(data.gateway, `${field}.Gateway`) } : {}),
+    ...(gateway ? { gateway } : {}),
+    ...(gateway && chosen(data.pool, gateway) ? { gatewayChosen: true as const } : {}),
     aux,
   };
 }
 
 /** The kind-independent part of a CreateNetwork, validated. */
-export function networkSpec(input: CreateNetworkInput): { kind: DriverKind; spec: NetworkSpec } {
+export function networkSpec(input: CreateNetworkInput, gatewayChosen: GatewayChosen = () => false): { kind: DriverKind; spec: NetworkSpec } {
   const generic = genericOptions(input.options);
   const reader = new OptionReader(generic);
   const ifacePrefix = generic[COMMON_OPTIONS.ifacePrefix] ?? 'eth';
@@ -94,8 +109,8 @@ export function networkSpec(input: CreateNetworkInput): { kind: DriverKind; spec
       id: input.networkId,
       internal: flag(input.options, INTERNAL),
       ipv6,
-      ipv4: input.ipv4.map((d, i) => subnetRecord(d, i, 4)),
-      ipv6Subnets: input.ipv6.map((d, i) => subnetRecord(d, i, 6)),
+      ipv4: input.ipv4.map((d, i) => subnetRecord(d, i, 4, gatewayChosen)),
+      ipv6Subnets: input.ipv6.map((d, i) => subnetRecord(d, i, 6, gatewayChosen)),
       ...(mtu !== undefined ? { mtu } : {}),
       ifacePrefix,
       dns: reader.onOff(COMMON_OPTIONS.dns, true),

@@ -25,9 +25,12 @@ export interface JoinResult extends JoinInfo {
   dstPrefix: string;
 }
 
-/** tsnet's IPAM as core sees it: where a dropped endpoint's addresses go back (addresses of Docker's own IPAM are found nowhere). */
-export interface StaleAddressRelease {
+/** tsnet's IPAM as core sees it (addresses of Docker's own IPAM are found in neither). */
+export interface TsnetAddresses {
+  /** Where a dropped endpoint's addresses go back. */
   releaseStale(address: string): Promise<void>;
+  /** Whether the user chose `gateway` (a plain IP) of `subnet` with --gateway; absent: never known. */
+  gatewayChosen?(subnet: string, gateway: string): boolean;
 }
 
 /**
@@ -77,7 +80,7 @@ export class NetworkService {
     private readonly store: Store,
     private readonly drivers: ReadonlyMap<DriverKind, Driver>,
     private readonly log: Logger,
-    private readonly addresses: StaleAddressRelease,
+    private readonly addresses: TsnetAddresses,
     /**
      * How long an endpoint that looks gone at start-up is kept before it is
      * dropped. dockerd joins a starting container's endpoint before it makes
@@ -400,7 +403,7 @@ export class NetworkService {
   createNetwork(input: CreateNetworkInput): Promise<void> {
     return this.exclusive(input.networkId, async () => {
       if (this.networks.has(input.networkId)) return; // a retried request: already done
-      const { kind, spec } = networkSpec(input);
+      const { kind, spec } = networkSpec(input, (subnet, gateway) => this.addresses.gatewayChosen?.(subnet, gateway) ?? false);
       const driver = this.driverOf({ kind });
       this.checkOptionKeys(spec.options, driver);
       await this.deletedLinksGone();
@@ -439,31 +442,41 @@ export class NetworkService {
     });
   }
 
-  /** Returns the MAC tsnet chose, only when dockerd had none: dockerd refuses fields echoed back. */
+  /**
+   * Returns the MAC tsnet chose, only when dockerd had none (dockerd refuses
+   * fields echoed back) and the kernel lets dockerd set it: an ipvlan link
+   * has its parent's MAC, which no request changes.
+   */
   createEndpoint(input: CreateEndpointInput): Promise<{ macAddress?: string }> {
     return this.exclusive(input.networkId, async () => {
       const network = this.network(input.networkId);
+      const driver = this.driverOf(network);
+      const shared = driver.sharedMac?.(network);
+      const answer = (mac: string) => (input.macAddress === '' && shared === undefined ? { macAddress: mac } : {});
       const existing = this.endpoints.get(input.endpointId);
-      if (existing) return input.macAddress === '' ? { macAddress: existing.mac } : {};
+      if (existing) return answer(existing.mac);
       const ipv4 = this.interfaceAddress(input.address, 4, 'Interface.Address');
       this.interfaceAddress(input.addressIPv6, 6, 'Interface.AddressIPv6');
       if (input.macAddress !== '' && !MAC_ADDRESS.test(input.macAddress)) {
         throw new RequestError('Interface.MacAddress', `"${input.macAddress}" is not a MAC address`);
+      }
+      if (shared !== undefined && input.macAddress !== '' && input.macAddress.toLowerCase() !== shared.toLowerCase()) {
+        const theirs = shared ? ` ${shared}` : '';
+        throw new RequestError('Interface.MacAddress', `${network.kind} endpoints have their parent's MAC${theirs}; none can be chosen (--mac-address ${input.macAddress})`);
       }
       const spec: EndpointSpec = {
         id: input.endpointId,
         networkId: network.id,
         ...(input.address ? { address: input.address } : {}),
         ...(input.addressIPv6 ? { addressIPv6: input.addressIPv6 } : {}),
-        mac: input.macAddress || macFor(ipv4),
+        mac: shared ?? (input.macAddress || macFor(ipv4)),
         portBindings: portBindings(input.options),
       };
-      const driver = this.driverOf(network);
       const endpoint: EndpointRecord = { ...spec, state: await driver.createEndpoint(network, spec) };
       await this.commitOrUndo([put('endpoints', endpoint.id, endpoint)], () => driver.deleteEndpoint(network, endpoint));
       this.remember(endpoint);
       this.emit({ kind: 'endpoint', action: 'created', networkId: network.id, endpointId: endpoint.id });
-      return input.macAddress === '' ? { macAddress: endpoint.mac } : {};
+      return answer(endpoint.mac);
     });
   }
 

@@ -96,6 +96,13 @@ export class IpamService {
   private readonly shared: SharedPools | undefined;
   private readonly inUse: ((address: string) => Promise<boolean>) | undefined;
   private readonly hostHolds: (address: string) => boolean;
+  /**
+   * The gateways the user chose (--gateway), as `subnet gateway` by pool and
+   * address: a network kind may refuse one it has no use for (ipvlan l3).
+   * Memory is enough: dockerd sends CreateNetwork right after the gateway's
+   * RequestAddress, within the same `docker network create`.
+   */
+  private readonly chosenGateways = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
@@ -263,7 +270,12 @@ export class IpamService {
    * (tsnet.arp_probe) stays allocated to that device, and the next is tried.
    */
   async requestAddress(request: AddressRequest): Promise<{ address: string }> {
-    if (request.options.RequestAddressType === GATEWAY_REQUEST) return this.allocate(request);
+    if (request.options.RequestAddressType === GATEWAY_REQUEST) {
+      const allocated = await this.allocate(request);
+      const parsed = parseCidrWithIp(allocated.address)!;
+      if (request.address !== '') this.chosenGateways.set(addressKey(request.poolId, formatIp(parsed.ip)), `${formatCidr(parsed.cidr)} ${formatIp(parsed.ip)}`);
+      return allocated;
+    }
     if (request.address !== '') return this.allocateChosen(request);
     const foreign: string[] = [];
     while (foreign.length < MAX_PROBES) {
@@ -351,8 +363,15 @@ export class IpamService {
   }
 
   releaseAddress(poolId: string, address: string): Promise<void> {
+    this.chosenGateways.delete(addressKey(poolId, address.split('/')[0]!));
     if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releaseAddress(poolId, address);
     return this.locks.run(poolKey(poolId), () => this.release(this.pools.get(poolId), address));
+  }
+
+  /** Whether the user chose `gateway` (a plain IP) of the pool on `subnet` with --gateway. */
+  gatewayChosen(subnet: string, gateway: string): boolean {
+    const parsed = parseCidr(subnet);
+    return parsed !== undefined && [...this.chosenGateways.values()].includes(`${formatCidr(parsed.cidr)} ${gateway}`);
   }
 
   /**

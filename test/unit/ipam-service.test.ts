@@ -17,6 +17,18 @@ async function ipam(config = {}) {
 }
 
 describe('IpamService pools', () => {
+  it('tells a gateway the user chose from one it picked, until it is released', async () => {
+    const service = await ipam();
+    const chosen = await service.requestPool(pool('10.11.0.0/24'));
+    const picked = await service.requestPool(pool('10.12.0.0/24'));
+    await service.requestAddress({ poolId: chosen.poolId, address: '10.11.0.254', options: GATEWAY });
+    await service.requestAddress({ poolId: picked.poolId, address: '', options: GATEWAY });
+    expect(service.gatewayChosen('10.11.0.0/24', '10.11.0.254')).toBe(true);
+    expect(service.gatewayChosen('10.12.0.0/24', '10.12.0.1')).toBe(false);
+    await service.releaseAddress(chosen.poolId, '10.11.0.254');
+    expect(service.gatewayChosen('10.11.0.0/24', '10.11.0.254')).toBe(false);
+  });
+
   it('returns the same PoolID for the same pool and counts references', async () => {
     const service = await ipam();
     const a = await service.requestPool(pool('10.10.0.0/24'));

@@ -10,7 +10,22 @@ describe('network options', () => {
     expect(kindOf({})).toBe('bridge');
     expect(kindOf({ parent: 'eth1' })).toBe('macvlan');
     expect(kindOf({ 'tsnet.mode': 'macvlan' })).toBe('macvlan');
-    expect(() => kindOf({ 'tsnet.mode': 'bridge', parent: 'eth1' })).toThrow(/^parent: only macvlan/);
+    expect(() => kindOf({ 'tsnet.mode': 'bridge', parent: 'eth1' })).toThrow(/^parent: only macvlan and ipvlan/);
+  });
+
+  it('picks ipvlan for Docker\'s ipvlan keys, and refuses them on another kind', () => {
+    expect(kindOf({ parent: 'eth1', ipvlan_mode: 'l3' })).toBe('ipvlan');
+    expect(kindOf({ parent: 'eth1', ipvlan_flag: 'private' })).toBe('ipvlan');
+    expect(kindOf({ parent: 'eth1', 'tsnet.mode': 'ipvlan' })).toBe('ipvlan');
+    expect(() => kindOf({ parent: 'eth1', 'tsnet.mode': 'macvlan', ipvlan_mode: 'l2' })).toThrow(/^ipvlan_mode: only ipvlan networks take it, not tsnet.mode=macvlan$/);
+  });
+
+  it('marks a gateway the user chose, as tsnet\'s IPAM tells', () => {
+    const { spec } = networkSpec(
+      { networkId: ID, options: {}, ipv4: [{ pool: '10.123.0.0/24', gateway: '10.123.0.254/24', auxAddresses: {} }, { pool: '10.124.0.0/24', gateway: '10.124.0.1/24', auxAddresses: {} }], ipv6: [] },
+      (subnet, gateway) => subnet === '10.123.0.0/24' && gateway === '10.123.0.254',
+    );
+    expect(spec.ipv4.map((s) => s.gatewayChosen)).toEqual([true, undefined]);
   });
 
   it('turns dockerd\'s gateway and aux CIDRs into plain addresses and keeps the flags', () => {

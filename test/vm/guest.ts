@@ -27,35 +27,48 @@ export const uniq = (tag: string): string => `tsv${process.pid.toString(36)}${ta
 
 export const IN_VM = process.env.TSN_IN_VM === '1';
 
-const NOT_IN_GUEST = `
+const notInGuest = (feature: string) => `
 ######################################################################
-This test needs a kernel with 802.1Q VLAN support (8021q). The CI host
-kernel has none, so it must run INSIDE the guest:
+This test needs a kernel with ${feature}. The CI host kernel has none,
+so it must run INSIDE the guest:
 
     scripts/vm-test.sh            (all test/vm/**/*.vm.test.ts)
     test/vm/run-in-guest.sh FILE  (selected files)
 
-It is never skipped: a VLAN suite that did not run has not passed.
+It is never skipped: a guest suite that did not run has not passed.
 ######################################################################`;
 
 /**
- * Fail loudly unless `ip link add ... type vlan` works. The probe happens in a
- * throw-away netns so the caller's root netns is never touched.
+ * Whether the kernel can make a child link of `type` (words after `type`) on
+ * a veth: probed in a throw-away netns, so the caller's root netns is never
+ * touched. Returns why not, or '' when it can.
  */
-export function requireVlanKernel(): void {
+export function kernelRefuses(module: string, ...type: string[]): string {
   const ns = uniq('probe');
-  let why = '';
   const add = run('ip', 'netns', 'add', ns);
-  if (add.code !== 0) {
-    why = `ip netns add failed: ${add.out}`;
-  } else {
-    run('modprobe', '8021q'); // may be built in; the vlan link below is the real test
+  if (add.code !== 0) return `ip netns add failed: ${add.out}`;
+  try {
+    run('modprobe', module); // may be built in; the link below is the real test
     const veth = run('ip', '-n', ns, 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1');
-    const vlan = veth.code === 0 ? run('ip', '-n', ns, 'link', 'add', 'link', 'p0', 'name', 'p0.10', 'type', 'vlan', 'id', '10') : veth;
-    if (vlan.code !== 0) why = `\`ip link add ... type vlan id 10\` failed: ${vlan.out.trim()}`;
+    const child = veth.code === 0 ? run('ip', '-n', ns, 'link', 'add', 'link', 'p0', 'name', 'p0c', 'type', ...type) : veth;
+    return child.code === 0 ? '' : `\`ip link add ... type ${type.join(' ')}\` failed: ${child.out.trim()}`;
+  } finally {
     run('ip', 'netns', 'del', ns);
   }
-  if (why) throw new Error(`${why}\n(TSN_IN_VM=${process.env.TSN_IN_VM ?? 'unset'})${NOT_IN_GUEST}`);
+}
+
+function requireKernel(feature: string, why: string): void {
+  if (why) throw new Error(`${why}\n(TSN_IN_VM=${process.env.TSN_IN_VM ?? 'unset'})${notInGuest(feature)}`);
+}
+
+/** Fail loudly unless `ip link add ... type vlan` works. */
+export function requireVlanKernel(): void {
+  requireKernel('802.1Q VLAN support (8021q)', kernelRefuses('8021q', 'vlan', 'id', '10'));
+}
+
+/** Fail loudly unless `ip link add ... type ipvlan` works. */
+export function requireIpvlanKernel(): void {
+  requireKernel('ipvlan', kernelRefuses('ipvlan', 'ipvlan', 'mode', 'l2'));
 }
 
 /**

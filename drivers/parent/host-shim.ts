@@ -1,17 +1,17 @@
 import { type Drift, drift, type Ip, type KernelView } from '../../src/sys/index.js';
-import { parseIp } from '../../src/net/address.js';
-import { macFor } from '../../src/net/mac.js';
-import type { EndpointSpec, NetworkRecord } from '../model.js';
-import type { MacvlanConfig } from './options.js';
+import type { EndpointSpec } from '../model.js';
+import type { ParentNetwork } from './parent-config.js';
 
-type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
+/** The `ip link add` words of the network's kind for a child link `name` of its parent (the driver's). */
+export type ShimLine = (network: ParentNetwork, name: string) => string[];
 
 /** The endpoint's IPv4 address as a host route, `a.b.c.d/32`. */
 const hostRoute = (endpoint: EndpointSpec) => `${endpoint.address!.slice(0, endpoint.address!.indexOf('/'))}/32`;
 
 /**
- * The host shim: a bridge-mode macvlan of the host on the network's parent.
- * macvlan never passes frames between a parent and its children, so without
+ * The host shim: a child link of the host on the network's parent, of the
+ * network's kind (a bridge-mode macvlan, or an ipvlan of the network's mode).
+ * Neither kind passes frames between a parent and its children, so without
  * it the host cannot reach its own containers.
  *
  * Routing is one /32 per local container rather than the subnet: the subnet
@@ -20,17 +20,18 @@ const hostRoute = (endpoint: EndpointSpec) => `${endpoint.address!.slice(0, endp
  * local containers are unreachable that way.
  */
 export class HostShim {
-  constructor(private readonly ip: Ip) {}
+  constructor(
+    private readonly ip: Ip,
+    private readonly shimLine: ShimLine,
+  ) {}
 
   /** Creates the shim if missing and (re)installs its address and the routes to `endpoints`. Idempotent. */
-  async ensure(network: MacvlanNetwork, endpoints: readonly EndpointSpec[]): Promise<void> {
+  async ensure(network: ParentNetwork, endpoints: readonly EndpointSpec[]): Promise<void> {
     const shim = network.config.hostShim;
     if (!shim) return;
-    const { parent, mtu } = network.config;
     const exists = (await this.ip.link(shim.name)) !== undefined;
     await this.ip.batch([
-      // Its MAC follows from its address, so a shim made again (after a reboot, or someone deleted it) keeps it: containers and LAN hosts need not learn it anew.
-      ...(exists ? [] : [['link', 'add', shim.name, 'link', parent, 'address', macFor(parseIp(shim.address)), ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'macvlan', 'mode', 'bridge']]),
+      ...(exists ? [] : [this.shimLine(network, shim.name)]),
       ['address', 'replace', `${shim.address}/32`, 'dev', shim.name],
       ['link', 'set', 'dev', shim.name, 'up'],
       ...endpoints.filter((e) => e.address).map((e) => this.routeLine(network, e)!),
@@ -38,19 +39,19 @@ export class HostShim {
   }
 
   /** Deleting the shim takes its routes with it. */
-  async remove(network: MacvlanNetwork): Promise<void> {
+  async remove(network: ParentNetwork): Promise<void> {
     if (network.config.hostShim) await this.ip.deleteLinks([network.config.hostShim.name]);
   }
 
   /** The `ip route replace` words that send the host's traffic for `endpoint` through the shim. */
-  routeLine(network: MacvlanNetwork, endpoint: EndpointSpec): string[] | undefined {
+  routeLine(network: ParentNetwork, endpoint: EndpointSpec): string[] | undefined {
     const shim = network.config.hostShim;
     if (!shim || !endpoint.address) return undefined;
     return ['route', 'replace', hostRoute(endpoint), 'dev', shim.name];
   }
 
   /** The shim missing or down, its address gone, routes to local containers gone. */
-  drift(network: MacvlanNetwork, endpoints: readonly EndpointSpec[], kernel: KernelView): Drift[] {
+  drift(network: ParentNetwork, endpoints: readonly EndpointSpec[], kernel: KernelView): Drift[] {
     const shim = network.config.hostShim;
     if (!shim) return [];
     const link = kernel.links.get(shim.name);
@@ -63,7 +64,7 @@ export class HostShim {
     ];
   }
 
-  async removeRoute(network: MacvlanNetwork, endpoint: EndpointSpec): Promise<void> {
+  async removeRoute(network: ParentNetwork, endpoint: EndpointSpec): Promise<void> {
     const shim = network.config.hostShim;
     if (shim && endpoint.address) await this.ip.undo(['route', 'del', hostRoute(endpoint), 'dev', shim.name]);
   }

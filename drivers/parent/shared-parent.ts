@@ -1,13 +1,10 @@
 import { RequestError } from '../../src/errors.js';
 import { KeyedMutex } from '../../src/mutex.js';
 import { CommandError, type Ip } from '../../src/sys/index.js';
-import type { NetworkRecord } from '../model.js';
-import { type MacvlanConfig, MACVLAN_OPTIONS } from './options.js';
-
-type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
+import { PARENT_OPTIONS, type ParentNetwork } from './parent-config.js';
 
 /** The physical link under a parent: networks on eth1, eth1.10 and eth1.20 all share eth1's pieces. */
-const baseOf = (network: MacvlanNetwork) => network.config.vlan?.base ?? network.config.parent;
+const baseOf = (network: ParentNetwork) => network.config.vlan?.base ?? network.config.parent;
 
 /**
  * The parent's shared pieces: the 802.1Q subinterface tsnet creates and the
@@ -22,11 +19,11 @@ export class SharedParent {
   constructor(private readonly ip: Ip) {}
 
   /** Creates the VLAN subinterface if tsnet owns it and it is missing, then sets the held PROMISC flags. */
-  acquire(network: MacvlanNetwork): Promise<void> {
+  acquire(network: ParentNetwork): Promise<void> {
     return this.locks.run(baseOf(network), () => this.acquireNow(network));
   }
 
-  private async acquireNow(network: MacvlanNetwork): Promise<void> {
+  private async acquireNow(network: ParentNetwork): Promise<void> {
     const { parent, vlan, promisc } = network.config;
     if (vlan?.created && !(await this.ip.link(parent))) {
       try {
@@ -36,7 +33,7 @@ export class SharedParent {
         ]);
       } catch (error) {
         if (!(error instanceof CommandError)) throw error;
-        const key = network.options[MACVLAN_OPTIONS.vlan] !== undefined ? MACVLAN_OPTIONS.vlan : MACVLAN_OPTIONS.parent;
+        const key = network.options[PARENT_OPTIONS.vlan] !== undefined ? PARENT_OPTIONS.vlan : PARENT_OPTIONS.parent;
         throw new RequestError(key, `cannot create VLAN interface ${parent} on ${vlan.base} (does the kernel have 8021q?): ${error.stderr.trim()}`);
       }
     }
@@ -48,11 +45,11 @@ export class SharedParent {
    * setting, then the subinterface. `others` is read under the base link's
    * lock, so a network created meanwhile on the same parent keeps its pieces.
    */
-  release(network: MacvlanNetwork, others: () => readonly MacvlanNetwork[]): Promise<void> {
+  release(network: ParentNetwork, others: () => readonly ParentNetwork[]): Promise<void> {
     return this.locks.run(baseOf(network), () => this.releaseNow(network, others()));
   }
 
-  private async releaseNow(network: MacvlanNetwork, remaining: readonly MacvlanNetwork[]): Promise<void> {
+  private async releaseNow(network: ParentNetwork, remaining: readonly ParentNetwork[]): Promise<void> {
     const { parent, vlan, promisc } = network.config;
     for (const hold of promisc) {
       if (remaining.some((n) => n.config.promisc.some((h) => h.iface === hold.iface))) continue;

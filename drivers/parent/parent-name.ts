@@ -4,9 +4,9 @@ import { OptionReader } from '../option-values.js';
 export const VLAN_ID_MIN = 1;
 export const VLAN_ID_MAX = 4094;
 
-/** Where a network's macvlan links hang: a plain interface, or an 802.1Q subinterface of one. */
+/** Where a network's child links (macvlan, ipvlan) hang: a plain interface, or an 802.1Q subinterface of one. */
 export interface ParentName {
-  /** The link the macvlans are created on: `eth1` or `eth1.10`. */
+  /** The link the children are created on: `eth1` or `eth1.10`. */
   name: string;
   /** Set when `name` is `<base>.<id>`: the VLAN tsnet creates if the link is missing. */
   vlan?: { base: string; id: number };
@@ -16,11 +16,11 @@ export interface ParentName {
  * Reads `-o parent=` and `-o tsnet.vlan=` into the link name and, when it
  * names one, the VLAN. `parent=eth1 tsnet.vlan=10` is the same as `parent=eth1.10`.
  */
-export function parseParentName(options: OptionReader, parentKey: string, vlanKey: string): ParentName {
+export function parseParentName(options: OptionReader, parentKey: string, vlanKey: string, kind: string): ParentName {
   const given = options.linkName(parentKey);
   if (given === undefined) {
     // This kernel family has no dummy links, so there is no parent-less (host-local) mode.
-    throw new RequestError(parentKey, 'a macvlan network needs a parent interface (-o parent=<interface>)');
+    throw new RequestError(parentKey, `${kind} networks need a parent interface (-o parent=<interface>)`);
   }
   const vlanOption = options.integer(vlanKey, VLAN_ID_MIN, VLAN_ID_MAX);
   if (vlanOption !== undefined) {
