@@ -1,11 +1,12 @@
 import { RequestError } from '../../src/errors.js';
+import type { Segments } from '../../src/overlay/segments.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { OptionReader } from '../option-values.js';
 import { type ParentConfig, type ParentLinks, PARENT_OPTIONS, parentNetworks, parseParentConfig } from '../parent/parent-config.js';
 import type { ParentName } from '../parent/parent-name.js';
 
 /** Docker's ipvlan keys (`parent`, `ipvlan_mode`, `ipvlan_flag`) mean the same with tsnet; the rest are tsnet's own. */
-export const IPVLAN_OPTIONS = { ...PARENT_OPTIONS, mode: 'ipvlan_mode', flag: 'ipvlan_flag' } as const;
+export const IPVLAN_OPTIONS = { ...PARENT_OPTIONS, mode: 'ipvlan_mode', flag: 'ipvlan_flag', routes: 'tsnet.routes' } as const;
 
 export const IPVLAN_MODES = ['l2', 'l3', 'l3s'] as const;
 export type IpvlanMode = (typeof IPVLAN_MODES)[number];
@@ -17,6 +18,8 @@ export interface IpvlanConfig extends ParentConfig {
   flag: IpvlanFlag;
   /** The MAC every child shares (the parent's, or its base's for a VLAN tsnet creates): what the endpoints show as theirs. */
   parentMac?: string;
+  /** -o tsnet.routes=on: routes to the shared pool's containers on the other hosts, through those hosts (peer-routes.ts). */
+  routes?: { pool: string };
 }
 
 /** l3 and l3s: the host routes the containers' traffic; nothing of theirs is bridged onto the wire. */
@@ -26,7 +29,7 @@ export const isRouted = (config: IpvlanConfig): boolean => config.mode !== 'l2';
  * Checks an ipvlan network's options against the kernel and the other tsnet
  * networks and returns its config. Changes nothing.
  */
-export function parseIpvlanConfig(spec: NetworkSpec, others: readonly NetworkRecord[], parent: ParentName, links: ParentLinks): IpvlanConfig {
+export function parseIpvlanConfig(spec: NetworkSpec, others: readonly NetworkRecord[], parent: ParentName, links: ParentLinks, segments: Segments | undefined): IpvlanConfig {
   const options = new OptionReader(spec.options);
   const mode = options.oneOf(IPVLAN_OPTIONS.mode, IPVLAN_MODES, 'l2');
   const flag = options.oneOf(IPVLAN_OPTIONS.flag, IPVLAN_FLAGS, 'bridge');
@@ -45,7 +48,22 @@ export function parseIpvlanConfig(spec: NetworkSpec, others: readonly NetworkRec
     ...(mode !== 'l2' ? { arpProbeRefusal: `needs ipvlan_mode=l2: in ${mode} the subnet is routed to this host, not on the wire` } : {}),
   };
   const parentMac = links.parent?.address ?? links.base?.address;
-  return { ...parseParentConfig(spec, others, parent, links, rules), mode, flag, ...(parentMac ? { parentMac } : {}) };
+  const shared = parseParentConfig(spec, others, parent, links, rules);
+  const routes = options.onOff(IPVLAN_OPTIONS.routes, false) ? routedPool(spec, mode, segments) : undefined;
+  return { ...shared, mode, flag, ...(parentMac ? { parentMac } : {}), ...(routes ? { routes } : {}) };
+}
+
+/** tsnet.routes=on: the shared pool whose containers on other hosts get routes here. */
+function routedPool(spec: NetworkSpec, mode: IpvlanMode, segments: Segments | undefined): { pool: string } {
+  const key = IPVLAN_OPTIONS.routes;
+  if (mode === 'l2') throw new RequestError(key, 'needs ipvlan_mode=l3 or l3s: l2 containers answer ARP on the wire themselves');
+  // The store's holds are followed per IPv4 pool; IPv6 containers on other hosts would be unreachable without a word.
+  if (spec.ipv6) throw new RequestError(key, 'routes IPv4 only so far; create the network without --ipv6');
+  if (!segments) throw new RequestError(key, 'needs the cluster store, where the other hosts\' containers are: run tsnet daemon with --cluster-store');
+  const subnet = spec.ipv4[0]!.pool;
+  const pool = segments.sharedPool(subnet);
+  if (!pool) throw new RequestError(key, `needs a shared pool: create the network with --ipam-driver tsnet --ipam-opt tsnet.pool=NAME (${subnet} is no shared pool of this host)`);
+  return { pool };
 }
 
 /**

@@ -2,7 +2,7 @@ import { RequestError } from '../../src/errors.js';
 import { cidrContains, parseCidr, parseIp } from '../../src/net/address.js';
 import type { LinkInfo } from '../../src/sys/index.js';
 import type { DriverKind, NetworkRecord, NetworkSpec } from '../model.js';
-import { shimName } from '../names.js';
+import { GENERATED_LINK, shimName } from '../names.js';
 import { OptionReader } from '../option-values.js';
 import { firstOverlap } from '../subnets.js';
 import type { ParentName } from './parent-name.js';
@@ -78,6 +78,8 @@ export function parseParentConfig(spec: NetworkSpec, others: readonly NetworkRec
   if (parentLinks.includes('lo')) throw new RequestError(PARENT_OPTIONS.parent, `the loopback interface cannot be a ${rules.kind} parent`);
   const shimOwner = siblings.find((n) => n.config.hostShim && parentLinks.includes(n.config.hostShim.name));
   if (shimOwner) throw new RequestError(PARENT_OPTIONS.parent, `${parent.name} is the host shim of network ${shimOwner.id.slice(0, 12)}, not a parent`);
+  const own = parentLinks.find((name) => GENERATED_LINK.test(name));
+  if (own) throw new RequestError(PARENT_OPTIONS.parent, `${own} is a link tsnet made for one of its networks, not a parent`);
   if (!links.parent) {
     if (!parent.vlan) throw new RequestError(PARENT_OPTIONS.parent, `interface ${parent.name} does not exist (only <if>.<vlan> parents are created)`);
     if (!links.base) throw new RequestError(PARENT_OPTIONS.parent, `base interface ${parent.vlan.base} of VLAN ${parent.name} does not exist`);

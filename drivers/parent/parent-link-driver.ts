@@ -44,7 +44,7 @@ export abstract class ParentLinkDriver<C extends ParentConfig> implements Driver
   protected readonly ip: Ip;
   private readonly runner: Runner;
   private readonly shared: SharedParent;
-  private readonly segments: () => Segments | undefined;
+  protected readonly segments: () => Segments | undefined;
   private readonly sandboxes: SandboxFiles;
   private readonly shim: HostShim;
 

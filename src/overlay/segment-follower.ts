@@ -5,7 +5,7 @@ import type { HostRegistry } from '../cluster/host-registry.js';
 import { AddressHold, decodeValue, type PoolKeys } from '../cluster/keys.js';
 import { PrefixMirror } from '../cluster/prefix-mirror.js';
 import { remotePeers, type SegmentMember, segmentMembers } from './segment-members.js';
-import type { RemotePeer, SegmentPeers } from './vxlan.js';
+import type { PeerTable, RemotePeer } from './vxlan.js';
 
 /** How soon a kernel write that failed is tried again. */
 const RETRY_MS = 1000;
@@ -44,7 +44,7 @@ export class SegmentFollower {
     private readonly keys: PoolKeys,
     private readonly registry: HostRegistry,
     private readonly self: string,
-    private peers: SegmentPeers,
+    private peers: PeerTable,
     private readonly log: Logger,
     private readonly hooks: PeerWriteHooks = {},
   ) {
@@ -69,7 +69,7 @@ export class SegmentFollower {
    * repair: someone changed them), and writes the store's difference now
    * when the store was read already: no new read of etcd, which may be down.
    */
-  async repair(peers: SegmentPeers): Promise<void> {
+  async repair(peers: PeerTable): Promise<void> {
     this.peers = peers;
     this.changed();
     await this.sync.settle();

@@ -10,7 +10,7 @@ import type { OverlayGate } from '../sys/overlay-gate.js';
 import { type PeerWriteHooks, SegmentFollower } from './segment-follower.js';
 import type { SegmentMember } from './segment-members.js';
 import type { Underlay } from './underlay.js';
-import type { RemotePeer, SegmentPeers } from './vxlan.js';
+import type { PeerTable, RemotePeer } from './vxlan.js';
 
 /** An overlay network's segment, as its host sees it. */
 export interface Segment {
@@ -24,12 +24,14 @@ export interface Segment {
 export interface Segments {
   /** The segment of the shared pool on `subnet`: its VNI (given now, when it has none), and this host's underlay. `field` names the option a refusal blames. */
   join(subnet: string, field: string): Promise<Segment>;
+  /** The name of this host's shared pool on `subnet`; undefined when it has none there. */
+  sharedPool(subnet: string): string | undefined;
   /** The VNI of the shared pool on `subnet` when it is an overlay segment; undefined for any other subnet. */
   vniOf(subnet: string): Promise<number | undefined>;
   /** Lets VXLAN on `port` in from the cluster's hosts only, for the network: before its VXLAN device is made, kept as hosts come and go, until unfollow. */
   guard(networkId: string, port: number): Promise<void>;
-  /** Keeps `peers` equal to the segment's other containers in the store, until unfollow; followed already, `peers` (which adopted the kernel's entries) takes over and is repaired. */
-  follow(networkId: string, pool: string, peers: SegmentPeers): Promise<void>;
+  /** Keeps `peers` equal to the pool's containers on other hosts in the store, until unfollow; followed already, `peers` (which adopted the kernel's entries) takes over and is repaired. */
+  follow(networkId: string, pool: string, peers: PeerTable): Promise<void>;
   unfollow(networkId: string): void;
   /** The peers the store asks of the network's device, to compare with the kernel; undefined while not known or being written. */
   wanted(networkId: string): RemotePeer[] | undefined;
@@ -94,6 +96,10 @@ export class ClusterSegments implements Segments {
     return { pool: pool.name, vni, underlay };
   }
 
+  sharedPool(subnet: string): string | undefined {
+    return this.poolOn(subnet)?.name;
+  }
+
   async vniOf(subnet: string): Promise<number | undefined> {
     const pool = this.poolOn(subnet);
     if (!pool) return undefined;
@@ -112,7 +118,7 @@ export class ClusterSegments implements Segments {
     this.gateTask.request();
   }
 
-  async follow(networkId: string, pool: string, peers: SegmentPeers): Promise<void> {
+  async follow(networkId: string, pool: string, peers: PeerTable): Promise<void> {
     const current = this.followers.get(networkId);
     if (current?.pool === pool) return current.follower.repair(peers);
     this.registry.start();

@@ -30,6 +30,15 @@ export interface RemotePeer {
 }
 
 /**
+ * Where a segment's remote peers go on this host: a VXLAN device's entries
+ * (SegmentPeers), or routes to each peer through its host (an ipvlan l3
+ * network's tsnet.routes). Made to hold exactly `wanted`, by address.
+ */
+export interface PeerTable {
+  set(wanted: readonly RemotePeer[]): Promise<{ written: number; removed: number }>;
+}
+
+/**
  * The device: no learning (every entry comes from the store), ARP/NDP
  * answered from its neighbour table (`proxy`), and no l2miss/l3miss nor any
  * flooding entry, so broadcast stays on this host: the same gateway address
@@ -55,7 +64,7 @@ const peerKey = (peer: RemotePeer) => `${peer.ip} ${peer.mac} ${peer.host}`;
  * (new or moved peers replaced, gone ones deleted), neighbour and
  * forwarding entries together.
  */
-export class SegmentPeers {
+export class SegmentPeers implements PeerTable {
   private readonly applied = new Map<string, RemotePeer>();
   /** Forwarding entries found without a neighbour entry (adoptKernel): removed by the next set() unless wanted. */
   private readonly strays = new Set<string>();

@@ -24,6 +24,10 @@ export interface AddressInfo {
 export interface RouteInfo {
   dst: string;
   dev?: string;
+  /** The next hop of a route through a gateway. */
+  gateway?: string;
+  /** `kernel`, `boot`, `static`, … or the number of one without a name. */
+  protocol?: string;
 }
 
 /**

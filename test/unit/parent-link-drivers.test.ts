@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { MacvlanDriver } from '../../drivers/macvlan/macvlan-driver.js';
 import { IpvlanDriver } from '../../drivers/ipvlan/ipvlan-driver.js';
 import type { IpvlanConfig } from '../../drivers/ipvlan/options.js';
+import { PEER_ROUTE_PROTO, PeerRoutes } from '../../drivers/ipvlan/peer-routes.js';
 import type { MacvlanConfig } from '../../drivers/macvlan/options.js';
 import { SharedParent } from '../../drivers/parent/shared-parent.js';
 import type { NetworkRecord, NetworkSpec } from '../../drivers/model.js';
@@ -134,8 +135,34 @@ describe('ipvlan driver', () => {
     const chosen = spec({ parent: 'wire', ipvlan_mode: 'l3' });
     await expect(refused({}, [], { ...chosen, ipv4: [{ ...chosen.ipv4[0]!, gatewayChosen: true }] })).rejects.toThrow(/^IPv4Data\.0\.Gateway: ipvlan_mode=l3 has no gateway on the wire/);
     await expect(refused({ parent: 'nosuch' })).rejects.toThrow(/^parent: interface nosuch does not exist/);
+    await expect(refused({ parent: `tsbr-${'c'.repeat(10)}` })).rejects.toThrow(/^parent: tsbr-cccccccccc is a link tsnet made for one of its networks, not a parent$/);
     await expect(refused({})).rejects.toThrow(/^parent: ipvlan networks need a parent interface/);
     const mac = await network<MacvlanConfig>(macvlanDriver(hostWithWire()), { parent: 'wire' });
     await expect(refused({ parent: 'wire' }, [mac])).rejects.toThrow(/^parent: wire is the parent of macvlan network aaaaaaaaaaaa; a link carries macvlan or ipvlan children, not both$/);
+  });
+});
+
+describe('peer routes (tsnet.routes)', () => {
+  const ROUTES = JSON.stringify([
+    { dst: '10.80.0.7', gateway: '10.176.0.12', dev: 'wire', protocol: PEER_ROUTE_PROTO, flags: [] },
+    { dst: '10.90.0.7', gateway: '10.176.0.12', dev: 'wire', protocol: PEER_ROUTE_PROTO, flags: [] },
+    { dst: '10.80.0.9', gateway: '10.176.0.1', dev: 'wire', protocol: 'static', flags: [] },
+  ]);
+
+  it('adopts only its own routes in its subnet, then writes only the difference', async () => {
+    const runner = new RecordingRunner().reply('ip -json -4 route show', ROUTES);
+    const routes = new PeerRoutes(new Ip(runner), 'wire', '10.80.0.0/24');
+    await routes.adoptKernel();
+    const changed = await routes.set([
+      { ip: '10.80.0.8', mac: WIRE_MAC, host: '10.176.0.13' },
+      { ip: '10.80.0.6', mac: WIRE_MAC, host: '10.176.0.12' },
+    ]);
+    expect(changed).toEqual({ written: 2, removed: 1 });
+    // 10.90.0.7 is another network's, 10.80.0.9 the user's: neither is touched.
+    expect(writes(runner)).toEqual([
+      `ip -batch -\nroute del 10.80.0.7/32 dev wire proto ${PEER_ROUTE_PROTO}`,
+      `ip -batch -\nroute replace 10.80.0.8/32 via 10.176.0.13 dev wire proto ${PEER_ROUTE_PROTO}\nroute replace 10.80.0.6/32 via 10.176.0.12 dev wire proto ${PEER_ROUTE_PROTO}`,
+    ]);
+    expect(await routes.set([{ ip: '10.80.0.8', mac: WIRE_MAC, host: '10.176.0.13' }, { ip: '10.80.0.6', mac: WIRE_MAC, host: '10.176.0.12' }])).toEqual({ written: 0, removed: 0 });
   });
 });
