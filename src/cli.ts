@@ -38,7 +38,7 @@ interface DaemonFlags {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-const program = new Command('tsnet').description('Docker network plugin: bridge and macvlan networks with their own IPAM');
+const program = new Command('tsnet').description('Docker network plugin: bridge, overlay, macvlan and ipvlan networks with their own IPAM');
 
 program
   .command('daemon')
