@@ -13,11 +13,12 @@ import { NetnsPlugin } from '../integration/netns-plugin.js';
 import { requireIpvlanKernel, uniq } from './guest.js';
 
 const [HOST_A, LAN_B, ROUTER] = [uniq('ia'), uniq('ib'), uniq('ir')];
-const CONTAINERS = [uniq('c1'), uniq('c2'), uniq('c3'), uniq('c4')] as const;
+const CONTAINERS = [uniq('c1'), uniq('c2'), uniq('c3'), uniq('c4'), uniq('c5')] as const;
 const LAN_HOST = '10.71.0.200';
 const ROUTER_ADDRESS = '192.168.71.1';
 const A_UPLINK = '192.168.71.2';
 const VLAN_HOST = '10.74.0.200';
+const LAN_HOST_V6 = 'fd00:71::200';
 
 const netId = (n: number) => n.toString(16).padStart(2, '0').repeat(32);
 const epId = (n: number) => `e${n.toString(16).padStart(2, '0')}`.padEnd(64, 'f');
@@ -33,6 +34,15 @@ function createNetwork(n: number, generic: Record<string, string>, subnet: strin
     Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': generic },
     IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: `${subnet}.0/24`, Gateway: `${subnet}.1/24` }],
     IPv6Data: [],
+  });
+}
+
+function createDualStackNetwork(n: number, generic: Record<string, string>, subnet: string, subnet6: string) {
+  return tsnet.post('NetworkDriver.CreateNetwork', {
+    NetworkID: netId(n),
+    Options: { 'com.docker.network.enable_ipv6': true, 'com.docker.network.generic': generic },
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: `${subnet}.0/24`, Gateway: `${subnet}.1/24` }],
+    IPv6Data: [{ AddressSpace: 'LocalDefault', Pool: `${subnet6}/64`, Gateway: `${subnet6}1/64` }],
   });
 }
 
@@ -140,6 +150,21 @@ describe('ipvlan networks (guest kernel)', () => {
     await tsnet.post('NetworkDriver.DeleteEndpoint', { NetworkID: netId(4), EndpointID: epId(4) }).expect(200, {});
     await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: netId(4) }).expect(200, {});
     expect(await linkIn(HOST_A, 'wire.40')).toBeUndefined();
+  });
+
+  it('carries IPv6 in l2: the container\'s own address and the IPv6 gateway, next to IPv4 on the same parent', async () => {
+    await ipIn(LAN_B, ['address', 'add', `${LAN_HOST_V6}/64`, 'dev', 'wire', 'nodad']);
+    await createDualStackNetwork(5, { parent: 'wire', ipvlan_mode: 'l2' }, '10.75.0', 'fd00:71::').expect(200, {});
+    await tsnet.post('NetworkDriver.CreateEndpoint', { NetworkID: netId(5), EndpointID: epId(5), Interface: { Address: '10.75.0.10/24', AddressIPv6: 'fd00:71::10/64', MacAddress: '' }, Options: {} }).expect(200, {});
+    expect(await attach(5, 5, CONTAINERS[4], '10.75.0.10/24')).toMatchObject({ Gateway: '10.75.0.1', GatewayIPv6: 'fd00:71::1' });
+    await ipIn(CONTAINERS[4], ['-6', 'address', 'add', 'fd00:71::10/64', 'dev', childOf(5), 'nodad']);
+    expect((await execInNetns(CONTAINERS[4], ['busybox', 'ping', '-6', '-c', '1', '-W', '3', LAN_HOST_V6])).exitCode).toBe(0);
+    // Its link-local address differs from the parent's although the MAC is the same: the kernel derives it per child.
+    const linkLocal = async (netns: string, dev: string) => (await ipIn(netns, ['-6', '-o', 'address', 'show', 'dev', dev, 'scope', 'link'])).stdout.match(/fe80::[0-9a-f:]+/)?.[0];
+    expect(await linkLocal(CONTAINERS[4], childOf(5))).not.toBe(await linkLocal(HOST_A, 'wire'));
+    await ipIn(CONTAINERS[4], ['link', 'set', 'dev', childOf(5), 'netns', HOST_A]);
+    await tsnet.post('NetworkDriver.DeleteEndpoint', { NetworkID: netId(5), EndpointID: epId(5) }).expect(200, {});
+    await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: netId(5) }).expect(200, {});
   });
 
   it('restores a lost shim as an ipvlan after a restart, and the host reaches its container again', async () => {
