@@ -44,7 +44,17 @@ export async function startDnsmasq(opts: DnsmasqOptions, cleanup: CleanupStack):
     ...(opts.localDomains ?? []).map((d) => `--local=/${d}/`),
     ...(opts.extraArgs ?? []),
   ];
-  const argv = opts.netns ? ['nsenter', `--net=${netnsPath(opts.netns)}`, 'dnsmasq', ...args] : ['dnsmasq', ...args];
+  const { pid, stop } = await spawnDnsmasq(args, opts.netns, /read .*hosts - \d+ names?/, `dnsmasq on ${opts.address}:${opts.port}`, cleanup);
+  return { pid, stop };
+}
+
+/**
+ * Starts dnsmasq with `args` (in `netns`, when given) and waits until its
+ * output matches `ready`; the cleanup stack stops it by PID. `output()` is
+ * what it has printed so far (its log, with --log-facility=-).
+ */
+export async function spawnDnsmasq(args: readonly string[], netns: string | undefined, ready: RegExp, what: string, cleanup: CleanupStack): Promise<Dnsmasq & { output(): string }> {
+  const argv = netns ? ['nsenter', `--net=${netnsPath(netns)}`, 'dnsmasq', ...args] : ['dnsmasq', ...args];
   const child: ResultPromise = execa(argv[0]!, argv.slice(1), { reject: false, stdin: 'ignore', all: true });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn dnsmasq');
@@ -58,9 +68,9 @@ export async function startDnsmasq(opts: DnsmasqOptions, cleanup: CleanupStack):
   await waitUntil(
     async () => {
       if (child.exitCode !== null) throw new Error(`dnsmasq exited: ${output}`);
-      return /read .*hosts - \d+ names?/.test(output);
+      return ready.test(output);
     },
-    { timeoutMs: 10_000, what: `dnsmasq on ${opts.address}:${opts.port}`, diagnostics: () => output },
+    { timeoutMs: 10_000, what, diagnostics: () => output },
   );
-  return { pid, stop };
+  return { pid, stop, output: () => output };
 }

@@ -22,6 +22,7 @@ export { makeTestPki, type TestPki } from './pki.js';
 export { seededRandom } from './random.js';
 export { dig, parseDig, rawUdpQuery, type DigAnswer } from './dig.js';
 export { type Dnsmasq, type DnsmasqOptions, startDnsmasq } from './dnsmasq.js';
+export { type DhcpServer, type DhcpServerOptions, type LeaseLine, startDhcpServer } from './dhcp-server.js';
 export { type FuzzResult, runDnsFuzz } from './dns-fuzz.js';
 export { type FakeContainer, FakeDockerApi, type FakeDockerMode } from './fake-docker.js';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';

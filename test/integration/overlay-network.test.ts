@@ -154,7 +154,7 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
       await ipIn(a!.routed.netns, ['link', 'del', 'swarmvx']);
     }
     const bogus = await createNetwork(a!, { 'tsnet.mode': 'mesh' }, '10.92.0.1/24');
-    expect(bogus.body).toEqual({ Err: 'tsnet.mode: "mesh" is not one of bridge, macvlan, overlay' });
+    expect(bogus.body).toEqual({ Err: 'tsnet.mode: "mesh" is not one of bridge, macvlan, ipvlan, overlay' });
     const offload = await createNetwork(a!, { 'tsnet.mode': 'overlay', 'tsnet.vxlan_csum_offload': 'maybe' }, '10.92.0.1/24');
     expect(offload.body).toEqual({ Err: 'tsnet.vxlan_csum_offload: "maybe" must be on or off' });
     expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
