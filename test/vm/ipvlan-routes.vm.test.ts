@@ -57,6 +57,10 @@ describe('ipvlan l3 with tsnet.routes across two Docker hosts (guest kernel)', {
     expect(await peerRoutes(h2)).toContain(`${r1} via ${wireAddress(0)} dev wire`);
     // Same wire, same mode: without the routes nothing on the LAN knows where 10.81.0.200 lives.
     expect(await ping(h1, 'p1', '10.81.0.200')).not.toBe(0);
+    // tsnet ls names the mode; inspect lists the pool's hosts with their containers.
+    expect((await h1.tsnet.runCli(['ls'])).stdout).toMatch(/routed +\w{12} +ipvlan l3 bridge/);
+    const inspected = JSON.parse((await h1.tsnet.runCli(['inspect', 'routed', '--json'])).stdout) as { network: { members?: Array<{ host: string; containers: number }> } };
+    expect(inspected.network.members?.map((m) => [m.host, m.containers])).toEqual([['h1', 1], ['h2', 1]]);
   });
 
   it('puts back a peer route deleted by hand, and takes it away when the container goes', async () => {

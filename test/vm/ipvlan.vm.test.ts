@@ -184,4 +184,16 @@ describe('ipvlan networks (guest kernel)', () => {
     for (const n of [1, 2]) await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: netId(n) }).expect(200, {});
     expect(await tsnetLinks(HOST_A)).toEqual([]);
   });
+
+  it('l3s: with the l3 network gone, the parent takes another mode, and its container reaches the router the same way', async () => {
+    await createNetwork(6, { parent: 'uplink', ipvlan_mode: 'l3s' }, '10.72.0').expect(200, {});
+    await createEndpoint(6, 6, '10.72.0.20/24').expect(200, {});
+    expect(await attach(6, 6, CONTAINERS[2], '10.72.0.20/24')).toMatchObject({ StaticRoutes: [{ Destination: '0.0.0.0/0', RouteType: 1 }], DisableGatewayService: true });
+    expect((await linkIn(CONTAINERS[2], childOf(6)))?.linkinfo?.info_data?.mode).toBe('l3s');
+    expect(await ping(CONTAINERS[2], ROUTER_ADDRESS)).toBe(0);
+    await ipIn(CONTAINERS[2], ['link', 'set', 'dev', childOf(6), 'netns', HOST_A]);
+    await tsnet.post('NetworkDriver.DeleteEndpoint', { NetworkID: netId(6), EndpointID: epId(6) }).expect(200, {});
+    await tsnet.post('NetworkDriver.DeleteNetwork', { NetworkID: netId(6) }).expect(200, {});
+    expect(await tsnetLinks(HOST_A)).toEqual([]);
+  });
 });
