@@ -160,7 +160,8 @@ describe('chaos: churn while tsnet is killed at random moments', () => {
     // Everything removed: nothing of tsnet's is left.
     await host.removeAllContainers();
     for (const n of NETWORKS) await host.dockerOk(['network', 'rm', n.name]);
-    expect(await tsnetLinks()).toEqual([]);
+    // A removed network's bridge goes in the background (the link reaper): wait for it, not for the rm.
+    await expect.poll(() => tsnetLinks(), { timeout: 15_000 }).toEqual([]);
     expect(await perNetworkChains()).toEqual([]);
     await host.tsnet.stop();
     const db = new Database(join(host.tsnet.stateDir, 'tsnet.db'), { readonly: true });
