@@ -59,6 +59,13 @@ export interface Driver<C = unknown, S = unknown> {
   goneEndpoints(endpoints: readonly EndpointRecord<S>[]): Promise<GoneEndpoints<EndpointRecord<S>>>;
 
   /**
+   * Where the network's DHCP server is heard (`--ipam-opt tsnet.dhcp=on`):
+   * the link a probe with a container's MAC hangs on, and how long a server
+   * may take. Absent: the kind has no wire of its own to ask on.
+   */
+  dhcpWire?(network: NetworkRecord<C>): { parent: string; timeoutMs: number };
+
+  /**
    * The MAC the kernel gives every endpoint of the network, which no request
    * can change (ipvlan children have their parent's); '' when not known.
    * Absent: core picks each endpoint's MAC, or takes dockerd's, and the

@@ -7,6 +7,7 @@ import type { Driver } from '../drivers/driver.js';
 import { IpvlanDriver } from '../drivers/ipvlan/ipvlan-driver.js';
 import { MacvlanDriver } from '../drivers/macvlan/macvlan-driver.js';
 import { SharedParent } from '../drivers/parent/shared-parent.js';
+import { DhcpPools } from './dhcp/dhcp-pools.js';
 import type { DriverKind } from '../drivers/model.js';
 import { SandboxFiles } from '../drivers/sandbox.js';
 import { ipamRoutes } from './api/ipam-routes.js';
@@ -92,13 +93,23 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
     ['ipvlan', new IpvlanDriver(parentParts) as Driver],
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
-  const networks: NetworkService = new NetworkService(store, drivers, log, { releaseStale: (address) => ipam.releaseStale(address), gatewayChosen: (subnet, gateway) => ipam.gatewayChosen(subnet, gateway) }, options.staleGraceMs, () => linkReaper.settled());
+  // Leases are taken through a probe link on the network's parent: the pools ask the networks where that is.
+  const dhcp = new DhcpPools(store, runner, (subnet) => networks.dhcpWireOf(subnet), log.child({ room: 'dhcp' }));
+  await dhcp.load();
+  const addresses = {
+    releaseStale: (address: string) => ipam.releaseStale(address),
+    gatewayChosen: (subnet: string, gateway: string) => ipam.gatewayChosen(subnet, gateway),
+    isDhcpSubnet: (subnet: string) => dhcp.hasPool(subnet),
+    lease: (address: string) => dhcp.lease(address),
+  };
+  const networks: NetworkService = new NetworkService(store, drivers, log, addresses, options.staleGraceMs, () => linkReaper.settled());
   const shared = await options.sharedPools?.((subnet) => networks.hasNetworkOn(subnet));
   const ipam: IpamService = new IpamService(store, {
     ...(options.defaultPoolsV4 ? { defaultPoolsV4: options.defaultPoolsV4 } : {}),
     ...(options.defaultPoolsV6 ? { defaultPoolsV6: options.defaultPoolsV6 } : {}),
     hostNetworks: () => hostNetworks(ip),
     ...(shared ? { shared } : {}),
+    dhcp,
     inUse: (address) => networks.addressInUse(address),
     hostHolds: (address) => networks.hostHolds(address),
   });

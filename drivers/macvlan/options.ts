@@ -4,13 +4,18 @@ import { type ParentConfig, type ParentLinks, PARENT_OPTIONS, parseParentConfig 
 import type { ParentName } from '../parent/parent-name.js';
 
 /** Docker's macvlan keys (`parent`, `macvlan_mode`) mean the same with tsnet; the rest are tsnet's own. */
-export const MACVLAN_OPTIONS = { ...PARENT_OPTIONS, mode: 'macvlan_mode' } as const;
+export const MACVLAN_OPTIONS = { ...PARENT_OPTIONS, mode: 'macvlan_mode', dhcpTimeout: 'tsnet.dhcp_timeout' } as const;
+
+/** How long a DHCP server may take to answer an attach, by default (docs/dhcp.md). */
+export const DEFAULT_DHCP_TIMEOUT_SECONDS = 5;
 
 export const MACVLAN_MODES = ['bridge', 'vepa', 'private', 'passthru'] as const;
 export type MacvlanMode = (typeof MACVLAN_MODES)[number];
 
 export interface MacvlanConfig extends ParentConfig {
   mode: MacvlanMode;
+  /** -o tsnet.dhcp_timeout (seconds), for a network on a DHCP pool. */
+  dhcpTimeoutSeconds?: number;
 }
 
 /**
@@ -18,8 +23,10 @@ export interface MacvlanConfig extends ParentConfig {
  * networks and returns its config. Changes nothing.
  */
 export function parseMacvlanConfig(spec: NetworkSpec, others: readonly NetworkRecord[], parent: ParentName, links: ParentLinks): MacvlanConfig {
-  const mode = new OptionReader(spec.options).oneOf(MACVLAN_OPTIONS.mode, MACVLAN_MODES, 'bridge');
+  const options = new OptionReader(spec.options);
+  const mode = options.oneOf(MACVLAN_OPTIONS.mode, MACVLAN_MODES, 'bridge');
+  const dhcpTimeoutSeconds = options.integer(MACVLAN_OPTIONS.dhcpTimeout, 1, 120);
   // The shim is a bridge-mode sibling; private and vepa children never hear it, passthru allows no sibling.
   const shimRefusal = mode === 'bridge' ? undefined : `needs macvlan_mode=bridge, not ${mode}`;
-  return { ...parseParentConfig(spec, others, parent, links, { kind: 'macvlan', ...(shimRefusal ? { shimRefusal } : {}) }), mode };
+  return { ...parseParentConfig(spec, others, parent, links, { kind: 'macvlan', ...(shimRefusal ? { shimRefusal } : {}) }), mode, ...(dhcpTimeoutSeconds ? { dhcpTimeoutSeconds } : {}) };
 }

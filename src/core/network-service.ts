@@ -31,6 +31,10 @@ export interface TsnetAddresses {
   releaseStale(address: string): Promise<void>;
   /** Whether the user chose `gateway` (a plain IP) of `subnet` with --gateway; absent: never known. */
   gatewayChosen?(subnet: string, gateway: string): boolean;
+  /** Whether `subnet` is a pool of the LAN's DHCP server (`--ipam-opt tsnet.dhcp=on`). */
+  isDhcpSubnet?(subnet: string): boolean;
+  /** The DHCP lease of a container address (plain IP): the endpoint takes its MAC, and its router as gateway. */
+  lease?(address: string): { mac: string; routers: readonly string[] } | undefined;
 }
 
 /**
@@ -349,6 +353,12 @@ export class NetworkService {
     return [...this.endpoints.values()];
   }
 
+  /** Where the DHCP server of the network on `subnet` is heard (its driver's dhcpWire); undefined: no such network. */
+  dhcpWireOf(subnet: string): { parent: string; timeoutMs: number } | undefined {
+    const network = this.listNetworks().find((n) => n.ipv4.some((s) => s.pool === subnet) && this.driverOf(n).dhcpWire);
+    return network && this.driverOf(network).dhcpWire!(network);
+  }
+
   /** The host's links tsnet's networks depend on without having named them (see Driver.borrowedLinks). */
   borrowedLinks(): Set<string> {
     return new Set(this.listNetworks().flatMap((network) => this.driverOf(network).borrowedLinks?.(network) ?? []));
@@ -405,6 +415,9 @@ export class NetworkService {
       if (this.networks.has(input.networkId)) return; // a retried request: already done
       const { kind, spec } = networkSpec(input, (subnet, gateway) => this.addresses.gatewayChosen?.(subnet, gateway) ?? false);
       const driver = this.driverOf({ kind });
+      if (!driver.dhcpWire && spec.ipv4.some((s) => this.addresses.isDhcpSubnet?.(s.pool))) {
+        throw new RequestError('tsnet.dhcp', `only macvlan networks take addresses from the LAN's DHCP server (a ${kind} network has no wire of its own to ask on)`);
+      }
       this.checkOptionKeys(spec.options, driver);
       await this.deletedLinksGone();
       const network = await this.locks.run(TOPOLOGY, async () => {
@@ -460,6 +473,10 @@ export class NetworkService {
       if (input.macAddress !== '' && !MAC_ADDRESS.test(input.macAddress)) {
         throw new RequestError('Interface.MacAddress', `"${input.macAddress}" is not a MAC address`);
       }
+      const lease = ipv4 ? this.addresses.lease?.(input.address.split('/')[0]!) : undefined;
+      if (lease && input.macAddress !== '' && input.macAddress.toLowerCase() !== lease.mac) {
+        throw new RequestError('Interface.MacAddress', `the address was leased from the DHCP server as ${lease.mac}; a --mac-address of its own is not supported on DHCP networks yet (docs/dhcp.md)`);
+      }
       if (shared !== undefined && input.macAddress !== '' && input.macAddress.toLowerCase() !== shared.toLowerCase()) {
         const theirs = shared ? ` ${shared}` : '';
         throw new RequestError('Interface.MacAddress', `${network.kind} endpoints have their parent's MAC${theirs}; none can be chosen (--mac-address ${input.macAddress})`);
@@ -469,7 +486,7 @@ export class NetworkService {
         networkId: network.id,
         ...(input.address ? { address: input.address } : {}),
         ...(input.addressIPv6 ? { addressIPv6: input.addressIPv6 } : {}),
-        mac: shared ?? (input.macAddress || macFor(ipv4)),
+        mac: shared ?? (input.macAddress || lease?.mac || macFor(ipv4)),
         portBindings: portBindings(input.options),
       };
       const endpoint: EndpointRecord = { ...spec, state: await driver.createEndpoint(network, spec) };
@@ -519,7 +536,10 @@ export class NetworkService {
         await this.store.commit([put('endpoints', endpointId, endpoint)]);
         this.remember(endpoint);
       }
-      return { ...this.driverOf(network).join(network, endpoint), dstPrefix: network.ifacePrefix };
+      const info = this.driverOf(network).join(network, endpoint);
+      // A DHCP lease's router is the container's gateway: the network's was only a placeholder (docs/dhcp.md).
+      const router = info.gateway && endpoint.address ? this.addresses.lease?.(endpoint.address.split('/')[0]!)?.routers[0] : undefined;
+      return { ...info, ...(router ? { gateway: router } : {}), dstPrefix: network.ifacePrefix };
     });
   }
 

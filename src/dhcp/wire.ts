@@ -136,10 +136,11 @@ export class RelayWire implements DhcpWire {
   }
 }
 
-/** What a probe link is made of: the network's parent, the container's MAC, and the macvlan mode it will have. */
+/** What a probe link is made of: the network's parent and the container's MAC; to release a lease, its address (CIDR), which a client sends from. */
 export interface ProbeLink {
   parent: string;
   mac: string;
+  address?: string;
 }
 
 /**
@@ -154,6 +155,7 @@ export async function withProbeLink<T>(runner: Runner, link: ProbeLink, work: (w
   try {
     const inside = (args: string[]) => runner.run('nsenter', [`--net=/proc/${wire.pid}/ns/net`, 'ip', ...args]);
     await runner.run('ip', ['link', 'add', name, 'link', link.parent, 'address', link.mac, 'netns', String(wire.pid), 'type', 'macvlan', 'mode', 'bridge']);
+    if (link.address) await inside(['address', 'add', link.address, 'dev', name]);
     await inside(['link', 'set', name, 'up']);
     // No address yet: broadcasts need a route out of the link, and replies come back broadcast.
     await inside(['route', 'add', 'default', 'dev', name]);

@@ -5,6 +5,7 @@ import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, par
 import { type DefaultPool, candidateSubnets, parseDefaultPools, DEFAULT_POOLS_V4, DEFAULT_POOLS_V6 } from './default-pools.js';
 import { checkChosenAddress, PoolAllocator } from './pool-allocator.js';
 import { isSharedPoolId, parsePoolName, POOL_OPTION, type PoolGrant, type SharedPools } from './shared-pools.js';
+import { DHCP_OPTION, type DhcpPools, isDhcpPoolId } from '../dhcp/dhcp-pools.js';
 
 export const LOCAL_ADDRESS_SPACE = 'tsnet-local';
 export const GLOBAL_ADDRESS_SPACE = 'tsnet-global';
@@ -52,6 +53,8 @@ export interface IpamConfig {
   hostNetworks?: () => Promise<Cidr[]>;
   /** Pools shared through the cluster store (`--ipam-opt tsnet.pool=NAME`); absent without --cluster-store. */
   shared?: SharedPools;
+  /** Pools whose addresses the LAN's DHCP server hands out (`--ipam-opt tsnet.dhcp=on`). */
+  dhcp?: DhcpPools;
   /**
    * Whether a device outside tsnet answers for an address (`a.b.c.d/len`)
    * on its network's wire (macvlan with tsnet.arp_probe=on). Such an address
@@ -94,6 +97,7 @@ export class IpamService {
   private readonly defaults: Record<4 | 6, DefaultPool[]>;
   private readonly hostNetworks: () => Promise<Cidr[]>;
   private readonly shared: SharedPools | undefined;
+  private readonly dhcp: DhcpPools | undefined;
   private readonly inUse: ((address: string) => Promise<boolean>) | undefined;
   private readonly hostHolds: (address: string) => boolean;
   /**
@@ -114,6 +118,7 @@ export class IpamService {
     };
     this.hostNetworks = config.hostNetworks ?? (async () => []);
     this.shared = config.shared;
+    this.dhcp = config.dhcp;
     this.inUse = config.inUse;
     this.hostHolds = config.hostHolds ?? (() => false);
   }
@@ -148,6 +153,7 @@ export class IpamService {
   }
 
   requestPool(request: PoolRequest): Promise<PoolGrant> {
+    if (this.wantsDhcp(request)) return this.requestDhcpPool(request);
     const sharedName = request.options[POOL_OPTION];
     // Shared pools wait on the cluster store, not on this host's IPAM lock.
     if (sharedName !== undefined) return this.requestSharedPool(request, sharedName);
@@ -195,7 +201,7 @@ export class IpamService {
       throw new RequestError('AddressSpace', `unknown address space "${request.addressSpace}"; tsnet serves ${ADDRESS_SPACES.join(' and ')}`);
     }
     for (const key of Object.keys(request.options)) {
-      if (key.startsWith('tsnet.') && key !== POOL_OPTION) throw new RequestError(`Options.${key}`, `unknown IPAM option (tsnet's: ${POOL_OPTION})`);
+      if (key.startsWith('tsnet.') && key !== POOL_OPTION && key !== DHCP_OPTION) throw new RequestError(`Options.${key}`, `unknown IPAM option (tsnet's: ${POOL_OPTION}, ${DHCP_OPTION})`);
     }
   }
 
@@ -207,6 +213,30 @@ export class IpamService {
     const pool = this.parsePool(request.pool, request.v6 ? 6 : 4);
     const subPool = this.parseSubPool(request.subPool, pool);
     return shared.requestPool({ name, pool, ...(subPool ? { subPool } : {}) });
+  }
+
+  /** tsnet.dhcp=on|off (off: tsnet's own addresses, as without it). */
+  private wantsDhcp(request: PoolRequest): boolean {
+    const value = request.options[DHCP_OPTION];
+    if (value === undefined || value === 'off') return false;
+    if (value !== 'on') throw new RequestError(`Options.${DHCP_OPTION}`, `"${value}" must be on or off`);
+    return true;
+  }
+
+  private requestDhcpPool(request: PoolRequest): Promise<PoolGrant> {
+    this.checkPoolRequest(request);
+    const field = `Options.${DHCP_OPTION}`;
+    if (!this.dhcp) throw new RequestError(field, 'this daemon serves no DHCP pools');
+    if (request.v6) throw new RequestError(field, 'DHCP hands out IPv4 addresses only; give IPv6 its own subnet without tsnet.dhcp');
+    if (request.options[POOL_OPTION] !== undefined) throw new RequestError(field, `a pool is either the LAN's DHCP server's or shared through the cluster store (${POOL_OPTION}), not both`);
+    if (request.pool === '') throw new RequestError('Pool', `${DHCP_OPTION}=on needs the LAN's subnet: --subnet`);
+    if (request.subPool !== '') throw new RequestError('SubPool', `the DHCP server hands out its own range: no --ip-range with ${DHCP_OPTION}=on`);
+    return this.dhcp.requestPool(this.parsePool(request.pool, 4));
+  }
+
+  private dhcpPools(): DhcpPools {
+    if (!this.dhcp) throw new RequestError('PoolID', 'this daemon serves no DHCP pools');
+    return this.dhcp;
   }
 
   private sharedPools(field: string): SharedPools {
@@ -248,6 +278,7 @@ export class IpamService {
   }
 
   releasePool(poolId: string): Promise<void> {
+    if (isDhcpPoolId(poolId)) return this.dhcpPools().releasePool(poolId);
     if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releasePool(poolId);
     return this.locks.run(POOLS, () => this.locks.run(poolKey(poolId), async () => {
       const live = this.pools.get(poolId);
@@ -270,6 +301,8 @@ export class IpamService {
    * (tsnet.arp_probe) stays allocated to that device, and the next is tried.
    */
   async requestAddress(request: AddressRequest): Promise<{ address: string }> {
+    // The server decides: no probing, no host-shim check of tsnet's own (its server pings before it offers).
+    if (isDhcpPoolId(request.poolId)) return this.dhcpPools().requestAddress(request.poolId, request.address, request.options);
     if (request.options.RequestAddressType === GATEWAY_REQUEST) {
       const allocated = await this.allocate(request);
       const parsed = parseCidrWithIp(allocated.address)!;
@@ -364,6 +397,7 @@ export class IpamService {
 
   releaseAddress(poolId: string, address: string): Promise<void> {
     this.chosenGateways.delete(addressKey(poolId, address.split('/')[0]!));
+    if (isDhcpPoolId(poolId)) return this.dhcpPools().releaseAddress(poolId, address);
     if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releaseAddress(poolId, address);
     return this.locks.run(poolKey(poolId), () => this.release(this.pools.get(poolId), address));
   }

@@ -13,7 +13,10 @@ export type Collection =
   // This host's own record of shared pools (the cluster store is the authority across hosts):
   | 'shared-pools'
   | 'shared-addresses'
-  | 'cluster-pending';
+  | 'cluster-pending'
+  // Pools whose addresses the LAN's DHCP server hands out, and the leases tsnet holds of it:
+  | 'dhcp-pools'
+  | 'dhcp-leases';
 
 /** One change in a batch: a put, or a delete when `value` is null. */
 export interface Write {

@@ -1,0 +1,160 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { RequestError } from '../errors.js';
+import { type Cidr, cidrContains, formatCidr, formatIp, parseCidr, parseIp } from '../net/address.js';
+import { KeyedMutex } from '../mutex.js';
+import { del, put, type Store } from '../store/store.js';
+import type { Runner } from '../sys/runner.js';
+import { acquire, DhcpRefused, DhcpTimeout, type Lease, release } from './client.js';
+import { clientIdForMac } from './message.js';
+import { withProbeLink } from './wire.js';
+
+/** `--ipam-opt tsnet.dhcp=on`: the pool's addresses come from the DHCP server on its network's wire. */
+export const DHCP_OPTION = 'tsnet.dhcp';
+export const DHCP_POOL_ID_PREFIX = 'tsnet-dhcp/';
+export const isDhcpPoolId = (poolId: string) => poolId.startsWith(DHCP_POOL_ID_PREFIX);
+
+const GATEWAY_REQUEST = 'com.docker.network.gateway';
+
+/** A DHCP pool: the LAN's subnet, which tsnet never hands addresses of itself. */
+export interface DhcpPoolRecord {
+  id: string;
+  pool: string;
+  refs: number;
+  /** The gateway dockerd was answered at `network create` (--gateway, or the reserved first address). */
+  gateway: string;
+}
+
+/** A lease tsnet holds for a container, with the MAC and client identifier it was taken as. */
+export interface LeaseRecord extends Lease {
+  poolId: string;
+  mac: string;
+}
+
+/** Where a pool's subnet is on the wire: the parent of the macvlan network on it, and how long a server may take. */
+export interface DhcpWireOf {
+  parent: string;
+  timeoutMs: number;
+}
+
+/**
+ * Pools whose addresses the LAN's DHCP server hands out. A container's
+ * address is leased in RequestAddress, before dockerd makes the endpoint:
+ * through a probe link with the MAC tsnet picked for it (docs/dhcp.md),
+ * which the endpoint's link then gets. Leases are in the Store.
+ */
+export class DhcpPools {
+  private readonly pools = new Map<string, DhcpPoolRecord>();
+  private readonly leases = new Map<string, LeaseRecord>();
+  private readonly locks = new KeyedMutex();
+
+  constructor(
+    private readonly store: Store,
+    private readonly runner: Runner,
+    /** The network on the subnet, once `docker network create` made it. */
+    private readonly wireOf: (subnet: string) => DhcpWireOf | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  async load(): Promise<void> {
+    for (const [id, pool] of await this.store.readAll<DhcpPoolRecord>('dhcp-pools')) this.pools.set(id, pool);
+    for (const [address, lease] of await this.store.readAll<LeaseRecord>('dhcp-leases')) this.leases.set(address, lease);
+  }
+
+  /** Whether `subnet` is a DHCP pool's. */
+  hasPool(subnet: string): boolean {
+    return [...this.pools.values()].some((p) => p.pool === subnet);
+  }
+
+  /** The lease of a container address (plain IP), if tsnet holds one. */
+  lease(address: string): LeaseRecord | undefined {
+    return this.leases.get(address);
+  }
+
+  requestPool(pool: Cidr): Promise<{ poolId: string; pool: string; data: Record<string, string> }> {
+    const id = `${DHCP_POOL_ID_PREFIX}${formatCidr(pool)}`;
+    return this.locks.run(id, async () => {
+      const existing = this.pools.get(id);
+      const record = existing ? { ...existing, refs: existing.refs + 1 } : { id, pool: formatCidr(pool), refs: 1, gateway: '' };
+      await this.store.commit([put('dhcp-pools', id, record)]);
+      this.pools.set(id, record);
+      return { poolId: id, pool: record.pool, data: {} };
+    });
+  }
+
+  releasePool(poolId: string): Promise<void> {
+    return this.locks.run(poolId, async () => {
+      const record = this.pools.get(poolId);
+      if (!record) return;
+      if (record.refs > 1) {
+        const fewer = { ...record, refs: record.refs - 1 };
+        await this.store.commit([put('dhcp-pools', poolId, fewer)]);
+        this.pools.set(poolId, fewer);
+        return;
+      }
+      await this.store.commit([del('dhcp-pools', poolId)]);
+      this.pools.delete(poolId);
+    });
+  }
+
+  /**
+   * The gateway: --gateway, else the subnet's first address, reserved as a
+   * placeholder (containers get the lease's router in Join). A container:
+   * a lease from the server, for `address` (--ip) when given.
+   */
+  async requestAddress(poolId: string, address: string, options: Record<string, string>): Promise<{ address: string }> {
+    const record = this.pools.get(poolId);
+    if (!record) throw new RequestError('PoolID', `unknown pool "${poolId}"`);
+    const subnet = parseCidr(record.pool)!.cidr;
+    const prefix = subnet.prefix;
+    if (options.RequestAddressType === GATEWAY_REQUEST) {
+      const gateway = address || formatIp({ family: 4, value: subnet.network + 1n });
+      await this.locks.run(poolId, () => this.store.commit([put('dhcp-pools', poolId, { ...record, gateway })]));
+      this.pools.set(poolId, { ...record, gateway });
+      return { address: `${gateway}/${prefix}` };
+    }
+    const wire = this.wireOf(record.pool);
+    if (!wire) throw new RequestError('PoolID', `no macvlan network is on the DHCP pool ${record.pool} yet: create it with -o parent=<the LAN's interface>`);
+    const mac = localMac();
+    const refuse = (offered: string) => (cidrContains(subnet, parseIp(offered)!) ? undefined : `outside the network's subnet ${record.pool}`);
+    let lease: Lease;
+    try {
+      lease = await withProbeLink(this.runner, { parent: wire.parent, mac }, (link) =>
+        acquire(link, { mac, clientId: clientIdForMac(mac) }, { timeoutMs: wire.timeoutMs, refuse, ...(address ? { requested: address } : {}), dropped: (why) => this.log.debug({ why }, 'dropped a DHCP datagram') }),
+      );
+    } catch (error) {
+      if (error instanceof DhcpTimeout || error instanceof DhcpRefused) throw new RequestError('Address', `DHCP on ${wire.parent}: ${error.message}`);
+      throw error;
+    }
+    const held: LeaseRecord = { ...lease, poolId, mac };
+    await this.store.commit([put('dhcp-leases', lease.address, held)]);
+    this.leases.set(lease.address, held);
+    this.log.info({ address: lease.address, mac, server: lease.server, seconds: lease.leaseSeconds }, 'leased an address from the DHCP server');
+    return { address: `${lease.address}/${prefix}` };
+  }
+
+  /** Gives a container's lease back to its server (best effort: a server that is away lets it expire). */
+  async releaseAddress(poolId: string, address: string): Promise<void> {
+    const plain = address.split('/')[0]!;
+    const lease = this.leases.get(plain);
+    if (!lease || lease.poolId !== poolId) return;
+    const pool = this.pools.get(poolId)?.pool ?? '';
+    const wire = this.wireOf(pool);
+    if (wire) {
+      // From the leased address, as a client releases: the container's link, which had it, is gone by now.
+      const address = `${plain}/${pool.split('/')[1]}`;
+      await withProbeLink(this.runner, { parent: wire.parent, mac: lease.mac, address }, (link) => release(link, { mac: lease.mac, clientId: clientIdForMac(lease.mac) }, lease)).catch((error: unknown) =>
+        this.log.warn({ address: plain, err: error instanceof Error ? error.message : String(error) }, 'could not release a DHCP lease; the server lets it expire'),
+      );
+    }
+    await this.store.commit([del('dhcp-leases', plain)]);
+    this.leases.delete(plain);
+  }
+}
+
+/** A locally administered unicast MAC, as containers' are: 02:xx…, random. */
+function localMac(): string {
+  const bytes = randomBytes(6);
+  bytes[0] = 0x02;
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}

@@ -1,0 +1,62 @@
+// Containers on a macvlan network with addresses from the LAN's DHCP server
+// (--ipam-opt tsnet.dhcp=on), through a real dockerd: a LAN netns runs
+// dnsmasq as the server; the first slice of issue 21 (docs/dhcp.md).
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CleanupStack, createDockerHost, createNetns, createVethPair, deleteNetns, type DhcpServer, type DockerHost, newRunId, runDir, startDhcpServer, TEST_IMAGE } from '../harness/index.js';
+
+const id = newRunId();
+const LAN = `${id}lan`;
+const SERVER = '10.97.0.1';
+const ROUTER = '10.97.0.254';
+const cleanup = new CleanupStack();
+let host: DockerHost;
+let server: DhcpServer;
+
+const inspect = async (name: string, field: string) => (await host.dockerOk(['inspect', '-f', `{{range .NetworkSettings.Networks}}{{.${field}}}{{end}}`, name])).stdout.trim();
+const run = (name: string, ...args: string[]) => host.docker(['run', '-d', '--pull=never', '--name', name, '--network', 'dlan', ...args, TEST_IMAGE, 'sleep', '600'], { timeoutMs: 60_000 });
+
+describe('macvlan with addresses from the LAN\'s DHCP server', () => {
+  beforeAll(async () => {
+    host = await createDockerHost({ dockerdArgs: ['--bridge=none'] });
+    cleanup.defer('destroy host', () => host.destroy());
+    await createNetns(LAN);
+    cleanup.defer(`delete netns ${LAN}`, () => deleteNetns(LAN));
+    await createVethPair({ netns: host.netns, name: 'lan0' }, { netns: LAN, name: 'wire', address: `${SERVER}/24` });
+    // The LAN's router is not the network's first address, where the pool's placeholder gateway sits: Join must give the lease's.
+    server = await startDhcpServer({ dir: join(runDir(id), 'dhcp'), netns: LAN, iface: 'wire', address: SERVER, range: '10.97.0.100,10.97.0.150', extraArgs: [`--dhcp-option=option:router,${ROUTER}`] }, cleanup);
+    await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'parent=lan0', '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.dhcp=on', '--subnet', '10.97.0.0/24', 'dlan']);
+  }, 120_000);
+  afterAll(() => cleanup.run(), 120_000);
+
+  it('gives a container a lease from the server\'s range, with the MAC it was leased as, and the lease\'s router as gateway', async () => {
+    expect((await run('c1')).exitCode).toBe(0);
+    const [address, mac] = [await inspect('c1', 'IPAddress'), await inspect('c1', 'MacAddress')];
+    expect(Number(address.split('.')[3])).toBeGreaterThanOrEqual(100);
+    expect(Number(address.split('.')[3])).toBeLessThanOrEqual(150);
+    expect(server.leases().find((l) => l.address === address)).toMatchObject({ mac, clientId: `01:${mac}` });
+    expect((await host.docker(['exec', 'c1', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
+    // /proc/net/route: the default route's gateway, little-endian hex: FE00610A is 10.97.0.254.
+    expect((await host.dockerOk(['exec', 'c1', 'cat', '/proc/net/route'])).stdout).toMatch(/eth0\s+00000000\s+FE00610A/i);
+  });
+
+  it('releases the lease when the container goes', async () => {
+    const address = await inspect('c1', 'IPAddress');
+    await host.dockerOk(['rm', '-f', 'c1']);
+    await expect.poll(() => server.leases().some((l) => l.address === address), { timeout: 10_000 }).toBe(false);
+  });
+
+  it('refuses DHCP on a bridge network, naming the option', async () => {
+    const refused = await host.docker(['network', 'create', '-d', host.driver, '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.dhcp=on', '--subnet', '10.96.0.0/24', 'dbr']);
+    expect(refused.stderr).toMatch(/tsnet\.dhcp: only macvlan networks take addresses from the LAN's DHCP server/);
+  });
+
+  it('fails the attach within its timeout when the server is away, naming the parent', async () => {
+    await server.stop();
+    const started = Date.now();
+    const attempt = await run('c2');
+    expect(attempt.exitCode).not.toBe(0);
+    expect(attempt.stderr).toMatch(/DHCP on lan0: no DHCP server answered within 5 s/);
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});
