@@ -17,6 +17,11 @@ export class SandboxFiles {
     if (!this.netnsDir) return existsSync(sandboxKey);
     return !existsSync(this.netnsDir) || existsSync(join(this.netnsDir, basename(sandboxKey)));
   }
+
+  /** Where this daemon finds the sandbox's netns file (dockerd's path, or its name under --netns-dir). */
+  pathOf(sandboxKey: string): string {
+    return this.netnsDir ? join(this.netnsDir, basename(sandboxKey)) : sandboxKey;
+  }
 }
 
 /**

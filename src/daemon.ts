@@ -87,7 +87,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     requestScope: <T>(networkId: string | undefined, work: () => Promise<T>) => own.during(work, networkId ? [bridgeName(networkId)] : []),
     ...(metrics ? { observeRequest: metrics.observeRequest, observeRepairs: metrics.observeRepairs } : {}),
   };
-  const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges, linkReaper } = await createPlugin(parts, pluginOptions, log);
+  const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges, linkReaper, dhcp } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
   if (cluster) metrics?.watchOverlayGate(cluster.gate);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
@@ -136,13 +136,14 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     socketPath,
     async stop() {
       networks.stop();
+      dhcp.stop();
       await watcher?.stop();
       await Promise.all([close(server), close(admin), ...(metricsServer ? [close(metricsServer)] : [])]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
       // Requests whose connections were cut still run: their kernel work must reach the store.
       await inFlight.drained();
-      await linkReaper.settled();
+      await Promise.all([linkReaper.settled(), dhcp.settle()]);
       await cluster?.stop();
       await Promise.all([dns.stop(), names.stop()]);
       await store.close();

@@ -55,6 +55,8 @@ export interface Plugin {
   dockerBridges: DockerBridges;
   /** Deletes the links of deleted networks in the background: settle it before the process ends. */
   linkReaper: LinkReaper;
+  /** The DHCP pools and their leases: stop their renewals before the process ends. */
+  dhcp: DhcpPools;
 }
 
 /** What the plugin works on: its state, the door to programs, and the host's port space. */
@@ -94,7 +96,10 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   ]);
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
   // Leases are taken through a probe link on the network's parent: the pools ask the networks where that is.
-  const dhcp = new DhcpPools(store, runner, (subnet) => networks.dhcpWireOf(subnet), log.child({ room: 'dhcp' }));
+  const dhcp = new DhcpPools(store, runner, { wireOf: (subnet) => networks.dhcpWireOf(subnet), sandboxOf: (address) => {
+    const key = networks.sandboxOf(address);
+    return key === undefined ? undefined : sandboxes.pathOf(key);
+  } }, log.child({ room: 'dhcp' }));
   await dhcp.load();
   const addresses = {
     releaseStale: (address: string) => ipam.releaseStale(address),
@@ -123,5 +128,5 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   await networks.removeLeftovers();
   const inFlight = new InFlight();
   const reconciler = new Reconciler(networks, ip, fdb, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
-  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest, requestScope), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges, linkReaper };
+  return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest, requestScope), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges, linkReaper, dhcp };
 }

@@ -359,6 +359,11 @@ export class NetworkService {
     return network && this.driverOf(network).dhcpWire!(network);
   }
 
+  /** The sandbox of the endpoint holding the IPv4 `address` (plain IP), once it joined. */
+  sandboxOf(address: string): string | undefined {
+    return this.listEndpoints().find((e) => e.address?.split('/')[0] === address)?.sandboxKey;
+  }
+
   /** The host's links tsnet's networks depend on without having named them (see Driver.borrowedLinks). */
   borrowedLinks(): Set<string> {
     return new Set(this.listNetworks().flatMap((network) => this.driverOf(network).borrowedLinks?.(network) ?? []));

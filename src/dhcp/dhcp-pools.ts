@@ -5,9 +5,11 @@ import { type Cidr, cidrContains, formatCidr, formatIp, parseCidr, parseIp } fro
 import { KeyedMutex } from '../mutex.js';
 import { del, put, type Store } from '../store/store.js';
 import type { Runner } from '../sys/runner.js';
-import { acquire, DhcpRefused, DhcpTimeout, type Lease, release } from './client.js';
-import { clientIdForMac } from './message.js';
-import { withProbeLink } from './wire.js';
+import { acquire, DhcpRefused, DhcpTimeout, extend, type Lease, release } from './client.js';
+import { type ClientIdentity, clientIdForMac } from './message.js';
+import { namespaceHolding } from './lease-netns.js';
+import { type LeaseBook, LeaseRenewer } from './renewer.js';
+import { RelayWire, withProbeLink } from './wire.js';
 
 /** `--ipam-opt tsnet.dhcp=on`: the pool's addresses come from the DHCP server on its network's wire. */
 export const DHCP_OPTION = 'tsnet.dhcp';
@@ -29,6 +31,8 @@ export interface DhcpPoolRecord {
 export interface LeaseRecord extends Lease {
   poolId: string;
   mac: string;
+  /** Set when it ran out with no server to extend it (cleared when one does). */
+  expired?: true;
 }
 
 /** Where a pool's subnet is on the wire: the parent of the macvlan network on it, and how long a server may take. */
@@ -37,28 +41,102 @@ export interface DhcpWireOf {
   timeoutMs: number;
 }
 
+/** What the pools ask of the networks. */
+export interface DhcpNetworks {
+  /** The network on the subnet, once `docker network create` made it. */
+  wireOf(subnet: string): DhcpWireOf | undefined;
+  /** The sandbox (netns path) of the container holding `address`, once it joined. */
+  sandboxOf(address: string): string | undefined;
+  /** The container's name (option 12), once the daemon learnt it. */
+  hostnameOf?(address: string): string | undefined;
+}
+
 /**
  * Pools whose addresses the LAN's DHCP server hands out. A container's
  * address is leased in RequestAddress, before dockerd makes the endpoint:
  * through a probe link with the MAC tsnet picked for it (docs/dhcp.md),
  * which the endpoint's link then gets. Leases are in the Store.
  */
-export class DhcpPools {
+export class DhcpPools implements LeaseBook<LeaseRecord> {
   private readonly pools = new Map<string, DhcpPoolRecord>();
-  private readonly leases = new Map<string, LeaseRecord>();
+  private readonly leaseRecords = new Map<string, LeaseRecord>();
   private readonly locks = new KeyedMutex();
+  private readonly renewer: LeaseRenewer<LeaseRecord>;
 
   constructor(
     private readonly store: Store,
     private readonly runner: Runner,
-    /** The network on the subnet, once `docker network create` made it. */
-    private readonly wireOf: (subnet: string) => DhcpWireOf | undefined,
+    private readonly networks: DhcpNetworks,
     private readonly log: Logger,
-  ) {}
+    /** Told when a lease runs out with no server to extend it (metrics). */
+    private readonly onExpired: () => void = () => undefined,
+  ) {
+    this.renewer = new LeaseRenewer(this, log);
+  }
 
+  private wireOf(subnet: string): DhcpWireOf | undefined {
+    return this.networks.wireOf(subnet);
+  }
+
+  /** Reads pools and leases, then keeps the leases alive: a restarted or killed daemon goes on renewing them. */
   async load(): Promise<void> {
     for (const [id, pool] of await this.store.readAll<DhcpPoolRecord>('dhcp-pools')) this.pools.set(id, pool);
-    for (const [address, lease] of await this.store.readAll<LeaseRecord>('dhcp-leases')) this.leases.set(address, lease);
+    for (const [address, lease] of await this.store.readAll<LeaseRecord>('dhcp-leases')) this.leaseRecords.set(address, lease);
+    this.renewer.reschedule();
+  }
+
+  stop(): void {
+    this.renewer.stop();
+  }
+
+  /** Waits for renewals under way (tests). */
+  settle(): Promise<void> {
+    return this.renewer.settle();
+  }
+
+  leases(): readonly LeaseRecord[] {
+    return [...this.leaseRecords.values()];
+  }
+
+  private identity(lease: Pick<LeaseRecord, 'mac' | 'address'>): ClientIdentity {
+    const hostname = this.networks.hostnameOf?.(lease.address);
+    return { mac: lease.mac, clientId: clientIdForMac(lease.mac), ...(hostname ? { hostname } : {}) };
+  }
+
+  /**
+   * Renews or rebinds from where the address is: the container's network
+   * namespace while it runs, else (not started yet, or stopped) a probe
+   * link holding the address.
+   */
+  async extend(lease: LeaseRecord, how: 'renew' | 'rebind'): Promise<void> {
+    const pool = this.pools.get(lease.poolId)?.pool;
+    const wire = pool ? this.wireOf(pool) : undefined;
+    if (!pool || !wire) throw new Error(`no network is on the DHCP pool of ${lease.address}`);
+    const options = { timeoutMs: wire.timeoutMs, dropped: (why: string) => this.log.debug({ why }, 'dropped a DHCP datagram') };
+    const netns = namespaceHolding(lease.address, this.networks.sandboxOf(lease.address));
+    const work = (link: RelayWire) => extend(link, this.identity(lease), lease, how, options);
+    const extended = netns
+      ? await RelayWire.open({ path: netns }).then(async (link) => {
+          try {
+            return await work(link);
+          } finally {
+            link.close();
+          }
+        })
+      : await withProbeLink(this.runner, { parent: wire.parent, mac: lease.mac, address: `${lease.address}/${pool.split('/')[1]}` }, work);
+    if (!this.leaseRecords.has(lease.address)) return; // released meanwhile
+    const held: LeaseRecord = { ...extended, poolId: lease.poolId, mac: lease.mac };
+    await this.store.commit([put('dhcp-leases', lease.address, held)]);
+    this.leaseRecords.set(lease.address, held);
+    this.log.info({ address: lease.address, how, server: extended.server, seconds: extended.leaseSeconds }, 'extended a DHCP lease');
+  }
+
+  expired(lease: LeaseRecord): void {
+    this.log.warn({ address: lease.address, server: lease.server }, 'a DHCP lease ran out with no server to extend it; the container keeps the address, and tsnet keeps asking');
+    this.onExpired();
+    const marked: LeaseRecord = { ...lease, expired: true };
+    this.leaseRecords.set(lease.address, marked);
+    this.store.commit([put('dhcp-leases', lease.address, marked)]).catch(() => undefined);
   }
 
   /** Whether `subnet` is a DHCP pool's. */
@@ -68,7 +146,7 @@ export class DhcpPools {
 
   /** The lease of a container address (plain IP), if tsnet holds one. */
   lease(address: string): LeaseRecord | undefined {
-    return this.leases.get(address);
+    return this.leaseRecords.get(address);
   }
 
   requestPool(pool: Cidr): Promise<{ poolId: string; pool: string; data: Record<string, string> }> {
@@ -128,15 +206,16 @@ export class DhcpPools {
     }
     const held: LeaseRecord = { ...lease, poolId, mac };
     await this.store.commit([put('dhcp-leases', lease.address, held)]);
-    this.leases.set(lease.address, held);
-    this.log.info({ address: lease.address, mac, server: lease.server, seconds: lease.leaseSeconds }, 'leased an address from the DHCP server');
+    this.leaseRecords.set(lease.address, held);
+    this.renewer.reschedule();
+    this.log.info({ address: lease.address, mac, server: lease.server, seconds: lease.leaseSeconds, t1: lease.renewalSeconds, t2: lease.rebindingSeconds }, 'leased an address from the DHCP server');
     return { address: `${lease.address}/${prefix}` };
   }
 
   /** Gives a container's lease back to its server (best effort: a server that is away lets it expire). */
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const plain = address.split('/')[0]!;
-    const lease = this.leases.get(plain);
+    const lease = this.leaseRecords.get(plain);
     if (!lease || lease.poolId !== poolId) return;
     const pool = this.pools.get(poolId)?.pool ?? '';
     const wire = this.wireOf(pool);
@@ -148,7 +227,8 @@ export class DhcpPools {
       );
     }
     await this.store.commit([del('dhcp-leases', plain)]);
-    this.leases.delete(plain);
+    this.leaseRecords.delete(plain);
+    this.renewer.forget(plain);
   }
 }
 

@@ -417,6 +417,8 @@ export class IpamService {
   async releaseStale(address: string): Promise<void> {
     const parsed = parseCidrWithIp(address);
     if (!parsed) return;
+    const lease = this.dhcp?.lease(formatIp(parsed.ip));
+    if (lease) return this.dhcp!.releaseAddress(lease.poolId, address);
     const holds = (p: LivePool) =>
       p.allocator.pool.network === parsed.cidr.network && p.allocator.pool.prefix === parsed.cidr.prefix && p.addresses.get(formatIp(parsed.ip))?.gateway === false;
     const candidate = [...this.pools.values()].find(holds);

@@ -24,7 +24,7 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     cleanup.defer(`delete netns ${LAN}`, () => deleteNetns(LAN));
     await createVethPair({ netns: host.netns, name: 'lan0' }, { netns: LAN, name: 'wire', address: `${SERVER}/24` });
     // The LAN's router is not the network's first address, where the pool's placeholder gateway sits: Join must give the lease's.
-    server = await startDhcpServer({ dir: join(runDir(id), 'dhcp'), netns: LAN, iface: 'wire', address: SERVER, range: '10.97.0.100,10.97.0.150', extraArgs: [`--dhcp-option=option:router,${ROUTER}`] }, cleanup);
+    server = await startDhcpServer({ dir: join(runDir(id), 'dhcp'), netns: LAN, iface: 'wire', address: SERVER, range: '10.97.0.100,10.97.0.150', extraArgs: [`--dhcp-option=option:router,${ROUTER}`, '--dhcp-option=option:T1,3', '--dhcp-option=option:T2,6'] }, cleanup);
     await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'parent=lan0', '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.dhcp=on', '--subnet', '10.97.0.0/24', 'dlan']);
   }, 120_000);
   afterAll(() => cleanup.run(), 120_000);
@@ -44,6 +44,21 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     const address = await inspect('c1', 'IPAddress');
     await host.dockerOk(['rm', '-f', 'c1']);
     await expect.poll(() => server.leases().some((l) => l.address === address), { timeout: 10_000 }).toBe(false);
+  });
+
+  it('renews at T1 from the container, keeping the address lease after lease, and goes on renewing after a SIGKILL', async () => {
+    expect((await run('c3')).exitCode).toBe(0);
+    const [address, mac] = [await inspect('c3', 'IPAddress'), await inspect('c3', 'MacAddress')];
+    // dnsmasq logs every ACK, the first and each renewal: DHCPACK(wire) <address> <mac>.
+    const acks = () => server.log().split('\n').filter((line) => line.includes(`DHCPACK(wire) ${address} ${mac}`)).length;
+    await expect.poll(acks, { timeout: 30_000, interval: 500 }).toBeGreaterThanOrEqual(3);
+    expect(await inspect('c3', 'IPAddress')).toBe(address);
+    await host.tsnet.kill9();
+    await host.tsnet.start();
+    const before = acks();
+    await expect.poll(acks, { timeout: 30_000, interval: 500 }).toBeGreaterThanOrEqual(before + 2);
+    expect((await host.docker(['exec', 'c3', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
+    expect(server.leases().find((l) => l.address === address)?.mac).toBe(mac);
   });
 
   it('refuses DHCP on a bridge network, naming the option', async () => {
