@@ -95,6 +95,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }), { turnOn });
   // Docker's bridge networks come and go with its events: tsnet's networks stay out of each.
   names.onChange(() => void dockerBridges.update(names.dockerBridges()));
+  // A DHCP lease carries its container's name to the LAN's server, which may register it in its DNS.
+  dhcp.useHostnames((address) => {
+    const endpoint = networks.listEndpoints().find((e) => e.address?.split('/')[0] === address);
+    return endpoint ? names.endpoints().get(endpoint.id)?.containerName : undefined;
+  });
+  names.onChange(() => dhcp.namesChanged());
   names.start();
   let dns: DnsService;
   try {

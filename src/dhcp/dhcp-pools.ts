@@ -33,6 +33,8 @@ export interface LeaseRecord extends Lease {
   mac: string;
   /** Set when it ran out with no server to extend it (cleared when one does). */
   expired?: true;
+  /** The hostname (option 12) the server last heard for it. */
+  hostname?: string;
 }
 
 /** Where a pool's subnet is on the wire: the parent of the macvlan network on it, and how long a server may take. */
@@ -47,9 +49,10 @@ export interface DhcpNetworks {
   wireOf(subnet: string): DhcpWireOf | undefined;
   /** The sandbox (netns path) of the container holding `address`, once it joined. */
   sandboxOf(address: string): string | undefined;
-  /** The container's name (option 12), once the daemon learnt it. */
-  hostnameOf?(address: string): string | undefined;
 }
+
+/** A container name as a DHCP hostname (option 12): one DNS label, as servers that register names want it. */
+export const hostnameFor = (name: string): string => name.replace(/[^A-Za-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
 
 /**
  * Pools whose addresses the LAN's DHCP server hands out. A container's
@@ -98,8 +101,28 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     return [...this.leaseRecords.values()];
   }
 
+  /** The containers' names, by address (the Docker event watcher's); absent: none known. */
+  private hostnameOf: (address: string) => string | undefined = () => undefined;
+
+  /**
+   * Names containers from now on (option 12), and tells the server at once
+   * the name of a container it has not heard yet: a server that registers
+   * hostnames (dnsmasq, Pi-hole, Kea with DDNS) then resolves it on the LAN.
+   */
+  useHostnames(hostnameOf: (address: string) => string | undefined): void {
+    this.hostnameOf = (address) => {
+      const name = hostnameOf(address);
+      return name ? hostnameFor(name) || undefined : undefined;
+    };
+  }
+
+  /** Renews now every lease whose container's name the server has not heard (the names changed). */
+  namesChanged(): void {
+    for (const lease of this.leaseRecords.values()) if (this.hostnameOf(lease.address) !== lease.hostname) this.renewer.soon(lease.address);
+  }
+
   private identity(lease: Pick<LeaseRecord, 'mac' | 'address'>): ClientIdentity {
-    const hostname = this.networks.hostnameOf?.(lease.address);
+    const hostname = this.hostnameOf(lease.address);
     return { mac: lease.mac, clientId: clientIdForMac(lease.mac), ...(hostname ? { hostname } : {}) };
   }
 
@@ -114,7 +137,8 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     if (!pool || !wire) throw new Error(`no network is on the DHCP pool of ${lease.address}`);
     const options = { timeoutMs: wire.timeoutMs, dropped: (why: string) => this.log.debug({ why }, 'dropped a DHCP datagram') };
     const netns = namespaceHolding(lease.address, this.networks.sandboxOf(lease.address));
-    const work = (link: RelayWire) => extend(link, this.identity(lease), lease, how, options);
+    const identity = this.identity(lease);
+    const work = (link: RelayWire) => extend(link, identity, lease, how, options);
     const extended = netns
       ? await RelayWire.open({ path: netns }).then(async (link) => {
           try {
@@ -125,10 +149,10 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
         })
       : await withProbeLink(this.runner, { parent: wire.parent, mac: lease.mac, address: `${lease.address}/${pool.split('/')[1]}` }, work);
     if (!this.leaseRecords.has(lease.address)) return; // released meanwhile
-    const held: LeaseRecord = { ...extended, poolId: lease.poolId, mac: lease.mac };
+    const held: LeaseRecord = { ...extended, poolId: lease.poolId, mac: lease.mac, ...(identity.hostname ? { hostname: identity.hostname } : {}) };
     await this.store.commit([put('dhcp-leases', lease.address, held)]);
     this.leaseRecords.set(lease.address, held);
-    this.log.info({ address: lease.address, how, server: extended.server, seconds: extended.leaseSeconds }, 'extended a DHCP lease');
+    this.log.info({ address: lease.address, how, hostname: identity.hostname, server: extended.server, seconds: extended.leaseSeconds }, 'extended a DHCP lease');
   }
 
   expired(lease: LeaseRecord): void {

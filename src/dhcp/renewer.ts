@@ -89,6 +89,7 @@ export class LeaseRenewer<L extends Lease> {
       }
       const how = now >= rebind ? 'rebind' : 'renew';
       try {
+        // Before its T1 (soon()), a renewal: the server that granted it is there to hear.
         await this.book.extend(lease, how);
         this.retryAt.delete(lease.address);
         this.toldExpired.delete(lease.address);
@@ -100,6 +101,12 @@ export class LeaseRenewer<L extends Lease> {
         this.log.warn({ address: lease.address, how, retryInMs: Math.round(wait), err: error instanceof Error ? error.message : String(error) }, 'could not extend a DHCP lease');
       }
     }
+  }
+
+  /** Extends the lease of `address` as soon as possible, whatever its deadlines (it has news for the server). */
+  soon(address: string): void {
+    this.retryAt.set(address, this.now());
+    this.reschedule();
   }
 
   /** A lease that went (released, dropped): nothing more is tried for its address. */

@@ -3,7 +3,7 @@
 // dnsmasq as the server; the first slice of issue 21 (docs/dhcp.md).
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CleanupStack, createDockerHost, createNetns, createVethPair, deleteNetns, type DhcpServer, type DockerHost, newRunId, runDir, startDhcpServer, TEST_IMAGE } from '../harness/index.js';
+import { CleanupStack, createDockerHost, createNetns, createVethPair, deleteNetns, type DhcpServer, dig, type DockerHost, newRunId, runDir, startDhcpServer, TEST_IMAGE } from '../harness/index.js';
 
 const id = newRunId();
 const LAN = `${id}lan`;
@@ -24,7 +24,7 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     cleanup.defer(`delete netns ${LAN}`, () => deleteNetns(LAN));
     await createVethPair({ netns: host.netns, name: 'lan0' }, { netns: LAN, name: 'wire', address: `${SERVER}/24` });
     // The LAN's router is not the network's first address, where the pool's placeholder gateway sits: Join must give the lease's.
-    server = await startDhcpServer({ dir: join(runDir(id), 'dhcp'), netns: LAN, iface: 'wire', address: SERVER, range: '10.97.0.100,10.97.0.150', extraArgs: [`--dhcp-option=option:router,${ROUTER}`, '--dhcp-option=option:T1,3', '--dhcp-option=option:T2,6'] }, cleanup);
+    server = await startDhcpServer({ dir: join(runDir(id), 'dhcp'), netns: LAN, iface: 'wire', address: SERVER, range: '10.97.0.100,10.97.0.150', domain: 'lan', extraArgs: [`--dhcp-option=option:router,${ROUTER}`, '--dhcp-option=option:T1,3', '--dhcp-option=option:T2,6'] }, cleanup);
     await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'parent=lan0', '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.dhcp=on', '--subnet', '10.97.0.0/24', 'dlan']);
   }, 120_000);
   afterAll(() => cleanup.run(), 120_000);
@@ -59,6 +59,15 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     await expect.poll(acks, { timeout: 30_000, interval: 500 }).toBeGreaterThanOrEqual(before + 2);
     expect((await host.docker(['exec', 'c3', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
     expect(server.leases().find((l) => l.address === address)?.mac).toBe(mac);
+  });
+
+  it('sends the container\'s name, so a LAN host resolves it through the server\'s DNS', async () => {
+    expect((await run('web_5')).exitCode).toBe(0);
+    const address = await inspect('web_5', 'IPAddress');
+    // Option 12 is one DNS label: the underscore becomes a hyphen.
+    const lookup = async () => (await dig(SERVER, 53, ['web-5.lan', 'A'], LAN)).answers;
+    await expect.poll(lookup, { timeout: 30_000, interval: 500 }).toEqual([`A ${address}`]);
+    expect(server.leases().find((l) => l.address === address)?.hostname).toBe('web-5');
   });
 
   it('refuses DHCP on a bridge network, naming the option', async () => {
