@@ -37,6 +37,13 @@ function printEndpoint(e: EndpointView): string {
       ['links', [e.links.host && `host ${e.links.host}`, `container ${e.links.container}`].filter(Boolean).join(', ')],
       ['ports', orDash(e.ports)],
       ['sandbox', e.sandbox ?? 'not joined'],
+      ...(e.lease
+        ? ([
+            ['lease', `${e.lease.state} from ${e.lease.server}${e.lease.hostname ? ` as ${e.lease.hostname}` : ''}, router ${orDash(e.lease.routers)}`],
+            ['renew / rebind', `${e.lease.renew} / ${e.lease.rebind}`],
+            ['expires', e.lease.expires],
+          ] as Array<[string, string]>)
+        : []),
     ])
   );
 }

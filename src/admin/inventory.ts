@@ -9,6 +9,7 @@ import { RequestError } from '../errors.js';
 import type { IpamService, PoolRecord } from '../ipam/ipam-service.js';
 import { canonicalCidr, cidrSize, formatIp, parseCidr, parseIp } from '../net/address.js';
 import type { SegmentMember } from '../overlay/segment-members.js';
+import { deadlines } from '../dhcp/renewer.js';
 import type { DockerNames } from './docker-names.js';
 import { formatPortSpec } from './port-spec.js';
 
@@ -49,6 +50,21 @@ export interface EndpointView {
   ports: string[];
   /** The container's netns (Join's SandboxKey); absent until it joined. */
   sandbox?: string;
+  /** The DHCP lease of its address, on a network whose addresses the LAN's server hands out. */
+  lease?: LeaseView;
+}
+
+/** A DHCP lease as `tsnet inspect` shows it: its server, and when it is renewed, rebound and runs out (ISO times). */
+export interface LeaseView {
+  server: string;
+  routers: string[];
+  granted: string;
+  renew: string;
+  rebind: string;
+  expires: string;
+  /** `bound`, or `expired`: it ran out with no server to extend it (tsnet keeps asking). */
+  state: 'bound' | 'expired';
+  hostname?: string;
 }
 
 /** A pool of tsnet's IPAM and what it holds. */
@@ -175,6 +191,26 @@ export class Inventory {
       links,
       ports: this.networks.publishedPorts(endpoint).map((p) => formatPortSpec({ ...p.binding, hostIp: p.hostIp, hostPort: p.hostPort, hostPortEnd: p.hostPort })),
       ...(endpoint.sandboxKey ? { sandbox: endpoint.sandboxKey } : {}),
+      ...this.leaseOf(endpoint),
+    };
+  }
+
+  private leaseOf(endpoint: EndpointRecord): { lease?: LeaseView } {
+    const lease = endpoint.address ? this.ipam.dhcpLease(endpoint.address.split('/')[0]!) : undefined;
+    if (!lease) return {};
+    const at = (ms: number) => new Date(ms).toISOString();
+    const times = deadlines(lease);
+    return {
+      lease: {
+        server: lease.server,
+        routers: lease.routers,
+        granted: at(lease.grantedAt),
+        renew: at(times.renew),
+        rebind: at(times.rebind),
+        expires: at(times.expire),
+        state: lease.expired ? 'expired' : 'bound',
+        ...(lease.hostname ? { hostname: lease.hostname } : {}),
+      },
     };
   }
 

@@ -71,8 +71,6 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     private readonly runner: Runner,
     private readonly networks: DhcpNetworks,
     private readonly log: Logger,
-    /** Told when a lease runs out with no server to extend it (metrics). */
-    private readonly onExpired: () => void = () => undefined,
   ) {
     this.renewer = new LeaseRenewer(this, log);
   }
@@ -157,7 +155,6 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
 
   expired(lease: LeaseRecord): void {
     this.log.warn({ address: lease.address, server: lease.server }, 'a DHCP lease ran out with no server to extend it; the container keeps the address, and tsnet keeps asking');
-    this.onExpired();
     const marked: LeaseRecord = { ...lease, expired: true };
     this.leaseRecords.set(lease.address, marked);
     this.store.commit([put('dhcp-leases', lease.address, marked)]).catch(() => undefined);

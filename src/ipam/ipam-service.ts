@@ -5,7 +5,7 @@ import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, par
 import { type DefaultPool, candidateSubnets, parseDefaultPools, DEFAULT_POOLS_V4, DEFAULT_POOLS_V6 } from './default-pools.js';
 import { checkChosenAddress, PoolAllocator } from './pool-allocator.js';
 import { isSharedPoolId, parsePoolName, POOL_OPTION, type PoolGrant, type SharedPools } from './shared-pools.js';
-import { DHCP_OPTION, type DhcpPools, isDhcpPoolId } from '../dhcp/dhcp-pools.js';
+import { DHCP_OPTION, type DhcpPools, isDhcpPoolId, type LeaseRecord } from '../dhcp/dhcp-pools.js';
 
 export const LOCAL_ADDRESS_SPACE = 'tsnet-local';
 export const GLOBAL_ADDRESS_SPACE = 'tsnet-global';
@@ -400,6 +400,16 @@ export class IpamService {
     if (isDhcpPoolId(poolId)) return this.dhcpPools().releaseAddress(poolId, address);
     if (isSharedPoolId(poolId)) return this.sharedPools('PoolID').releaseAddress(poolId, address);
     return this.locks.run(poolKey(poolId), () => this.release(this.pools.get(poolId), address));
+  }
+
+  /** The DHCP lease of a container address (plain IP), where the LAN's server gave it. */
+  dhcpLease(address: string): LeaseRecord | undefined {
+    return this.dhcp?.lease(address);
+  }
+
+  /** Every DHCP lease this host holds. */
+  dhcpLeases(): readonly LeaseRecord[] {
+    return this.dhcp?.leases() ?? [];
   }
 
   /** Whether the user chose `gateway` (a plain IP) of the pool on `subnet` with --gateway. */

@@ -127,6 +127,17 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'tsnet_dhcp_leases',
+      help: 'DHCP leases this host holds for containers, by state (expired: no server extended it in time)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const state of ['bound', 'expired']) this.set({ state }, 0);
+        for (const lease of ipam.dhcpLeases()) this.inc({ state: lease.expired ? 'expired' : 'bound' });
+      },
+    });
+    new Gauge({
       name: 'tsnet_published_ports',
       help: 'Host ports published to containers, by protocol',
       labelNames: ['proto'],

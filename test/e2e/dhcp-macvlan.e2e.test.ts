@@ -59,6 +59,10 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     await expect.poll(acks, { timeout: 30_000, interval: 500 }).toBeGreaterThanOrEqual(before + 2);
     expect((await host.docker(['exec', 'c3', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
     expect(server.leases().find((l) => l.address === address)?.mac).toBe(mac);
+    // tsnet inspect shows the lease on the endpoint.
+    const endpoint = await inspect('c3', 'EndpointID');
+    const shown = JSON.parse((await host.tsnet.runCli(['inspect', endpoint.slice(0, 12), '--json'])).stdout) as { endpoint: { lease?: { state: string; server: string; routers: string[] } } };
+    expect(shown.endpoint.lease).toMatchObject({ state: 'bound', server: SERVER, routers: [ROUTER] });
   });
 
   it('sends the container\'s name, so a LAN host resolves it through the server\'s DNS', async () => {
