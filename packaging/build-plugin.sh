@@ -3,7 +3,8 @@
 # top-level plugin.json) and OUT/rootfs/ with node, the built daemon, its
 # production node_modules, and iproute2 (ip, and bridge for the overlay's
 # forwarding entries), iptables (nft backend), nft, ethtool (the overlay's
-# tsnet.vxlan_csum_offload=off), sysctl and setpriv with every library they load, all copied from this machine (no image
+# tsnet.vxlan_csum_offload=off), sysctl, setpriv, and nsenter and unshare (the DHCP
+# client's relay enters a container's netns, or a new one) with every library they load, all copied from this machine (no image
 # registry needed). Then: docker plugin create NAME OUT && docker plugin enable NAME.
 # Needs `npm run build` first (npm run plugin:build does both). OUT defaults to build/plugin.
 set -euo pipefail
@@ -16,9 +17,9 @@ die() { echo "plugin:build: $*" >&2; exit 1; }
 # Each program the rootfs carries, with the Debian package that has it.
 declare -A package_of=(
   [node]=nodejs [npm]=npm [ldd]=libc-bin [ip]=iproute2 [bridge]=iproute2 [ethtool]=ethtool [xtables-nft-multi]=iptables [nft]=nftables [sysctl]=procps [busybox]=busybox-static
-  [setpriv]=util-linux
+  [setpriv]=util-linux [nsenter]=util-linux [unshare]=util-linux
 )
-for tool in node npm ldd ip bridge ethtool xtables-nft-multi nft sysctl busybox setpriv; do
+for tool in node npm ldd ip bridge ethtool xtables-nft-multi nft sysctl busybox setpriv nsenter unshare; do
   command -v "$tool" >/dev/null || die "$tool is missing on this machine: install it with \`apt-get install ${package_of[$tool]}\`"
 done
 [ -f "$repo/dist/src/cli.js" ] || die "$repo/dist/src/cli.js is missing: run \`npm run build\` first"
@@ -57,6 +58,9 @@ install -m 0755 "$(command -v busybox)" "$root/usr/bin/busybox"
 ln -s busybox "$root/usr/bin/sh"
 # util-linux's setpriv (busybox's cannot change the bounding set): the entrypoint drops capabilities with it.
 install -m 0755 "$(command -v setpriv)" "$root/usr/bin/setpriv"
+# The DHCP client's relay runs in a container's netns (nsenter) or a new one of its own (unshare).
+install -m 0755 "$(command -v nsenter)" "$root/usr/bin/nsenter"
+install -m 0755 "$(command -v unshare)" "$root/usr/bin/unshare"
 install -m 0755 "$(command -v ip)" "$root/usr/bin/ip"
 install -m 0755 "$(command -v bridge)" "$root/usr/sbin/bridge"
 install -m 0755 "$(command -v ethtool)" "$root/usr/sbin/ethtool"
