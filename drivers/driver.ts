@@ -63,7 +63,7 @@ export interface Driver<C = unknown, S = unknown> {
    * the link a probe with a container's MAC hangs on, and how long a server
    * may take. Absent: the kind has no wire of its own to ask on.
    */
-  dhcpWire?(network: NetworkRecord<C>): { parent: string; timeoutMs: number };
+  dhcpWire?(network: NetworkRecord<C>): { parent: string; timeoutMs: number; holdMs: number };
 
   /**
    * The MAC the kernel gives every endpoint of the network, which no request

@@ -4,7 +4,7 @@ import type { EndpointSpec, NetworkRecord, NetworkSpec } from '../model.js';
 import type { ParentLinks } from '../parent/parent-config.js';
 import { ParentLinkDriver } from '../parent/parent-link-driver.js';
 import type { ParentName } from '../parent/parent-name.js';
-import { DEFAULT_DHCP_TIMEOUT_SECONDS, MACVLAN_OPTIONS, type MacvlanConfig, parseMacvlanConfig } from './options.js';
+import { DEFAULT_DHCP_HOLD_SECONDS, DEFAULT_DHCP_TIMEOUT_SECONDS, MACVLAN_OPTIONS, type MacvlanConfig, parseMacvlanConfig } from './options.js';
 
 type MacvlanNetwork = NetworkRecord<MacvlanConfig>;
 
@@ -18,8 +18,9 @@ export class MacvlanDriver extends ParentLinkDriver<MacvlanConfig> {
   }
 
   /** The probe of a DHCP lease hangs on the parent, as the container's link will. */
-  dhcpWire(network: MacvlanNetwork): { parent: string; timeoutMs: number } {
-    return { parent: network.config.parent, timeoutMs: (network.config.dhcpTimeoutSeconds ?? DEFAULT_DHCP_TIMEOUT_SECONDS) * 1000 };
+  dhcpWire(network: MacvlanNetwork): { parent: string; timeoutMs: number; holdMs: number } {
+    const { parent, dhcpTimeoutSeconds, dhcpHoldSeconds } = network.config;
+    return { parent, timeoutMs: (dhcpTimeoutSeconds ?? DEFAULT_DHCP_TIMEOUT_SECONDS) * 1000, holdMs: (dhcpHoldSeconds ?? DEFAULT_DHCP_HOLD_SECONDS) * 1000 };
   }
 
   /**

@@ -354,7 +354,7 @@ export class NetworkService {
   }
 
   /** Where the DHCP server of the network on `subnet` is heard (its driver's dhcpWire); undefined: no such network. */
-  dhcpWireOf(subnet: string): { parent: string; timeoutMs: number } | undefined {
+  dhcpWireOf(subnet: string): { parent: string; timeoutMs: number; holdMs: number } | undefined {
     const network = this.listNetworks().find((n) => n.ipv4.some((s) => s.pool === subnet) && this.driverOf(n).dhcpWire);
     return network && this.driverOf(network).dhcpWire!(network);
   }

@@ -8,7 +8,7 @@ import type { Runner } from '../sys/runner.js';
 import { acquire, DhcpRefused, DhcpTimeout, extend, type Lease, release } from './client.js';
 import { type ClientIdentity, clientIdForMac } from './message.js';
 import { namespaceHolding } from './lease-netns.js';
-import { type LeaseBook, LeaseRenewer } from './renewer.js';
+import { deadlines, type LeaseBook, LeaseRenewer } from './renewer.js';
 import { RelayWire, withProbeLink } from './wire.js';
 
 /** `--ipam-opt tsnet.dhcp=on`: the pool's addresses come from the DHCP server on its network's wire. */
@@ -35,12 +35,16 @@ export interface LeaseRecord extends Lease {
   expired?: true;
   /** The hostname (option 12) the server last heard for it. */
   hostname?: string;
+  /** Set while no container holds it: dockerd released the address, and tsnet keeps the lease a moment for the next attach (a restart). */
+  parkedAt?: number;
 }
 
 /** Where a pool's subnet is on the wire: the parent of the macvlan network on it, and how long a server may take. */
 export interface DhcpWireOf {
   parent: string;
   timeoutMs: number;
+  /** How long a lease whose container went is kept for the pool's next attach before it is released. */
+  holdMs: number;
 }
 
 /** What the pools ask of the networks. */
@@ -65,6 +69,7 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
   private readonly leaseRecords = new Map<string, LeaseRecord>();
   private readonly locks = new KeyedMutex();
   private readonly renewer: LeaseRenewer<LeaseRecord>;
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
@@ -84,10 +89,12 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     for (const [id, pool] of await this.store.readAll<DhcpPoolRecord>('dhcp-pools')) this.pools.set(id, pool);
     for (const [address, lease] of await this.store.readAll<LeaseRecord>('dhcp-leases')) this.leaseRecords.set(address, lease);
     this.renewer.reschedule();
+    this.scheduleSweep();
   }
 
   stop(): void {
     this.renewer.stop();
+    clearTimeout(this.sweepTimer);
   }
 
   /** Waits for renewals under way (tests). */
@@ -146,8 +153,11 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
           }
         })
       : await withProbeLink(this.runner, { parent: wire.parent, mac: lease.mac, address: `${lease.address}/${pool.split('/')[1]}` }, work);
-    if (!this.leaseRecords.has(lease.address)) return; // released meanwhile
-    const held: LeaseRecord = { ...extended, poolId: lease.poolId, mac: lease.mac, ...(identity.hostname ? { hostname: identity.hostname } : {}) };
+    const current = this.leaseRecords.get(lease.address);
+    if (!current) return; // given back meanwhile
+    // New terms; held or not, as it is now (it may have been released or taken meanwhile); no longer expired.
+    const { expired: _, ...kept } = current;
+    const held: LeaseRecord = { ...kept, ...extended, ...(identity.hostname ? { hostname: identity.hostname } : {}) };
     await this.store.commit([put('dhcp-leases', lease.address, held)]);
     this.leaseRecords.set(lease.address, held);
     this.log.info({ address: lease.address, how, hostname: identity.hostname, server: extended.server, seconds: extended.leaseSeconds }, 'extended a DHCP lease');
@@ -191,6 +201,8 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
         this.pools.set(poolId, fewer);
         return;
       }
+      // The pool's last network goes: the leases held for its next attach go back to the server now.
+      for (const lease of [...this.leaseRecords.values()]) if (lease.poolId === poolId) await this.giveBack(lease);
       await this.store.commit([del('dhcp-pools', poolId)]);
       this.pools.delete(poolId);
     });
@@ -214,6 +226,8 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     }
     const wire = this.wireOf(record.pool);
     if (!wire) throw new RequestError('PoolID', `no macvlan network is on the DHCP pool ${record.pool} yet: create it with -o parent=<the LAN's interface>`);
+    const parked = await this.unpark(poolId, address);
+    if (parked) return { address: `${parked.address}/${prefix}` };
     const mac = localMac();
     const refuse = (offered: string) => (cidrContains(subnet, parseIp(offered)!) ? undefined : `outside the network's subnet ${record.pool}`);
     let lease: Lease;
@@ -233,11 +247,63 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     return { address: `${lease.address}/${prefix}` };
   }
 
-  /** Gives a container's lease back to its server (best effort: a server that is away lets it expire). */
+  /**
+   * The lease a container gave up a moment ago, for the next attach on the
+   * pool (the one asking for its address, with --ip): a `docker restart`, or
+   * a re-created container, keeps its address, as Docker's own IPAM hands a
+   * freed address out again at once. Its MAC and client identifier come
+   * along, so the server sees the same client.
+   */
+  private async unpark(poolId: string, address: string): Promise<LeaseRecord | undefined> {
+    const now = Date.now();
+    const candidates = [...this.leaseRecords.values()]
+      .filter((l) => l.poolId === poolId && l.parkedAt !== undefined && (address === '' || l.address === address) && deadlines(l).expire > now)
+      .sort((a, b) => b.parkedAt! - a.parkedAt!);
+    const lease = candidates[0];
+    if (!lease) return undefined;
+    const { parkedAt: _, ...taken } = lease;
+    await this.store.commit([put('dhcp-leases', lease.address, taken)]);
+    this.leaseRecords.set(lease.address, taken);
+    this.log.info({ address: lease.address, mac: lease.mac }, 'gave a held DHCP lease to the next container');
+    return taken;
+  }
+
+  /** dockerd released a container's address: its lease is held for the pool's next attach, then given back (sweep). */
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const plain = address.split('/')[0]!;
     const lease = this.leaseRecords.get(plain);
-    if (!lease || lease.poolId !== poolId) return;
+    if (!lease || lease.poolId !== poolId || lease.parkedAt !== undefined) return;
+    const parked: LeaseRecord = { ...lease, parkedAt: Date.now() };
+    await this.store.commit([put('dhcp-leases', plain, parked)]);
+    this.leaseRecords.set(plain, parked);
+    this.scheduleSweep();
+  }
+
+  /** One timer for the earliest held lease whose time is up. */
+  private scheduleSweep(): void {
+    clearTimeout(this.sweepTimer);
+    const due = [...this.leaseRecords.values()].flatMap((l) => (l.parkedAt === undefined ? [] : [l.parkedAt + this.holdMs(l)]));
+    if (due.length === 0) return;
+    this.sweepTimer = setTimeout(() => void this.sweep(), Math.max(0, Math.min(...due) - Date.now()));
+    this.sweepTimer.unref();
+  }
+
+  private holdMs(lease: LeaseRecord): number {
+    return this.wireOf(this.pools.get(lease.poolId)?.pool ?? '')?.holdMs ?? 0;
+  }
+
+  private async sweep(): Promise<void> {
+    const now = Date.now();
+    for (const lease of [...this.leaseRecords.values()]) {
+      if (lease.parkedAt !== undefined && lease.parkedAt + this.holdMs(lease) <= now) await this.giveBack(lease).catch(() => undefined);
+    }
+    this.scheduleSweep();
+  }
+
+  /** Gives a lease back to its server (best effort: a server that is away lets it expire) and forgets it. */
+  private async giveBack(lease: LeaseRecord): Promise<void> {
+    const plain = lease.address;
+    const poolId = lease.poolId;
     const pool = this.pools.get(poolId)?.pool ?? '';
     const wire = this.wireOf(pool);
     if (wire) {

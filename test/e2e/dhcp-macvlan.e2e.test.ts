@@ -25,7 +25,8 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     await createVethPair({ netns: host.netns, name: 'lan0' }, { netns: LAN, name: 'wire', address: `${SERVER}/24` });
     // The LAN's router is not the network's first address, where the pool's placeholder gateway sits: Join must give the lease's.
     server = await startDhcpServer({ dir: join(runDir(id), 'dhcp'), netns: LAN, iface: 'wire', address: SERVER, range: '10.97.0.100,10.97.0.150', domain: 'lan', extraArgs: [`--dhcp-option=option:router,${ROUTER}`, '--dhcp-option=option:T1,3', '--dhcp-option=option:T2,6'] }, cleanup);
-    await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'parent=lan0', '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.dhcp=on', '--subnet', '10.97.0.0/24', 'dlan']);
+    // A lease outlives its container by 8 s here (60 s by default): long enough for a restart, short enough to see it released.
+    await host.dockerOk(['network', 'create', '-d', host.driver, '-o', 'parent=lan0', '-o', 'tsnet.dhcp_hold=8', '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.dhcp=on', '--subnet', '10.97.0.0/24', 'dlan']);
   }, 120_000);
   afterAll(() => cleanup.run(), 120_000);
 
@@ -40,10 +41,10 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     expect((await host.dockerOk(['exec', 'c1', 'cat', '/proc/net/route'])).stdout).toMatch(/eth0\s+00000000\s+FE00610A/i);
   });
 
-  it('releases the lease when the container goes', async () => {
+  it('releases the lease once the container is gone for longer than the hold', async () => {
     const address = await inspect('c1', 'IPAddress');
     await host.dockerOk(['rm', '-f', 'c1']);
-    await expect.poll(() => server.leases().some((l) => l.address === address), { timeout: 10_000 }).toBe(false);
+    await expect.poll(() => server.leases().some((l) => l.address === address), { timeout: 30_000, interval: 500 }).toBe(false);
   });
 
   it('renews at T1 from the container, keeping the address lease after lease, and goes on renewing after a SIGKILL', async () => {
@@ -72,6 +73,18 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     const lookup = async () => (await dig(SERVER, 53, ['web-5.lan', 'A'], LAN)).answers;
     await expect.poll(lookup, { timeout: 30_000, interval: 500 }).toEqual([`A ${address}`]);
     expect(server.leases().find((l) => l.address === address)?.hostname).toBe('web-5');
+  });
+
+  it('keeps the address and the client across docker restart, and for a container re-created at once', async () => {
+    expect((await run('r1')).exitCode).toBe(0);
+    const [address, mac] = [await inspect('r1', 'IPAddress'), await inspect('r1', 'MacAddress')];
+    await host.dockerOk(['restart', '-t', '0', 'r1'], { timeoutMs: 60_000 });
+    expect([await inspect('r1', 'IPAddress'), await inspect('r1', 'MacAddress')]).toEqual([address, mac]);
+    await host.dockerOk(['rm', '-f', 'r1']);
+    expect((await run('r1')).exitCode).toBe(0);
+    expect([await inspect('r1', 'IPAddress'), await inspect('r1', 'MacAddress')]).toEqual([address, mac]);
+    expect(server.leases().filter((l) => l.mac === mac).map((l) => l.address)).toEqual([address]);
+    expect((await host.docker(['exec', 'r1', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
   });
 
   it('refuses DHCP on a bridge network, naming the option', async () => {
