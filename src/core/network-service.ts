@@ -35,6 +35,8 @@ export interface TsnetAddresses {
   isDhcpSubnet?(subnet: string): boolean;
   /** The DHCP lease of a container address (plain IP): the endpoint takes its MAC, and its router as gateway. */
   lease?(address: string): { mac: string; routers: readonly string[] } | undefined;
+  /** Takes the lease of `address` again as `mac` (the container's --mac-address); throws when the server will not. */
+  rekeyLease?(address: string, mac: string): Promise<void>;
 }
 
 /**
@@ -478,10 +480,10 @@ export class NetworkService {
       if (input.macAddress !== '' && !MAC_ADDRESS.test(input.macAddress)) {
         throw new RequestError('Interface.MacAddress', `"${input.macAddress}" is not a MAC address`);
       }
-      const lease = ipv4 ? this.addresses.lease?.(input.address.split('/')[0]!) : undefined;
-      if (lease && input.macAddress !== '' && input.macAddress.toLowerCase() !== lease.mac) {
-        throw new RequestError('Interface.MacAddress', `the address was leased from the DHCP server as ${lease.mac}; a --mac-address of its own is not supported on DHCP networks yet (docs/dhcp.md)`);
-      }
+      const leased = ipv4 ? input.address.split('/')[0]! : undefined;
+      // A --mac-address arrives only now: the lease, taken under tsnet's MAC, becomes the container's own.
+      if (leased && input.macAddress !== '' && this.addresses.lease?.(leased)) await this.addresses.rekeyLease?.(leased, input.macAddress.toLowerCase());
+      const lease = leased ? this.addresses.lease?.(leased) : undefined;
       if (shared !== undefined && input.macAddress !== '' && input.macAddress.toLowerCase() !== shared.toLowerCase()) {
         const theirs = shared ? ` ${shared}` : '';
         throw new RequestError('Interface.MacAddress', `${network.kind} endpoints have their parent's MAC${theirs}; none can be chosen (--mac-address ${input.macAddress})`);

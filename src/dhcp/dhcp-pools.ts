@@ -268,6 +268,35 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     return taken;
   }
 
+  /**
+   * `--mac-address M`: dockerd tells it only now, after the lease was taken
+   * under tsnet's MAC. The lease is given back and the same address asked
+   * for as M (option 50), so the server's lease is the container's own; a
+   * server that will not give it fails the attach, naming what it did.
+   */
+  async rekey(address: string, mac: string): Promise<void> {
+    const lease = this.leaseRecords.get(address);
+    if (!lease || lease.mac === mac) return;
+    const pool = this.pools.get(lease.poolId)!;
+    const wire = this.wireOf(pool.pool);
+    if (!wire) throw new RequestError('PoolID', `no macvlan network is on the DHCP pool ${pool.pool}`);
+    await this.giveBack(lease);
+    let granted: Lease;
+    try {
+      granted = await withProbeLink(this.runner, { parent: wire.parent, mac }, (link) =>
+        acquire(link, { mac, clientId: clientIdForMac(mac) }, { timeoutMs: wire.timeoutMs, requested: address, dropped: (why) => this.log.debug({ why }, 'dropped a DHCP datagram') }),
+      );
+    } catch (error) {
+      if (error instanceof DhcpTimeout || error instanceof DhcpRefused) throw new RequestError('Interface.MacAddress', `DHCP on ${wire.parent} as ${mac}: ${error.message}`);
+      throw error;
+    }
+    const held: LeaseRecord = { ...granted, poolId: lease.poolId, mac };
+    await this.store.commit([put('dhcp-leases', address, held)]);
+    this.leaseRecords.set(address, held);
+    this.renewer.reschedule();
+    this.log.info({ address, mac }, 'took the lease again as the container\'s own MAC');
+  }
+
   /** dockerd released a container's address: its lease is held for the pool's next attach, then given back (sweep). */
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const plain = address.split('/')[0]!;

@@ -1,6 +1,7 @@
 // Containers on a macvlan network with addresses from the LAN's DHCP server
 // (--ipam-opt tsnet.dhcp=on), through a real dockerd: a LAN netns runs
 // dnsmasq as the server; the first slice of issue 21 (docs/dhcp.md).
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CleanupStack, createDockerHost, createNetns, createVethPair, deleteNetns, type DhcpServer, dig, type DockerHost, newRunId, runDir, startDhcpServer, TEST_IMAGE } from '../harness/index.js';
@@ -14,6 +15,19 @@ let host: DockerHost;
 let server: DhcpServer;
 
 const inspect = async (name: string, field: string) => (await host.dockerOk(['inspect', '-f', `{{range .NetworkSettings.Networks}}{{.${field}}}{{end}}`, name])).stdout.trim();
+/** A raw Docker API call: the 28.x CLI refuses --mac-address against a 20.10 daemon (API 1.41). */
+function api(path: string, body: object): Promise<number> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: host.host.replace(/^unix:\/\//, ''), path: `/v1.41${path}`, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
 const run = (name: string, ...args: string[]) => host.docker(['run', '-d', '--pull=never', '--name', name, '--network', 'dlan', ...args, TEST_IMAGE, 'sleep', '600'], { timeoutMs: 60_000 });
 
 describe('macvlan with addresses from the LAN\'s DHCP server', () => {
@@ -85,6 +99,22 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     expect([await inspect('r1', 'IPAddress'), await inspect('r1', 'MacAddress')]).toEqual([address, mac]);
     expect(server.leases().filter((l) => l.mac === mac).map((l) => l.address)).toEqual([address]);
     expect((await host.docker(['exec', 'r1', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
+  });
+
+  it('honours --mac-address: the server\'s lease is the container\'s own MAC, and a re-created container gets it again', async () => {
+    const mac = '02:42:0a:61:00:99';
+    const create = async () => {
+      expect(await api('/containers/create?name=m1', { Image: TEST_IMAGE, Cmd: ['sleep', '600'], MacAddress: mac, HostConfig: { NetworkMode: 'dlan' } })).toBe(201);
+      expect(await api('/containers/m1/start', {})).toBe(204);
+    };
+    await create();
+    const address = await inspect('m1', 'IPAddress');
+    expect(await inspect('m1', 'MacAddress')).toBe(mac);
+    expect(server.leases().find((l) => l.address === address)).toMatchObject({ mac, clientId: `01:${mac}` });
+    await host.dockerOk(['rm', '-f', 'm1']);
+    await create();
+    expect([await inspect('m1', 'IPAddress'), await inspect('m1', 'MacAddress')]).toEqual([address, mac]);
+    expect((await host.docker(['exec', 'm1', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
   });
 
   it('refuses DHCP on a bridge network, naming the option', async () => {
