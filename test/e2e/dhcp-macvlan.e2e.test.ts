@@ -117,6 +117,15 @@ describe('macvlan with addresses from the LAN\'s DHCP server', () => {
     expect((await host.docker(['exec', 'm1', 'ping', '-c', '1', '-W', '2', SERVER])).exitCode).toBe(0);
   });
 
+  it('asks the server for a --ip, and fails clearly, naming the offer, when it gives another', async () => {
+    expect((await run('i1', '--ip', '10.97.0.130')).exitCode).toBe(0);
+    expect(await inspect('i1', 'IPAddress')).toBe('10.97.0.130');
+    // Outside dnsmasq's range: it offers something else, which is not taken.
+    const refused = await run('i2', '--ip', '10.97.0.20');
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toMatch(/Address: DHCP on lan0: no offer could be taken within 5 s \(10\.97\.0\.1 offered 10\.97\.0\.\d+: not 10\.97\.0\.20, which was asked for\)/);
+  });
+
   it('refuses DHCP on a bridge network, naming the option', async () => {
     const refused = await host.docker(['network', 'create', '-d', host.driver, '--ipam-driver', host.driver, '--ipam-opt', 'tsnet.dhcp=on', '--subnet', '10.96.0.0/24', 'dbr']);
     expect(refused.stderr).toMatch(/tsnet\.dhcp: only macvlan networks take addresses from the LAN's DHCP server/);
