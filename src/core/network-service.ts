@@ -6,6 +6,8 @@ import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
 import { canonicalCidr, formatCidr, formatIp, parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
+import { DHCP_OPTION } from '../dhcp/dhcp-pools.js';
+import { POOL_OPTION } from '../ipam/shared-pools.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import type { Drift } from '../sys/index.js';
 import { portBindings } from './endpoint-options.js';
@@ -54,6 +56,8 @@ export type TopologyListener = (change: TopologyChange) => void;
  * others (subnets, bridge names, parents) and claims its own under it. No
  * kernel work of another network ever runs under it.
  */
+/** tsnet's IPAM options (--ipam-opt), which dockerd never shows a network driver: one given as -o is a user's slip. */
+const IPAM_OPTIONS: readonly string[] = [POOL_OPTION, DHCP_OPTION];
 const TOPOLOGY = 'topology';
 /** Everything done to one network and its endpoints runs under the network's key, one at a time. */
 const networkKey = (networkId: string) => `network ${networkId}`;
@@ -409,6 +413,7 @@ export class NetworkService {
     const known = new Set<string>([...Object.values(COMMON_OPTIONS), ...driver.optionKeys]);
     for (const key of Object.keys(options)) {
       if (known.has(key)) continue;
+      if (IPAM_OPTIONS.includes(key)) throw new RequestError(key, `an IPAM option: give it as --ipam-opt ${key}=… with --ipam-driver tsnet, not as -o`);
       if (key.startsWith('tsnet.')) {
         const mine = [...known].filter((k) => k.startsWith('tsnet.')).join(', ');
         throw new RequestError(key, `unknown option for ${driver.kind} networks (tsnet options here: ${mine})`);
