@@ -31,9 +31,10 @@ export const udpAsk = (address: string, port: number, text: string) => `const s 
 /**
  * Runs a node script in the netns at `path` (a named netns, or
  * /proc/<pid>/ns/net of a container's process) until the cleanup stack stops it, by PID. Resolves once the
- * script printed "ready", with the stop (for a test that stops it earlier).
+ * script printed "ready", with the stop (for a test that stops it earlier);
+ * `onOutput` hears everything it prints.
  */
-export async function nodeInNetns(path: string, script: string, cleanup: CleanupStack): Promise<() => Promise<void>> {
+export async function nodeInNetns(path: string, script: string, cleanup: CleanupStack, onOutput?: (chunk: string) => void): Promise<() => Promise<void>> {
   const child: ResultPromise = execa('nsenter', [`--net=${path}`, process.execPath, '-e', script], { reject: false, stdin: 'ignore' });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn a node server');
@@ -43,7 +44,10 @@ export async function nodeInNetns(path: string, script: string, cleanup: Cleanup
   };
   cleanup.defer(`stop node server ${pid}`, stop);
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    onOutput?.(chunk.toString());
+  });
   await waitUntil(() => output.includes('ready'), { timeoutMs: 10_000, what: `node server in ${path} to listen` });
   return stop;
 }
