@@ -136,7 +136,11 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
    * namespace while it runs, else (not started yet, or stopped) a probe
    * link holding the address.
    */
-  async extend(lease: LeaseRecord, how: 'renew' | 'rebind'): Promise<void> {
+  extend(lease: LeaseRecord, how: 'renew' | 'rebind'): Promise<void> {
+    return this.locks.run(leaseKey(lease.address), () => this.extendNow(lease, how));
+  }
+
+  private async extendNow(lease: LeaseRecord, how: 'renew' | 'rebind'): Promise<void> {
     const pool = this.pools.get(lease.poolId)?.pool;
     const wire = pool ? this.wireOf(pool) : undefined;
     if (!pool || !wire) throw new Error(`no network is on the DHCP pool of ${lease.address}`);
@@ -259,13 +263,21 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     const candidates = [...this.leaseRecords.values()]
       .filter((l) => l.poolId === poolId && l.parkedAt !== undefined && (address === '' || l.address === address) && deadlines(l).expire > now)
       .sort((a, b) => b.parkedAt! - a.parkedAt!);
-    const lease = candidates[0];
-    if (!lease) return undefined;
-    const { parkedAt: _, ...taken } = lease;
-    await this.store.commit([put('dhcp-leases', lease.address, taken)]);
-    this.leaseRecords.set(lease.address, taken);
-    this.log.info({ address: lease.address, mac: lease.mac }, 'gave a held DHCP lease to the next container');
-    return taken;
+    for (const candidate of candidates) {
+      // Under the lease's lock: a release of it may be under way, or another attach may take it first.
+      const taken = await this.locks.run(leaseKey(candidate.address), async () => {
+        const current = this.leaseRecords.get(candidate.address);
+        if (current?.parkedAt === undefined) return undefined;
+        const { parkedAt: _, ...held } = current;
+        await this.store.commit([put('dhcp-leases', held.address, held)]);
+        this.leaseRecords.set(held.address, held);
+        return held;
+      });
+      if (!taken) continue;
+      this.log.info({ address: taken.address, mac: taken.mac }, 'gave a held DHCP lease to the next container');
+      return taken;
+    }
+    return undefined;
   }
 
   /**
@@ -300,11 +312,13 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
   /** dockerd released a container's address: its lease is held for the pool's next attach, then given back (sweep). */
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const plain = address.split('/')[0]!;
-    const lease = this.leaseRecords.get(plain);
-    if (!lease || lease.poolId !== poolId || lease.parkedAt !== undefined) return;
-    const parked: LeaseRecord = { ...lease, parkedAt: Date.now() };
-    await this.store.commit([put('dhcp-leases', plain, parked)]);
-    this.leaseRecords.set(plain, parked);
+    await this.locks.run(leaseKey(plain), async () => {
+      const lease = this.leaseRecords.get(plain);
+      if (!lease || lease.poolId !== poolId || lease.parkedAt !== undefined) return;
+      const parked: LeaseRecord = { ...lease, parkedAt: Date.now() };
+      await this.store.commit([put('dhcp-leases', plain, parked)]);
+      this.leaseRecords.set(plain, parked);
+    });
     this.scheduleSweep();
   }
 
@@ -324,13 +338,26 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
   private async sweep(): Promise<void> {
     const now = Date.now();
     for (const lease of [...this.leaseRecords.values()]) {
-      if (lease.parkedAt !== undefined && lease.parkedAt + this.holdMs(lease) <= now) await this.giveBack(lease).catch(() => undefined);
+      const due = (l: LeaseRecord) => l.parkedAt !== undefined && l.parkedAt + this.holdMs(l) <= now;
+      if (due(lease)) await this.giveBack(lease, due).catch(() => undefined);
     }
     this.scheduleSweep();
   }
 
-  /** Gives a lease back to its server (best effort: a server that is away lets it expire) and forgets it. */
-  private async giveBack(lease: LeaseRecord): Promise<void> {
+  /**
+   * Gives a lease back to its server (best effort: a server that is away
+   * lets it expire) and forgets it. After any extension of it under way:
+   * both may need a probe link with its MAC, and a parent takes one at a time.
+   */
+  private giveBack(stale: LeaseRecord, stillDue: (current: LeaseRecord) => boolean = () => true): Promise<void> {
+    return this.locks.run(leaseKey(stale.address), async () => {
+      const lease = this.leaseRecords.get(stale.address);
+      // Gone already, taken again as another MAC, or given to a container meanwhile: nothing to give back.
+      if (lease && lease.mac === stale.mac && stillDue(lease)) await this.giveBackNow(lease);
+    });
+  }
+
+  private async giveBackNow(lease: LeaseRecord): Promise<void> {
     const plain = lease.address;
     const poolId = lease.poolId;
     const pool = this.pools.get(poolId)?.pool ?? '';
@@ -347,6 +374,9 @@ export class DhcpPools implements LeaseBook<LeaseRecord> {
     this.renewer.forget(plain);
   }
 }
+
+/** The lock of one lease's probe links and records (pool locks are keyed by pool ID). */
+const leaseKey = (address: string) => `lease ${address}`;
 
 /** A locally administered unicast MAC, as containers' are: 02:xx…, random. */
 function localMac(): string {
