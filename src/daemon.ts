@@ -96,11 +96,11 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // Docker's bridge networks come and go with its events: tsnet's networks stay out of each.
   names.onChange(() => void dockerBridges.update(names.dockerBridges()));
   // A DHCP lease carries its container's name to the LAN's server, which may register it in its DNS.
-  dhcp.useHostnames((address) => {
+  dhcp.leases.useHostnames((address) => {
     const endpoint = networks.listEndpoints().find((e) => e.address?.split('/')[0] === address);
     return endpoint ? names.endpoints().get(endpoint.id)?.containerName : undefined;
   });
-  names.onChange(() => dhcp.namesChanged());
+  names.onChange(() => dhcp.leases.namesChanged());
   names.start();
   let dns: DnsService;
   try {
@@ -142,14 +142,14 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
     socketPath,
     async stop() {
       networks.stop();
-      dhcp.stop();
+      dhcp.leases.stop();
       await watcher?.stop();
       await Promise.all([close(server), close(admin), ...(metricsServer ? [close(metricsServer)] : [])]);
       rmSync(socketPath, { force: true });
       rmSync(adminPath, { force: true });
       // Requests whose connections were cut still run: their kernel work must reach the store.
       await inFlight.drained();
-      await Promise.all([linkReaper.settled(), dhcp.settle()]);
+      await Promise.all([linkReaper.settled(), dhcp.leases.settle()]);
       await cluster?.stop();
       await Promise.all([dns.stop(), names.stop()]);
       await store.close();

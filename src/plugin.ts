@@ -105,8 +105,8 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
     releaseStale: (address: string) => ipam.releaseStale(address),
     gatewayChosen: (subnet: string, gateway: string) => ipam.gatewayChosen(subnet, gateway),
     isDhcpSubnet: (subnet: string) => dhcp.hasPool(subnet),
-    lease: (address: string) => dhcp.lease(address),
-    rekeyLease: (address: string, mac: string) => dhcp.rekey(address, mac),
+    lease: (address: string) => dhcp.leases.get(address),
+    rekeyLease: (address: string, mac: string) => dhcp.leases.rekey(address, mac),
   };
   const networks: NetworkService = new NetworkService(store, drivers, log, addresses, options.staleGraceMs, () => linkReaper.settled());
   const shared = await options.sharedPools?.((subnet) => networks.hasNetworkOn(subnet));

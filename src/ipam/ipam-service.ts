@@ -5,7 +5,8 @@ import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, par
 import { type DefaultPool, candidateSubnets, parseDefaultPools, DEFAULT_POOLS_V4, DEFAULT_POOLS_V6 } from './default-pools.js';
 import { checkChosenAddress, PoolAllocator } from './pool-allocator.js';
 import { isSharedPoolId, parsePoolName, POOL_OPTION, type PoolGrant, type SharedPools } from './shared-pools.js';
-import { DHCP_OPTION, type DhcpPools, isDhcpPoolId, type LeaseRecord } from '../dhcp/dhcp-pools.js';
+import { DHCP_OPTION, type DhcpPools, isDhcpPoolId } from '../dhcp/dhcp-pools.js';
+import type { LeaseRecord } from '../dhcp/leases.js';
 
 export const LOCAL_ADDRESS_SPACE = 'tsnet-local';
 export const GLOBAL_ADDRESS_SPACE = 'tsnet-global';
@@ -404,12 +405,12 @@ export class IpamService {
 
   /** The DHCP lease of a container address (plain IP), where the LAN's server gave it. */
   dhcpLease(address: string): LeaseRecord | undefined {
-    return this.dhcp?.lease(address);
+    return this.dhcp?.leases.get(address);
   }
 
   /** Every DHCP lease this host holds. */
   dhcpLeases(): readonly LeaseRecord[] {
-    return this.dhcp?.leases() ?? [];
+    return this.dhcp?.leases.leases() ?? [];
   }
 
   /** Whether the user chose `gateway` (a plain IP) of the pool on `subnet` with --gateway. */
@@ -427,7 +428,7 @@ export class IpamService {
   async releaseStale(address: string): Promise<void> {
     const parsed = parseCidrWithIp(address);
     if (!parsed) return;
-    const lease = this.dhcp?.lease(formatIp(parsed.ip));
+    const lease = this.dhcp?.leases.get(formatIp(parsed.ip));
     if (lease) return this.dhcp!.releaseAddress(lease.poolId, address);
     const holds = (p: LivePool) =>
       p.allocator.pool.network === parsed.cidr.network && p.allocator.pool.prefix === parsed.cidr.prefix && p.addresses.get(formatIp(parsed.ip))?.gateway === false;

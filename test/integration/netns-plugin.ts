@@ -52,7 +52,7 @@ export class NetnsPlugin {
   /** Reopens the same state; `firewall` switches the backend, as a daemon restarted with another --firewall. */
   async restart(firewall?: FirewallKind): Promise<void> {
     this.plugin.networks.stop();
-    this.plugin.dhcp.stop();
+    this.plugin.dhcp.leases.stop();
     await this.plugin.linkReaper.settled();
     await this.store.close();
     if (firewall) this.firewall = firewall;
@@ -65,7 +65,7 @@ export class NetnsPlugin {
 
   async close(): Promise<void> {
     this.plugin?.networks.stop();
-    this.plugin?.dhcp.stop();
+    this.plugin?.dhcp.leases.stop();
     await this.plugin?.linkReaper.settled();
     await this.store.close();
     rmSync(this.stateDir, { recursive: true, force: true });
