@@ -8,7 +8,8 @@ import { acquire, DhcpRefused, DhcpTimeout, extend, type Lease, release } from '
 import { namespaceHolding } from './lease-netns.js';
 import { type ClientIdentity, clientIdForMac } from './message.js';
 import { deadlines, type LeaseBook, LeaseRenewer } from './renewer.js';
-import { RelayWire, withProbeLink } from './wire.js';
+import type { UdpRelay } from '../sys/index.js';
+import { openDhcpWire, withProbeLink } from './wire.js';
 
 /** A lease tsnet holds for a container, with the MAC and client identifier it was taken as. */
 export interface LeaseRecord extends Lease {
@@ -136,9 +137,9 @@ export class Leases implements LeaseBook<LeaseRecord> {
     const options = { timeoutMs: wire.timeoutMs, dropped: (why: string) => this.log.debug({ why }, 'dropped a DHCP datagram') };
     const netns = namespaceHolding(lease.address, this.surroundings.sandboxOf(lease.address));
     const identity = this.identity(lease);
-    const work = (link: RelayWire) => extend(link, identity, lease, how, options);
+    const work = (link: UdpRelay) => extend(link, identity, lease, how, options);
     const extended = netns
-      ? await RelayWire.open({ path: netns }).then(async (link) => {
+      ? await openDhcpWire({ path: netns }).then(async (link) => {
           try {
             return await work(link);
           } finally {

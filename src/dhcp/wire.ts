@@ -1,140 +1,11 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createInterface } from 'node:readline';
-import type { Runner } from '../sys/runner.js';
-import type { DhcpWire } from './client.js';
+import { type Namespace, type Runner, UdpRelay } from '../sys/index.js';
 
-/**
- * The program that holds port 68 in the link's network namespace. Node has
- * no setns(2), so the socket lives in a child started inside the namespace
- * (`ip netns exec`, `nsenter --net=`); it only relays datagrams, as hex
- * lines, so every byte from the wire is judged by the daemon's own parser
- * (message.ts). Inline, so the same text runs from the sources (tests),
- * the build and the managed plugin, with no file to find.
- */
-const RELAY = `
-const dgram = require('node:dgram');
-const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
-const say = (line) => process.stdout.write(line + '\\n');
-socket.on('message', (m) => say('recv ' + m.toString('hex')));
-socket.on('error', (e) => { say('error ' + e.message); process.exit(1); });
-socket.bind(68, '0.0.0.0', () => { socket.setBroadcast(true); say('ready'); });
-require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
-  const [to, hex] = line.split(' ');
-  socket.send(Buffer.from(hex, 'hex'), 67, to, (e) => say(e ? 'unsent ' + e.message : 'sent'));
-}).on('close', () => process.exit(0));
-`;
+/** The DHCP client's ports (RFC 2131): it holds 68, servers listen on 67. */
+const DHCP_PORTS = { local: 68, remote: 67 };
 
-/** How long the relay may take to start and bind (a node start on a busy host). */
-const START_TIMEOUT_MS = 10_000;
-
-/**
- * Where the relay runs: in a container's sandbox (`nsenter --net=`), or in a
- * new network namespace of its own (`unshare --net`), which lives exactly as
- * long as the relay: nothing is left to clean up after a crash.
- */
-export type Namespace = { path: string } | 'new';
-
-/** A DhcpWire over the relay child; close() ends it. */
-export class RelayWire implements DhcpWire {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly arrived: Buffer[] = [];
-  /** Sends the relay has not confirmed yet, oldest first: a datagram is out once the kernel took it. */
-  private readonly sending: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
-  private waiter: (() => void) | undefined;
-  private failure: Error | undefined;
-
-  private constructor(namespace: Namespace) {
-    const [file, args] = namespace === 'new' ? ['unshare', ['--net', process.execPath, '-e', RELAY]] : ['nsenter', [`--net=${namespace.path}`, process.execPath, '-e', RELAY]];
-    this.child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.setEncoding('utf8').on('data', (text: string) => (this.failure ??= new Error(`DHCP relay: ${text.trim()}`)));
-    this.child.on('error', (error) => this.fail(new Error(`DHCP relay: ${error.message}`)));
-    this.child.on('exit', (code) => this.fail(new Error(`DHCP relay exited (${code})`)));
-    this.child.stdin.on('error', () => undefined);
-  }
-
-  /** Starts the relay in `namespace` and waits until it holds port 68. */
-  static async open(namespace: Namespace): Promise<RelayWire> {
-    const wire = new RelayWire(namespace);
-    await wire.ready();
-    return wire;
-  }
-
-  private ready(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('DHCP relay did not start within 10 s')), START_TIMEOUT_MS);
-      const lines = createInterface({ input: this.child.stdout });
-      lines.on('line', (line) => {
-        if (line === 'ready') {
-          clearTimeout(timer);
-          resolve();
-        } else if (line.startsWith('recv ')) {
-          this.arrived.push(Buffer.from(line.slice(5), 'hex'));
-          this.wake();
-        } else if (line === 'sent' || line.startsWith('unsent ')) {
-          const pending = this.sending.shift();
-          if (line === 'sent') pending?.resolve();
-          else pending?.reject(new Error(`DHCP relay could not send: ${line.slice(7)}`));
-        } else if (line.startsWith('error ')) {
-          clearTimeout(timer);
-          this.fail(new Error(`DHCP relay: ${line.slice(6)}`));
-          reject(this.failure);
-        }
-      });
-      this.child.on('exit', () => {
-        clearTimeout(timer);
-        reject(this.failure ?? new Error('DHCP relay exited before it started'));
-      });
-    });
-  }
-
-  private fail(error: Error): void {
-    this.failure ??= error;
-    for (const pending of this.sending.splice(0)) pending.reject(this.failure);
-    this.wake();
-  }
-
-  private wake(): void {
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    waiter?.();
-  }
-
-  send(bytes: Buffer, to = '255.255.255.255'): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.sending.push({ resolve, reject });
-      this.child.stdin.write(`${to} ${bytes.toString('hex')}\n`);
-    });
-  }
-
-  async receive(deadline: number): Promise<Buffer | undefined> {
-    for (;;) {
-      const next = this.arrived.shift();
-      if (next) return next;
-      if (this.failure) throw this.failure;
-      const wait = deadline - Date.now();
-      if (wait <= 0) return undefined;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-
-  /** The relay's process: its network namespace is `ip link add … netns <pid>`'s target. */
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  close(): void {
-    this.child.stdin.end();
-    this.child.kill('SIGKILL');
-  }
-}
+/** A DhcpWire (client.ts) in `namespace`: the relay holding port 68 there. */
+export const openDhcpWire = (namespace: Namespace): Promise<UdpRelay> => UdpRelay.open(namespace, DHCP_PORTS);
 
 /** What a probe link is made of: the network's parent and the container's MAC; to release a lease, its address (CIDR), which a client sends from. */
 export interface ProbeLink {
@@ -149,9 +20,9 @@ export interface ProbeLink {
  * host's netns never sees it): the server sees the very client the
  * container will be. Link and namespace go with the relay, whatever happened.
  */
-export async function withProbeLink<T>(runner: Runner, link: ProbeLink, work: (wire: RelayWire) => Promise<T>): Promise<T> {
+export async function withProbeLink<T>(runner: Runner, link: ProbeLink, work: (wire: UdpRelay) => Promise<T>): Promise<T> {
   const name = `tsd${randomBytes(5).toString('hex')}`;
-  const wire = await RelayWire.open('new');
+  const wire = await openDhcpWire('new');
   try {
     const inside = (args: string[]) => runner.run('nsenter', [`--net=/proc/${wire.pid}/ns/net`, 'ip', ...args]);
     await runner.run('ip', ['link', 'add', name, 'link', link.parent, 'address', link.mac, 'netns', String(wire.pid), 'type', 'macvlan', 'mode', 'bridge']);

@@ -15,3 +15,4 @@ export { addressAnswers } from './arp-probe.js';
 export { ForwardingTable } from './fdb.js';
 export { OverlayGate } from './overlay-gate.js';
 export { Offloads } from './offloads.js';
+export { type Namespace, type RelayPorts, UdpRelay } from './udp-relay.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquire, DhcpRefused, DhcpTimeout, extend, release } from '../../src/dhcp/client.js';
 import { clientIdForMac } from '../../src/dhcp/message.js';
-import { RelayWire, withProbeLink } from '../../src/dhcp/wire.js';
+import { openDhcpWire, withProbeLink } from '../../src/dhcp/wire.js';
 import { CleanupStack, createNetns, createVethPair, deleteNetns, type DhcpServer, ipIn, netnsPath, newRunId, nodeInNetns, run, runDir, startDhcpServer } from '../harness/index.js';
 import { NetnsRunner } from './netns-plugin.js';
 
@@ -55,7 +55,7 @@ describe('DHCP exchange with dnsmasq', () => {
     await ipIn(HOST, ['link', 'set', 'c0', 'netns', CONTAINER]);
     await ipIn(CONTAINER, ['address', 'add', `${leased.address}/24`, 'dev', 'c0']);
     await ipIn(CONTAINER, ['link', 'set', 'c0', 'up']);
-    const wire = await RelayWire.open({ path: netnsPath(CONTAINER) });
+    const wire = await openDhcpWire({ path: netnsPath(CONTAINER) });
     try {
       const renewed = await extend(wire, identity, leased, 'renew', { timeoutMs: 5000 });
       expect(renewed.address).toBe(leased.address);
