@@ -1,10 +1,11 @@
+import { DHCP_NETWORK_OPTIONS } from '../../src/dhcp/options.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { OptionReader } from '../option-values.js';
 import { type ParentConfig, type ParentLinks, PARENT_OPTIONS, parseParentConfig } from '../parent/parent-config.js';
 import type { ParentName } from '../parent/parent-name.js';
 
 /** Docker's macvlan keys (`parent`, `macvlan_mode`) mean the same with tsnet; the rest are tsnet's own. */
-export const MACVLAN_OPTIONS = { ...PARENT_OPTIONS, mode: 'macvlan_mode', dhcpTimeout: 'tsnet.dhcp_timeout', dhcpHold: 'tsnet.dhcp_hold' } as const;
+export const MACVLAN_OPTIONS = { ...PARENT_OPTIONS, mode: 'macvlan_mode', dhcpTimeout: DHCP_NETWORK_OPTIONS.timeout, dhcpHold: DHCP_NETWORK_OPTIONS.hold } as const;
 
 /** How long a DHCP server may take to answer an attach, by default (docs/dhcp.md). */
 export const DEFAULT_DHCP_TIMEOUT_SECONDS = 5;

@@ -6,7 +6,7 @@ import { RequestError } from '../errors.js';
 import { KeyedMutex } from '../mutex.js';
 import { canonicalCidr, formatCidr, formatIp, parseCidrWithIp } from '../net/address.js';
 import { MAC_ADDRESS, macFor } from '../net/mac.js';
-import { DHCP_OPTION } from '../dhcp/dhcp-pools.js';
+import { DHCP_NETWORK_OPTIONS, DHCP_OPTION } from '../dhcp/options.js';
 import { POOL_OPTION } from '../ipam/shared-pools.js';
 import { type Store, type Write, del, put } from '../store/store.js';
 import type { Drift } from '../sys/index.js';
@@ -427,9 +427,12 @@ export class NetworkService {
       if (this.networks.has(input.networkId)) return; // a retried request: already done
       const { kind, spec } = networkSpec(input, (subnet, gateway) => this.addresses.gatewayChosen?.(subnet, gateway) ?? false);
       const driver = this.driverOf({ kind });
-      if (!driver.dhcpWire && spec.ipv4.some((s) => this.addresses.isDhcpSubnet?.(s.pool))) {
+      const onDhcpPool = spec.ipv4.some((s) => this.addresses.isDhcpSubnet?.(s.pool));
+      if (!driver.dhcpWire && onDhcpPool) {
         throw new RequestError('tsnet.dhcp', `only macvlan networks take addresses from the LAN's DHCP server (a ${kind} network has no wire of its own to ask on)`);
       }
+      const dhcpOption = Object.values(DHCP_NETWORK_OPTIONS).find((key) => spec.options[key] !== undefined);
+      if (dhcpOption && !onDhcpPool) throw new RequestError(dhcpOption, `only a network on a DHCP pool (--ipam-driver tsnet --ipam-opt tsnet.dhcp=on) takes it`);
       this.checkOptionKeys(spec.options, driver);
       await this.deletedLinksGone();
       const network = await this.locks.run(TOPOLOGY, async () => {

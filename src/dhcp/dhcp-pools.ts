@@ -6,10 +6,9 @@ import { del, put, type Store } from '../store/store.js';
 import type { Runner } from '../sys/runner.js';
 import { type DhcpWireOf, Leases } from './leases.js';
 
-/** `--ipam-opt tsnet.dhcp=on`: the pool's addresses come from the DHCP server on its network's wire. */
-export const DHCP_OPTION = 'tsnet.dhcp';
 export const DHCP_POOL_ID_PREFIX = 'tsnet-dhcp/';
 export const isDhcpPoolId = (poolId: string) => poolId.startsWith(DHCP_POOL_ID_PREFIX);
+
 
 const GATEWAY_REQUEST = 'com.docker.network.gateway';
 

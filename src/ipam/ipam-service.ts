@@ -5,7 +5,8 @@ import { type Cidr, type Ip, cidrOverlaps, cidrWithin, formatCidr, formatIp, par
 import { type DefaultPool, candidateSubnets, parseDefaultPools, DEFAULT_POOLS_V4, DEFAULT_POOLS_V6 } from './default-pools.js';
 import { checkChosenAddress, PoolAllocator } from './pool-allocator.js';
 import { isSharedPoolId, parsePoolName, POOL_OPTION, type PoolGrant, type SharedPools } from './shared-pools.js';
-import { DHCP_OPTION, type DhcpPools, isDhcpPoolId } from '../dhcp/dhcp-pools.js';
+import { type DhcpPools, isDhcpPoolId } from '../dhcp/dhcp-pools.js';
+import { DHCP_OPTION } from '../dhcp/options.js';
 import type { LeaseRecord } from '../dhcp/leases.js';
 
 export const LOCAL_ADDRESS_SPACE = 'tsnet-local';

@@ -60,6 +60,7 @@ const CASES: Array<[string, string, unknown, string]> = [
   ['an interface prefix with capitals', 'NetworkDriver.CreateNetwork', network({}, { 'com.docker.network.container_iface_prefix': 'ETH' }), 'com.docker.network.container_iface_prefix:'],
   ['an overlay option on a plain bridge network', 'NetworkDriver.CreateNetwork', network({}, { 'tsnet.vxlan_csum_offload': 'off' }), 'tsnet.vxlan_csum_offload: only overlay networks'],
   ['the IPAM option tsnet.dhcp given as -o', 'NetworkDriver.CreateNetwork', network({}, { 'tsnet.dhcp': 'on' }), 'tsnet.dhcp: an IPAM option: give it as --ipam-opt tsnet.dhcp=… with --ipam-driver tsnet'],
+  ['a DHCP timeout on a network of no DHCP pool', 'NetworkDriver.CreateNetwork', network({}, { 'tsnet.mode': 'macvlan', parent: 'lo', 'tsnet.dhcp_timeout': '3' }), 'tsnet.dhcp_timeout: only a network on a DHCP pool'],
   ['a DHCP pool without --subnet', 'IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '', SubPool: '', Options: { 'tsnet.dhcp': 'on' }, V6: false }, "Pool: tsnet.dhcp=on needs the LAN's subnet"],
   ['a DHCP pool with --ip-range', 'IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: '10.7.0.0/24', SubPool: '10.7.0.128/25', Options: { 'tsnet.dhcp': 'on' }, V6: false }, 'SubPool: the DHCP server hands out its own range'],
   ['a DHCP pool for IPv6', 'IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: 'fd00:7::/64', SubPool: '', Options: { 'tsnet.dhcp': 'on' }, V6: true }, 'Options.tsnet.dhcp: DHCP hands out IPv4 addresses only'],
