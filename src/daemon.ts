@@ -97,7 +97,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   names.onChange(() => void dockerBridges.update(names.dockerBridges()));
   // A DHCP lease carries its container's name to the LAN's server, which may register it in its DNS.
   dhcp.leases.useHostnames((address) => {
-    const endpoint = networks.listEndpoints().find((e) => e.address?.split('/')[0] === address);
+    const endpoint = networks.endpointWithAddress(address);
     return endpoint ? names.endpoints().get(endpoint.id)?.containerName : undefined;
   });
   names.onChange(() => dhcp.leases.namesChanged());

@@ -97,7 +97,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   // The IPAM comes next: it asks the networks (shared pools), and they give stale endpoints' addresses back to it.
   // Leases are taken through a probe link on the network's parent: the pools ask the networks where that is.
   const dhcp = new DhcpPools(store, runner, { wireOf: (subnet) => networks.dhcpWireOf(subnet), sandboxOf: (address) => {
-    const key = networks.sandboxOf(address);
+    const key = networks.endpointWithAddress(address)?.sandboxKey;
     return key === undefined ? undefined : sandboxes.pathOf(key);
   } }, log.child({ room: 'dhcp' }));
   await dhcp.load();

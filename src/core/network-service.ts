@@ -51,13 +51,14 @@ export type TopologyChange =
 
 export type TopologyListener = (change: TopologyChange) => void;
 
+/** tsnet's IPAM options (--ipam-opt), which dockerd never shows a network driver: one given as -o is a user's slip. */
+const IPAM_OPTIONS: readonly string[] = [POOL_OPTION, DHCP_OPTION];
+
 /**
  * The short cross-network section: a new network is checked against all the
  * others (subnets, bridge names, parents) and claims its own under it. No
  * kernel work of another network ever runs under it.
  */
-/** tsnet's IPAM options (--ipam-opt), which dockerd never shows a network driver: one given as -o is a user's slip. */
-const IPAM_OPTIONS: readonly string[] = [POOL_OPTION, DHCP_OPTION];
 const TOPOLOGY = 'topology';
 /** Everything done to one network and its endpoints runs under the network's key, one at a time. */
 const networkKey = (networkId: string) => `network ${networkId}`;
@@ -365,9 +366,9 @@ export class NetworkService {
     return network && this.driverOf(network).dhcpWire!(network);
   }
 
-  /** The sandbox of the endpoint holding the IPv4 `address` (plain IP), once it joined. */
-  sandboxOf(address: string): string | undefined {
-    return this.listEndpoints().find((e) => e.address?.split('/')[0] === address)?.sandboxKey;
+  /** The endpoint holding the IPv4 `address` (a plain IP). */
+  endpointWithAddress(address: string): EndpointRecord | undefined {
+    return this.listEndpoints().find((e) => e.address?.split('/')[0] === address);
   }
 
   /** The host's links tsnet's networks depend on without having named them (see Driver.borrowedLinks). */
@@ -490,7 +491,7 @@ export class NetworkService {
       }
       const leased = ipv4 ? input.address.split('/')[0]! : undefined;
       // A --mac-address arrives only now: the lease, taken under tsnet's MAC, becomes the container's own.
-      if (leased && input.macAddress !== '' && this.addresses.lease?.(leased)) await this.addresses.rekeyLease?.(leased, input.macAddress.toLowerCase());
+      if (leased && input.macAddress !== '') await this.addresses.rekeyLease?.(leased, input.macAddress.toLowerCase());
       const lease = leased ? this.addresses.lease?.(leased) : undefined;
       if (shared !== undefined && input.macAddress !== '' && input.macAddress.toLowerCase() !== shared.toLowerCase()) {
         const theirs = shared ? ` ${shared}` : '';

@@ -228,16 +228,16 @@ export class IpamService {
   private requestDhcpPool(request: PoolRequest): Promise<PoolGrant> {
     this.checkPoolRequest(request);
     const field = `Options.${DHCP_OPTION}`;
-    if (!this.dhcp) throw new RequestError(field, 'this daemon serves no DHCP pools');
+    const dhcp = this.dhcpPools(field);
     if (request.v6) throw new RequestError(field, 'DHCP hands out IPv4 addresses only; give IPv6 its own subnet without tsnet.dhcp');
     if (request.options[POOL_OPTION] !== undefined) throw new RequestError(field, `a pool is either the LAN's DHCP server's or shared through the cluster store (${POOL_OPTION}), not both`);
     if (request.pool === '') throw new RequestError('Pool', `${DHCP_OPTION}=on needs the LAN's subnet: --subnet`);
     if (request.subPool !== '') throw new RequestError('SubPool', `the DHCP server hands out its own range: no --ip-range with ${DHCP_OPTION}=on`);
-    return this.dhcp.requestPool(this.parsePool(request.pool, 4));
+    return dhcp.requestPool(this.parsePool(request.pool, 4));
   }
 
-  private dhcpPools(): DhcpPools {
-    if (!this.dhcp) throw new RequestError('PoolID', 'this daemon serves no DHCP pools');
+  private dhcpPools(field = 'PoolID'): DhcpPools {
+    if (!this.dhcp) throw new RequestError(field, 'this daemon serves no DHCP pools');
     return this.dhcp;
   }
 
