@@ -74,7 +74,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   // What plugin requests change, and the overlay's peer writes, are tsnet's own: the drift watcher leaves them alone.
   const own = new OwnChanges();
   // etcd's client (grpc) weighs ~20 MiB: loaded only by daemons of a cluster.
-  const peerWrites = { asOwnChange: <T>(work: () => Promise<T>) => own.during(work), ...(metrics ? { observe: metrics.observePeerWrite } : {}) };
+  const peerWrites = { asOwnChange: <T>(work: () => Promise<T>) => own.during(work), ...(metrics ? { observe: metrics.observePeerWrite, rekeyed: metrics.observeRekey } : {}) };
   const cluster = options.cluster && new (await import('./cluster/cluster.js')).Cluster(options.cluster, store, log, peerWrites);
   await cluster?.checkUnderlay();
   const pluginOptions = cluster ? { ...options, sharedPools: cluster.sharedPools.bind(cluster), segments: () => cluster.segments() } : options;
@@ -89,7 +89,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger): Promise<
   };
   const { app, networks, ipam, inFlight, firewall, reconciler, dockerBridges, linkReaper, dhcp } = await createPlugin(parts, pluginOptions, log);
   metrics?.watch(networks, ipam);
-  if (cluster) metrics?.watchOverlayGate(cluster.gate);
+  if (cluster) metrics?.watchOverlayGate(cluster.gate, cluster.ciphers);
   // Names come from Docker's API on their own schedule; no plugin request ever waits for them.
   const turnOn = options.dockerHostSetting ?? `give --docker-host dockerd's API address (now ${options.dockerHost})`;
   const names = new ContainerNames(new DockerApi(dockerAddress), log.child({ room: 'docker' }), { turnOn });

@@ -23,6 +23,7 @@ import { Reconciler } from './repair/reconciler.js';
 import type { SharedPools } from './ipam/shared-pools.js';
 import type { Segments } from './overlay/segments.js';
 import type { Store } from './store/store.js';
+import { Xfrm } from './sys/xfrm.js';
 import { chooseFirewall, type Drift, type FirewallKind, ForwardingTable, type HostPorts, Ip, LinkReaper, Offloads, removeOtherBackend, type Runner, type Sysctl } from './sys/index.js';
 
 export interface PluginOptions {
@@ -79,6 +80,7 @@ export interface PluginParts {
 export async function createPlugin({ store, runner, hostPorts, sysctl, observeRequest, observeRepairs, requestScope }: PluginParts, options: PluginOptions, log: Logger): Promise<Plugin> {
   const ip = new Ip(runner);
   const fdb = new ForwardingTable(runner);
+  const xfrm = new Xfrm(runner);
   const firewall = await chooseFirewall(options.firewall, runner, sysctl);
   // Before anything is restored: what the other backend left must not act on tsnet's traffic.
   await removeOtherBackend(firewall.kind, runner).catch((error: unknown) => log.warn({ err: error }, `could not remove the rules of the other firewall backend than ${firewall.kind}`));
@@ -90,7 +92,7 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   // One SharedParent for both kinds: a macvlan and an ipvlan network may share a VLAN's base and its PROMISC hold.
   const parentParts = { ip, runner, shared: new SharedParent(ip), sandboxes, ...(options.segments ? { segments: options.segments } : {}) };
   const drivers = new Map<DriverKind, Driver>([
-    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, new Offloads(runner), hostPorts, options.segments ?? (() => undefined)), sandboxes) as Driver],
+    ['bridge', new BridgeDriver(ip, firewall.firewall, sysctl, hostPorts, linkReaper, log, new OverlayPart(ip, fdb, new Offloads(runner), hostPorts, xfrm, options.segments ?? (() => undefined)), sandboxes) as Driver],
     ['macvlan', new MacvlanDriver(parentParts) as Driver],
     ['ipvlan', new IpvlanDriver(parentParts) as Driver],
   ]);
@@ -128,6 +130,6 @@ export async function createPlugin({ store, runner, hostPorts, sysctl, observeRe
   await removeLeftoverLinks(ip, networks, log);
   await networks.removeLeftovers();
   const inFlight = new InFlight();
-  const reconciler = new Reconciler(networks, ip, fdb, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
+  const reconciler = new Reconciler(networks, ip, fdb, xfrm, firewall.firewall, log.child({ room: 'repair' }), observeRepairs);
   return { app: createApp([...networkRoutes(networks), ...ipamRoutes(ipam)], log, inFlight, observeRequest, requestScope), networks, ipam, inFlight, firewall: firewall.kind, reconciler, dockerBridges, linkReaper, dhcp };
 }

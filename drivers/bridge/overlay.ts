@@ -1,7 +1,10 @@
+import { parseDuration } from '../../src/cluster/cluster-config.js';
 import { RequestError } from '../../src/errors.js';
-import type { Segments } from '../../src/overlay/segments.js';
+import { ESP_OVERHEAD } from '../../src/overlay/esp.js';
+import type { EncryptAsk, Segments } from '../../src/overlay/segments.js';
 import { type RemotePeer, SegmentPeers, VXLAN_OVERHEAD, vxlanLines } from '../../src/overlay/vxlan.js';
 import { type Drift, drift, type ForwardingTable, type HostPorts, type Ip, type KernelView, type Offloads, type VxlanEntries } from '../../src/sys/index.js';
+import { describePolicy, type EspPolicy, type EspState, policyId, stateId, type Xfrm, type XfrmView } from '../../src/sys/xfrm.js';
 import type { NetworkRecord, NetworkSpec } from '../model.js';
 import { GENERATED_LINK, vxlanName } from '../names.js';
 import { refuseSegmentPool } from '../segment-pool.js';
@@ -18,6 +21,10 @@ export const OVERLAY_OPTIONS = {
    * checksums is broken (packets held ~63 s, kubernetes#88986, flannel#1282).
    */
   checksumOffload: 'tsnet.vxlan_csum_offload',
+  /** on: the segment's VXLAN between hosts travels in IPsec ESP (docs/overlay.md, "Encryption"). */
+  encrypt: 'tsnet.encrypt',
+  /** With tsnet.encrypt: rotate the segment's key this often (24h, 30m…). */
+  rekey: 'tsnet.rekey',
 } as const;
 /** The feature ethtool names for the device's TX checksum offload. */
 const TX_CHECKSUM_FEATURE = 'tx-checksum-ip-generic';
@@ -33,6 +40,8 @@ export interface OverlayConfig {
   port: number;
   /** tsnet.vxlan_csum_offload (absent in records from before it: on, the kernel's default). */
   checksumOffload?: boolean;
+  /** tsnet.encrypt=on: the segment's VXLAN travels in ESP. */
+  encrypted?: boolean;
 }
 
 /** Whether the bridge network asks to be an overlay. */
@@ -58,6 +67,7 @@ export class OverlayPart {
     private readonly fdb: ForwardingTable,
     private readonly offloads: Offloads,
     private readonly hostPorts: HostPorts,
+    private readonly xfrm: Xfrm,
     /** Present with --cluster-store. */
     private readonly segments: () => Segments | undefined,
   ) {}
@@ -75,17 +85,46 @@ export class OverlayPart {
     if (spec.ipv6) throw new RequestError('com.docker.network.enable_ipv6', 'an overlay carries IPv4 only so far; create it without --ipv6');
     const checksumOffload = new OptionReader(spec.options).onOff(OVERLAY_OPTIONS.checksumOffload, true);
     if (!checksumOffload && !(await this.offloads.available())) throw new RequestError(OVERLAY_OPTIONS.checksumOffload, 'off needs ethtool on this host: apt-get install ethtool');
-    const segment = await segments.join(spec.ipv4[0]?.pool ?? '', MODE_OPTION);
+    const encrypt = await this.encryptAsk(spec);
+    const segment = await segments.join(spec.ipv4[0]?.pool ?? '', MODE_OPTION, encrypt);
     await this.refuseForeignDevices(segment.underlay.port);
     const link = await this.ip.linkOfAddress(segment.underlay.address);
     if (!link) throw new RequestError(MODE_OPTION, `underlay address ${segment.underlay.address} is on no link of this host`);
-    const overhead = VXLAN_OVERHEAD[segment.underlay.address.includes(':') ? 6 : 4];
-    const largest = link.mtu - overhead;
+    const vxlan = VXLAN_OVERHEAD[segment.underlay.address.includes(':') ? 6 : 4];
+    const largest = link.mtu - vxlan - (encrypt ? ESP_OVERHEAD : 0);
     if (spec.mtu !== undefined && spec.mtu > largest) {
-      throw new RequestError(MTU_OPTION, `${spec.mtu} is more than an overlay on this host carries: at most ${largest} (${link.ifname}'s ${link.mtu} − ${overhead} of VXLAN)`);
+      const esp = encrypt ? ` − ${ESP_OVERHEAD} of ESP` : '';
+      throw new RequestError(MTU_OPTION, `${spec.mtu} is more than an overlay on this host carries: at most ${largest} (${link.ifname}'s ${link.mtu} − ${vxlan} of VXLAN${esp})`);
     }
-    const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port, checksumOffload };
+    const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port, checksumOffload, ...(encrypt ? { encrypted: true } : {}) };
     return { overlay, mtu: spec.mtu ?? largest };
+  }
+
+  /**
+   * tsnet.encrypt and tsnet.rekey; an encrypted segment on a kernel that
+   * cannot carry ESP is refused, naming what is missing: nothing would be
+   * sent in clear instead (the policies drop what has no SA), but nothing
+   * would pass either.
+   */
+  private async encryptAsk(spec: NetworkSpec): Promise<EncryptAsk | undefined> {
+    const options = new OptionReader(spec.options);
+    const rekey = options.string(OVERLAY_OPTIONS.rekey);
+    if (!options.onOff(OVERLAY_OPTIONS.encrypt, false)) {
+      if (rekey !== undefined) throw new RequestError(OVERLAY_OPTIONS.rekey, `only an encrypted overlay (-o ${OVERLAY_OPTIONS.encrypt}=on) has a key to rotate`);
+      return undefined;
+    }
+    let rekeySeconds: number | undefined;
+    if (rekey !== undefined) {
+      try {
+        rekeySeconds = Math.round(parseDuration(OVERLAY_OPTIONS.rekey, rekey) / 1000);
+      } catch (error) {
+        throw new RequestError(OVERLAY_OPTIONS.rekey, `"${rekey}" is no duration such as 90s, 10m, 24h or 7d`);
+      }
+      if (rekeySeconds < 10) throw new RequestError(OVERLAY_OPTIONS.rekey, `"${rekey}" is shorter than the 10 s a rotation needs`);
+    }
+    const missing = await this.xfrm.missing();
+    if (missing) throw new RequestError(OVERLAY_OPTIONS.encrypt, missing);
+    return { field: OVERLAY_OPTIONS.encrypt, ...(rekeySeconds !== undefined ? { rekeySeconds } : {}) };
   }
 
   /**
@@ -117,20 +156,21 @@ export class OverlayPart {
     const segments = this.segments();
     if (!segments) throw new RequestError(MODE_OPTION, 'an overlay needs the cluster store: run tsnet daemon with --cluster-store');
     // The device would take VXLAN from anyone who reaches the port: the gate goes up first.
-    await segments.guard(network.id, overlay.port);
+    const encryptedVni = overlay.encrypted ? overlay.vni : undefined;
+    await segments.guard(network.id, overlay.port, encryptedVni);
     await this.ip.batch(exists ? [attach!] : [add!, attach!]);
     // Every time, not only when made: a device someone re-made by hand comes back with the kernel's default.
     if (overlay.checksumOffload === false) await this.offloads.set(overlay.device, { [TX_CHECKSUM_FEATURE]: false });
     const peers = new SegmentPeers(overlay.device, this.ip, this.fdb);
     // A device that outlived the daemon holds the entries it wrote: those the store dropped meanwhile must go.
     if (exists) await peers.adoptKernel();
-    await segments.follow(network.id, overlay.pool, peers);
+    await segments.follow(network.id, overlay.pool, peers, encryptedVni);
   }
 
   async delete(network: OverlayNetwork): Promise<void> {
     const { overlay } = network.config;
     if (!overlay) return;
-    this.segments()?.unfollow(network.id);
+    await this.segments()?.unfollow(network.id);
     await this.ip.deleteLinks([overlay.device]);
   }
 
@@ -153,8 +193,28 @@ export class OverlayPart {
     if (device.master !== bridge) return [drift(network.id, 'link', 'changed', `${overlay.device} is not a port of ${bridge}`)];
     if (!device.flags.includes('UP')) return [drift(network.id, 'link', 'changed', `${overlay.device} is down`)];
     const wanted = this.segments()?.wanted(network.id);
-    return wanted ? peerDrift(network.id, overlay.device, wanted, kernel.vxlanEntries.get(overlay.device)) : [];
+    const peers = wanted ? peerDrift(network.id, overlay.device, wanted, kernel.vxlanEntries.get(overlay.device)) : [];
+    const xfrm = overlay.encrypted ? this.segments()?.wantedXfrm(network.id) : undefined;
+    return xfrm ? [...peers, ...xfrmDrift(network.id, xfrm, kernel.xfrm)] : peers;
   }
+}
+
+/**
+ * An encrypted segment's SAs and policies against the kernel's: each
+ * missing one (someone's `ip xfrm state flush`), and each outbound policy
+ * that sends with another generation. Repaired by restore, which reads the
+ * kernel's tables again and writes the difference.
+ */
+export function xfrmDrift(networkId: string, wanted: { states: readonly EspState[]; policies: readonly EspPolicy[] }, held: XfrmView = { states: [], policies: [] }): Drift[] {
+  const states = new Set(held.states.map(stateId));
+  const policies = new Map(held.policies.map((p) => [policyId(p), p]));
+  const found: Drift[] = [];
+  for (const s of wanted.states) if (!states.has(stateId(s))) found.push(drift(networkId, 'xfrm-state', 'missing', stateId(s)));
+  for (const p of wanted.policies) {
+    const h = policies.get(policyId(p));
+    if (h?.reqid !== p.reqid) found.push(drift(networkId, 'xfrm-policy', h ? 'changed' : 'missing', describePolicy(p)));
+  }
+  return found;
 }
 
 const NONE: VxlanEntries = { neighbours: new Map(), destinations: new Map() };

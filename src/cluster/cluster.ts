@@ -8,6 +8,9 @@ import { findUnderlay, type Underlay } from '../overlay/underlay.js';
 import type { Store } from '../store/store.js';
 import { Ip } from '../sys/ip.js';
 import { OverlayGate } from '../sys/overlay-gate.js';
+import { Xfrm } from '../sys/xfrm.js';
+import { HostCiphers } from '../overlay/ciphers.js';
+import type { KeyEvents } from '../overlay/segment-encryption.js';
 import { ExecaRunner } from '../sys/runner.js';
 import type { ClusterConfig } from './cluster-config.js';
 import { ADMIN_READ_MS, type ClusterView, gcDeadHost, gcOrphans, type GcProgress, type GcResult, holdNames, orphansOf, readCluster } from './cluster-admin.js';
@@ -69,16 +72,19 @@ export class Cluster {
   private readonly registry: HostRegistry;
   /** Lets VXLAN in from the cluster's hosts only (docs/overlay.md). */
   readonly gate = new OverlayGate(new ExecaRunner());
+  /** The IPsec SAs and policies of this host's encrypted segments (docs/overlay.md). */
+  readonly ciphers: HostCiphers;
 
   constructor(
     private readonly config: ClusterConfig,
     private readonly store: Store,
     private readonly log: Logger,
     /** Around every write of overlay peers: metrics, and the drift watcher's own-change notes. */
-    private readonly peerWrites: PeerWriteHooks = {},
+    private readonly peerWrites: PeerWriteHooks & KeyEvents = {},
   ) {
     this.etcd = new EtcdClient(config);
     this.registry = new HostRegistry(this.etcd, log);
+    this.ciphers = new HostCiphers(new Xfrm(new ExecaRunner()), peerWrites.asOwnChange);
     this.membership = new HostMembership(this.etcd, config.hostId, store, log, () => this.registered(), LEASE_TTL_SECONDS, () => this.underlay());
   }
 
@@ -141,7 +147,7 @@ export class Cluster {
     const pools = this.pools;
     if (!pools) return undefined;
     const localPools = () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool }));
-    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }), this.peerWrites);
+    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }), this.ciphers, this.config.tls?.cert !== undefined, this.peerWrites, this.peerWrites);
     return this.overlays;
   }
 

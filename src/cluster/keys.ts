@@ -5,6 +5,8 @@
  *   alive/<id>                              AliveRecord, bound to the host's lease: gone when the host is
  *   pools/<name>/v4/definition              PoolDefinition: subnet, range, gateway, hosts using it
  *   pools/<name>/v4/addresses/<ip>          AddressHold: who holds the address
+ *   pools/<name>/v4/encryption              SegmentSecrets: an encrypted overlay segment's keys
+ *   pools/<name>/v4/key-acks/<host>         KeyAck: which of those keys the host's kernel holds
  *   pool-names/<pool>/<host>/<endpoint ID>  PublishedName: a container's DNS names, bound to the host's lease
  *   vnis/<vni>                              the name of the overlay pool that has the VNI
  *
@@ -52,6 +54,9 @@ export class PoolKeys {
   readonly prefix: string;
   readonly definition: string;
   readonly addressesPrefix: string;
+  /** An encrypted overlay segment's keys (docs/overlay.md): secrets, gone with the pool. */
+  readonly encryption: string;
+  readonly keyAcksPrefix: string;
 
   constructor(
     readonly name: string,
@@ -60,6 +65,12 @@ export class PoolKeys {
     this.prefix = `${POOLS_PREFIX}${name}/v${family}/`;
     this.definition = `${this.prefix}definition`;
     this.addressesPrefix = `${this.prefix}addresses/`;
+    this.encryption = `${this.prefix}encryption`;
+    this.keyAcksPrefix = `${this.prefix}key-acks/`;
+  }
+
+  keyAck(host: string): string {
+    return `${this.keyAcksPrefix}${host}`;
   }
 
   address(ip: string): string {
@@ -90,6 +101,8 @@ export const PoolDefinition = z.object({
   users: z.array(z.string()),
   /** An overlay segment's pool (docs/overlay.md): its networks are bridged over VXLAN with this VNI. */
   vni: z.number().int().min(1).max(0xffffff).optional(),
+  /** An encrypted segment's (tsnet.encrypt=on): set with the VNI, never changed; its keys are under `encryption`. */
+  encrypted: z.boolean().optional(),
 });
 export type PoolDefinition = z.infer<typeof PoolDefinition>;
 
@@ -121,6 +134,43 @@ export const PublishedName = z.object({
   ipv6: z.string().refine((a) => parseIp(a)?.family === 6, 'not an IPv6 address').optional(),
 });
 export type PublishedName = z.infer<typeof PublishedName>;
+
+/**
+ * One generation of an encrypted segment's key: 32 random bytes (base64)
+ * from which every pair of hosts derives its own SA keys (src/overlay/esp.ts).
+ */
+export const SegmentKey = z.object({
+  generation: z.number().int().min(1),
+  secret: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'not 32 bytes of base64'),
+  created: z.string(),
+});
+export type SegmentKey = z.infer<typeof SegmentKey>;
+
+/**
+ * An encrypted segment's keys: every host receives with all of them and
+ * sends with `send`'s. A rotation adds one, moves `send` to it, then drops
+ * the old one, each step once every host acknowledged the previous one.
+ */
+export const SegmentSecrets = z
+  .object({
+    keys: z.array(SegmentKey).min(1).max(2),
+    send: z.number().int().min(1),
+    /** When `send` last changed: with `rekeySeconds`, when the next rotation is due. */
+    rotatedAt: z.string(),
+    /** tsnet.rekey: rotated automatically this often; absent: only by `tsnet cluster rotate-key`. */
+    rekeySeconds: z.number().int().min(10).optional(),
+  })
+  .refine((s) => s.keys.some((k) => k.generation === s.send), 'send names no key');
+export type SegmentSecrets = z.infer<typeof SegmentSecrets>;
+
+/** What one host's kernel holds of a segment's keys, written after each change it applied. */
+export const KeyAck = z.object({
+  /** The generations it receives with. */
+  installed: z.array(z.number().int()),
+  /** The generation it sends with. */
+  sending: z.number().int(),
+});
+export type KeyAck = z.infer<typeof KeyAck>;
 
 export const HostRecord = z.object({
   id: z.string(),

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { RequestError } from '../errors.js';
 import type { ClusterKv, Compare, Entry, Op } from './etcd-client.js';
-import { aliveKey, decodeValue, PoolDefinition, type PoolKeys, vniKey } from './keys.js';
+import { aliveKey, decodeValue, PoolDefinition, type PoolKeys, type SegmentSecrets, vniKey } from './keys.js';
 
 /** Conflicting writes (another host changed the definition first) a change survives before it gives up. */
 export const MAX_ATTEMPTS = 16;
@@ -80,21 +80,40 @@ const VNI_BASE = 0x740000;
 const VNI_SPREAD = 0x10000;
 const firstVni = (name: string) => VNI_BASE + (createHash('sha256').update(name).digest().readUInt32BE(0) % VNI_SPREAD);
 
+/** Whether a host's overlay network asks for an encrypted segment. */
+export interface SegmentAsk {
+  /** The option that asked (tsnet.encrypt), which a mismatch is blamed on. */
+  field: string;
+  /** Present: encrypted, with the segment's first keys (random, made by the caller), written only if the segment has none. */
+  firstKeys?: () => SegmentSecrets;
+}
+
 /**
  * The VNI of the overlay segment on the pool, given to it by the first
- * overlay network. The IPAM, asked before, cannot tell an overlay (dockerd
+ * overlay network (with an encrypted segment's keys, in the same
+ * transaction). The IPAM, asked before, cannot tell an overlay (dockerd
  * gives it only the --ipam-opt), so the pool's users, which join at that
- * moment, say nothing of their networks' kind.
+ * moment, say nothing of their networks' kind. Whether the
+ * segment is encrypted is decided by its first network and never changes:
+ * a later network asking otherwise is refused, or hosts would send the
+ * segment's traffic in clear to hosts that drop it, or the reverse.
  */
-export function segmentVni(etcd: ClusterKv, keys: PoolKeys, field: string, deadline: number): Promise<number> {
+export function segmentVni(etcd: ClusterKv, keys: PoolKeys, field: string, deadline: number, ask?: SegmentAsk): Promise<number> {
   let vni = firstVni(keys.name);
   return changeDefinition(etcd, keys, deadline, (definition): DefinitionChange<number> => {
     if (!definition) throw new RequestError(field, `pool ${keys.name} is not in the cluster store (removed by tsnet cluster gc?); re-create the network`);
-    if (definition.vni !== undefined) return { result: definition.vni };
+    if (definition.vni !== undefined) {
+      const encrypted = definition.encrypted ?? false;
+      if (encrypted !== (ask?.firstKeys !== undefined)) {
+        throw new RequestError(ask?.field ?? field, encrypted ? `segment ${keys.name} is encrypted: create the network with -o ${ask?.field ?? 'tsnet.encrypt'}=on` : `segment ${keys.name} is not encrypted (its first network decided so); create this network without it`);
+      }
+      return { result: definition.vni };
+    }
     const key = vniKey(vni);
+    const secrets = ask?.firstKeys ? [{ put: keys.encryption, value: JSON.stringify(ask.firstKeys()) }] : [];
     return {
       result: vni,
-      ops: [{ put: keys.definition, value: JSON.stringify({ ...definition, vni }) }, { put: key, value: keys.name }],
+      ops: [{ put: keys.definition, value: JSON.stringify({ ...definition, vni, ...(secrets.length > 0 ? { encrypted: true } : {}) }) }, { put: key, value: keys.name }, ...secrets],
       compares: [{ key, absent: true }],
       reads: [{ get: key }],
       // Another segment has this VNI: the next one is tried.

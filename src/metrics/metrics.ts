@@ -37,6 +37,7 @@ export class Metrics {
   private readonly repairs = new Counter({ name: 'tsnet_repairs_total', help: 'Differences between the records and the kernel that tsnet repaired (drift watcher, doctor --fix), by object (link, address, route, port-flag, promisc, neighbour, fdb, table, chain, rule, hook, element)', labelNames: ['object'], registers: [this.registry] });
 
   private readonly peerChanges = new Counter({ name: 'tsnet_overlay_peer_changes_total', help: 'Overlay peer entries (a neighbour and a forwarding entry each) written into the kernel or removed from it, following the cluster store', labelNames: ['change'], registers: [this.registry] });
+  private readonly rekeys = new Counter({ name: 'tsnet_overlay_rekeys_total', help: "Times this host started sending an encrypted segment's traffic with a new generation of its key", registers: [this.registry] });
   private readonly convergence = new Histogram({ name: 'tsnet_overlay_convergence_seconds', help: "From a change of an overlay segment arriving from the cluster store to its peer entries in this host's kernel", buckets: BUCKETS, registers: [this.registry] });
 
   constructor() {
@@ -199,8 +200,33 @@ export class Metrics {
     });
   }
 
-  /** VXLAN datagrams the overlay gate dropped: sent to the VXLAN port from hosts that are not in the cluster. */
-  watchOverlayGate(gate: { strangers(): Promise<number> }): void {
+  /** Encrypted overlays: this host starting to send with a new generation of a segment's key. */
+  readonly observeRekey = (): void => {
+    this.rekeys.inc();
+  };
+
+  /** VXLAN datagrams the overlay gate dropped: from hosts that are not in the cluster, and an encrypted segment's without ESP; and the SAs held. */
+  watchOverlayGate(gate: { strangers(): Promise<number>; cleartext(direction: 'in' | 'out'): Promise<number> }, ciphers: { count(): number }): void {
+    new Counter({
+      name: 'tsnet_overlay_cleartext_dropped_total',
+      help: 'VXLAN datagrams of an encrypted overlay segment dropped for arriving (in) or leaving (out) without IPsec ESP; 0 while this host has no encrypted segment',
+      labelNames: ['direction'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        const [incoming, outgoing] = await Promise.all([gate.cleartext('in'), gate.cleartext('out')]);
+        this.inc({ direction: 'in' }, incoming);
+        this.inc({ direction: 'out' }, outgoing);
+      },
+    });
+    new Gauge({
+      name: 'tsnet_overlay_security_associations',
+      help: 'IPsec SAs this host holds for its encrypted overlay segments (two per other host and key generation)',
+      registers: [this.registry],
+      collect() {
+        this.set(ciphers.count());
+      },
+    });
     new Counter({
       name: 'tsnet_overlay_strangers_total',
       help: 'VXLAN datagrams dropped by the overlay gate (from addresses of no registered host); 0 while this host has no overlay',

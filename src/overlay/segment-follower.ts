@@ -4,6 +4,7 @@ import type { EtcdClient, Entry } from '../cluster/etcd-client.js';
 import type { HostRegistry } from '../cluster/host-registry.js';
 import { AddressHold, decodeValue, type PoolKeys } from '../cluster/keys.js';
 import { PrefixMirror } from '../cluster/prefix-mirror.js';
+import type { SegmentEncryption } from './segment-encryption.js';
 import { remotePeers, type SegmentMember, segmentMembers } from './segment-members.js';
 import type { PeerTable, RemotePeer } from './vxlan.js';
 
@@ -38,6 +39,8 @@ export class SegmentFollower {
   private unsubscribe: (() => void) | undefined;
   /** When the oldest change not yet written arrived. */
   private changedAt: bigint | undefined;
+  /** An encrypted segment's users and keys (tsnet.encrypt=on). */
+  private readonly encryption: SegmentEncryption | undefined;
 
   constructor(
     etcd: EtcdClient,
@@ -47,7 +50,9 @@ export class SegmentFollower {
     private peers: PeerTable,
     private readonly log: Logger,
     private readonly hooks: PeerWriteHooks = {},
+    encrypt?: (changed: () => void) => SegmentEncryption,
   ) {
+    this.encryption = encrypt?.(() => this.changed());
     const decode = (entry: Entry) => decodeValue(AddressHold, entry.key, entry.value);
     this.holds = new PrefixMirror(etcd, keys.addressesPrefix, `the addresses of segment ${keys.name}`, decode, () => this.changed(), log);
     this.sync = new BackgroundTask(() => this.apply(), (error) => this.log.warn({ segment: keys.name, err: errorText(error) }, 'cannot write the segment\'s peer entries; retrying'), RETRY_MS);
@@ -56,12 +61,15 @@ export class SegmentFollower {
   start(): void {
     this.unsubscribe = this.registry.onChange(() => this.changed());
     this.holds.start();
+    this.encryption?.start();
   }
 
-  stop(): void {
+  /** Stops following; `drop` (the network is gone) also takes an encrypted segment's SAs and policies out of the kernel. */
+  async stop(drop = false): Promise<void> {
     this.unsubscribe?.();
     this.holds.stop();
     this.sync.stop();
+    await this.encryption?.stop(drop);
   }
 
   /**
@@ -71,6 +79,7 @@ export class SegmentFollower {
    */
   async repair(peers: PeerTable): Promise<void> {
     this.peers = peers;
+    this.encryption?.forgetKernel();
     this.changed();
     await this.sync.settle();
   }
@@ -78,6 +87,7 @@ export class SegmentFollower {
   /** Waits for the read and the kernel writes in progress (tests). */
   async settle(): Promise<void> {
     await this.holds.settle();
+    await this.encryption?.settle();
     await this.sync.settle();
   }
 
@@ -108,13 +118,16 @@ export class SegmentFollower {
 
   private async apply(): Promise<void> {
     // Before the first read the entries the kernel has are all there is to go by: none is removed.
-    if (!this.holds.loaded) return;
+    // An encrypted segment's keys and users come first: no peer is written that its SAs could not carry.
+    if (!this.holds.loaded || this.encryption?.loaded === false) return;
     const since = this.changedAt ?? process.hrtime.bigint();
     this.changedAt = undefined;
     let changed: { written: number; removed: number };
     try {
+      await this.encryption?.apply();
       const wanted = remotePeers(this.addressHolds(), this.registry.hosts(), this.self);
       changed = await (this.hooks.asOwnChange ?? ((work) => work()))(() => this.peers.set(wanted));
+      await this.encryption?.acknowledge();
     } catch (error) {
       // Not written: the retry measures from the same change.
       this.changedAt = since;

@@ -7,6 +7,11 @@ import { segmentVni } from '../cluster/pool-definition.js';
 import { RequestError } from '../errors.js';
 import { canonicalCidr, parseCidr } from '../net/address.js';
 import type { OverlayGate } from '../sys/overlay-gate.js';
+import type { EspPolicy, EspState } from '../sys/xfrm.js';
+import type { HostCiphers } from './ciphers.js';
+import { newSecrets } from './esp.js';
+import { type Rotation, rotateSegmentKey } from './key-rotation.js';
+import { type KeyEvents, SegmentEncryption } from './segment-encryption.js';
 import { type PeerWriteHooks, SegmentFollower } from './segment-follower.js';
 import type { SegmentMember } from './segment-members.js';
 import type { Underlay } from './underlay.js';
@@ -20,21 +25,45 @@ export interface Segment {
   underlay: Underlay;
 }
 
+/** What an overlay network asks for its segment's encryption (tsnet.encrypt=on). */
+export interface EncryptAsk {
+  /** The option, which a mismatch with the segment is blamed on. */
+  field: string;
+  /** tsnet.rekey, kept with the keys if this network makes them. */
+  rekeySeconds?: number;
+}
+
 /** What the bridge driver asks of the cluster for an overlay network (docs/overlay.md). */
 export interface Segments {
-  /** The segment of the shared pool on `subnet`: its VNI (given now, when it has none), and this host's underlay. `field` names the option a refusal blames. */
-  join(subnet: string, field: string): Promise<Segment>;
+  /** The segment of the shared pool on `subnet`: its VNI (given now, with its keys if `encrypt`, when it has none), and this host's underlay. `field` names the option a refusal blames; an encryption other than the segment's is refused. */
+  join(subnet: string, field: string, encrypt?: EncryptAsk): Promise<Segment>;
   /** The name of this host's shared pool on `subnet`; undefined when it has none there. */
   sharedPool(subnet: string): string | undefined;
   /** The VNI of the shared pool on `subnet` when it is an overlay segment; undefined for any other subnet. */
   vniOf(subnet: string): Promise<number | undefined>;
-  /** Lets VXLAN on `port` in from the cluster's hosts only, for the network: before its VXLAN device is made, kept as hosts come and go, until unfollow. */
-  guard(networkId: string, port: number): Promise<void>;
-  /** Keeps `peers` equal to the pool's containers on other hosts in the store, until unfollow; followed already, `peers` (which adopted the kernel's entries) takes over and is repaired. */
-  follow(networkId: string, pool: string, peers: PeerTable): Promise<void>;
-  unfollow(networkId: string): void;
+  /**
+   * Lets VXLAN on `port` in from the cluster's hosts only, for the network:
+   * before its VXLAN device is made, kept as hosts come and go, until
+   * unfollow. With `encryptedVni`, VXLAN of that VNI that is not in ESP is
+   * dropped both ways from then on.
+   */
+  guard(networkId: string, port: number, encryptedVni?: number): Promise<void>;
+  /**
+   * Keeps `peers` equal to the pool's containers on other hosts in the
+   * store, until unfollow; followed already, `peers` (which adopted the
+   * kernel's entries) takes over and is repaired. An encrypted segment
+   * (`encryptedVni`) also keeps this host's SAs and policies with the pool's
+   * users, written before any peer.
+   */
+  follow(networkId: string, pool: string, peers: PeerTable, encryptedVni?: number): Promise<void>;
+  /** Stops following; the network's SAs and policies go with it. */
+  unfollow(networkId: string): Promise<void>;
+  /** The SAs and policies the store asks of the host for the network's segment, to compare with the kernel; undefined while not known or being written. */
+  wantedXfrm(networkId: string): { states: EspState[]; policies: EspPolicy[] } | undefined;
   /** The peers the store asks of the network's device, to compare with the kernel; undefined while not known or being written. */
   wanted(networkId: string): RemotePeer[] | undefined;
+  /** Replaces an encrypted segment's key on every host (key-rotation.ts). */
+  rotateKey(pool: string): Promise<Rotation>;
   /** The hosts with containers on the network's segment; undefined before the store was read. */
   members(networkId: string): SegmentMember[] | undefined;
 }
@@ -53,7 +82,10 @@ export class ClusterSegments implements Segments {
   private port: number | undefined;
   /** The overlay networks the gate is up for. */
   private readonly guarded = new Set<string>();
+  /** The VNI of each guarded network whose segment is encrypted. */
+  private readonly encryptedVnis = new Map<string, number>();
   private readonly gateTask: BackgroundTask;
+  private warnedPlainStore = false;
 
   constructor(
     private readonly etcd: EtcdClient,
@@ -64,7 +96,11 @@ export class ClusterSegments implements Segments {
     private readonly underlay: () => Promise<Underlay | undefined>,
     private readonly gate: OverlayGate,
     private readonly log: Logger,
+    private readonly ciphers: HostCiphers,
+    /** Whether the cluster store is reached over TLS with a client certificate: it holds the segments' keys. */
+    private readonly storeIsPrivate: boolean,
     private readonly peerWrites: PeerWriteHooks = {},
+    private readonly keyEvents: KeyEvents = {},
   ) {
     this.gateTask = new BackgroundTask(() => this.keepGate(), (error) => this.log.warn({ err: errorText(error) }, 'cannot update the overlay gate; retrying'), 1000);
     this.registry.onChange(() => this.gateTask.request());
@@ -78,7 +114,7 @@ export class ClusterSegments implements Segments {
       return this.gate.remove();
     }
     const members = [...this.registry.hosts().values()].flatMap((h) => (h.underlay ? [h.underlay] : []));
-    await this.gate.set(this.port, members);
+    await this.gate.set(this.port, members, [...new Set(this.encryptedVnis.values())]);
   }
 
   /** The shared pool this host has on `subnet`, if any. */
@@ -86,13 +122,14 @@ export class ClusterSegments implements Segments {
     return this.localPools().find((p) => canonicalCidr(p.subnet) === canonicalCidr(subnet));
   }
 
-  async join(subnet: string, field: string): Promise<Segment> {
+  async join(subnet: string, field: string, encrypt?: EncryptAsk): Promise<Segment> {
     const pool = this.poolOn(subnet);
     if (!pool) throw new RequestError(field, `an overlay needs a shared pool: create it with --ipam-driver tsnet --ipam-opt tsnet.pool=NAME (${subnet} is no shared pool of this host)`);
     const underlay = await this.underlay();
     if (!underlay) throw new RequestError(field, 'this host has no underlay address for overlays: give tsnet daemon --advertise-address');
     const family = parseCidr(subnet)!.cidr.family;
-    const vni = await segmentVni(this.etcd, new PoolKeys(pool.name, family), field, deadlineFromNow());
+    const ask = encrypt && { field: encrypt.field, firstKeys: () => newSecrets(encrypt.rekeySeconds) };
+    const vni = await segmentVni(this.etcd, new PoolKeys(pool.name, family), field, deadlineFromNow(), ask);
     return { pool: pool.name, vni, underlay };
   }
 
@@ -108,31 +145,63 @@ export class ClusterSegments implements Segments {
     return entry ? decodeValue(PoolDefinition, entry.key, entry.value).vni : undefined;
   }
 
-  async guard(networkId: string, port: number): Promise<void> {
+  async guard(networkId: string, port: number, encryptedVni?: number): Promise<void> {
     this.guarded.add(networkId);
-    if (this.port === port) return;
+    const newVni = encryptedVni !== undefined && this.encryptedVnis.get(networkId) !== encryptedVni;
+    if (encryptedVni !== undefined) this.encryptedVnis.set(networkId, encryptedVni);
+    if (this.port === port && !newVni) return;
+    if (this.port === port) {
+      // The drop of the segment's clear VXLAN is in before its device exists.
+      this.gateTask.request();
+      return this.gateTask.settle();
+    }
     // Closed before the first device exists: members come in as the registry is read.
     this.port = port;
-    await this.gate.set(port, []);
+    await this.gate.set(port, [], [...new Set(this.encryptedVnis.values())]);
     this.registry.start();
     this.gateTask.request();
   }
 
-  async follow(networkId: string, pool: string, peers: PeerTable): Promise<void> {
+  async follow(networkId: string, pool: string, peers: PeerTable, encryptedVni?: number): Promise<void> {
     const current = this.followers.get(networkId);
     if (current?.pool === pool) return current.follower.repair(peers);
     this.registry.start();
-    current?.follower.stop();
-    const follower = new SegmentFollower(this.etcd, new PoolKeys(pool, 4), this.registry, this.hostId, peers, this.log, this.peerWrites);
+    await current?.follower.stop();
+    const keys = new PoolKeys(pool, 4);
+    const encrypt = encryptedVni === undefined ? undefined : await this.encryption(networkId, keys, encryptedVni);
+    const follower = new SegmentFollower(this.etcd, keys, this.registry, this.hostId, peers, this.log, this.peerWrites, encrypt);
     this.followers.set(networkId, { pool, follower });
     follower.start();
   }
 
-  unfollow(networkId: string): void {
-    this.followers.get(networkId)?.follower.stop();
+  /** How an encrypted segment's follower keeps its keys; the store that holds them should be private, and tsnet says so when it is not. */
+  private async encryption(networkId: string, keys: PoolKeys, vni: number): Promise<(changed: () => void) => SegmentEncryption> {
+    if (!this.storeIsPrivate && !this.warnedPlainStore) {
+      this.warnedPlainStore = true;
+      this.log.warn({ segment: keys.name }, 'an encrypted overlay keeps its keys in the cluster store, which tsnet reaches without TLS and a client certificate: anyone who can read etcd or its traffic can decrypt the overlay (docs/overlay.md)');
+    }
+    const underlay = await this.underlay();
+    if (!underlay) throw new RequestError('tsnet.encrypt', 'this host has no underlay address for overlays: give tsnet daemon --advertise-address');
+    return (changed) => new SegmentEncryption(this.etcd, keys, networkId, vni, this.hostId, underlay, this.registry, this.ciphers, changed, this.log, this.keyEvents);
+  }
+
+  async unfollow(networkId: string): Promise<void> {
+    const follower = this.followers.get(networkId)?.follower;
     this.followers.delete(networkId);
     this.guarded.delete(networkId);
+    this.encryptedVnis.delete(networkId);
     this.gateTask.request();
+    await follower?.stop(true);
+  }
+
+  rotateKey(pool: string): Promise<Rotation> {
+    return rotateSegmentKey(this.etcd, new PoolKeys(pool, 4));
+  }
+
+  wantedXfrm(networkId: string): { states: EspState[]; policies: EspPolicy[] } | undefined {
+    if (!this.encryptedVnis.has(networkId) || this.followers.get(networkId)?.follower.wanted() === undefined) return undefined;
+    const { states, policies } = this.ciphers.wanted();
+    return { states: states.filter((s) => s.network === networkId), policies: policies.filter((p) => p.network === networkId) };
   }
 
   wanted(networkId: string): RemotePeer[] | undefined {
@@ -150,8 +219,10 @@ export class ClusterSegments implements Segments {
     await this.gateTask.settle();
   }
 
+  /** The daemon stops: following ends, and what the kernel holds stays (the next daemon adopts it). */
   stop(): void {
-    for (const id of [...this.followers.keys()]) this.unfollow(id);
+    for (const { follower } of this.followers.values()) void follower.stop();
+    this.followers.clear();
     this.gateTask.stop();
   }
 }

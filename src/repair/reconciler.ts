@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DriftView } from '../../drivers/driver.js';
 import type { NetworkService } from '../core/network-service.js';
+import type { Xfrm } from '../sys/xfrm.js';
 import { describeDrift, type Drift, type Firewall, type ForwardingTable, type Ip, isRuleDrift, readKernelView } from '../sys/index.js';
 
 /** Enough to keep both cores busy with programs (ip, nft, iptables-restore) while one waits on the kernel. */
@@ -26,6 +27,7 @@ export class Reconciler {
     private readonly networks: NetworkService,
     private readonly ip: Ip,
     private readonly fdb: ForwardingTable,
+    private readonly xfrm: Xfrm,
     private readonly firewall: Firewall,
     private readonly log: Logger,
     /** Told of every difference repaired (metrics). */
@@ -33,7 +35,7 @@ export class Reconciler {
   ) {}
 
   private readonly read = async (): Promise<DriftView> => {
-    const [kernel, rules] = await Promise.all([readKernelView(this.ip, this.fdb), this.firewall.snapshot()]);
+    const [kernel, rules] = await Promise.all([readKernelView(this.ip, this.fdb, this.xfrm), this.firewall.snapshot()]);
     return { kernel, rules };
   };
 

@@ -11,7 +11,7 @@ export interface Drift {
   detail: string;
 }
 
-export type DriftObject = 'link' | 'address' | 'route' | 'port-flag' | 'promisc' | 'neighbour' | 'fdb' | 'table' | 'chain' | 'rule' | 'hook' | 'element';
+export type DriftObject = 'link' | 'address' | 'route' | 'port-flag' | 'promisc' | 'neighbour' | 'fdb' | 'xfrm-state' | 'xfrm-policy' | 'table' | 'chain' | 'rule' | 'hook' | 'element';
 
 /** Whether the difference is in the packet filter's rules (as opposed to links, addresses, routes, flags). */
 export const isRuleDrift = (d: Drift) => RULE_OBJECTS.has(d.object);

@@ -1,5 +1,6 @@
 import type { ForwardingTable } from './fdb.js';
 import type { Ip, LinkInfo } from './ip.js';
+import type { Xfrm, XfrmView } from './xfrm.js';
 
 /** A link as one `ip -json -details address show` shows it: its details and its addresses (`address/prefix`). */
 export interface LinkView extends LinkInfo {
@@ -17,6 +18,8 @@ export interface KernelView {
   routes: ReadonlySet<string>;
   /** The static entries of each VXLAN device: what an overlay's peers are made of. */
   vxlanEntries: ReadonlyMap<string, VxlanEntries>;
+  /** tsnet's IPsec SAs and policies (encrypted overlays); read only while a VXLAN device exists. */
+  xfrm?: XfrmView;
 }
 
 /** A VXLAN device's permanent neighbour entries (IP → MAC) and its own forwarding entries (MAC → underlay address). */
@@ -25,12 +28,13 @@ export interface VxlanEntries {
   destinations: ReadonlyMap<string, string>;
 }
 
-/** One program for links and addresses, one for routes; with VXLAN devices, one for their neighbours and one per device for its forwarding entries. */
-export async function readKernelView(ip: Ip, fdb: ForwardingTable): Promise<KernelView> {
+/** One program for links and addresses, one for routes; with VXLAN devices, one for their neighbours, one per device for its forwarding entries and two for the IPsec tables. */
+export async function readKernelView(ip: Ip, fdb: ForwardingTable, xfrm?: Xfrm): Promise<KernelView> {
   const [shown, routes] = await Promise.all([ip.detailedAddresses(), ip.routes(4)]);
   const links = new Map(shown.map(({ addr_info, ...link }) => [link.ifname, { ...link, addresses: addr_info.map((a) => `${a.local}/${a.prefixlen}`) }]));
   const vxlans = [...links.values()].filter((l) => l.linkinfo?.info_kind === 'vxlan').map((l) => l.ifname);
-  return { links, routes: new Set(routes.filter((r) => r.dev).map((r) => `${r.dst} dev ${r.dev}`)), vxlanEntries: await readVxlanEntries(ip, fdb, vxlans) };
+  const [vxlanEntries, ipsec] = await Promise.all([readVxlanEntries(ip, fdb, vxlans), vxlans.length > 0 ? xfrm?.read() : undefined]);
+  return { links, routes: new Set(routes.filter((r) => r.dev).map((r) => `${r.dst} dev ${r.dev}`)), vxlanEntries, ...(ipsec ? { xfrm: ipsec } : {}) };
 }
 
 async function readVxlanEntries(ip: Ip, fdb: ForwardingTable, devices: readonly string[]): Promise<Map<string, VxlanEntries>> {

@@ -14,19 +14,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Inventory } from '../../src/admin/inventory.js';
 import { readCluster } from '../../src/cluster/cluster-admin.js';
 import { EtcdClient } from '../../src/cluster/etcd-client.js';
-import { HostRegistry } from '../../src/cluster/host-registry.js';
 import type { PoolDefinition } from '../../src/cluster/keys.js';
-import { HostMembership } from '../../src/cluster/membership.js';
-import { SharedPoolService } from '../../src/cluster/shared-pool-service.js';
-import { Metrics } from '../../src/metrics/metrics.js';
-import { ClusterSegments } from '../../src/overlay/segments.js';
 import { SegmentPeers, vxlanLines } from '../../src/overlay/vxlan.js';
 import { ForwardingTable } from '../../src/sys/fdb.js';
 import { Ip } from '../../src/sys/ip.js';
-import { OverlayGate } from '../../src/sys/overlay-gate.js';
-import { CleanupStack, createNetns, createRoutedHosts, deleteNetns, type EtcdServer, execInNetns, ipIn, netnsPath, newRunId, nodeInNetns, type RoutedHost, runDir, startEtcd, udpEchoServer, waitUntil } from '../harness/index.js';
+import { CleanupStack, createRoutedHosts, type EtcdServer, execInNetns, ipIn, newRunId, type RoutedHost, runDir, startEtcd, waitUntil } from '../harness/index.js';
 import { echoes } from '../harness/overlay-segment.js';
-import { NetnsPlugin, NetnsRunner } from './netns-plugin.js';
+import { NetnsRunner } from './netns-plugin.js';
+import { type OverlayHost, OverlayHosts } from './overlay-hosts.js';
 
 const run = randomBytes(2).toString('hex');
 const log = pino({ level: 'silent' });
@@ -35,81 +30,12 @@ const cleanup = new CleanupStack();
 const SUBNET = '10.92.0.0/24';
 let etcd: EtcdServer;
 
-interface Host {
-  id: string;
-  routed: RoutedHost;
-  tsnet: NetnsPlugin;
-  segments: ClusterSegments;
-  network: string;
-  /** As --metrics serves them: the segments report their peer writes here. */
-  metrics: Metrics;
-}
+type Host = OverlayHost;
 const hosts: Host[] = [];
-
-/** One host as the daemon wires it for --cluster-store, its plugin programming `routed.netns`. */
-async function host(hostId: string, routed: RoutedHost): Promise<Host> {
-  const client = new EtcdClient({ endpoints: [etcd.endpoint] });
-  cleanup.defer(`close ${hostId}'s etcd client`, () => client.close());
-  const underlay = async () => ({ address: routed.underlay, port: 4789 });
-  let pools: SharedPoolService | undefined;
-  let membership: HostMembership | undefined;
-  const localPools = () => (pools?.localPools() ?? []).map(({ record }) => ({ name: record.name, subnet: record.pool }));
-  const registry = new HostRegistry(client, log);
-  const metrics = new Metrics();
-  const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, new OverlayGate(new NetnsRunner(routed.netns)), log, { observe: metrics.observePeerWrite });
-  const tsnet: NetnsPlugin = new NetnsPlugin(routed.netns, undefined, 300, {
-    sharedPools: async (subnetInUse): Promise<SharedPoolService> => {
-      membership = new HostMembership(client, hostId, tsnet.store, log, () => pools?.drainSoon(), 10, underlay);
-      await membership.load();
-      pools = new SharedPoolService(tsnet.store, client, membership, subnetInUse, log);
-      await pools.load();
-      return pools;
-    },
-    segments: () => segments,
-  });
-  await tsnet.start();
-  await membership!.ensureAlive(Date.now() + 4000);
-  cleanup.defer(`stop ${hostId}`, async () => {
-    segments.stop();
-    registry.stop();
-    pools?.stop();
-    await membership?.stop();
-    await tsnet.close();
-  });
-  return { id: hostId, routed, tsnet, segments, network: randomBytes(32).toString('hex'), metrics };
-}
-
-async function ok(h: Host, method: string, body: unknown): Promise<Record<string, unknown>> {
-  const r = await h.tsnet.post(method, body);
-  expect(r.status, `${method}: ${JSON.stringify(r.body)}`).toBe(200);
-  return r.body as Record<string, unknown>;
-}
-
-const createNetwork = (h: Host, generic: Record<string, string>, gateway: string) => h.tsnet.post('NetworkDriver.CreateNetwork', {
-  NetworkID: h.network,
-  Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': generic },
-  IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: SUBNET, Gateway: gateway }],
-  IPv6Data: [],
-});
-
-/** What dockerd does for `docker run --network`: an address, the endpoint, its veth end moved into a new netns. */
-async function runContainer(h: Host, poolId: string, name: string): Promise<string> {
-  const { Address } = await ok(h, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} });
-  const endpoint = randomBytes(32).toString('hex');
-  await ok(h, 'NetworkDriver.CreateEndpoint', { NetworkID: h.network, EndpointID: endpoint, Interface: { Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
-  const join = await ok(h, 'NetworkDriver.Join', { NetworkID: h.network, EndpointID: endpoint, SandboxKey: netnsPath(name), Options: null });
-  await createNetns(name);
-  cleanup.defer(`delete netns ${name}`, () => deleteNetns(name));
-  const srcName = (join.InterfaceName as { SrcName: string }).SrcName;
-  await ipIn(h.routed.netns, ['link', 'set', srcName, 'netns', name]);
-  await ipIn(name, ['link', 'set', srcName, 'name', 'eth0']);
-  await ipIn(name, ['link', 'set', 'eth0', 'address', `02:42:${(Address as string).split('/')[0]!.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`]);
-  await ipIn(name, ['address', 'add', Address as string, 'dev', 'eth0']);
-  await ipIn(name, ['link', 'set', 'eth0', 'up']);
-  await ipIn(name, ['route', 'add', 'default', 'via', join.Gateway as string]);
-  await nodeInNetns(netnsPath(name), udpEchoServer(7007), cleanup);
-  return (Address as string).split('/')[0]!;
-}
+let harness: OverlayHosts;
+const ok = (h: Host, method: string, body: unknown) => harness.ok(h, method, body);
+const createNetwork = (h: Host, generic: Record<string, string>, gateway: string) => harness.createNetwork(h, generic, gateway);
+const runContainer = (h: Host, poolId: string, name: string) => harness.runContainer(h, poolId, name);
 
 describe('overlay networks through the plugin API, across routed hosts', () => {
   let pools: string[];
@@ -122,13 +48,10 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     // A third host on the routed underlay, never registered: a stranger who can reach the VXLAN port.
     const routed = await createRoutedHosts(`tsnr${run}`, [`tsna${run}`, `tsnb${run}`, `tsns${run}`], cleanup);
     stranger = routed[2]!;
-    hosts.push(await host('ov-a', routed[0]!), await host('ov-b', routed[1]!));
+    harness = new OverlayHosts(etcd.endpoint, SUBNET, cleanup, log);
+    hosts.push(await harness.host('ov-a', routed[0]!), await harness.host('ov-b', routed[1]!));
     pools = [];
-    for (const h of hosts) {
-      const { PoolID } = await ok(h, 'IpamDriver.RequestPool', { AddressSpace: 'tsnet-local', Pool: SUBNET, SubPool: '', Options: { 'tsnet.pool': 'ov' }, V6: false });
-      await ok(h, 'IpamDriver.RequestAddress', { PoolID, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
-      pools.push(PoolID as string);
-    }
+    for (const h of hosts) pools.push(await harness.pool(h, 'ov'));
   });
   afterAll(async () => {
     await cleanup.run();
@@ -246,14 +169,11 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     await ip.batch(vxlanLines({ name: 'vx', vni, local: stranger.underlay, port: 4789, bridge: 'seg', mtu: 1450 }));
     const mac = `02:42:${onA.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`;
     await new SegmentPeers('vx', ip, new ForwardingTable(runner)).set([{ ip: onA, mac, host: a!.routed.underlay }]);
-    const gate = new OverlayGate(new NetnsRunner(a!.routed.netns));
-    const before = await gate.strangers();
+    const before = await a!.gate.strangers();
     expect(await echoes(stranger.netns, onA, 16, 500)).toBe(false);
-    expect(await gate.strangers()).toBeGreaterThan(before);
+    expect(await a!.gate.strangers()).toBeGreaterThan(before);
     // As --metrics shows it.
-    const metrics = new Metrics();
-    metrics.watchOverlayGate(gate);
-    expect(await metrics.registry.metrics()).toMatch(/^tsnet_overlay_strangers_total [1-9]\d*$/m);
+    expect(await a!.metrics.registry.metrics()).toMatch(/^tsnet_overlay_strangers_total [1-9]\d*$/m);
   });
 
   it('deletes the VXLAN device with the network and stops following the segment', async () => {
