@@ -13,13 +13,14 @@
 # plugin's `docker plugin upgrade` test, which runs its own registry;
 # strace, with which the store-durability test counts fsyncs; gcc and
 # libc6-dev to build the seccomp helper that applies the systemd unit's
-# RestrictAddressFamilies in tests, test/harness/restrict-address-families.c).
+# RestrictAddressFamilies in tests, test/harness/restrict-address-families.c;
+# tcpdump, with which the guest's encrypted-overlay test captures the underlay).
 # Idempotent: when every package is already installed it only asks dpkg-query
 # and returns in well under a second; otherwise it runs `apt-get update` once
 # and installs just what is missing. Needs root (CI machines run as root).
 set -euo pipefail
 
-packages=(docker.io iptables busybox-static kmod qemu-system-x86 iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev iperf3 ethtool)
+packages=(docker.io iptables busybox-static kmod qemu-system-x86 iproute2 curl procps etcd-server etcd-client bind9-dnsutils dnsmasq-base dnsperf systemd nftables docker-registry strace gcc libc6-dev iperf3 ethtool tcpdump)
 
 is_installed() {
   # "install ok installed" is dpkg's status for a fully configured package;

@@ -87,16 +87,17 @@ export class OverlayPart {
     if (!checksumOffload && !(await this.offloads.available())) throw new RequestError(OVERLAY_OPTIONS.checksumOffload, 'off needs ethtool on this host: apt-get install ethtool');
     const encrypt = await this.encryptAsk(spec);
     const segment = await segments.join(spec.ipv4[0]?.pool ?? '', MODE_OPTION, encrypt);
+    const encrypted = encrypt.on;
     await this.refuseForeignDevices(segment.underlay.port);
     const link = await this.ip.linkOfAddress(segment.underlay.address);
     if (!link) throw new RequestError(MODE_OPTION, `underlay address ${segment.underlay.address} is on no link of this host`);
     const vxlan = VXLAN_OVERHEAD[segment.underlay.address.includes(':') ? 6 : 4];
-    const largest = link.mtu - vxlan - (encrypt ? ESP_OVERHEAD : 0);
+    const largest = link.mtu - vxlan - (encrypted ? ESP_OVERHEAD : 0);
     if (spec.mtu !== undefined && spec.mtu > largest) {
-      const esp = encrypt ? ` − ${ESP_OVERHEAD} of ESP` : '';
+      const esp = encrypted ? ` − ${ESP_OVERHEAD} of ESP` : '';
       throw new RequestError(MTU_OPTION, `${spec.mtu} is more than an overlay on this host carries: at most ${largest} (${link.ifname}'s ${link.mtu} − ${vxlan} of VXLAN${esp})`);
     }
-    const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port, checksumOffload, ...(encrypt ? { encrypted: true } : {}) };
+    const overlay: OverlayConfig = { pool: segment.pool, vni: segment.vni, device: vxlanName(spec.id), underlay: segment.underlay.address, port: segment.underlay.port, checksumOffload, ...(encrypted ? { encrypted } : {}) };
     return { overlay, mtu: spec.mtu ?? largest };
   }
 
@@ -106,12 +107,12 @@ export class OverlayPart {
    * sent in clear instead (the policies drop what has no SA), but nothing
    * would pass either.
    */
-  private async encryptAsk(spec: NetworkSpec): Promise<EncryptAsk | undefined> {
+  private async encryptAsk(spec: NetworkSpec): Promise<EncryptAsk> {
     const options = new OptionReader(spec.options);
     const rekey = options.string(OVERLAY_OPTIONS.rekey);
     if (!options.onOff(OVERLAY_OPTIONS.encrypt, false)) {
       if (rekey !== undefined) throw new RequestError(OVERLAY_OPTIONS.rekey, `only an encrypted overlay (-o ${OVERLAY_OPTIONS.encrypt}=on) has a key to rotate`);
-      return undefined;
+      return { field: OVERLAY_OPTIONS.encrypt, on: false };
     }
     let rekeySeconds: number | undefined;
     if (rekey !== undefined) {
@@ -124,7 +125,7 @@ export class OverlayPart {
     }
     const missing = await this.xfrm.missing();
     if (missing) throw new RequestError(OVERLAY_OPTIONS.encrypt, missing);
-    return { field: OVERLAY_OPTIONS.encrypt, ...(rekeySeconds !== undefined ? { rekeySeconds } : {}) };
+    return { field: OVERLAY_OPTIONS.encrypt, on: true, ...(rekeySeconds !== undefined ? { rekeySeconds } : {}) };
   }
 
   /**

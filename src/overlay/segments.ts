@@ -25,18 +25,19 @@ export interface Segment {
   underlay: Underlay;
 }
 
-/** What an overlay network asks for its segment's encryption (tsnet.encrypt=on). */
+/** What an overlay network asks of its segment's encryption. */
 export interface EncryptAsk {
-  /** The option, which a mismatch with the segment is blamed on. */
+  /** The option (tsnet.encrypt), which a mismatch with the segment is blamed on. */
   field: string;
+  on: boolean;
   /** tsnet.rekey, kept with the keys if this network makes them. */
   rekeySeconds?: number;
 }
 
 /** What the bridge driver asks of the cluster for an overlay network (docs/overlay.md). */
 export interface Segments {
-  /** The segment of the shared pool on `subnet`: its VNI (given now, with its keys if `encrypt`, when it has none), and this host's underlay. `field` names the option a refusal blames; an encryption other than the segment's is refused. */
-  join(subnet: string, field: string, encrypt?: EncryptAsk): Promise<Segment>;
+  /** The segment of the shared pool on `subnet`: its VNI (given now, with its keys if encrypted, when it has none), and this host's underlay. `field` names the option a refusal blames; an encryption other than the segment's is refused. */
+  join(subnet: string, field: string, encrypt: EncryptAsk): Promise<Segment>;
   /** The name of this host's shared pool on `subnet`; undefined when it has none there. */
   sharedPool(subnet: string): string | undefined;
   /** The VNI of the shared pool on `subnet` when it is an overlay segment; undefined for any other subnet. */
@@ -122,13 +123,13 @@ export class ClusterSegments implements Segments {
     return this.localPools().find((p) => canonicalCidr(p.subnet) === canonicalCidr(subnet));
   }
 
-  async join(subnet: string, field: string, encrypt?: EncryptAsk): Promise<Segment> {
+  async join(subnet: string, field: string, encrypt: EncryptAsk): Promise<Segment> {
     const pool = this.poolOn(subnet);
     if (!pool) throw new RequestError(field, `an overlay needs a shared pool: create it with --ipam-driver tsnet --ipam-opt tsnet.pool=NAME (${subnet} is no shared pool of this host)`);
     const underlay = await this.underlay();
     if (!underlay) throw new RequestError(field, 'this host has no underlay address for overlays: give tsnet daemon --advertise-address');
     const family = parseCidr(subnet)!.cidr.family;
-    const ask = encrypt && { field: encrypt.field, firstKeys: () => newSecrets(encrypt.rekeySeconds) };
+    const ask = { field: encrypt.field, ...(encrypt.on ? { firstKeys: () => newSecrets(encrypt.rekeySeconds) } : {}) };
     const vni = await segmentVni(this.etcd, new PoolKeys(pool.name, family), field, deadlineFromNow(), ask);
     return { pool: pool.name, vni, underlay };
   }

@@ -48,3 +48,22 @@ export async function echoes(from: string, address: string, bytes = 16, waitMs =
     setTimeout(() => process.exit(3), ${waitMs});`;
   return (await execInNetns(from, [process.execPath, '-e', script])).exitCode === 0;
 }
+
+/**
+ * A steady exchange: a numbered datagram from `from` to the echo on
+ * `address` every `everyMs` for `forMs`, then a second for the last echoes.
+ * Resolves with how many went out and which never came back.
+ */
+export async function echoStream(from: string, address: string, forMs: number, everyMs = 20): Promise<{ sent: number; lost: number[] }> {
+  const script = `const s = require('dgram').createSocket('udp4');
+    const back = new Set(); let sent = 0;
+    s.on('message', (m) => back.add(Number(String(m).split(':')[2])));
+    const timer = setInterval(() => { const n = sent++; s.send('seq:' + n + ':xxxxxxxxxxxx', ${ECHO_PORT}, '${address}'); }, ${everyMs});
+    setTimeout(() => { clearInterval(timer); setTimeout(() => {
+      const lost = []; for (let n = 0; n < sent; n++) if (!back.has(n)) lost.push(n);
+      console.log(JSON.stringify({ sent, lost })); process.exit(0);
+    }, 1000); }, ${forMs});`;
+  const { stdout, stderr, exitCode } = await execInNetns(from, [process.execPath, '-e', script], { timeoutMs: forMs + 30_000 });
+  if (exitCode !== 0) throw new Error(`the echo stream from ${from} to ${address} exited ${exitCode}: ${stderr}`);
+  return JSON.parse(stdout) as { sent: number; lost: number[] };
+}

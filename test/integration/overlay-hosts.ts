@@ -40,6 +40,11 @@ export class OverlayHosts {
     private readonly log: Logger,
   ) {}
 
+  /** The same hosts on another subnet: a second segment. */
+  onSubnet(subnet: string): OverlayHosts {
+    return new OverlayHosts(this.etcdEndpoint, subnet, this.cleanup, this.log);
+  }
+
   /** One host, its plugin programming `routed.netns`, alive in the store when this resolves. */
   async host(hostId: string, routed: RoutedHost): Promise<OverlayHost> {
     const { cleanup, log } = this;
@@ -91,9 +96,10 @@ export class OverlayHosts {
     return PoolID as string;
   }
 
-  createNetwork(h: OverlayHost, generic: Record<string, string>, gateway: string) {
+  /** CreateNetwork of the host's network (or `networkId`, a second one) on this harness's subnet. */
+  createNetwork(h: OverlayHost, generic: Record<string, string>, gateway: string, networkId = h.network) {
     return h.tsnet.post('NetworkDriver.CreateNetwork', {
-      NetworkID: h.network,
+      NetworkID: networkId,
       Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': generic },
       IPv4Data: [{ AddressSpace: 'tsnet-local', Pool: this.subnet, Gateway: gateway }],
       IPv6Data: [],
@@ -101,11 +107,11 @@ export class OverlayHosts {
   }
 
   /** What dockerd does for `docker run --network`: an address, the endpoint, its veth end moved into a new netns with a UDP echo on 7007. Resolves with the address. */
-  async runContainer(h: OverlayHost, poolId: string, name: string): Promise<string> {
+  async runContainer(h: OverlayHost, poolId: string, name: string, networkId = h.network): Promise<string> {
     const { Address } = await this.ok(h, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} });
     const endpoint = randomBytes(32).toString('hex');
-    await this.ok(h, 'NetworkDriver.CreateEndpoint', { NetworkID: h.network, EndpointID: endpoint, Interface: { Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
-    const join = await this.ok(h, 'NetworkDriver.Join', { NetworkID: h.network, EndpointID: endpoint, SandboxKey: netnsPath(name), Options: null });
+    await this.ok(h, 'NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpoint, Interface: { Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
+    const join = await this.ok(h, 'NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpoint, SandboxKey: netnsPath(name), Options: null });
     await createNetns(name);
     this.cleanup.defer(`delete netns ${name}`, () => deleteNetns(name));
     const srcName = (join.InterfaceName as { SrcName: string }).SrcName;

@@ -20,6 +20,8 @@ import { ForwardingTable } from '../../src/sys/fdb.js';
 import { Ip } from '../../src/sys/ip.js';
 import { CleanupStack, createRoutedHosts, type EtcdServer, execInNetns, ipIn, newRunId, type RoutedHost, runDir, startEtcd, waitUntil } from '../harness/index.js';
 import { echoes } from '../harness/overlay-segment.js';
+import { ExecaRunner } from '../../src/sys/runner.js';
+import { Xfrm } from '../../src/sys/xfrm.js';
 import { NetnsRunner } from './netns-plugin.js';
 import { type OverlayHost, OverlayHosts } from './overlay-hosts.js';
 
@@ -81,6 +83,20 @@ describe('overlay networks through the plugin API, across routed hosts', () => {
     const offload = await createNetwork(a!, { 'tsnet.mode': 'overlay', 'tsnet.vxlan_csum_offload': 'maybe' }, '10.92.0.1/24');
     expect(offload.body).toEqual({ Err: 'tsnet.vxlan_csum_offload: "maybe" must be on or off' });
     expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
+  });
+
+  it('refuses an encrypted overlay where the kernel has no ESP, naming what is missing, and creates nothing', async (context) => {
+    const [a] = hosts;
+    if ((await new Xfrm(new ExecaRunner()).missing()) === undefined) {
+      console.warn('\n##### SKIPPED: this kernel has IPsec ESP, so the refusal cannot be seen here; the guest suite (test/vm/overlay-encrypted.vm.test.ts) runs encrypted overlays #####\n');
+      context.skip();
+    }
+    const refused = await createNetwork(a!, { 'tsnet.mode': 'overlay', 'tsnet.encrypt': 'on' }, '10.92.0.1/24');
+    expect(refused.status).toBe(500);
+    expect((refused.body as { Err: string }).Err).toMatch(/^tsnet\.encrypt: this kernel has no IPsec ESP with AES-GCM \(XFRM, esp4 and rfc4106\(gcm\(aes\)\) are needed; ip xfrm said: .+\)$/);
+    expect((await ipIn(a!.routed.netns, ['-json', 'link', 'show', 'type', 'vxlan'])).stdout.trim()).toBe('[]');
+    // Nothing was written to the store either: the segment has no VNI nor keys yet.
+    expect((await etcd.etcdctl(['get', '--prefix', '--keys-only', 'tsnet/v1/pools/ov/v4/encryption'])).stdout.trim()).toBe('');
   });
 
   it('makes one segment of the pool on both hosts: the same VNI, the underlay\'s MTU − 50, a VXLAN port on each bridge, checksum offload off where asked', async () => {

@@ -71,6 +71,13 @@ export function requireIpvlanKernel(): void {
   requireKernel('ipvlan', kernelRefuses('ipvlan', 'ipvlan', 'mode', 'l2'));
 }
 
+/** Fail loudly unless the kernel takes an ESP SA of AES-GCM (XFRM, esp4, rfc4106(gcm(aes))): probed in a netns of its own. */
+export function requireEspKernel(): void {
+  const sa = ['xfrm', 'state', 'add', 'src', '127.0.0.1', 'dst', '127.0.0.2', 'proto', 'esp', 'spi', '0x100', 'mode', 'transport', 'aead', 'rfc4106(gcm(aes))', `0x${'0'.repeat(72)}`, '128'];
+  const probe = run('unshare', '--net', 'ip', ...sa);
+  requireKernel('IPsec ESP with AES-GCM (XFRM, esp4)', probe.code === 0 ? '' : `\`ip xfrm state add ... proto esp ... rfc4106(gcm(aes))\` failed: ${probe.out.trim()}`);
+}
+
 /**
  * Two network namespaces "a" and "b" joined by a veth pair named "wire" on
  * both ends: a private Ethernet segment between two simulated hosts.
