@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import type { ClusterReport } from '../cluster/cluster.js';
 import type { GcResult } from '../cluster/cluster-admin.js';
+import type { Rotation } from '../overlay/key-rotation.js';
 import { adminCall } from './client.js';
 import { table } from './table.js';
 import { adminSocketOf as socket, type Target, withTarget } from './target.js';
@@ -51,6 +52,14 @@ export function clusterCommand(): Command {
       const result = (await adminCall(socket(opts), 'POST', '/cluster/gc', opts.host ? { host: opts.host } : {})) as GcResult;
       if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       else process.stdout.write(`host ${result.host}: freed ${result.freed.length} address(es)${result.freed.length ? ` (${result.freed.join(', ')})` : ''}${result.pools.length ? `; taken off pool(s) ${result.pools.join(', ')}` : ''}\n`);
+    });
+  withTarget(cluster.command('rotate-key').argument('<network>', 'an encrypted overlay network (name or ID) of this host'))
+    .description("replace the key of the network's encrypted segment on every host, with no packet lost: the new key is received with everywhere, then sent with, then the old one is dropped")
+    .option('--json', 'print the result as JSON')
+    .action(async (network: string, opts: JsonFlag) => {
+      const rotation = (await adminCall(socket(opts), 'POST', '/cluster/rotate-key', { network })) as Rotation;
+      if (opts.json) process.stdout.write(`${JSON.stringify(rotation, null, 2)}\n`);
+      else process.stdout.write(`segment key rotated from generation ${rotation.from} to ${rotation.to} on ${rotation.hosts.length} host(s): ${rotation.hosts.join(', ')}\n`);
     });
   return cluster;
 }

@@ -14,7 +14,7 @@ const named = (id: string, name: string | undefined) => (name ? `${short(id)} ($
 const orDash = (values: readonly string[]) => values.join(',') || '-';
 
 /** The kind as users asked it: an overlay is a bridge network made one segment across hosts. */
-const kindOf = (n: NetworkSummary) => (n.overlay ? `overlay (VNI ${n.overlay.vni})` : n.ipvlanMode ? `ipvlan ${n.ipvlanMode}` : n.kind);
+const kindOf = (n: NetworkSummary) => (n.overlay ? `overlay (VNI ${n.overlay.vni}${n.overlay.encrypted ? ', encrypted' : ''})` : n.ipvlanMode ? `ipvlan ${n.ipvlanMode}` : n.kind);
 
 /** This host's endpoints, and for an overlay the other hosts' containers on its segment. */
 const endpointsOf = (n: NetworkSummary) => (n.overlay?.remoteContainers !== undefined ? `${n.endpoints} (+${n.overlay.remoteContainers} remote)` : String(n.endpoints));
@@ -53,7 +53,7 @@ function printNetwork(n: NetworkView): string {
     `network ${n.id}${n.name ? ` (${n.name})` : ''}\n`,
     fields([
       ['kind', n.internal ? `${kindOf(n)}, internal` : kindOf(n)],
-      ...(n.overlay ? ([['segment', `shared pool ${n.overlay.pool}, VNI ${n.overlay.vni}, this host's underlay ${n.overlay.underlay}`]] as Array<[string, string]>) : []),
+      ...(n.overlay ? ([['segment', `shared pool ${n.overlay.pool}, VNI ${n.overlay.vni}, this host's underlay ${n.overlay.underlay}${n.overlay.encrypted ? ', encrypted (IPsec ESP)' : ''}`]] as Array<[string, string]>) : []),
       ['subnets', orDash(n.subnets)],
       ['gateways', orDash(n.gateways)],
       ['link', n.vlan !== undefined ? `${n.link} (VLAN ${n.vlan})` : n.link],

@@ -31,7 +31,7 @@ export interface NetworkSummary {
    * (address:port), and the containers of the other hosts on it (absent
    * until the store was read).
    */
-  overlay?: { pool: string; vni: number; underlay: string; remoteContainers?: number };
+  overlay?: { pool: string; vni: number; underlay: string; remoteContainers?: number; encrypted?: boolean };
   internal: boolean;
   endpoints: number;
 }
@@ -147,7 +147,7 @@ export class Inventory {
       link: parent ? parent.parent : (network.config as BridgeConfig).bridge,
       ...(parent?.vlan ? { vlan: parent.vlan.id } : {}),
       ...(ipvlan ? { ipvlanMode: `${ipvlan.mode} ${ipvlan.flag}` } : {}),
-      ...(overlay ? { overlay: { pool: overlay.pool, vni: overlay.vni, underlay: `${overlay.underlay}:${overlay.port}`, ...this.remoteContainers(network.id) } } : {}),
+      ...(overlay ? { overlay: { pool: overlay.pool, vni: overlay.vni, underlay: `${overlay.underlay}:${overlay.port}`, ...(overlay.encrypted ? { encrypted: true } : {}), ...this.remoteContainers(network.id) } } : {}),
       internal: network.internal,
       endpoints,
     };

@@ -33,7 +33,7 @@ export interface AdminParts {
 }
 
 /** What the admin API asks of the cluster room. */
-export type ClusterAdmin = Pick<Cluster, 'report' | 'gc' | 'conflicts'>;
+export type ClusterAdmin = Pick<Cluster, 'report' | 'gc' | 'conflicts' | 'rotateKey'>;
 
 /** `tsnet doctor`'s answer: the kernel's differences, and this host's addresses the cluster store gives to others. */
 export interface DoctorReport {
@@ -63,6 +63,7 @@ function body(req: Request): { address: string; port: PortBinding } {
  *   POST /ports/rm  {address, port}     take one away
  *   GET  /cluster                       hosts, shared pools, this host's orphans (`tsnet cluster ls`)
  *   POST /cluster/gc {host?}            free a dead host's addresses, or this host's orphans
+ *   POST /cluster/rotate-key {network}  replace an encrypted overlay segment's key on every host
  *   GET  /dns                           the DNS listeners and their states
  *   GET  /networks                      the networks (`tsnet ls`)
  *   GET  /inspect?q=NETWORK|ENDPOINT|ADDRESS   one of them in detail (`tsnet inspect`)
@@ -126,6 +127,14 @@ export function createAdminApp({ networks, dns, inFlight, inventory, reconciler,
     const { host } = (req.body ?? {}) as { host?: unknown };
     if (host !== undefined && typeof host !== 'string') throw new RequestError('host', 'must be a host ID');
     res.json(await clusterOf().gc(host));
+  }));
+  app.post('/cluster/rotate-key', changing(async (req, res) => {
+    const { network } = (req.body ?? {}) as { network?: unknown };
+    if (typeof network !== 'string' || network === '') throw new RequestError('network', 'must be a network name or ID');
+    const found = inventory.inspect(network);
+    const overlay = found.type === 'network' ? found.network.overlay : undefined;
+    if (!overlay?.encrypted) throw new RequestError('network', `${network} is no encrypted overlay network of this host`);
+    res.json(await clusterOf().rotateKey(overlay.pool));
   }));
   app.use((req: Request, res: Response) => {
     res.status(404).json({ Err: `the daemon knows no ${req.method} ${req.path} (a tsnet daemon of another version?)` });

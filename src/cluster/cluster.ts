@@ -10,6 +10,8 @@ import { Ip } from '../sys/ip.js';
 import { OverlayGate } from '../sys/overlay-gate.js';
 import { Xfrm } from '../sys/xfrm.js';
 import { HostCiphers } from '../overlay/ciphers.js';
+import { RequestError } from '../errors.js';
+import type { Rotation } from '../overlay/key-rotation.js';
 import type { KeyEvents } from '../overlay/segment-encryption.js';
 import { ExecaRunner } from '../sys/runner.js';
 import type { ClusterConfig } from './cluster-config.js';
@@ -149,6 +151,13 @@ export class Cluster {
     const localPools = () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool }));
     this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }), this.ciphers, this.config.tls?.cert !== undefined, this.peerWrites, this.peerWrites);
     return this.overlays;
+  }
+
+  /** `tsnet cluster rotate-key`: replaces an encrypted segment's key on every host (src/overlay/key-rotation.ts). */
+  rotateKey(pool: string): Promise<Rotation> {
+    const segments = this.segments();
+    if (!segments) throw new RequestError('network', 'the shared pools are not loaded yet; try again');
+    return segments.rotateKey(pool);
   }
 
   /** Each (re)registration: etcd answers again, and keys must be bound to the new lease. */
