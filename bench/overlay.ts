@@ -22,8 +22,9 @@
  *   npm run build && npm run bench:overlay      (root; not part of CI)
  */
 import { fileURLToPath } from 'node:url';
-import { CleanupStack, createClusterHosts, type DockerHost, ipIn, newRunId, run, TEST_IMAGE } from '../test/harness/index.js';
+import { CleanupStack, createClusterHosts, type DockerHost, ipIn, newRunId, TEST_IMAGE } from '../test/harness/index.js';
 import { median, quantile } from './docker-api.js';
+import { iperf } from './iperf.js';
 
 /** This file runs as dist/bench/overlay.js, where the harness's REPO_ROOT would point into dist/. */
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -87,16 +88,6 @@ async function moves(overlay: Overlay, a: DockerHost, b: DockerHost, c: DockerHo
   return times;
 }
 
-/** Mbit/s of one iperf3 TCP run from the netns `client` to `server` (netns paths), the server on `address`. */
-async function iperf(server: string, client: string, address: string): Promise<number> {
-  const listening = run('nsenter', [`--net=${server}`, 'iperf3', '-s', '-1', '-B', address]);
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  const r = await run('nsenter', [`--net=${client}`, 'iperf3', '-c', address, '-t', String(SECONDS), '-J']);
-  await listening;
-  if (r.exitCode !== 0) throw new Error(`iperf3 failed: ${r.stderr}${r.stdout.slice(0, 500)}`);
-  return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6;
-}
-
 /** Makes the three dockerds one swarm (A the manager) with an attachable overlay network. */
 async function swarm(hosts: readonly DockerHost[], network: string, subnet: string, cleanup: CleanupStack): Promise<void> {
   const [manager, ...workers] = hosts as [DockerHost, ...DockerHost[]];
@@ -156,7 +147,7 @@ async function main(): Promise<void> {
     const order = Object.keys(paths);
     const throughput = new Map(order.map((path) => [path, [] as number[]]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const path of round % 2 ? [...order].reverse() : order) throughput.get(path)!.push(await iperf(paths[path]!.server, paths[path]!.client, paths[path]!.address));
+      for (const path of round % 2 ? [...order].reverse() : order) throughput.get(path)!.push(await iperf(paths[path]!.server, paths[path]!.client, paths[path]!.address, SECONDS));
     }
 
     const ms = (values: number[]) => `p50 ${Math.round(median(values))} ms, p99 ${Math.round(quantile(values, 0.99))} ms, max ${Math.round(Math.max(...values))} ms`;

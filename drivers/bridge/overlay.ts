@@ -168,11 +168,12 @@ export class OverlayPart {
     await segments.follow(network.id, overlay.pool, peers, encryptedVni);
   }
 
+  /** The device first: an encrypted segment's policies and cleartext rules must outlive anything that could send into it. */
   async delete(network: OverlayNetwork): Promise<void> {
     const { overlay } = network.config;
     if (!overlay) return;
-    await this.segments()?.unfollow(network.id);
     await this.ip.deleteLinks([overlay.device]);
+    await this.segments()?.unfollow(network.id);
   }
 
   /** After a restart or a repair: the device as recorded, and its peers made the store's again (read in full after a restart). */
