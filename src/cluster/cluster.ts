@@ -81,7 +81,7 @@ export class Cluster {
     private readonly config: ClusterConfig,
     private readonly store: Store,
     private readonly log: Logger,
-    /** Around every write of overlay peers: metrics, and the drift watcher's own-change notes. */
+    /** Around every write of overlay peers (metrics, the drift watcher's own-change notes), and told of rekeys (metrics). */
     private readonly peerWrites: PeerWriteHooks & KeyEvents = {},
   ) {
     this.etcd = new EtcdClient(config);
@@ -149,7 +149,7 @@ export class Cluster {
     const pools = this.pools;
     if (!pools) return undefined;
     const localPools = () => pools.localPools().map(({ record }) => ({ name: record.name, subnet: record.pool }));
-    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }), this.ciphers, this.config.tls?.cert !== undefined, this.peerWrites, this.peerWrites);
+    this.overlays ??= new ClusterSegments(this.etcd, this.hostId, localPools, this.registry, () => this.underlay(), this.gate, this.log.child({ room: 'overlay' }), this.ciphers, this.config.tls?.cert !== undefined, this.peerWrites);
     return this.overlays;
   }
 

@@ -100,8 +100,8 @@ export class ClusterSegments implements Segments {
     private readonly ciphers: HostCiphers,
     /** Whether the cluster store is reached over TLS with a client certificate: it holds the segments' keys. */
     private readonly storeIsPrivate: boolean,
-    private readonly peerWrites: PeerWriteHooks = {},
-    private readonly keyEvents: KeyEvents = {},
+    /** Around every write of peers (metrics, the drift watcher's own-change notes), and told of rekeys. */
+    private readonly hooks: PeerWriteHooks & KeyEvents = {},
   ) {
     this.gateTask = new BackgroundTask(() => this.keepGate(), (error) => this.log.warn({ err: errorText(error) }, 'cannot update the overlay gate; retrying'), 1000);
     this.registry.onChange(() => this.gateTask.request());
@@ -170,7 +170,7 @@ export class ClusterSegments implements Segments {
     await current?.follower.stop();
     const keys = new PoolKeys(pool, 4);
     const encrypt = encryptedVni === undefined ? undefined : await this.encryption(networkId, keys, encryptedVni);
-    const follower = new SegmentFollower(this.etcd, keys, this.registry, this.hostId, peers, this.log, this.peerWrites, encrypt);
+    const follower = new SegmentFollower(this.etcd, keys, this.registry, this.hostId, peers, this.log, this.hooks, encrypt);
     this.followers.set(networkId, { pool, follower });
     follower.start();
   }
@@ -183,7 +183,7 @@ export class ClusterSegments implements Segments {
     }
     const underlay = await this.underlay();
     if (!underlay) throw new RequestError('tsnet.encrypt', 'this host has no underlay address for overlays: give tsnet daemon --advertise-address');
-    return (changed) => new SegmentEncryption(this.etcd, keys, networkId, vni, this.hostId, underlay, this.registry, this.ciphers, changed, this.log, this.keyEvents);
+    return (changed) => new SegmentEncryption(this.etcd, keys, networkId, vni, this.hostId, underlay, this.registry, this.ciphers, changed, this.log, this.hooks);
   }
 
   async unfollow(networkId: string): Promise<void> {

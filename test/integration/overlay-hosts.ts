@@ -60,7 +60,7 @@ export class OverlayHosts {
     const gate = new OverlayGate(runner);
     const ciphers = new HostCiphers(new Xfrm(runner));
     metrics.watchOverlayGate(gate, ciphers);
-    const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, gate, log, ciphers, false, { observe: metrics.observePeerWrite }, { rekeyed: metrics.observeRekey });
+    const segments = new ClusterSegments(client, hostId, localPools, registry, underlay, gate, log, ciphers, false, { observe: metrics.observePeerWrite, rekeyed: metrics.observeRekey });
     const tsnet: NetnsPlugin = new NetnsPlugin(routed.netns, undefined, 300, {
       sharedPools: async (subnetInUse): Promise<SharedPoolService> => {
         membership = new HostMembership(client, hostId, tsnet.store, log, () => pools?.drainSoon(), 10, underlay);
