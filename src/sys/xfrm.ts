@@ -109,13 +109,21 @@ export class Xfrm {
 
   /**
    * Why this kernel cannot carry an encrypted overlay, or undefined when it
-   * can: an SA of the very algorithm is added in a netns of its own (thrown
-   * away with it), which needs XFRM, ESP and the AEAD.
+   * can: an SA of the very algorithm is added (which needs XFRM, ESP and the
+   * AEAD) in a netns of its own, thrown away with it; where tsnet may not
+   * make one (the managed plugin has no CAP_SYS_ADMIN), here, on loopback
+   * addresses no policy sends to, and deleted at once.
    */
   async missing(): Promise<string | undefined> {
     const probe: EspState = { src: '127.0.0.1', dst: '127.0.0.2', spi: 0x100, reqid: reqidOf(0), key: '0'.repeat(72) };
+    const add = `${xfrmLines.addState(probe).join(' ')}\n`;
     try {
-      await this.runner.run('unshare', ['--net', 'ip', '-batch', '-'], { input: `${xfrmLines.addState(probe).join(' ')}\n` });
+      try {
+        await this.runner.run('unshare', ['--net', 'ip', '-batch', '-'], { input: add });
+      } catch (error) {
+        if (!(error instanceof CommandError) || !/^unshare: /m.test(error.stderr)) throw error;
+        await this.write([xfrmLines.addState(probe), xfrmLines.deleteState(probe)]);
+      }
       return undefined;
     } catch (error) {
       if (!(error instanceof CommandError)) throw error;

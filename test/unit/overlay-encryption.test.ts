@@ -11,7 +11,7 @@ import { joinPool, segmentVni } from '../../src/cluster/pool-definition.js';
 import { HostCiphers } from '../../src/overlay/ciphers.js';
 import { deriveState, newSecrets, pairStates } from '../../src/overlay/esp.js';
 import { rotateSegmentKey } from '../../src/overlay/key-rotation.js';
-import { RecordingRunner } from '../../src/sys/runner.js';
+import { CommandError, RecordingRunner } from '../../src/sys/runner.js';
 import { parsePolicies, parseStates, reqidOf, Xfrm } from '../../src/sys/xfrm.js';
 import { FakeClusterKv } from '../harness/fake-cluster-kv.js';
 
@@ -55,6 +55,20 @@ describe('the kernel\'s IPsec tables as iproute2 prints them', () => {
       { src: A, dst: B, port: 4789, dir: 'out', reqid: reqidOf(3) },
       { src: B, dst: A, port: 4789, dir: 'in', reqid: 0 },
     ]);
+  });
+});
+
+describe('the probe for ESP', () => {
+  it('adds an SA of the algorithm in a netns of its own, or where it may not make one, on loopback and deletes it at once; a refusal names the kernel\'s words', async () => {
+    const inOwnNetns = new RecordingRunner();
+    expect(await new Xfrm(inOwnNetns).missing()).toBeUndefined();
+    expect(inOwnNetns.lines()).toEqual([`unshare --net ip -batch -\nxfrm state add src 127.0.0.1 dst 127.0.0.2 proto esp spi 0x100 reqid ${reqidOf(0)} mode transport aead rfc4106(gcm(aes)) 0x${'0'.repeat(72)} 128`]);
+    // The managed plugin: no CAP_SYS_ADMIN for unshare.
+    const inPlace = new RecordingRunner().reply('unshare', new CommandError('unshare', 1, 'unshare: unshare failed: Operation not permitted\n'));
+    expect(await new Xfrm(inPlace).missing()).toBeUndefined();
+    expect(inPlace.lines()[1]!.split('\n').map((l) => l.split(' ').slice(0, 3).join(' '))).toEqual(['ip -batch -', 'xfrm state add', 'xfrm state delete']);
+    const noEsp = new RecordingRunner().reply('unshare', new CommandError('unshare', 1, 'Error: Requested AEAD algorithm not found.\n'));
+    expect(await new Xfrm(noEsp).missing()).toBe('this kernel has no IPsec ESP with AES-GCM (XFRM, esp4 and rfc4106(gcm(aes)) are needed; ip xfrm said: Requested AEAD algorithm not found.)');
   });
 });
 
