@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { iptablesSave, KernelMonitor, type Runner } from '../sys/index.js';
-import { type EventJudge, judgeLinkEvent, judgeRuleEvent, type Verdict } from './kernel-events.js';
+import { withoutKey } from '../sys/xfrm.js';
+import { type EventJudge, judgeLinkEvent, judgeRuleEvent, judgeXfrmEvent, type Verdict } from './kernel-events.js';
 import type { RepairReport } from './reconciler.js';
 
 /** Where the watcher learns that someone changed the kernel. */
@@ -79,6 +80,7 @@ export class DriftWatcher {
     this.follow('ip', ['-o', 'monitor', 'link', 'address', 'route', 'neigh'], 'a link, address, route or overlay peer entry changed', (line) => judgeLinkEvent(line, this.options.judge));
     // nftables (tsnet's table, and iptables-nft's) sends events; iptables-legacy does not.
     this.follow('nft', ['monitor'], 'a rule changed', (line) => judgeRuleEvent(line, this.options.judge));
+    void this.followXfrm();
     if (this.options.pollRules) this.pollRules(4);
     this.periodic = setInterval(() => this.soon('periodic look'), PERIODIC_LOOK_MS);
     this.periodic.unref();
@@ -94,9 +96,25 @@ export class DriftWatcher {
     await this.running;
   }
 
-  private follow(file: string, args: string[], reason: string, judge: (line: string) => Verdict): void {
+  /**
+   * Encrypted overlays: a flush of the IPsec tables stops their traffic (it
+   * never leaves in clear), repaired at once rather than at the next
+   * periodic look. A kernel without XFRM has no such tables, and no monitor.
+   */
+  private async followXfrm(): Promise<void> {
+    try {
+      await this.runner.run('ip', ['xfrm', 'state', 'count']);
+    } catch {
+      this.log.info('this kernel has no IPsec (XFRM) tables: not watching them');
+      return;
+    }
+    if (!this.stopped) this.follow('ip', ['-o', 'xfrm', 'monitor'], 'an IPsec SA or policy changed', judgeXfrmEvent, withoutKey);
+  }
+
+  /** `shown`: the line as the log may show it. */
+  private follow(file: string, args: string[], reason: string, judge: (line: string) => Verdict, shown: (line: string) => string = (line) => line): void {
     const monitor = new KernelMonitor(file, args, {
-      onEvent: (line) => judge(line) === 'look' && this.soon(`${reason}: ${line.slice(0, 120)}`),
+      onEvent: (line) => judge(line) === 'look' && this.soon(`${reason}: ${shown(line).slice(0, 120)}`),
       onError: (error) => this.log.error({ err: error, command: file }, 'cannot watch the kernel for changes'),
       onExit: (code, signal) => {
         this.monitors.delete(monitor);
@@ -109,7 +127,7 @@ export class DriftWatcher {
         }
         // A monitor killed by someone else: start another, and look at once for what it missed.
         this.log.warn({ command: file, code, signal }, 'kernel monitor ended; starting it again');
-        setTimeout(() => !this.stopped && this.follow(file, args, reason, judge), 1000).unref();
+        setTimeout(() => !this.stopped && this.follow(file, args, reason, judge, shown), 1000).unref();
         this.soon(`${file} monitor restarted`);
       },
     });

@@ -1,11 +1,13 @@
 /**
- * What one line of `ip -o monitor link address route neigh` or of `nft monitor`
+ * What one line of `ip -o monitor link address route neigh`, of `ip -o xfrm monitor` or of `nft monitor`
  * means for the drift watcher: whether it may be drift of tsnet's (look) or
  * cannot be (ignore). Every `docker run` makes a dozen such lines, most of
  * them tsnet's own doing or nothing tsnet checks (IPv6 link-local addresses
  * and their routes); only what someone else did to what tsnet keeps in
  * place asks for a look.
  */
+
+import { isOwnXfrmLine } from '../sys/xfrm.js';
 
 /** Who the watcher asks about a line's subject. */
 export interface EventJudge {
@@ -65,6 +67,17 @@ export function judgeLinkEvent(line: string, judge: EventJudge): Verdict {
   if (!judge.ownsLink(subject) || unchecked(line) || judge.changedLink(subject)) return 'ignore';
   // Still up (tsnet never puts its bridge down): the carrier following the ports, not someone's change.
   return judge.changedPorts(subject) && isUpLinkLine(line) ? 'ignore' : 'look';
+}
+
+/**
+ * An `ip -o xfrm monitor` line: someone flushing the IPsec tables, or one of
+ * tsnet's SAs or policies deleted, may have taken an encrypted overlay's
+ * away. What is added or updated is left alone (tsnet's own writes, which
+ * never flush; its own deletions, at a rotation, cost one look).
+ */
+export function judgeXfrmEvent(line: string): Verdict {
+  if (/^Flushed (state|policy)\b/.test(line)) return 'look';
+  return /^Deleted /.test(line) && isOwnXfrmLine(line) ? 'look' : 'ignore';
 }
 
 /** Chains where tsnet's iptables backend hooks in: a change there may have taken its jump away. */

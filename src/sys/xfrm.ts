@@ -11,6 +11,12 @@ const POLICY_PRIORITY = 0x7453;
 export const reqidOf = (generation: number): number => REQID_BASE + (generation % REQID_SPAN);
 const isOwnReqid = (reqid: number): boolean => reqid >= REQID_BASE && reqid < REQID_BASE + REQID_SPAN;
 
+/** Whether a line of `ip xfrm state|policy|monitor` output is about one of tsnet's SAs (its reqid) or policies (its priority). */
+export const isOwnXfrmLine = (line: string): boolean => [...line.matchAll(/\breqid (\d+)/g)].some((m) => isOwnReqid(Number(m[1]))) || new RegExp(`\\bpriority ${POLICY_PRIORITY}\\b`).test(line);
+
+/** A line of `ip xfrm` output without an SA's key (for logs). */
+export const withoutKey = (line: string): string => line.replace(/\b(aead|enc|auth|auth-trunc) \S+ 0x[0-9a-f]+/g, '$1 …');
+
 /** One security association: one direction between two hosts, transport mode. */
 export interface EspState {
   src: string;

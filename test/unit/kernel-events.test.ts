@@ -2,7 +2,8 @@
 // `nft monitor` print them, captured on this kernel), and what tsnet counts
 // as its own changes: those made while serving a plugin request.
 import { describe, expect, it } from 'vitest';
-import { type EventJudge, judgeLinkEvent, judgeRuleEvent } from '../../src/repair/kernel-events.js';
+import { type EventJudge, judgeLinkEvent, judgeRuleEvent, judgeXfrmEvent } from '../../src/repair/kernel-events.js';
+import { withoutKey } from '../../src/sys/xfrm.js';
 import { OwnChanges } from '../../src/repair/own-changes.js';
 import { RecordingRunner } from '../../src/sys/index.js';
 
@@ -114,5 +115,28 @@ describe('tsnet\'s own changes', () => {
     expect([own.changedPorts(BRIDGE), own.changedPorts('tsbr-other00000')]).toEqual([true, false]);
     now += 600;
     expect(own.changedPorts(BRIDGE)).toBe(false);
+  });
+});
+
+describe('the IPsec tables\' monitor lines', () => {
+  // As `ip -o xfrm monitor` prints them (the guest kernel's, 6.1).
+  const key = `0x${'0'.repeat(71)}1`;
+  const sa = (reqid: number) => `src 10.251.1.1 dst 10.251.2.1\\\tproto esp spi 0x00001000 reqid ${reqid} mode transport\\\treplay-window 0 \\\taead rfc4106(gcm(aes)) ${key} 128\\\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \\`;
+  const policy = (priority: number) => `src 10.251.1.1/32 dst 10.251.2.1/32 proto udp dport 4789 \\\tdir out priority ${priority} ptype main \\\ttmpl src 10.251.1.1 dst 10.251.2.1\\\t\\\tproto esp reqid 1951596546 mode transport\\`;
+
+  it('ask for a look at a flush and at a deletion of tsnet\'s own, and at nothing else', () => {
+    expect(judgeXfrmEvent('Flushed state proto 0\\')).toBe('look');
+    expect(judgeXfrmEvent('Flushed policy ptype main \\')).toBe('look');
+    expect(judgeXfrmEvent(`Deleted ${sa(0x74530002)}`)).toBe('look');
+    expect(judgeXfrmEvent(`Deleted ${policy(0x7453)}`)).toBe('look');
+    // Another program's (an IKE daemon's), and what is added or updated.
+    expect(judgeXfrmEvent(`Deleted ${sa(7)}`)).toBe('ignore');
+    expect(judgeXfrmEvent(sa(0x74530002))).toBe('ignore');
+    expect(judgeXfrmEvent(`Updated ${policy(0x7453)}`)).toBe('ignore');
+  });
+
+  it('are logged without an SA\'s key', () => {
+    expect(withoutKey(`Deleted ${sa(0x74530002)}`)).not.toContain(key);
+    expect(withoutKey(`Deleted ${sa(0x74530002)}`)).toContain('aead …');
   });
 });

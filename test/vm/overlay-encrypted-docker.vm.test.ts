@@ -4,8 +4,8 @@
 // ESP. VXLAN on port 8472 (Linux's default, not IANA's 4789: Docker's
 // encryption broke on another port, moby#45635). `docker network create -o tsnet.encrypt=on` on both hosts, containers
 // that ping across them at the encrypted MTU, `tsnet cluster rotate-key`
-// during a steady ping that loses nothing, and `docker network rm` taking
-// the SAs away.
+// during a steady ping that loses nothing, a flushed SA table put back by
+// the drift watcher, and `docker network rm` taking the SAs away.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CleanupStack, createClusterHosts, type DockerHost, newRunId, TEST_IMAGE, waitUntil } from '../harness/index.js';
 import { requireEspKernel } from './guest.js';
@@ -63,6 +63,15 @@ describe('an encrypted overlay across two routed Docker hosts (guest kernel)', {
     expect(refused.exitCode).not.toBe(0);
     expect(refused.stderr).toContain('network: plainbr is no encrypted overlay network of this host');
     await a.dockerOk(['network', 'rm', 'plainbr']);
+  });
+
+  it('puts back an ip xfrm state flush by itself at once (the drift watcher follows the IPsec tables), and the containers talk again', async () => {
+    const [a, b] = hosts;
+    await a.execInHost(['ip', 'xfrm', 'state', 'flush']);
+    // Well within the watcher's periodic look (2 min): the flush's own event asked for the repair.
+    await waitUntil(async () => (await states(a)) === 2, { timeoutMs: 30_000, what: "host A's SAs to come back", diagnostics: () => a.tsnet.logTail(20) });
+    expect(a.tsnet.logTail(40)).toMatch(/repaired: missing xfrm-state/);
+    expect((await a.docker(['exec', 'a1', 'ping', '-c', '1', '-W', '2', await addressOf(b, 'b1')])).exitCode).toBe(0);
   });
 
   it('takes the SAs away with docker network rm', async () => {
