@@ -8,8 +8,12 @@
  * segment encrypt all their VXLAN. TCP throughput, container → container,
  * iperf3 (BENCH_SECONDS each, BENCH_ROUNDS rounds, medians); for scale the
  * underlay between the hosts, in clear and in ESP of the same algorithm
- * (transport SAs between the two host netns, made here): the kernel's own
- * limit for IPsec on these hosts, which an encrypted overlay cannot beat.
+ * (iperf3's TCP straight in transport SAs between the two host netns, made
+ * here): what the kernel's IPsec does on these hosts without VXLAN.
+ *
+ * The guest is emulated (qemu TCG): AES-GCM runs on an emulated CPU there,
+ * so the encrypted figures say what this machine can show, not what a host
+ * with AES-NI does.
  *
  *   npm run build && TSN_VM_TIMEOUT=1800 test/vm/vmrun.sh node dist/bench/overlay-encryption.js
  */

@@ -47,7 +47,7 @@ export class IpvlanDriver extends ParentLinkDriver<IpvlanConfig> {
 
   override async deleteNetwork(network: IpvlanNetwork, others: OtherNetworks): Promise<void> {
     if (network.config.routes) {
-      this.segments()?.unfollow(network.id);
+      await this.segments()?.unfollow(network.id);
       const routes = new PeerRoutes(this.ip, network.config.parent, network.ipv4[0]!.pool);
       await routes.adoptKernel();
       await routes.set([]);

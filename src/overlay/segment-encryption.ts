@@ -33,6 +33,8 @@ export class SegmentEncryption {
   private acked: string | undefined;
   private rekeyTimer: NodeJS.Timeout | undefined;
   private rotating = false;
+  /** Stopped: an apply() still under way must not put back what stop() takes out. */
+  private stopped = false;
 
   constructor(
     private readonly etcd: EtcdClient,
@@ -63,6 +65,7 @@ export class SegmentEncryption {
 
   /** Stops following; `drop` (the network is gone) also takes its SAs and policies out of the kernel. */
   async stop(drop: boolean): Promise<void> {
+    this.stopped = true;
     this.definition.stop();
     this.secrets.stop();
     clearInterval(this.rekeyTimer);
@@ -97,10 +100,11 @@ export class SegmentEncryption {
   async apply(): Promise<void> {
     const secrets = this.current();
     const definition = this.definition.get(this.keys.definition);
-    if (!this.loaded || !secrets || !definition) return;
+    if (this.stopped || !this.loaded || !secrets || !definition) return;
     const hosts = this.registry.hosts();
     const peers = definition.users.filter((u) => u !== this.self).flatMap((u) => (hosts.get(u)?.underlay ? [hosts.get(u)!.underlay!] : []));
     const pairs = peers.map((peer) => ({ self: this.underlay.address, peer, port: this.underlay.port, vni: this.vni, keys: secrets.keys, send: secrets.send }));
+    // Queued on the host's IPsec lock before any drop of stop(), which therefore comes last.
     await this.ciphers.set(this.networkId, { vni: this.vni, pairs });
     if (this.held !== undefined && this.held.sending !== secrets.send) this.events.rekeyed?.(this.keys.name, secrets.send);
     this.held = { installed: secrets.keys.map((k) => k.generation), sending: secrets.send };
