@@ -70,7 +70,8 @@ describe('an encrypted overlay across two routed Docker hosts (guest kernel)', {
     await a.execInHost(['ip', 'xfrm', 'state', 'flush']);
     // Well within the watcher's periodic look (2 min): the flush's own event asked for the repair.
     await waitUntil(async () => (await states(a)) === 2, { timeoutMs: 30_000, what: "host A's SAs to come back", diagnostics: () => a.tsnet.logTail(20) });
-    expect(a.tsnet.logTail(40)).toMatch(/repaired: missing xfrm-state/);
+    // The daemon's log is written asynchronously: the repair's line may come a moment after the SAs.
+    await waitUntil(() => /repaired: missing xfrm-state/.test(a.tsnet.logTail(60)), { timeoutMs: 10_000, what: 'the repair to be logged', diagnostics: () => a.tsnet.logTail(20) });
     expect((await a.docker(['exec', 'a1', 'ping', '-c', '1', '-W', '2', await addressOf(b, 'b1')])).exitCode).toBe(0);
   });
 
