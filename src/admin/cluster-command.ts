@@ -22,7 +22,7 @@ function printReport(r: ClusterReport): void {
     );
   }
   if (r.segments.length > 0) {
-    const rows = r.segments.flatMap((s) => s.hosts.map((h, i) => [i === 0 ? s.pool : '', i === 0 ? String(s.vni) : '', i === 0 ? s.subnet : '', h.id === r.self ? `${h.id} *` : h.id, h.underlay ?? 'none', h.alive ? 'alive' : 'dead', String(h.containers)]));
+    const rows = r.segments.flatMap((s) => s.hosts.map((h, i) => [i === 0 ? `${s.pool}${s.encrypted ? ' (encrypted)' : ''}` : '', i === 0 ? String(s.vni) : '', i === 0 ? s.subnet : '', h.id === r.self ? `${h.id} *` : h.id, h.underlay ?? 'none', h.alive ? 'alive' : 'dead', String(h.containers)]));
     out.push(table([['SEGMENT', 'VNI', 'SUBNET', 'HOST', 'UNDERLAY', 'STATE', 'CONTAINERS'], ...rows]));
   }
   out.push(`races lost to other hosts (retried, never seen by dockerd): ${r.racesLost}; etcd work postponed: ${r.pending}${r.stuck > 0 ? ` (${r.stuck} refused by etcd again and again: see the daemon's log)` : ''}\n`);

@@ -42,6 +42,8 @@ export interface HoldView {
 export interface SegmentView {
   pool: string;
   vni: number;
+  /** tsnet.encrypt=on: its VXLAN travels in IPsec ESP. */
+  encrypted?: true;
   subnet: string;
   hosts: Array<{ id: string; alive: boolean; underlay?: string; containers: number }>;
 }
@@ -80,14 +82,14 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
   }
 
   const pools = new Map<string, PoolView>();
-  const vnis = new Map<string, number>();
+  const vnis = new Map<string, { vni: number; encrypted: boolean }>();
   const holds: HoldView[] = [];
   for (const entry of poolEntries) {
     const keys = PoolKeys.ofDefinition(entry.key);
     if (keys) {
-      const { name, family, subnet, range, gateway, definedBy, users, vni } = decodeValue(PoolDefinition, entry.key, entry.value);
+      const { name, family, subnet, range, gateway, definedBy, users, vni, encrypted } = decodeValue(PoolDefinition, entry.key, entry.value);
       pools.set(keys.prefix, { name, family, subnet, ...(range ? { range } : {}), ...(gateway ? { gateway } : {}), definedBy, users, held: pools.get(keys.prefix)?.held ?? 0 });
-      if (vni !== undefined) vnis.set(keys.prefix, vni);
+      if (vni !== undefined) vnis.set(keys.prefix, { vni, encrypted: encrypted === true });
       continue;
     }
     const match = ADDRESS_KEY.exec(entry.key);
@@ -115,8 +117,8 @@ export async function readCluster(etcd: EtcdClient, self: string, deadline: numb
 }
 
 /** The overlay pools (by key prefix → VNI) with their hosts: users first known, then every host holding containers. */
-function segmentsOf(pools: ReadonlyMap<string, PoolView>, vnis: ReadonlyMap<string, number>, holds: readonly HoldView[], hostView: (id: string) => HostView): SegmentView[] {
-  return [...vnis].map(([prefix, vni]) => {
+function segmentsOf(pools: ReadonlyMap<string, PoolView>, vnis: ReadonlyMap<string, { vni: number; encrypted: boolean }>, holds: readonly HoldView[], hostView: (id: string) => HostView): SegmentView[] {
+  return [...vnis].map(([prefix, { vni, encrypted }]) => {
     const pool = pools.get(prefix)!;
     const containers = new Map(pool.users.map((id) => [id, 0]));
     for (const { hold } of holds.filter((h) => h.pool === pool.name && h.key.startsWith(prefix) && h.hold.kind === 'container')) containers.set(hold.host, (containers.get(hold.host) ?? 0) + 1);
@@ -124,7 +126,7 @@ function segmentsOf(pools: ReadonlyMap<string, PoolView>, vnis: ReadonlyMap<stri
       const { alive, underlay } = hostView(id);
       return { id, alive, ...(underlay ? { underlay } : {}), containers: count };
     });
-    return { pool: pool.name, vni, subnet: pool.subnet, hosts };
+    return { pool: pool.name, vni, ...(encrypted ? { encrypted: true as const } : {}), subnet: pool.subnet, hosts };
   });
 }
 

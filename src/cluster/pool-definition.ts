@@ -134,9 +134,9 @@ export function removeUser(etcd: ClusterKv, keys: PoolKeys, host: string, deadli
   return changeDefinition(etcd, keys, deadline, (definition) => {
     if (!definition?.users.includes(host)) return { result: undefined };
     const users = definition.users.filter((u) => u !== host);
-    // The last user takes the pool along, its VNI too.
+    // The last user takes the pool along, its VNI too; any other user its acknowledgement of an encrypted segment's keys.
     const ops: Op[] = users.length > 0
-      ? [{ put: keys.definition, value: JSON.stringify({ ...definition, users }) }]
+      ? [{ put: keys.definition, value: JSON.stringify({ ...definition, users }) }, { delete: keys.keyAck(host) }]
       : [{ deletePrefix: keys.prefix }, ...(definition.vni !== undefined ? [{ delete: vniKey(definition.vni) }] : [])];
     if (!whileDead) return { result: undefined, ops };
     return {

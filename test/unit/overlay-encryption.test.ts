@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { deadlineFromNow } from '../../src/cluster/etcd-client.js';
 import { aliveKey, type KeyAck, type PoolDefinition, PoolKeys, type SegmentSecrets } from '../../src/cluster/keys.js';
-import { joinPool, segmentVni } from '../../src/cluster/pool-definition.js';
+import { joinPool, removeUser, segmentVni } from '../../src/cluster/pool-definition.js';
 import { HostCiphers } from '../../src/overlay/ciphers.js';
 import { deriveState, newSecrets, pairStates } from '../../src/overlay/esp.js';
 import { rotateSegmentKey } from '../../src/overlay/key-rotation.js';
@@ -193,5 +193,10 @@ describe('an encrypted segment in the store', () => {
       both();
     }
     expect(JSON.parse(kv.value(keys.encryption)!) as SegmentSecrets).toMatchObject({ send: 2, keys: [{ generation: 2 }] });
+    // A host that leaves the pool takes its acknowledgement along; the last one, the whole segment.
+    await removeUser(kv, keys, 'h2', deadlineFromNow());
+    expect([kv.value(keys.keyAck('h1')) !== undefined, kv.value(keys.keyAck('h2'))]).toEqual([true, undefined]);
+    await removeUser(kv, keys, 'h1', deadlineFromNow());
+    expect([kv.value(keys.encryption), kv.value(keys.keyAck('h1'))]).toEqual([undefined, undefined]);
   });
 });

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readCluster } from '../../src/cluster/cluster-admin.js';
+import { EtcdClient } from '../../src/cluster/etcd-client.js';
 import type { PoolDefinition, SegmentSecrets } from '../../src/cluster/keys.js';
 import { deriveState } from '../../src/overlay/esp.js';
 import { SegmentPeers, vxlanLines } from '../../src/overlay/vxlan.js';
@@ -106,6 +108,15 @@ describe('encrypted overlays: IPsec ESP between the hosts of a segment', () => {
       expect(await etcdJson(`tsnet/v1/pools/sec/v4/key-acks/${self.id}`)).toEqual({ installed: [1], sending: 1 });
     }
     expect(warnings.join('')).toContain('without TLS and a client certificate');
+    // tsnet cluster ls marks the segment, and shows nothing of its keys.
+    const client = new EtcdClient({ endpoints: [etcd.endpoint] });
+    try {
+      const { view } = await readCluster(client, a.id, Date.now() + 4000);
+      expect(view.segments).toMatchObject([{ pool: 'sec', encrypted: true }]);
+      expect(JSON.stringify(view)).not.toContain(secrets.keys[0]!.secret);
+    } finally {
+      client.close();
+    }
     expect(await problems(a)).toEqual([]);
   });
 
