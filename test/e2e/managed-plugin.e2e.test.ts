@@ -48,6 +48,14 @@ async function fromHost(url: string): Promise<string | undefined> {
 
 const answers = (url: string) => waitUntil(() => fromHost(url), { timeoutMs: 20_000, what: `${url} from the host netns`, diagnostics: () => host.dockerd.logTail() });
 
+function procStatusOrEmpty(pid: string): Record<string, string> {
+  try {
+    return procStatus(Number(pid));
+  } catch {
+    return {}; // gone meanwhile
+  }
+}
+
 /** The PID (as this test sees it) of the plugin's daemon: the tsnet daemon whose netns is this host's. */
 function pluginDaemonPid(): number {
   const hostNetns = `net:[${statSync(`/run/netns/${host.netns}`).ino}]`;
@@ -58,8 +66,10 @@ function pluginDaemonPid(): number {
       return false; // gone meanwhile
     }
   });
-  expect(pids, 'one tsnet daemon in the host netns').toHaveLength(1);
-  return Number(pids[0]);
+  // A child the daemon is starting (ip, nft) shows the daemon's command line until its exec: not a second daemon.
+  const daemons = pids.filter((pid) => !pids.includes(procStatusOrEmpty(pid).PPid ?? ''));
+  expect(daemons, 'one tsnet daemon in the host netns').toHaveLength(1);
+  return Number(daemons[0]);
 }
 
 async function tsnetLinks(): Promise<string[]> {
