@@ -118,7 +118,7 @@ export class OverlayPart {
     if (rekey !== undefined) {
       try {
         rekeySeconds = Math.round(parseDuration(OVERLAY_OPTIONS.rekey, rekey) / 1000);
-      } catch (error) {
+      } catch {
         throw new RequestError(OVERLAY_OPTIONS.rekey, `"${rekey}" is no duration such as 90s, 10m, 24h or 7d`);
       }
       if (rekeySeconds < 10) throw new RequestError(OVERLAY_OPTIONS.rekey, `"${rekey}" is shorter than the 10 s a rotation needs`);
