@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { iptablesSave, KernelMonitor, type Runner } from '../sys/index.js';
-import { withoutKey } from '../sys/xfrm.js';
+import { withoutKey, Xfrm } from '../sys/xfrm.js';
 import { type EventJudge, judgeLinkEvent, judgeRuleEvent, judgeXfrmEvent, type Verdict } from './kernel-events.js';
 import type { RepairReport } from './reconciler.js';
 
@@ -102,9 +102,7 @@ export class DriftWatcher {
    * periodic look. A kernel without XFRM has no such tables, and no monitor.
    */
   private async followXfrm(): Promise<void> {
-    try {
-      await this.runner.run('ip', ['xfrm', 'state', 'count']);
-    } catch {
+    if (!(await new Xfrm(this.runner).hasTables())) {
       this.log.info('this kernel has no IPsec (XFRM) tables: not watching them');
       return;
     }

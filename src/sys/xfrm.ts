@@ -138,6 +138,17 @@ export class Xfrm {
     }
   }
 
+  /** Whether the kernel has IPsec tables at all (XFRM): without them there is nothing to read or watch. */
+  async hasTables(): Promise<boolean> {
+    try {
+      await this.runner.run('ip', [...this.base(), 'xfrm', 'state', 'count']);
+      return true;
+    } catch (error) {
+      if (error instanceof CommandError) return false;
+      throw error;
+    }
+  }
+
   async read(): Promise<XfrmView> {
     const [states, policies] = await Promise.all([this.show('state'), this.show('policy')]);
     return { states: parseStates(states), policies: parsePolicies(policies) };
